@@ -1,0 +1,92 @@
+namespace Weld.Kernels;
+
+/// <summary>
+/// The arithmetic a merge method needs, over float32 data in host memory.
+/// One interface, two backends (CPU SIMD, CUDA). Kernels know nothing of files, names or
+/// configs: they take spans and numbers.
+/// </summary>
+/// <remarks>
+/// "Stacked" inputs hold <c>count</c> equally long rows back to back (row <c>k</c> is model <c>k</c>),
+/// so one buffer carries K tensors — the layout both backends stream best.
+/// Every method is deterministic: the same inputs give the same bits on any thread count.
+/// </remarks>
+public interface IMergeKernels
+{
+    /// <summary>Backend name for logs ("cpu", "cuda:0").</summary>
+    string Name { get; }
+
+    /// <summary>output[i] = Σ_k weights[k] · stacked[k·n + i], accumulated in float32 in k order.</summary>
+    void WeightedSum(ReadOnlySpan<float> stacked, ReadOnlySpan<float> weights, Span<float> output);
+
+    /// <summary>rows[k·n + i] -= baseline[i] for every row (task vectors from fine-tunes).</summary>
+    void SubtractRows(Span<float> stacked, ReadOnlySpan<float> baseline);
+
+    /// <summary>
+    /// Keeps exactly <paramref name="k"/> elements of largest magnitude and zeroes the rest.
+    /// Ties at the threshold keep the lowest flat indices (a stable descending sort by |x|).
+    /// NaN counts as the largest magnitude. Returns the selection made.
+    /// </summary>
+    TopKSelection KeepTopK(Span<float> values, long k);
+
+    /// <summary>
+    /// Orders elements by (|x|, index) ascending, zeroes the first <paramref name="dropBottom"/> and
+    /// the last <paramref name="dropTop"/> of that order, keeps the band between (Model Breadcrumbs).
+    /// </summary>
+    void KeepMagnitudeBand(Span<float> values, long dropBottom, long dropTop);
+
+    /// <summary>
+    /// Keeps each element with probability <paramref name="density"/> (Bernoulli mask drawn from
+    /// Philox4x32-10 keyed by <paramref name="key"/> and the element index); kept elements are
+    /// divided by <paramref name="density"/> when <paramref name="rescale"/> is set.
+    /// </summary>
+    void DropAndRescale(Span<float> values, float density, bool rescale, PhiloxKey key);
+
+    /// <summary>
+    /// TIES sign election and disjoint merge over <c>count</c> task vectors in one pass.
+    /// elected = sign(Σ_k w_k·δ_k) (or of Σ_k sign(w_k·δ_k) for <see cref="SignElection.Count"/>), 0 counts as +;
+    /// output[i] = Σ_k [sign(w_k·δ_k) = elected] w_k·δ_k, divided by Σ_k [agree] w_k when
+    /// <paramref name="normalize"/> (a divisor of 0 becomes 1).
+    /// </summary>
+    void SignConsensusMerge(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
+        SignElection election, bool normalize, Span<float> output);
+
+    /// <summary>Σ a[i]·b[i] accumulated in float64.</summary>
+    double Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b);
+
+    /// <summary>Σ x[i]² accumulated in float64.</summary>
+    double SumOfSquares(ReadOnlySpan<float> x);
+
+    /// <summary>output[i] = a·x[i] + b·y[i] (lerp, slerp's final mix, Model Stock's interpolation).</summary>
+    void Axpby(float a, ReadOnlySpan<float> x, float b, ReadOnlySpan<float> y, Span<float> output);
+
+    /// <summary>values[i] *= factor.</summary>
+    void Scale(Span<float> values, float factor);
+}
+
+/// <summary>How TIES elects the sign of each element.</summary>
+public enum SignElection
+{
+    /// <summary>Sign of the weighted sum of trimmed deltas (mergekit's "sum", the default).</summary>
+    Sum,
+    /// <summary>Majority of the signs, each model one vote (mergekit's "count").</summary>
+    Count,
+}
+
+/// <summary>What a top-k selection kept: the magnitude threshold and how many equal to it.</summary>
+/// <param name="Threshold">|x| of the smallest kept magnitude (+∞ when nothing is kept).</param>
+/// <param name="KeptAboveThreshold">Elements with |x| strictly above the threshold (all kept).</param>
+/// <param name="KeptAtThreshold">Elements with |x| == threshold kept, the lowest indices first.</param>
+public readonly record struct TopKSelection(float Threshold, long KeptAboveThreshold, long KeptAtThreshold)
+{
+    /// <summary>Total kept (== k).</summary>
+    public long Kept => KeptAboveThreshold + KeptAtThreshold;
+}
+
+/// <summary>
+/// Key of the counter-based random stream used by DARE and randomized SVD: the same key gives the
+/// same stream on any thread count and on CPU or GPU.
+/// </summary>
+/// <param name="Seed">The recipe's random seed.</param>
+/// <param name="TensorHash">A stable hash of the tensor name (FNV-1a 32 of its UTF-8 bytes).</param>
+/// <param name="ModelIndex">Index of the model in the recipe.</param>
+public readonly record struct PhiloxKey(ulong Seed, uint TensorHash, uint ModelIndex);
