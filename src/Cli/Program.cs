@@ -1,0 +1,6 @@
+namespace Weld.Cli;
+
+internal static class Program
+{
+    private static int Main(string[] args) => WeldCommandLine.Run(args);
+}

@@ -1,0 +1,47 @@
+namespace Weld.Tests;
+
+/// <summary>Locates the repository and the shared model zoo from a test's output folder.</summary>
+internal static class TestPaths
+{
+    /// <summary>The repository root (the folder holding Engine.sln).</summary>
+    public static string RepoRoot { get; } = FindRepoRoot();
+
+    /// <summary>
+    /// The shared model zoo: <c>../shared/models</c> beside the repository (CI and developers have it).
+    /// </summary>
+    public static string SharedModels { get; } = FindSharedModels();
+
+    /// <summary>A model folder of the shared zoo by name (lm-base, lm-ft-c-sharded, mlp-digits-a, ...).</summary>
+    public static string Model(string name) => Path.Combine(SharedModels, name);
+
+    /// <summary>A fresh empty temporary folder, removed by the OS's tmp cleaning.</summary>
+    public static string NewTempDir(string prefix = "weld-test")
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"{prefix}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    private static string FindRepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir != null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln")))
+            dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException(
+            $"Engine.sln not found above {AppContext.BaseDirectory}");
+    }
+
+    private static string FindSharedModels()
+    {
+        string fromEnv = Environment.GetEnvironmentVariable("WELD_SHARED_MODELS") ?? "";
+        if (fromEnv.Length > 0 && Directory.Exists(fromEnv)) return fromEnv;
+        // The repository sits beside shared/ (…/main and …/shared); a git worktree may sit one level deeper.
+        for (var dir = new DirectoryInfo(RepoRoot); dir != null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, "shared", "models");
+            if (Directory.Exists(candidate)) return candidate;
+        }
+        throw new InvalidOperationException(
+            "The shared model zoo (../shared/models beside the repository) was not found; set WELD_SHARED_MODELS.");
+    }
+}
