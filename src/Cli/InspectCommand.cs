@@ -1,0 +1,102 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using CommandLine;
+using Spectre.Console;
+using Weld.Engine.Models;
+using Weld.Engine.SafeTensors;
+
+namespace Weld.Cli;
+
+[Verb("inspect", HelpText = "List a model's tensors (name, dtype, shape, bytes, shard), totals and config.")]
+internal sealed class InspectOptions
+{
+    [Value(0, MetaName = "MODEL", Required = true, HelpText = "A Hugging Face model folder, a PEFT adapter folder or a .safetensors file.")]
+    public string Model { get; set; } = "";
+
+    [Option("json", HelpText = "Machine-readable JSON on stdout.")]
+    public bool Json { get; set; }
+}
+
+/// <summary><c>weld inspect MODEL</c>.</summary>
+internal static class InspectCommand
+{
+    public static int Run(InspectOptions options, CliConsole console)
+    {
+        using var model = ModelFolder.Open(options.Model);
+        if (options.Json)
+            console.Out.WriteLine(ToJson(model).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        else
+            WriteTable(model, console.Out);
+        return ExitCodes.Ok;
+    }
+
+    private static JsonObject ToJson(ModelFolder model)
+    {
+        var tensors = new JsonArray();
+        foreach (string name in model.TensorNames)
+        {
+            var t = model.GetTensor(name);
+            tensors.Add(new JsonObject
+            {
+                ["name"] = name,
+                ["dtype"] = DTypes.ToName(t.Info.DType),
+                ["shape"] = new JsonArray(t.Info.Shape.Select(d => (JsonNode)d).ToArray()),
+                ["bytes"] = t.Info.ByteLength,
+                ["shard"] = Path.GetFileName(t.File.FilePath),
+            });
+        }
+        var config = model.Config;
+        return new JsonObject
+        {
+            ["path"] = Path.GetFullPath(model.Path),
+            ["kind"] = model.IsAdapter ? "peft-adapter" : "model",
+            ["tensor_count"] = model.TensorNames.Count,
+            ["parameter_count"] = model.ParameterCount,
+            ["total_bytes"] = model.TotalBytes,
+            ["shards"] = new JsonArray(model.Shards.Select(s => (JsonNode)Path.GetFileName(s.FilePath)).ToArray()),
+            ["config"] = config is null ? null : new JsonObject
+            {
+                ["architecture"] = config.Architecture,
+                ["model_type"] = config.ModelType,
+                ["num_hidden_layers"] = config.NumHiddenLayers,
+                ["hidden_size"] = config.HiddenSize,
+                ["vocab_size"] = config.VocabSize,
+                ["torch_dtype"] = config.TorchDType,
+            },
+            ["side_files"] = new JsonArray(model.SideFiles.Select(f => (JsonNode)Path.GetFileName(f)).ToArray()),
+            ["tensors"] = tensors,
+        };
+    }
+
+    private static void WriteTable(ModelFolder model, TextWriter writer)
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer),
+            Ansi = ReferenceEquals(writer, Console.Out) && !Console.IsOutputRedirected ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = ColorSystemSupport.Detect,
+        });
+        var table = new Table().Border(TableBorder.Simple)
+            .AddColumn("tensor").AddColumn("dtype").AddColumn("shape").AddColumn(new TableColumn("bytes").RightAligned()).AddColumn("shard");
+        var bytesByDType = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        foreach (string name in model.TensorNames)
+        {
+            var t = model.GetTensor(name);
+            string dtype = DTypes.ToName(t.Info.DType);
+            bytesByDType[dtype] = bytesByDType.GetValueOrDefault(dtype) + t.Info.ByteLength;
+            table.AddRow(Markup.Escape(name), dtype, "[" + string.Join(", ", t.Info.Shape) + "]",
+                t.Info.ByteLength.ToString("N0", System.Globalization.CultureInfo.InvariantCulture),
+                Markup.Escape(Path.GetFileName(t.File.FilePath)));
+        }
+        console.Write(table);
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        writer.WriteLine($"model:      {Path.GetFullPath(model.Path)}{(model.IsAdapter ? " (PEFT adapter)" : "")}");
+        writer.WriteLine($"tensors:    {model.TensorNames.Count.ToString("N0", inv)} in {model.Shards.Count} shard(s)");
+        writer.WriteLine($"parameters: {model.ParameterCount.ToString("N0", inv)}");
+        writer.WriteLine($"bytes:      {model.TotalBytes.ToString("N0", inv)} ({string.Join(", ", bytesByDType.Select(kv => $"{kv.Key} {kv.Value.ToString("N0", inv)}"))})");
+        if (model.Config is { } c)
+            writer.WriteLine($"config:     {c.Architecture ?? "?"} ({c.ModelType ?? "?"}), layers {c.NumHiddenLayers?.ToString(inv) ?? "?"}, hidden {c.HiddenSize?.ToString(inv) ?? "?"}, vocab {c.VocabSize?.ToString(inv) ?? "?"}, torch_dtype {c.TorchDType ?? "?"}");
+        if (model.SideFiles.Count > 0)
+            writer.WriteLine($"side files: {string.Join(", ", model.SideFiles.Select(Path.GetFileName))}");
+    }
+}

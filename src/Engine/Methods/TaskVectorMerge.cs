@@ -1,0 +1,156 @@
+using Weld.Kernels;
+
+namespace Weld.Engine.Methods;
+
+/// <summary>How each task vector is thinned before the task vectors are combined.</summary>
+public enum Sparsification
+{
+    /// <summary>Keep every element.</summary>
+    None,
+    /// <summary>Keep the top <c>density</c> fraction by magnitude (TIES' trim step).</summary>
+    Magnitude,
+    /// <summary>Keep each element with probability <c>density</c>, optionally rescaled by 1/density (DARE).</summary>
+    Random,
+    /// <summary>Drop the largest <c>gamma</c> and the smallest magnitudes, keep <c>density</c> (Model Breadcrumbs).</summary>
+    MagnitudeOutliers,
+}
+
+/// <summary>
+/// mergekit's "generalized task arithmetic", the family behind task_arithmetic, TIES, DARE and Breadcrumbs:
+/// <code>
+///   δ_k = θ_k − θ_base                          (task vectors)
+///   δ̂_k = sparsify(δ_k; density_k, gamma_k)     (trim / drop / two-sided cut)
+///   m   = Σ_k [sign(w_k δ̂_k) = elected] w_k δ̂_k  (sign consensus; every k without consensus)
+///   m  /= Σ_k [agree] w_k                      (when normalize; a divisor of 0 becomes 1)
+///   θ   = θ_base + λ · m
+/// </code>
+/// Each concrete method is a few lines choosing the sparsification, the consensus and the defaults.
+/// </summary>
+public abstract class TaskVectorMerge : IMergeMethod
+{
+    private readonly Sparsification _sparsification;
+    private readonly bool _signConsensus;
+
+    /// <summary>Sets the method's sparsification, whether it elects signs, and normalize's default.</summary>
+    protected TaskVectorMerge(string name, Sparsification sparsification, bool signConsensus, bool normalizeByDefault, bool rescaleByDefault = false)
+    {
+        Name = name;
+        _sparsification = sparsification;
+        _signConsensus = signConsensus;
+        var parameters = new List<ParameterSpec>
+        {
+            ParameterSpec.Number("weight", ParameterScope.PerModel, null),
+            ParameterSpec.Flag("normalize", normalizeByDefault),
+            ParameterSpec.Number("lambda", ParameterScope.Global, 1.0),
+            ParameterSpec.Flag("int8_mask", false), // mergekit's memory saving for masks: accepted, no effect on values
+        };
+        if (sparsification != Sparsification.None)
+            parameters.Add(ParameterSpec.Number("density", ParameterScope.PerModel, 1.0, 0, 1, minExclusive: true));
+        if (sparsification != Sparsification.None)
+        {
+            parameters.Add(ParameterSpec.Flag("rescale", rescaleByDefault));
+            // mergekit rescales a sparsified task vector to its original L1 norm; the DARE paper and PEFT
+            // divide the kept entries by density instead (Weld extension, "inverse_density").
+            parameters.Add(ParameterSpec.Choice("rescale_norm", "l1", "l1", "inverse_density"));
+        }
+        if (sparsification == Sparsification.MagnitudeOutliers)
+            parameters.Add(ParameterSpec.Number("gamma", ParameterScope.PerModel, 0.01, 0, 1));
+        if (signConsensus)
+        {
+            // Weld extensions for the TIES paper / PEFT variants (mergekit's behaviour is the default).
+            parameters.Add(ParameterSpec.Choice("consensus", "sum", "sum", "count"));
+            parameters.Add(ParameterSpec.Choice("disjoint_mean", "weighted", "weighted", "count"));
+        }
+        Parameters = parameters;
+    }
+
+    /// <inheritdoc />
+    public string Name { get; }
+
+    /// <inheritdoc />
+    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue, _sparsification == Sparsification.Random);
+
+    /// <inheritdoc />
+    public IReadOnlyList<ParameterSpec> Parameters { get; }
+
+    /// <inheritdoc />
+    public void Merge(TensorMergeInputs inputs, Span<float> output)
+    {
+        IMergeKernels kernels = inputs.Kernels;
+        ReadOnlySpan<float> baseline = inputs.Base.Span;
+        kernels.SubtractRows(inputs.Models.Span, baseline);
+        for (int k = 0; k < inputs.Count; k++)
+            Sparsify(inputs, k);
+
+        float[] weights = inputs.PerModel("weight");
+        bool normalize = inputs.Global.Flag("normalize");
+        if (_signConsensus)
+            MergeWithSignConsensus(inputs, weights, normalize, output);
+        else
+            MergeBySum(kernels, inputs.Models.Span, weights, normalize, output);
+
+        float lambda = (float)inputs.Global.Number("lambda");
+        if (lambda != 1f) kernels.Scale(output, lambda);
+        kernels.Axpby(1f, baseline, 1f, output, output);
+    }
+
+    private void Sparsify(TensorMergeInputs inputs, int k)
+    {
+        if (_sparsification == Sparsification.None) return;
+        ResolvedParameters p = inputs.ModelParameters[k];
+        double density = p.Number("density");
+        if (density >= 1) return; // mergekit returns the task vector untouched at density 1
+        IMergeKernels kernels = inputs.Kernels;
+        Span<float> row = inputs.Row(k);
+        bool rescale = inputs.Global.Flag("rescale");
+        bool byDensity = rescale && inputs.Global.Text("rescale_norm") == "inverse_density";
+        double normBefore = rescale && !byDensity ? kernels.SumOfAbs(row) : 0;
+        long n = row.Length;
+        switch (_sparsification)
+        {
+            case Sparsification.Magnitude:
+                kernels.KeepTopK(row, MagnitudeCounts.KeepCount(density, n));
+                if (byDensity) kernels.Divide(row, (float)density);
+                break;
+            case Sparsification.Random:
+                kernels.DropAndRescale(row, (float)density, byDensity, inputs.RandomKey(k));
+                break;
+            case Sparsification.MagnitudeOutliers:
+                var (dropBottom, dropTop) = MagnitudeCounts.BreadcrumbsCuts(density, p.Number("gamma"), n);
+                kernels.KeepMagnitudeBand(row, dropBottom, dropTop);
+                if (byDensity) kernels.Divide(row, (float)density);
+                break;
+        }
+        if (rescale && !byDensity)
+        {
+            // mergekit's rescaled_masked_tensor: masked · (‖δ‖₁ / ‖masked‖₁), skipped when either norm < 1e-7.
+            float before = (float)normBefore, after = (float)kernels.SumOfAbs(row);
+            if (before >= 1e-7f && after >= 1e-7f) kernels.Scale(row, before / after);
+        }
+    }
+
+    private static void MergeWithSignConsensus(TensorMergeInputs inputs, float[] weights, bool normalize, Span<float> output)
+    {
+        SignElection election = inputs.Global.Text("consensus") == "count" ? SignElection.Count : SignElection.Sum;
+        if (inputs.Global.Text("disjoint_mean") == "count")
+        {
+            // TIES paper / PEFT: the disjoint mean divides by the number of agreeing models. Folding the
+            // weights into the rows and voting with unit weights gives exactly that divisor.
+            for (int k = 0; k < inputs.Count; k++)
+                inputs.Kernels.Scale(inputs.Row(k), weights[k]);
+            Array.Fill(weights, 1f);
+        }
+        inputs.Kernels.SignConsensusMerge(inputs.Models.Span, weights, election, normalize, output);
+    }
+
+    private static void MergeBySum(IMergeKernels kernels, ReadOnlySpan<float> deltas, float[] weights, bool normalize, Span<float> output)
+    {
+        kernels.WeightedSum(deltas, weights, output);
+        if (!normalize) return;
+        float divisor = 0;
+        foreach (float w in weights) divisor += w;
+        // mergekit guards the plain sum with |Σw| < 1e-8 -> 1.
+        if (MathF.Abs(divisor) < 1e-8f) divisor = 1;
+        if (divisor != 1f) kernels.Divide(output, divisor);
+    }
+}
