@@ -1,0 +1,194 @@
+using System.Globalization;
+using CommandLine;
+using Spectre.Console;
+using Weld.Engine;
+using Weld.Engine.Config;
+using Weld.Engine.Execution;
+using Weld.Engine.Planning;
+using Weld.Engine.SafeTensors;
+
+namespace Weld.Cli;
+
+[Verb("merge", HelpText = "Merge models as a mergekit YAML recipe says (alias: mergekit-yaml CONFIG OUT).")]
+internal sealed class MergeOptions
+{
+    [Value(0, MetaName = "RECIPE", Required = true, HelpText = "The recipe (mergekit YAML).")]
+    public string Recipe { get; set; } = "";
+
+    [Option('o', "output", HelpText = "Output folder (written beside it, renamed into place when complete).")]
+    public string? Output { get; set; }
+
+    [Value(1, MetaName = "OUT", HelpText = "Output folder, as mergekit-yaml takes it (same as -o).")]
+    public string? OutputPositional { get; set; }
+
+    [Option("out-shard-size", Default = "5B", HelpText = "Largest output shard: bytes with K/M/B suffixes (mergekit's parse_kmb).")]
+    public string OutShardSize { get; set; } = "5B";
+
+    [Option("random-seed", HelpText = "Seed for random masks (DARE). Same seed, same bytes, on any thread count.")]
+    public ulong? RandomSeed { get; set; }
+
+    [Option('j', "num-threads", Default = -1, HelpText = "Worker threads (-1: all cores). Output bytes do not depend on it.")]
+    public int Threads { get; set; }
+
+    [Option("device", Default = "auto", HelpText = "auto | cpu | cuda[:N].")]
+    public string Device { get; set; } = "auto";
+
+    [Option("cuda", HelpText = "mergekit's flag: same as --device cuda.")]
+    public bool Cuda { get; set; }
+
+    [Option("overwrite", HelpText = "Replace an existing output folder.")]
+    public bool Overwrite { get; set; }
+
+    [Option("dry-run", HelpText = "Validate and print the plan (tensors, bytes, shards) without merging.")]
+    public bool DryRun { get; set; }
+
+    [Option("no-copy-tokenizer", HelpText = "Do not copy tokenizer / side files into the output.")]
+    public bool NoCopyTokenizer { get; set; }
+
+    [Option("no-write-model-card", HelpText = "Do not write README.md and mergekit_config.yml.")]
+    public bool NoWriteModelCard { get; set; }
+
+    [Option("no-safe-serialization", HelpText = "Refused: Weld writes safetensors only (pickle checkpoints can execute code).")]
+    public bool NoSafeSerialization { get; set; }
+
+    [Option('q', "quiet", HelpText = "No progress or summary.")]
+    public bool Quiet { get; set; }
+
+    [Option('v', "verbose", FlagCounter = true, HelpText = "More log lines (repeatable).")]
+    public int Verbose { get; set; }
+
+    // mergekit flags accepted for compatibility; they change nothing in Weld (see README).
+    [Option("copy-tokenizer", Hidden = true)] public bool CopyTokenizer { get; set; }
+    [Option("write-model-card", Hidden = true)] public bool WriteModelCard { get; set; }
+    [Option("safe-serialization", Hidden = true)] public bool SafeSerialization { get; set; }
+    [Option("allow-crimes", HelpText = "Accepted (mergekit); Weld checks shapes, not architectures.")] public bool AllowCrimes { get; set; }
+    [Option("lazy-unpickle", HelpText = "Accepted (mergekit); no effect: Weld memory-maps safetensors.")] public bool LazyUnpickle { get; set; }
+    [Option("low-cpu-memory", HelpText = "Accepted (mergekit); no effect: Weld always streams.")] public bool LowCpuMemory { get; set; }
+    [Option("clone-tensors", Hidden = true)] public bool CloneTensors { get; set; }
+    [Option("trust-remote-code", Hidden = true)] public bool TrustRemoteCode { get; set; }
+    [Option("read-to-gpu", Hidden = true)] public bool ReadToGpu { get; set; }
+    [Option("multi-gpu", Hidden = true)] public bool MultiGpu { get; set; }
+    [Option("gpu-rich", Hidden = true)] public bool GpuRich { get; set; }
+    [Option("transformers-cache", Hidden = true)] public string? TransformersCache { get; set; }
+    [Option("lora-merge-cache", Hidden = true)] public string? LoraMergeCache { get; set; }
+    [Option("lora-merge-dtype", Hidden = true)] public string? LoraMergeDType { get; set; }
+}
+
+/// <summary><c>weld merge RECIPE -o OUT</c>.</summary>
+internal static class MergeCommand
+{
+    public static int Run(MergeOptions options, CliConsole console, CancellationToken cancel)
+    {
+        string? output = options.Output ?? options.OutputPositional;
+        if (options.NoSafeSerialization)
+            throw new WeldException("--no-safe-serialization is refused: Weld writes safetensors only (pickle checkpoints can execute arbitrary code when loaded)");
+        CheckDevice(options.Cuda ? "cuda" : options.Device);
+
+        MergeRecipe recipe = RecipeParser.Load(options.Recipe);
+        long shardBytes = ByteSize.Parse(options.OutShardSize);
+        if (options.DryRun)
+        {
+            using var models = new ModelSet(Path.GetDirectoryName(Path.GetFullPath(options.Recipe)));
+            MergePlan plan = MergeRunner.Plan(recipe, models, options.RandomSeed ?? 0);
+            PlanReport.Write(plan, models, shardBytes, console.Out);
+            return ExitCodes.Ok;
+        }
+        if (output is null)
+            throw new WeldException("no output folder: give -o OUT (or OUT after the recipe, as mergekit-yaml takes it)");
+
+        var mergeOptions = new Engine.Execution.MergeOptions
+        {
+            OutputPath = output,
+            MaxShardBytes = shardBytes,
+            CopyTokenizer = !options.NoCopyTokenizer,
+            WriteModelCard = !options.NoWriteModelCard,
+            Seed = options.RandomSeed ?? 0,
+            Overwrite = options.Overwrite,
+            Threads = options.Threads,
+        };
+        Action<string> log = options.Quiet ? _ => { } : console.Info;
+        MergeSummary summary = console.IsInteractive && !options.Quiet
+            ? RunWithProgressBar(recipe, mergeOptions, log, cancel)
+            : MergeRunner.Run(recipe, mergeOptions, options.Quiet ? null : new PlainProgress(console.Err), log, cancel);
+        if (!options.Quiet)
+        {
+            double seconds = summary.Elapsed.TotalSeconds;
+            double gbps = (summary.BytesRead + summary.BytesWritten) / 1e9 / Math.Max(seconds, 1e-9);
+            console.Info(string.Create(CultureInfo.InvariantCulture,
+                $"merged {summary.Tensors} tensors into {output} ({summary.Shards.Count} shard(s)): read {summary.BytesRead / 1e6:F1} MB, wrote {summary.BytesWritten / 1e6:F1} MB in {seconds:F2} s ({gbps:F2} GB/s)"));
+        }
+        return ExitCodes.Ok;
+    }
+
+    private static void CheckDevice(string device)
+    {
+        if (device is "auto" or "cpu") return;
+        if (device == "cuda" || device.StartsWith("cuda:", StringComparison.Ordinal))
+            throw new WeldException($"--device {device}: the CUDA backend is not available in this build yet; use --device cpu");
+        throw new WeldException($"--device {device}: expected auto, cpu or cuda[:N]");
+    }
+
+    private static MergeSummary RunWithProgressBar(MergeRecipe recipe, Engine.Execution.MergeOptions options, Action<string> log, CancellationToken cancel)
+    {
+        MergeSummary? summary = null;
+        AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask("merging", maxValue: 1);
+                var progress = new Progress<MergeProgress>(p =>
+                {
+                    task.MaxValue = p.TensorCount;
+                    task.Value = p.TensorsDone;
+                    task.Description = $"merging {p.TensorsDone}/{p.TensorCount}";
+                });
+                summary = MergeRunner.Run(recipe, options, progress, log, cancel);
+            });
+        return summary!;
+    }
+
+    /// <summary>Progress as plain lines (a pipe or CI log): one every 10% of the tensors.</summary>
+    private sealed class PlainProgress(TextWriter writer) : IProgress<MergeProgress>
+    {
+        private int _lastDecile = -1;
+
+        public void Report(MergeProgress value)
+        {
+            int decile = value.TensorsDone * 10 / Math.Max(1, value.TensorCount);
+            if (decile == _lastDecile) return;
+            _lastDecile = decile;
+            writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"[{value.TensorsDone}/{value.TensorCount}] {value.CurrentTensor} (read {value.BytesRead / 1e6:F1} MB, wrote {value.BytesWritten / 1e6:F1} MB)"));
+        }
+    }
+}
+
+/// <summary>The plan as text: method, models, tensors, bytes, shards, memory estimate.</summary>
+internal static class PlanReport
+{
+    public static void Write(MergePlan plan, ModelSet models, long shardBytes, TextWriter writer)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        long read = 0;
+        long largestStack = 0;
+        foreach (var t in plan.Tensors)
+        {
+            int inputs = t.Inputs.Count + (t.Base is null ? 0 : 1);
+            foreach (var s in t.Inputs.Concat(t.Base is null ? [] : [t.Base]))
+                read += t.ElementCount * DTypes.SizeOf(models.Folders[s.Model].GetTensor(s.TensorName).Info.DType);
+            largestStack = Math.Max(largestStack, t.ElementCount * 4 * (inputs + 1));
+        }
+        var shards = ShardLayout.Plan(plan.Tensors.Select(t => t.Header).ToArray(), shardBytes);
+        writer.WriteLine($"method:   {plan.Method.Name}");
+        for (int i = 0; i < plan.ModelPaths.Count; i++) writer.WriteLine($"model {i}:  {plan.ModelPaths[i]}");
+        writer.WriteLine(string.Create(inv, $"tensors:  {plan.Tensors.Count}"));
+        writer.WriteLine(string.Create(inv, $"read:     {read:N0} bytes"));
+        writer.WriteLine(string.Create(inv, $"write:    {plan.OutputBytes:N0} bytes in {shards.Count} shard(s)"));
+        writer.WriteLine(string.Create(inv, $"memory:   about {largestStack:N0} bytes of float32 working buffers (largest tensor × inputs)"));
+        foreach (var shard in shards)
+            writer.WriteLine(string.Create(inv, $"  {shard.FileName}: {shard.Tensors.Count} tensors, {shard.DataBytes:N0} bytes"));
+        foreach (string note in plan.Notes) writer.WriteLine($"note: {note}");
+        foreach (var t in plan.Tensors)
+            writer.WriteLine($"  {t.Header.Name} [{string.Join(", ", t.Header.Shape)}] {DTypes.ToName(t.Header.DType)} <- {string.Join(", ", t.Inputs.Select(s => $"{s.Model}:{s.TensorName}"))}{(t.Base is { } b ? $" (base {b.Model}:{b.TensorName})" : "")}");
+    }
+}

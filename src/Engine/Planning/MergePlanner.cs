@@ -1,0 +1,286 @@
+using System.Globalization;
+using Weld.Engine.Config;
+using Weld.Engine.Methods;
+using Weld.Engine.Models;
+using Weld.Engine.SafeTensors;
+
+namespace Weld.Engine.Planning;
+
+/// <summary>
+/// Turns a recipe into a <see cref="MergePlan"/>: which output tensors exist, which input tensors feed each one
+/// and every parameter value — and checks all of it (models, names, shapes, ranges) before any tensor is read.
+/// </summary>
+public static class MergePlanner
+{
+    /// <summary>Plans <paramref name="recipe"/> over the models in <paramref name="models"/> (opened on demand).</summary>
+    public static MergePlan Plan(MergeRecipe recipe, ModelSet models, ulong seed = 0)
+    {
+        IMergeMethod method = ResolveMethod(recipe);
+        if (recipe.TokenizerSource is { Kind: TokenizerSourceKind.Union } union)
+            throw new RecipeException($"{recipe.SourceName}:{union.Line}: tokenizer_source: union is not supported yet; use base or a model");
+        if (recipe.Tokenizer is { } tokenizer)
+            throw new RecipeException($"{recipe.SourceName}:{tokenizer.Line}: the tokenizer: section (building a merged vocabulary) is not supported yet; use tokenizer_source: base or a model");
+
+        var slices = SliceLayout.From(recipe, models);
+        var notes = new List<string>();
+        var tasks = new List<TensorTask>();
+        var outputNames = new HashSet<string>(StringComparer.Ordinal);
+
+        ModelFolder template = models[slices[0].Template];
+        // Non-layer tensors: before the layers (embeddings) from the first slice, after them from the last.
+        var pre = new List<string>();
+        var post = new List<string>();
+        foreach (string name in template.TensorNames)
+            if (LayerNames.LayerIndex(name) is null)
+                (LayerNames.IsPreLayer(name) ? pre : post).Add(name);
+
+        var builder = new TaskBuilder(recipe, method, models, notes);
+        foreach (string name in pre)
+            tasks.Add(builder.Build(slices[0], sliceIndex: 0, name, layerInSlice: null, LayerPosition.PreLayer));
+        int outputLayer = 0;
+        for (int s = 0; s < slices.Count; s++)
+        {
+            SliceLayout slice = slices[s];
+            for (int offset = 0; offset < slice.LayerCount; offset++, outputLayer++)
+            {
+                double t = LayerPosition.InSlice(offset, slice.LayerCount);
+                int templateLayer = slice.Sources[0].Range.Start + offset;
+                foreach (string name in models[slice.Sources[0].Model].TensorNames)
+                {
+                    if (LayerNames.LayerIndex(name) != templateLayer) continue;
+                    tasks.Add(builder.Build(slice, s, name, offset, t, LayerNames.WithLayer(name, outputLayer)));
+                }
+            }
+        }
+        foreach (string name in post)
+            tasks.Add(builder.Build(slices[^1], slices.Count - 1, name, layerInSlice: null, LayerPosition.PostLayer));
+
+        foreach (var task in tasks)
+            if (!outputNames.Add(task.Header.Name))
+                throw new RecipeException($"{recipe.SourceName}: the output would hold tensor {task.Header.Name} twice; check the slices' layer ranges");
+
+        return new MergePlan
+        {
+            Method = method,
+            ModelPaths = models.Folders.Select(f => f.Path).ToArray(),
+            Tensors = tasks,
+            Seed = seed,
+            Notes = notes,
+            OutputLayerCount = recipe.Slices is null ? null : outputLayer,
+        };
+    }
+
+    private static IMergeMethod ResolveMethod(MergeRecipe recipe)
+    {
+        if (MergeMethods.Find(recipe.MergeMethod) is { } method) return method;
+        string where = $"{recipe.SourceName}:{recipe.MergeMethodLine}";
+        if (MethodNames.MergeKit.Contains(recipe.MergeMethod))
+            throw new RecipeException($"{where}: merge_method {recipe.MergeMethod} is a mergekit method Weld does not implement yet; available: {string.Join(", ", MergeMethods.All.Select(m => m.Name))}");
+        string? suggestion = MethodNames.Suggest(recipe.MergeMethod, MergeMethods.All.Select(m => m.Name));
+        throw new RecipeException($"{where}: unknown merge_method {recipe.MergeMethod}" + (suggestion is null ? "" : $"; did you mean {suggestion}?"));
+    }
+
+    /// <summary>Builds one <see cref="TensorTask"/>: inputs, base, parameters, shape checks.</summary>
+    private sealed class TaskBuilder(MergeRecipe recipe, IMergeMethod method, ModelSet models, List<string> notes)
+    {
+        public TensorTask Build(SliceLayout slice, int sliceIndex, string templateName, int? layerInSlice, double t, string? outputName = null)
+        {
+            outputName ??= templateName;
+            bool needsBase = method.Traits.BaseModel == BaseModelUse.Required;
+            ModelReference? baseRef = RecipeParameters.BaseModelFor(recipe, sliceIndex);
+            if (needsBase && baseRef is null)
+                throw new RecipeException($"{recipe.SourceName}: merge_method {method.Name} needs a base_model");
+
+            var inputs = new List<(SliceSource Source, string Name)>();
+            (SliceSource Source, string Name)? baseInput = null;
+            foreach (SliceSource source in slice.Sources)
+            {
+                string name = layerInSlice is int offset ? LayerNames.WithLayer(templateName, source.Range.Start + offset) : templateName;
+                bool isBase = baseRef is not null && source.Reference.Equals(baseRef);
+                if (needsBase && isBase) baseInput = (source, name);
+                else if (!source.AddedBase || method.Traits.BaseModel != BaseModelUse.None) inputs.Add((source, name));
+            }
+            if (needsBase && baseInput is null)
+                throw new RecipeException($"{recipe.SourceName}: base_model {baseRef} is not among the sources of slice {sliceIndex + 1}");
+            if (inputs.Count < method.Traits.MinModels || inputs.Count > method.Traits.MaxModels)
+                throw new RecipeException($"{recipe.SourceName}: merge_method {method.Name} takes {Describe(method.Traits)} (besides the base), the recipe gives {inputs.Count}");
+
+            // Shapes: every input must match the template, except vocabulary matrices, cropped to common rows.
+            ModelFolder templateModel = models.Folders[slice.Sources[0].Model];
+            ModelTensor templateTensor = Tensor(templateModel, templateName);
+            long[] shape = (long[])templateTensor.Info.Shape.Clone();
+            var all = new List<(SliceSource Source, string Name)>(inputs);
+            if (baseInput is { } b) all.Add(b);
+            foreach (var (source, name) in all)
+            {
+                ModelFolder folder = models.Folders[source.Model];
+                long[] other = Tensor(folder, name).Info.Shape;
+                if (other.AsSpan().SequenceEqual(shape)) continue;
+                bool croppable = LayerNames.IsVocabularyMatrix(name) && other.Length == 2 && shape.Length == 2 && other[1] == shape[1];
+                if (!croppable)
+                    throw new RecipeException($"shape mismatch for tensor {name}: {folder.Path} has [{string.Join(", ", other)}], {templateModel.Path} has [{string.Join(", ", shape)}]");
+                shape[0] = Math.Min(shape[0], other[0]);
+            }
+            if (shape[0] != templateTensor.Info.Shape[0])
+                notes.Add($"{outputName}: vocabulary sizes differ; using the common {shape[0]} rows (as mergekit does)");
+
+            DType outputDType = recipe.OutDType ?? recipe.DType ?? templateTensor.Info.DType;
+            if (!DTypes.IsFloatingPoint(templateTensor.Info.DType))
+                throw new RecipeException($"tensor {templateName} of {templateModel.Path} has dtype {DTypes.ToName(templateTensor.Info.DType)}; Weld merges floating-point tensors only");
+
+            var perModel = new ResolvedParameters[inputs.Count];
+            for (int k = 0; k < inputs.Count; k++)
+                perModel[k] = Resolve(ParameterScope.PerModel, sliceIndex, inputs[k].Source.Reference, inputs[k].Name, t);
+            ResolvedParameters global = Resolve(ParameterScope.Global, sliceIndex, null, outputName, t);
+            CheckWeights(perModel, global, outputName);
+
+            return new TensorTask
+            {
+                Header = new TensorHeader(outputName, outputDType, shape),
+                Inputs = inputs.Select(i => new TensorSource(i.Source.Model, i.Name, i.Source.RecipeIndex)).ToArray(),
+                Base = baseInput is { } bi ? new TensorSource(bi.Source.Model, bi.Name, bi.Source.RecipeIndex) : null,
+                ModelParameters = perModel,
+                Global = global,
+            };
+        }
+
+        private static string Describe(MethodTraits traits) =>
+            traits.MaxModels == int.MaxValue ? $"at least {traits.MinModels} model(s)"
+            : traits.MinModels == traits.MaxModels ? $"exactly {traits.MinModels} model(s)"
+            : $"{traits.MinModels} to {traits.MaxModels} models";
+
+        private static ModelTensor Tensor(ModelFolder folder, string name) =>
+            folder.Contains(name) ? folder.GetTensor(name)
+            : throw new RecipeException($"{folder.Path}: tensor {name} is missing (the recipe needs it from this model)");
+
+        private ResolvedParameters Resolve(ParameterScope scope, int sliceIndex, ModelReference? model, string tensorName, double t)
+        {
+            var resolved = new ResolvedParameters();
+            foreach (ParameterSpec spec in method.Parameters)
+            {
+                if (spec.Scope != scope) continue;
+                ParameterScalar? value = RecipeParameters.Resolve(recipe, spec.Name, sliceIndex, model, tensorName, t);
+                string who = model is null ? "" : $" for model {model}";
+                if (value is not { } v)
+                {
+                    if (spec.Default is null)
+                        throw new RecipeException($"{recipe.SourceName}: merge_method {method.Name} needs parameter {spec.Name}{who} (tensor {tensorName})");
+                    resolved.Set(spec.Name, spec.Default);
+                    continue;
+                }
+                string at = $"{recipe.SourceName}:{v.Line}";
+                if (spec.Choices is { } choices)
+                {
+                    string text = v.Kind == ParameterScalarKind.String ? v.Text : v.ToString();
+                    if (!choices.Contains(text))
+                        throw new RecipeException($"{at}: {spec.Name}{who} must be one of {string.Join(", ", choices)}, not {text}");
+                    resolved.Set(spec.Name, text);
+                }
+                else if (spec.IsFlag)
+                {
+                    if (!v.TryGetBoolean(out bool flag))
+                        throw new RecipeException($"{at}: {spec.Name}{who} must be true or false, not {v}");
+                    resolved.Set(spec.Name, flag);
+                }
+                else
+                {
+                    if (!v.TryGetNumber(out double number))
+                        throw new RecipeException($"{at}: {spec.Name}{who} must be a number, not {v}");
+                    if (spec.CheckRange(number) is { } problem)
+                        throw new RecipeException($"{at}: {problem}{who} (tensor {tensorName})");
+                    resolved.Set(spec.Name, number);
+                }
+            }
+            return resolved;
+        }
+
+        private void CheckWeights(ResolvedParameters[] perModel, ResolvedParameters global, string tensorName)
+        {
+            if (!global.Contains("normalize") || !global.Flag("normalize") || method is not Linear) return;
+            double sum = 0;
+            foreach (var p in perModel) sum += p.Number("weight");
+            if (sum == 0)
+                throw new RecipeException($"{recipe.SourceName}: the weights for tensor {tensorName} sum to 0, so normalize would divide by 0");
+        }
+    }
+}
+
+/// <summary>One input of an output slice: the model, its layer range, its position in the recipe.</summary>
+internal sealed record SliceSource(ModelReference Reference, int Model, LayerRange Range, int RecipeIndex, bool AddedBase);
+
+/// <summary>An output slice resolved against the opened models.</summary>
+internal sealed record SliceLayout(IReadOnlyList<SliceSource> Sources, int LayerCount)
+{
+    /// <summary>The model whose tensor list and config the slice follows (its first source).</summary>
+    public int Template => Sources[0].Model;
+
+    public static IReadOnlyList<SliceLayout> From(MergeRecipe recipe, ModelSet models)
+    {
+        var recipeIndex = new Dictionary<ModelReference, int>();
+        int IndexOf(ModelReference r)
+        {
+            if (!recipeIndex.TryGetValue(r, out int i)) recipeIndex[r] = i = recipeIndex.Count;
+            return i;
+        }
+
+        var layouts = new List<SliceLayout>();
+        if (recipe.Slices is { } slices)
+        {
+            for (int s = 0; s < slices.Count; s++)
+            {
+                var sources = new List<SliceSource>();
+                foreach (InputSlice input in slices[s].Sources)
+                {
+                    int model = models.IndexOf(input.Model);
+                    CheckRange(recipe, models.Folders[model], input);
+                    sources.Add(new SliceSource(input.Model, model, input.LayerRange, IndexOf(input.Model), AddedBase: false));
+                }
+                int count = sources[0].Range.Count;
+                foreach (var source in sources)
+                    if (source.Range.Count != count)
+                        throw new RecipeException($"{recipe.SourceName}:{slices[s].Line}: all sources of a slice must span the same number of layers ({sources[0].Reference} has {count}, {source.Reference} has {source.Range.Count})");
+                ModelReference? baseRef = RecipeParameters.BaseModelFor(recipe, s);
+                if (baseRef is not null && !sources.Any(x => x.Reference.Equals(baseRef)))
+                {
+                    // mergekit adds a base that no source names, over the first source's layer range.
+                    int model = models.IndexOf(baseRef);
+                    sources.Add(new SliceSource(baseRef, model, sources[0].Range, IndexOf(baseRef), AddedBase: true));
+                }
+                layouts.Add(new SliceLayout(sources, count));
+            }
+            return layouts;
+        }
+
+        var all = new List<SliceSource>();
+        int? layers = null;
+        IReadOnlyList<ModelReference> refs = RecipeParameters.SourceModels(recipe, 0);
+        for (int i = 0; i < refs.Count; i++)
+        {
+            int model = models.IndexOf(refs[i]);
+            int count = LayerCount(models.Folders[model]);
+            layers ??= count;
+            if (count != layers)
+                throw new RecipeException($"{recipe.SourceName}: {refs[i]} has {count} layers, {refs[0]} has {layers}; use slices: to merge models of different depth");
+            bool added = recipe.Models is { } listed && !listed.Any(m => m.Model.Equals(refs[i]));
+            all.Add(new SliceSource(refs[i], model, new LayerRange(0, count), IndexOf(refs[i]), added));
+        }
+        return [new SliceLayout(all, layers ?? 0)];
+    }
+
+    private static int LayerCount(ModelFolder folder)
+    {
+        if (folder.Config?.NumHiddenLayers is int n) return n;
+        int max = -1;
+        foreach (string name in folder.TensorNames)
+            if (LayerNames.LayerIndex(name) is int i && i > max) max = i;
+        return max + 1;
+    }
+
+    private static void CheckRange(MergeRecipe recipe, ModelFolder folder, InputSlice input)
+    {
+        int layers = LayerCount(folder);
+        if (input.LayerRange.Start < 0 || input.LayerRange.End > layers)
+            throw new RecipeException(string.Create(CultureInfo.InvariantCulture,
+                $"{recipe.SourceName}:{input.Line}: layer_range [{input.LayerRange.Start}, {input.LayerRange.End}] does not fit {input.Model}, which has {layers} layers"));
+    }
+}
