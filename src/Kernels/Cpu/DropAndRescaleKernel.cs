@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Weld.Kernels.Random;
 
 namespace Weld.Kernels.Cpu;
@@ -13,19 +14,26 @@ internal static unsafe class DropAndRescaleKernel
     {
         long element = start;
         long end = start + count;
-        while (element < end)
+
+        // Chunks start on a block boundary; a general start finishes its first block lane by lane.
+        for (; element < end && (element & 3) != 0; element++)
+            values[element - start] = Keep(values[element - start], Philox4x32.ElementBits(key, element), density, rescale);
+
+        for (; element + 4 <= end; element += 4)
         {
             Philox4x32Block block = Philox4x32.StreamBlock(key, (ulong)element >> 2);
-            int firstLane = (int)(element & 3);
-            int lanes = (int)Math.Min(4 - firstLane, end - element);
             float* at = values + (element - start);
-            for (int lane = 0; lane < lanes; lane++)
-            {
-                float uniform = Philox4x32.ToUniform(block[firstLane + lane]);
-                at[lane] = uniform < density ? (rescale ? at[lane] / density : at[lane]) : 0f;
-            }
-
-            element += lanes;
+            at[0] = Keep(at[0], block.X0, density, rescale);
+            at[1] = Keep(at[1], block.X1, density, rescale);
+            at[2] = Keep(at[2], block.X2, density, rescale);
+            at[3] = Keep(at[3], block.X3, density, rescale);
         }
+
+        for (; element < end; element++)
+            values[element - start] = Keep(values[element - start], Philox4x32.ElementBits(key, element), density, rescale);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Keep(float value, uint bits, float density, bool rescale) =>
+        Philox4x32.ToUniform(bits) < density ? (rescale ? value / density : value) : 0f;
 }
