@@ -9,13 +9,21 @@ namespace Weld.Kernels;
 /// "Stacked" inputs hold <c>count</c> equally long rows back to back (row <c>k</c> is model <c>k</c>),
 /// so one buffer carries K tensors — the layout both backends stream best.
 /// Every method is deterministic: the same inputs give the same bits on any thread count.
+/// Float32 arithmetic is never fused: each product and each sum is rounded on its own (CUDA: <c>__fmul_rn</c>,
+/// <c>__fadd_rn</c>), so elementwise results are bit-identical across backends; float64 reductions are
+/// deterministic per backend but may differ between backends in the last bits.
+/// Magnitude order uses the key <c>bits(x) &amp; 0x7FFFFFFF</c>: ±0 tie, NaN ranks above +∞.
+/// Length mismatches are caller bugs and throw <see cref="ArgumentException"/>.
 /// </remarks>
 public interface IMergeKernels
 {
     /// <summary>Backend name for logs ("cpu", "cuda:0").</summary>
     string Name { get; }
 
-    /// <summary>output[i] = Σ_k weights[k] · stacked[k·n + i], accumulated in float32 in k order.</summary>
+    /// <summary>
+    /// output[i] = Σ_k weights[k] · stacked[k·n + i] with n = output.Length: <c>acc = +0; acc = acc + w_k·x_k</c> for
+    /// k = 0, 1, … in float32, product and sum each rounded (no FMA).
+    /// </summary>
     void WeightedSum(ReadOnlySpan<float> stacked, ReadOnlySpan<float> weights, Span<float> output);
 
     /// <summary>rows[k·n + i] -= baseline[i] for every row (task vectors from fine-tunes).</summary>
@@ -24,13 +32,16 @@ public interface IMergeKernels
     /// <summary>
     /// Keeps exactly <paramref name="k"/> elements of largest magnitude and zeroes the rest.
     /// Ties at the threshold keep the lowest flat indices (a stable descending sort by |x|).
-    /// NaN counts as the largest magnitude. Returns the selection made.
+    /// NaN counts as the largest magnitude; −0 and +0 tie. Dropped elements become +0. k = 0 zeroes all,
+    /// k ≥ n keeps all. Exactly min(k, n) elements are kept. Returns the selection made.
     /// </summary>
     TopKSelection KeepTopK(Span<float> values, long k);
 
     /// <summary>
     /// Orders elements by (|x|, index) ascending, zeroes the first <paramref name="dropBottom"/> and
-    /// the last <paramref name="dropTop"/> of that order, keeps the band between (Model Breadcrumbs).
+    /// the last <paramref name="dropTop"/> of that order, keeps the band between (Model Breadcrumbs). Among equal
+    /// magnitudes, low indices leave at the bottom cut and high indices at the top cut. Dropped elements become +0;
+    /// dropBottom + dropTop ≥ n zeroes everything.
     /// </summary>
     void KeepMagnitudeBand(Span<float> values, long dropBottom, long dropTop);
 
@@ -38,6 +49,10 @@ public interface IMergeKernels
     /// Keeps each element with probability <paramref name="density"/> (Bernoulli mask drawn from
     /// Philox4x32-10 keyed by <paramref name="key"/> and the element index); kept elements are
     /// divided by <paramref name="density"/> when <paramref name="rescale"/> is set.
+    /// Element i draws word i % 4 of Philox4x32-10 at counter (low, high 32 bits of i / 4, TensorHash, ModelIndex)
+    /// under key (low, high 32 bits of Seed); u = (word &gt;&gt; 8)·2^-24 and the element is kept iff u &lt; density,
+    /// becoming x / density (one IEEE division) when rescaling; dropped elements become +0. density ≥ 1 changes
+    /// nothing; a NaN or negative density throws <see cref="ArgumentOutOfRangeException"/>.
     /// </summary>
     void DropAndRescale(Span<float> values, float density, bool rescale, PhiloxKey key);
 
@@ -47,6 +62,13 @@ public interface IMergeKernels
     /// output[i] = Σ_k [sign(w_k·δ_k) = elected] w_k·δ_k, divided by Σ_k [agree] w_k when
     /// <paramref name="normalize"/> (a divisor of 0 becomes 1).
     /// </summary>
+    /// <remarks>
+    /// Exactly, per element with d_k = w_k·δ_k (float32): the Sum election sums d_k from +0 in k order in float32;
+    /// the Count election sums sign(d_k) with sign(0) = sign(NaN) = 0; elected = (sum or count) ≥ 0 ? +1 : −1, so a
+    /// NaN sum elects −1. agree_k = sign(d_k) == elected: zeros and NaNs never agree, so a NaN input never reaches
+    /// the output (it can only flip a Sum election). The output and divisor are float32 sums from +0 in k order of
+    /// the agreeing d_k and w_k; output = sum / divisor when normalizing.
+    /// </remarks>
     void SignConsensusMerge(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
         SignElection election, bool normalize, Span<float> output);
 

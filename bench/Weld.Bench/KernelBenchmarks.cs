@@ -1,0 +1,209 @@
+using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Reports;
+using BenchmarkDotNet.Running;
+using Weld.Kernels;
+using Weld.Kernels.Cpu;
+
+namespace Weld.Bench;
+
+/// <summary>
+/// CPU merge kernels on 16M-element float32 tensors (K = 3 inputs for the weighted sum and TIES), each against a
+/// memory copy of one tensor in the same run: the Ratio column is time relative to that copy, the "Input GB/s"
+/// column is bytes of input read per second.
+/// </summary>
+/// <remarks>
+/// The copy baseline uses the same 64K-element chunks and thread count as the kernels, so both sides get the same
+/// memory parallelism. In-place kernels get a fresh copy of their input before each iteration (not timed).
+/// </remarks>
+[Config(typeof(InputBandwidthConfig))]
+[MemoryDiagnoser]
+public class KernelBenchmarks
+{
+    private const int Length = 16 << 20;
+    private const int Models = 3;
+
+    private float[] _stacked = [];
+    private float[] _weights = [];
+    private float[] _pristine = [];
+    private float[] _work = [];
+    private float[] _output = [];
+    private CpuKernels _kernels = null!;
+
+    /// <summary>Threads the kernels use (−1: every core).</summary>
+    [Params(-1)]
+    public int Threads { get; set; }
+
+    /// <summary>Allocates and fills the inputs once.</summary>
+    [GlobalSetup]
+    public void Setup()
+    {
+        _kernels = new CpuKernels(Threads);
+        var random = new System.Random(20240501);
+        _stacked = new float[Models * Length];
+        for (int i = 0; i < _stacked.Length; i++)
+            _stacked[i] = (float)(random.NextDouble() - 0.5) * 0.01f;
+        _weights = [0.5f, 0.3f, 0.2f];
+        _pristine = _stacked.AsSpan(0, Length).ToArray();
+        _work = new float[Length];
+        _output = new float[Length];
+        _pristine.CopyTo(_work, 0);
+    }
+
+    /// <summary>Restores the input of in-place kernels.</summary>
+    [IterationSetup(Targets = [nameof(KeepTopK), nameof(KeepMagnitudeBand), nameof(DropAndRescale)])]
+    public void RestoreInput() => _pristine.CopyTo(_work, 0);
+
+    /// <summary>Baseline: copy one tensor (64 MiB) with the kernels' chunking and threads.</summary>
+    [Benchmark(Baseline = true)]
+    [InputBytes(Length * sizeof(float))]
+    public void MemoryCopy() => ChunkedCopy(_pristine, _output, _kernels.MaxDegreeOfParallelism);
+
+    /// <summary>output = Σ w_k·x_k over K = 3 tensors.</summary>
+    [Benchmark]
+    [InputBytes(Models * Length * sizeof(float))]
+    public void WeightedSum() => _kernels.WeightedSum(_stacked, _weights, _output);
+
+    /// <summary>TIES sign election and disjoint mean over K = 3 tensors.</summary>
+    [Benchmark]
+    [InputBytes(Models * Length * sizeof(float))]
+    public void SignConsensusMerge() => _kernels.SignConsensusMerge(_stacked, _weights, SignElection.Sum, true, _output);
+
+    /// <summary>Top 20 % by magnitude, in place.</summary>
+    [Benchmark]
+    [InputBytes(Length * sizeof(float))]
+    public TopKSelection KeepTopK() => _kernels.KeepTopK(_work, Length / 5);
+
+    /// <summary>Breadcrumbs band: drop the bottom 70 % and top 1 %, in place.</summary>
+    [Benchmark]
+    [InputBytes(Length * sizeof(float))]
+    public void KeepMagnitudeBand() => _kernels.KeepMagnitudeBand(_work, Length / 10 * 7, Length / 100);
+
+    /// <summary>DARE with density 0.3 and rescaling, in place.</summary>
+    [Benchmark]
+    [InputBytes(Length * sizeof(float))]
+    public void DropAndRescale() => _kernels.DropAndRescale(_work, 0.3f, true, new PhiloxKey(42, 0x1234, 1));
+
+    internal static void ChunkedCopy(float[] source, float[] destination, int threads)
+    {
+        const int chunk = 1 << 16;
+        int chunks = (source.Length + chunk - 1) / chunk;
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, c =>
+        {
+            int start = c * chunk;
+            int size = Math.Min(chunk, source.Length - start);
+            source.AsSpan(start, size).CopyTo(destination.AsSpan(start, size));
+        });
+    }
+}
+
+/// <summary>Radix-select top-k against the obvious alternative: sort 16M (key, index) pairs, keep the first k.</summary>
+[Config(typeof(InputBandwidthConfig))]
+public class TopKVersusSortBenchmarks
+{
+    private const int Length = 16 << 20;
+
+    private float[] _pristine = [];
+    private float[] _work = [];
+    private uint[] _keys = [];
+    private int[] _indices = [];
+    private CpuKernels _kernels = null!;
+
+    /// <summary>Allocates and fills the input once.</summary>
+    [GlobalSetup]
+    public void Setup()
+    {
+        _kernels = new CpuKernels();
+        var random = new System.Random(7);
+        _pristine = new float[Length];
+        for (int i = 0; i < Length; i++)
+            _pristine[i] = (float)(random.NextDouble() - 0.5);
+        _work = new float[Length];
+        _keys = new uint[Length];
+        _indices = new int[Length];
+    }
+
+    /// <summary>Restores the input.</summary>
+    [IterationSetup]
+    public void RestoreInput() => _pristine.CopyTo(_work, 0);
+
+    /// <summary>Radix select (this library).</summary>
+    [Benchmark(Baseline = true)]
+    [InputBytes(Length * sizeof(float))]
+    public TopKSelection RadixSelect() => _kernels.KeepTopK(_work, Length / 5);
+
+    /// <summary>Array.Sort of descending keys with their indices, then zero all but the first k.</summary>
+    [Benchmark]
+    [InputBytes(Length * sizeof(float))]
+    public void SortKeysAndIndices()
+    {
+        for (int i = 0; i < Length; i++)
+        {
+            // Complemented key: an ascending sort gives descending magnitude.
+            _keys[i] = ~((uint)BitConverter.SingleToInt32Bits(_work[i]) & 0x7FFFFFFFu);
+            _indices[i] = i;
+        }
+
+        Array.Sort(_keys, _indices);
+        for (int j = Length / 5; j < Length; j++)
+            _work[_indices[j]] = 0f;
+    }
+}
+
+/// <summary>Bytes of input a benchmark reads per invocation (for the "Input GB/s" column).</summary>
+[AttributeUsage(AttributeTargets.Method)]
+public sealed class InputBytesAttribute(long bytes) : Attribute
+{
+    /// <summary>Bytes read per invocation.</summary>
+    public long Bytes { get; } = bytes;
+}
+
+/// <summary>Adds the "Input GB/s" column.</summary>
+public sealed class InputBandwidthConfig : ManualConfig
+{
+    /// <summary>Creates the config.</summary>
+    public InputBandwidthConfig() => AddColumn(new InputBandwidthColumn());
+}
+
+/// <summary>Input bytes (from <see cref="InputBytesAttribute"/>) divided by the mean time, in GB/s (10^9 bytes).</summary>
+public sealed class InputBandwidthColumn : IColumn
+{
+    /// <inheritdoc />
+    public string Id => nameof(InputBandwidthColumn);
+    /// <inheritdoc />
+    public string ColumnName => "Input GB/s";
+    /// <inheritdoc />
+    public bool AlwaysShow => true;
+    /// <inheritdoc />
+    public ColumnCategory Category => ColumnCategory.Custom;
+    /// <inheritdoc />
+    public int PriorityInCategory => 0;
+    /// <inheritdoc />
+    public bool IsNumeric => true;
+    /// <inheritdoc />
+    public UnitType UnitType => UnitType.Dimensionless;
+    /// <inheritdoc />
+    public string Legend => "Bytes of input read per second, 10^9 bytes/s";
+
+    /// <inheritdoc />
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) =>
+        GetValue(summary, benchmarkCase, SummaryStyle.Default);
+
+    /// <inheritdoc />
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    {
+        var bytes = (InputBytesAttribute?)Attribute.GetCustomAttribute(
+            benchmarkCase.Descriptor.WorkloadMethod, typeof(InputBytesAttribute));
+        double? meanNanoseconds = summary[benchmarkCase]?.ResultStatistics?.Mean;
+        if (bytes is null || meanNanoseconds is not > 0)
+            return "-";
+        return (bytes.Bytes / meanNanoseconds.Value).ToString("F2", System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    /// <inheritdoc />
+    public bool IsAvailable(Summary summary) => true;
+
+    /// <inheritdoc />
+    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+}

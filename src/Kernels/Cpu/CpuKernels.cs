@@ -1,0 +1,306 @@
+using System.Buffers;
+
+namespace Weld.Kernels.Cpu;
+
+/// <summary>
+/// The CPU backend: SIMD (<see cref="System.Numerics.Vector{T}"/>, TensorPrimitives) over fixed chunks of 64K
+/// elements, chunks spread over threads with <see cref="Parallel.For(int, int, ParallelOptions, Action{int})"/>.
+/// </summary>
+/// <remarks>
+/// Chunk boundaries do not depend on the thread count and reductions combine per-chunk partials in chunk order,
+/// so every result is bit-identical on 1 or N threads. Float32 arithmetic is never fused (each product and sum is
+/// rounded), matching the CUDA backend's <c>__fmul_rn</c> / <c>__fadd_rn</c>. Length mismatches are programming
+/// errors of the caller and throw <see cref="ArgumentException"/>.
+/// </remarks>
+public sealed unsafe class CpuKernels : IMergeKernels
+{
+    private readonly ParallelOptions _parallel;
+
+    /// <summary>Creates the backend.</summary>
+    /// <param name="maxDegreeOfParallelism">Threads to use at most; −1 uses every core.</param>
+    public CpuKernels(int maxDegreeOfParallelism = -1)
+    {
+        if (maxDegreeOfParallelism == 0 || maxDegreeOfParallelism < -1)
+            throw new ArgumentOutOfRangeException(nameof(maxDegreeOfParallelism), maxDegreeOfParallelism,
+                "Use a positive thread count, or -1 for all cores.");
+        _parallel = new ParallelOptions { MaxDegreeOfParallelism = maxDegreeOfParallelism };
+    }
+
+    /// <summary>Threads used at most (−1: every core).</summary>
+    public int MaxDegreeOfParallelism => _parallel.MaxDegreeOfParallelism;
+
+    /// <inheritdoc />
+    public string Name => "cpu";
+
+    /// <inheritdoc />
+    public void WeightedSum(ReadOnlySpan<float> stacked, ReadOnlySpan<float> weights, Span<float> output)
+    {
+        int length = output.Length;
+        RequireStacked(stacked.Length, weights.Length, length, nameof(stacked));
+        float[] weightCopy = weights.ToArray(); // a lambda cannot capture a span; K floats per call
+        fixed (float* source = stacked)
+        fixed (float* destination = output)
+        {
+            nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                ElementwiseKernels.WeightedSum((float*)sourceAddress + start, length, weightCopy,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void SubtractRows(Span<float> stacked, ReadOnlySpan<float> baseline)
+    {
+        int length = baseline.Length;
+        if (length == 0 ? stacked.Length != 0 : stacked.Length % length != 0)
+            throw new ArgumentException(
+                $"The stacked rows hold {stacked.Length} elements, not a whole number of rows of {length}.", nameof(stacked));
+        if (length == 0)
+            return;
+
+        int rows = stacked.Length / length;
+        int chunksPerRow = ChunkedParallel.ChunkCount(length);
+        fixed (float* rowsStart = stacked)
+        fixed (float* baselineStart = baseline)
+        {
+            nint rowsAddress = (nint)rowsStart, baselineAddress = (nint)baselineStart;
+            ChunkedParallel.ForEachIndex(rows * chunksPerRow, _parallel, item =>
+            {
+                int row = item / chunksPerRow;
+                int chunk = item % chunksPerRow;
+                long start = ChunkedParallel.ChunkStart(chunk);
+                int size = ChunkedParallel.ChunkSize(chunk, length);
+                ElementwiseKernels.Subtract(
+                    new Span<float>((float*)rowsAddress + (long)row * length + start, size),
+                    new ReadOnlySpan<float>((float*)baselineAddress + start, size));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public TopKSelection KeepTopK(Span<float> values, long k)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        int length = values.Length;
+        fixed (float* data = values)
+        {
+            if (k == 0)
+            {
+                MagnitudeMask.Clear(data, length, _parallel);
+                return new TopKSelection(float.PositiveInfinity, 0, 0);
+            }
+
+            long kept = Math.Min(k, length);
+            if (kept == 0)
+                return new TopKSelection(float.PositiveInfinity, 0, 0);
+
+            int[] equalPerChunk = ArrayPool<int>.Shared.Rent(ChunkedParallel.ChunkCount(length));
+            try
+            {
+                // The k-th largest key sits at ascending rank n − k.
+                MagnitudeRank threshold = MagnitudeSelect.Select(data, length, length - kept, _parallel, equalPerChunk);
+                long above = length - threshold.CountBelow - threshold.CountEqual;
+                long keptAtThreshold = kept - above;
+                if (kept < length)
+                {
+                    // Ties keep the lowest flat indices: drop tie indices from keptAtThreshold on.
+                    var cut = new MagnitudeCut(threshold.Key, keptAtThreshold, threshold.CountEqual, equalPerChunk);
+                    MagnitudeMask.Apply(data, length, cut, null, _parallel);
+                }
+
+                return new TopKSelection(BitConverter.Int32BitsToSingle(threshold.Key), above, keptAtThreshold);
+            }
+            finally
+            {
+                ArrayPool<int>.Shared.Return(equalPerChunk);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void KeepMagnitudeBand(Span<float> values, long dropBottom, long dropTop)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(dropBottom);
+        ArgumentOutOfRangeException.ThrowIfNegative(dropTop);
+        int length = values.Length;
+        fixed (float* data = values)
+        {
+            if (dropBottom + dropTop >= length)
+            {
+                MagnitudeMask.Clear(data, length, _parallel);
+                return;
+            }
+
+            int chunks = ChunkedParallel.ChunkCount(length);
+            int[]? lowerEqual = null, upperEqual = null;
+            try
+            {
+                MagnitudeCut? lower = null, upper = null;
+                if (dropBottom > 0)
+                {
+                    // The last dropped element at the bottom sits at ascending rank dropBottom − 1; its ties leave
+                    // lowest indices first.
+                    lowerEqual = ArrayPool<int>.Shared.Rent(chunks);
+                    MagnitudeRank cut = MagnitudeSelect.Select(data, length, dropBottom - 1, _parallel, lowerEqual);
+                    lower = new MagnitudeCut(cut.Key, 0, dropBottom - cut.CountBelow, lowerEqual);
+                }
+
+                if (dropTop > 0)
+                {
+                    // The first dropped element at the top sits at ascending rank n − dropTop; its ties leave
+                    // highest indices first.
+                    upperEqual = ArrayPool<int>.Shared.Rent(chunks);
+                    MagnitudeRank cut = MagnitudeSelect.Select(data, length, length - dropTop, _parallel, upperEqual);
+                    long droppedAtCut = cut.CountBelow + cut.CountEqual - (length - dropTop);
+                    upper = new MagnitudeCut(cut.Key, cut.CountEqual - droppedAtCut, cut.CountEqual, upperEqual);
+                }
+
+                if (lower is not null || upper is not null)
+                    MagnitudeMask.Apply(data, length, lower, upper, _parallel);
+            }
+            finally
+            {
+                if (lowerEqual is not null)
+                    ArrayPool<int>.Shared.Return(lowerEqual);
+                if (upperEqual is not null)
+                    ArrayPool<int>.Shared.Return(upperEqual);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void DropAndRescale(Span<float> values, float density, bool rescale, PhiloxKey key)
+    {
+        if (float.IsNaN(density) || density < 0f)
+            throw new ArgumentOutOfRangeException(nameof(density), density, "The keep probability must be in [0, 1].");
+        if (density >= 1f)
+            return; // Everything kept, nothing to divide.
+
+        int length = values.Length;
+        fixed (float* data = values)
+        {
+            nint address = (nint)data;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                DropAndRescaleKernel.Apply((float*)address + start, start, ChunkedParallel.ChunkSize(chunk, length),
+                    density, rescale, key);
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void SignConsensusMerge(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
+        SignElection election, bool normalize, Span<float> output)
+    {
+        if (election is not (SignElection.Sum or SignElection.Count))
+            throw new ArgumentOutOfRangeException(nameof(election), election, "Unknown sign election.");
+        int length = output.Length;
+        RequireStacked(stackedDeltas.Length, weights.Length, length, nameof(stackedDeltas));
+        float[] weightCopy = weights.ToArray();
+        fixed (float* source = stackedDeltas)
+        fixed (float* destination = output)
+        {
+            nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                SignConsensusKernel.Merge((float*)sourceAddress + start, length, weightCopy, election, normalize,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public double Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        RequireSameLength(a.Length, b.Length, nameof(b));
+        fixed (float* left = a)
+        fixed (float* right = b)
+        {
+            nint leftAddress = (nint)left, rightAddress = (nint)right;
+            return SumOverChunks(a.Length, (start, size) =>
+                ReductionKernels.Dot((float*)leftAddress + start, (float*)rightAddress + start, size));
+        }
+    }
+
+    /// <inheritdoc />
+    public double SumOfSquares(ReadOnlySpan<float> x)
+    {
+        fixed (float* data = x)
+        {
+            nint address = (nint)data;
+            return SumOverChunks(x.Length, (start, size) => ReductionKernels.SumOfSquares((float*)address + start, size));
+        }
+    }
+
+    /// <inheritdoc />
+    public void Axpby(float a, ReadOnlySpan<float> x, float b, ReadOnlySpan<float> y, Span<float> output)
+    {
+        RequireSameLength(output.Length, x.Length, nameof(x));
+        RequireSameLength(output.Length, y.Length, nameof(y));
+        int length = output.Length;
+        fixed (float* left = x)
+        fixed (float* right = y)
+        fixed (float* destination = output)
+        {
+            nint leftAddress = (nint)left, rightAddress = (nint)right, destinationAddress = (nint)destination;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                ElementwiseKernels.Axpby(a, (float*)leftAddress + start, b, (float*)rightAddress + start,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void Scale(Span<float> values, float factor)
+    {
+        int length = values.Length;
+        fixed (float* data = values)
+        {
+            nint address = (nint)data;
+            ChunkedParallel.For(length, _parallel, chunk =>
+                ElementwiseKernels.Scale(
+                    new Span<float>((float*)address + ChunkedParallel.ChunkStart(chunk), ChunkedParallel.ChunkSize(chunk, length)),
+                    factor));
+        }
+    }
+
+    /// <summary>Per-chunk float64 partials, then their sum in chunk order (thread-count independent).</summary>
+    private double SumOverChunks(int length, Func<long, int, double> chunkSum)
+    {
+        int chunks = ChunkedParallel.ChunkCount(length);
+        double[] partials = ArrayPool<double>.Shared.Rent(chunks);
+        try
+        {
+            ChunkedParallel.ForEachIndex(chunks, _parallel, chunk =>
+                partials[chunk] = chunkSum(ChunkedParallel.ChunkStart(chunk), ChunkedParallel.ChunkSize(chunk, length)));
+            double total = 0;
+            for (int chunk = 0; chunk < chunks; chunk++)
+                total += partials[chunk];
+            return total;
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(partials);
+        }
+    }
+
+    private static void RequireStacked(int stackedLength, int rows, int rowLength, string parameter)
+    {
+        if ((long)rows * rowLength != stackedLength)
+            throw new ArgumentException(
+                $"Expected {rows} stacked rows of {rowLength} elements ({(long)rows * rowLength}), got {stackedLength}.", parameter);
+    }
+
+    private static void RequireSameLength(int expected, int actual, string parameter)
+    {
+        if (expected != actual)
+            throw new ArgumentException($"Expected {expected} elements, got {actual}.", parameter);
+    }
+}

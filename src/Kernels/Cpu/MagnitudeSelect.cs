@@ -1,0 +1,125 @@
+using System.Buffers;
+
+namespace Weld.Kernels.Cpu;
+
+/// <summary>A magnitude key found by <see cref="MagnitudeSelect"/> and how many keys lie below and at it.</summary>
+/// <param name="Key">The magnitude key (float bits with the sign cleared).</param>
+/// <param name="CountBelow">Elements whose key is smaller.</param>
+/// <param name="CountEqual">Elements whose key equals <paramref name="Key"/>.</param>
+internal readonly record struct MagnitudeRank(int Key, long CountBelow, long CountEqual);
+
+/// <summary>
+/// Radix select on magnitude keys: key(x) = bits(x) &amp; 0x7FFFFFFF, whose unsigned (and, being below 2^31,
+/// signed) integer order is the order of |x|, with NaN above +∞. Three histogram passes over the 31 key bits
+/// (11, 10, 10) narrow the search to one key, in O(n) and with no sort.
+/// </summary>
+internal static unsafe class MagnitudeSelect
+{
+    /// <summary>Clears the sign bit: what is left orders like |x|.</summary>
+    public const int KeyMask = 0x7FFFFFFF;
+
+    private const int MaxBins = 1 << 11;
+
+    // Digits from the top: bits 30..20, 19..10, 9..0.
+    private static ReadOnlySpan<byte> DigitShifts => [20, 10, 0];
+    private static ReadOnlySpan<byte> DigitWidths => [11, 10, 10];
+
+    /// <summary>
+    /// Finds the key at 0-based position <paramref name="rank"/> of the ascending key order, and for every chunk
+    /// of <see cref="ChunkedParallel"/> the number of its elements with exactly that key.
+    /// </summary>
+    /// <param name="values">The data (read only).</param>
+    /// <param name="length">Element count; <paramref name="rank"/> must be below it.</param>
+    /// <param name="rank">Ascending position sought.</param>
+    /// <param name="options">Parallelism.</param>
+    /// <param name="equalPerChunk">Receives per-chunk counts of elements equal to the key (ChunkCount entries).</param>
+    public static MagnitudeRank Select(float* values, int length, long rank, ParallelOptions options, Span<int> equalPerChunk)
+    {
+        int chunks = ChunkedParallel.ChunkCount(length);
+        int[] chunkHistograms = ArrayPool<int>.Shared.Rent(chunks * MaxBins);
+        try
+        {
+            long countBelow = 0;
+            int prefix = 0;
+            int digit = 0;
+            int bins = 0;
+            for (int pass = 0; pass < DigitShifts.Length; pass++)
+            {
+                int shift = DigitShifts[pass];
+                int width = DigitWidths[pass];
+                bins = 1 << width;
+                CountDigits(values, length, shift, width, prefix, chunkHistograms, options);
+
+                // Walk the digits upward until the running count passes the rank left inside this prefix.
+                long remaining = rank - countBelow;
+                long cumulative = 0;
+                for (digit = 0; digit < bins; digit++)
+                {
+                    long inBin = SumBin(chunkHistograms, chunks, digit);
+                    if (cumulative + inBin > remaining)
+                        break;
+                    cumulative += inBin;
+                }
+
+                countBelow += cumulative;
+                prefix = (prefix << width) | digit;
+            }
+
+            // After the last pass the per-chunk bins of the chosen digit count exactly the elements equal to the key.
+            long countEqual = 0;
+            for (int chunk = 0; chunk < chunks; chunk++)
+            {
+                int equal = chunkHistograms[chunk * MaxBins + digit];
+                equalPerChunk[chunk] = equal;
+                countEqual += equal;
+            }
+
+            return new MagnitudeRank(prefix, countBelow, countEqual);
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(chunkHistograms);
+        }
+    }
+
+    private static long SumBin(int[] chunkHistograms, int chunks, int bin)
+    {
+        long sum = 0;
+        for (int chunk = 0; chunk < chunks; chunk++)
+            sum += chunkHistograms[chunk * MaxBins + bin];
+        return sum;
+    }
+
+    /// <summary>Per-chunk histogram of one digit over the elements whose higher key bits equal <paramref name="prefix"/>.</summary>
+    private static void CountDigits(float* values, int length, int shift, int width, int prefix, int[] chunkHistograms, ParallelOptions options)
+    {
+        nint address = (nint)values;
+        int prefixShift = shift + width;
+        int digitMask = (1 << width) - 1;
+        ChunkedParallel.For(length, options, chunk =>
+        {
+            Span<int> histogram = chunkHistograms.AsSpan(chunk * MaxBins, MaxBins);
+            histogram.Clear();
+            int* bits = (int*)address + ChunkedParallel.ChunkStart(chunk);
+            int size = ChunkedParallel.ChunkSize(chunk, length);
+            fixed (int* counts = histogram)
+            {
+                if (prefixShift >= 31)
+                {
+                    // First pass: every element counts, no prefix test.
+                    for (int i = 0; i < size; i++)
+                        counts[(bits[i] & KeyMask) >> shift]++;
+                }
+                else
+                {
+                    for (int i = 0; i < size; i++)
+                    {
+                        int key = bits[i] & KeyMask;
+                        if ((key >> prefixShift) == prefix)
+                            counts[(key >> shift) & digitMask]++;
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,54 @@
+using System.Runtime.Intrinsics;
+
+namespace Weld.Kernels.Cpu;
+
+/// <summary>
+/// Float64 reductions over one chunk. The summation order inside a chunk is fixed by explicit 256-bit vectors
+/// (emulated where the hardware lacks them), so a chunk's partial has the same bits on every machine; chunks are
+/// combined in chunk order by the caller.
+/// </summary>
+internal static unsafe class ReductionKernels
+{
+    /// <summary>Σ a[i]·b[i] over the chunk; each product of two floats is exact in float64.</summary>
+    public static double Dot(float* a, float* b, int count)
+    {
+        Vector256<double> lower = Vector256<double>.Zero;
+        Vector256<double> upper = Vector256<double>.Zero;
+        int i = 0;
+        for (; i <= count - Vector256<float>.Count; i += Vector256<float>.Count)
+        {
+            (Vector256<double> aLow, Vector256<double> aHigh) = Vector256.Widen(Vector256.Load(a + i));
+            (Vector256<double> bLow, Vector256<double> bHigh) = Vector256.Widen(Vector256.Load(b + i));
+            lower += aLow * bLow;
+            upper += aHigh * bHigh;
+        }
+
+        double sum = HorizontalSum(lower + upper);
+        for (; i < count; i++)
+            sum += (double)a[i] * b[i];
+        return sum;
+    }
+
+    /// <summary>Σ x[i]² over the chunk.</summary>
+    public static double SumOfSquares(float* x, int count)
+    {
+        Vector256<double> lower = Vector256<double>.Zero;
+        Vector256<double> upper = Vector256<double>.Zero;
+        int i = 0;
+        for (; i <= count - Vector256<float>.Count; i += Vector256<float>.Count)
+        {
+            (Vector256<double> low, Vector256<double> high) = Vector256.Widen(Vector256.Load(x + i));
+            lower += low * low;
+            upper += high * high;
+        }
+
+        double sum = HorizontalSum(lower + upper);
+        for (; i < count; i++)
+            sum += (double)x[i] * x[i];
+        return sum;
+    }
+
+    // Lane order spelled out: Vector256.Sum leaves its order to the implementation.
+    private static double HorizontalSum(Vector256<double> v) =>
+        (v.GetElement(0) + v.GetElement(1)) + (v.GetElement(2) + v.GetElement(3));
+}

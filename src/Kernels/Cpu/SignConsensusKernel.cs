@@ -1,0 +1,115 @@
+using System.Numerics;
+
+namespace Weld.Kernels.Cpu;
+
+/// <summary>
+/// TIES sign election and disjoint merge over one chunk, per element (d_k = w_k·δ_k, float32):
+/// <list type="bullet">
+/// <item>Sum election: s = ((0 + d_0) + d_1) + … ; elected = s ≥ 0 ? +1 : −1 (a NaN sum elects −1).</item>
+/// <item>Count election: c = Σ sign(d_k) with sign(0) = sign(NaN) = 0; elected = c ≥ 0 ? +1 : −1.</item>
+/// <item>agree_k = sign(d_k) == elected: zero and NaN never agree.</item>
+/// <item>out = ((0 + agreeing d) + …) in k order; normalised: divided by the k-ordered float32 sum of the agreeing
+/// w_k, a divisor of exactly 0 replaced by 1.</item>
+/// </list>
+/// </summary>
+/// <remarks>
+/// The SIMD path adds +0 for a disagreeing model instead of skipping it. That is bit-identical: the running sum
+/// starts at +0 and only gains non-zero, non-NaN values, so it is never −0 and x + (+0) == x.
+/// </remarks>
+internal static unsafe class SignConsensusKernel
+{
+    /// <summary>Merges elements [0, count) of a chunk whose rows are <paramref name="rowLength"/> apart.</summary>
+    public static void Merge(float* stacked, long rowLength, ReadOnlySpan<float> weights, SignElection election,
+        bool normalize, float* output, int count)
+    {
+        int rows = weights.Length;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            Vector<float> zero = Vector<float>.Zero;
+            Vector<float> one = Vector<float>.One;
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<int> electedPositive;
+                if (election == SignElection.Sum)
+                {
+                    Vector<float> sum = zero;
+                    for (int k = 0; k < rows; k++)
+                        sum += new Vector<float>(weights[k]) * Vector.Load(stacked + k * rowLength + i);
+                    electedPositive = Vector.GreaterThanOrEqual(sum, zero);
+                }
+                else
+                {
+                    // Comparison masks are −1 where true: c − (d > 0) + (d < 0) counts +1 / −1 votes.
+                    Vector<int> votes = Vector<int>.Zero;
+                    for (int k = 0; k < rows; k++)
+                    {
+                        Vector<float> d = new Vector<float>(weights[k]) * Vector.Load(stacked + k * rowLength + i);
+                        votes = votes - Vector.GreaterThan(d, zero) + Vector.LessThan(d, zero);
+                    }
+
+                    electedPositive = Vector.GreaterThanOrEqual(votes, Vector<int>.Zero);
+                }
+
+                Vector<float> merged = zero;
+                Vector<float> divisor = zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    var weight = new Vector<float>(weights[k]);
+                    Vector<float> d = weight * Vector.Load(stacked + k * rowLength + i);
+                    Vector<float> agree = Vector.AsVectorSingle(
+                        Vector.ConditionalSelect(electedPositive, Vector.GreaterThan(d, zero), Vector.LessThan(d, zero)));
+                    merged += d & agree;
+                    if (normalize)
+                        divisor += weight & agree;
+                }
+
+                if (normalize)
+                    merged /= Vector.ConditionalSelect(Vector.Equals(divisor, zero), one, divisor);
+                Vector.Store(merged, output + i);
+            }
+        }
+
+        for (; i < count; i++)
+            output[i] = MergeElement(stacked + i, rowLength, weights, election, normalize);
+    }
+
+    private static float MergeElement(float* column, long rowLength, ReadOnlySpan<float> weights, SignElection election, bool normalize)
+    {
+        int rows = weights.Length;
+        bool electedPositive;
+        if (election == SignElection.Sum)
+        {
+            float sum = 0f;
+            for (int k = 0; k < rows; k++)
+                sum += weights[k] * column[k * rowLength];
+            electedPositive = sum >= 0f;
+        }
+        else
+        {
+            int votes = 0;
+            for (int k = 0; k < rows; k++)
+                votes += Sign(weights[k] * column[k * rowLength]);
+            electedPositive = votes >= 0;
+        }
+
+        int elected = electedPositive ? 1 : -1;
+        float merged = 0f;
+        float divisor = 0f;
+        for (int k = 0; k < rows; k++)
+        {
+            float d = weights[k] * column[k * rowLength];
+            if (Sign(d) == elected)
+            {
+                merged += d;
+                divisor += weights[k];
+            }
+        }
+
+        if (!normalize)
+            return merged;
+        return merged / (divisor == 0f ? 1f : divisor);
+    }
+
+    private static int Sign(float value) => value > 0f ? 1 : value < 0f ? -1 : 0;
+}

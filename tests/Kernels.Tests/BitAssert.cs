@@ -1,0 +1,38 @@
+using Xunit.Sdk;
+
+namespace Weld.Kernels.Tests;
+
+/// <summary>Exact comparisons of float results by bit pattern (any NaN matches any NaN: payloads are not part of the contract).</summary>
+internal static class BitAssert
+{
+    /// <summary>Fails with the first differing index, both values as bits, and <paramref name="context"/> (carry the seed).</summary>
+    public static void Equal(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, string context)
+    {
+        if (expected.Length != actual.Length)
+            throw new XunitException($"{context}: length {actual.Length}, expected {expected.Length}");
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (!Same(expected[i], actual[i]))
+                throw new XunitException(
+                    $"{context}: element {i} is {actual[i]:R} (0x{Bits(actual[i]):X8}), expected {expected[i]:R} (0x{Bits(expected[i]):X8})");
+        }
+    }
+
+    /// <summary>Exact bit equality, NaN payloads included (for same-code determinism checks).</summary>
+    public static void Identical(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, string context)
+    {
+        if (expected.Length != actual.Length)
+            throw new XunitException($"{context}: length {actual.Length}, expected {expected.Length}");
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (Bits(expected[i]) != Bits(actual[i]))
+                throw new XunitException($"{context}: element {i} is 0x{Bits(actual[i]):X8}, expected 0x{Bits(expected[i]):X8}");
+        }
+    }
+
+    /// <summary>Same bits, or both NaN.</summary>
+    public static bool Same(float expected, float actual) =>
+        Bits(expected) == Bits(actual) || (float.IsNaN(expected) && float.IsNaN(actual));
+
+    public static uint Bits(float value) => (uint)BitConverter.SingleToInt32Bits(value);
+}
