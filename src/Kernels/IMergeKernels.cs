@@ -83,6 +83,12 @@ public interface IMergeKernels
 
     /// <summary>values[i] *= factor.</summary>
     void Scale(Span<float> values, float factor);
+
+    /// <summary>values[i] /= divisor, one IEEE division each (not a multiply by the reciprocal: mergekit divides).</summary>
+    void Divide(Span<float> values, float divisor);
+
+    /// <summary>Σ |x[i]| accumulated in float64 (L1 norm; mergekit's rescale of sparsified task vectors).</summary>
+    double SumOfAbs(ReadOnlySpan<float> x);
 }
 
 /// <summary>How TIES elects the sign of each element.</summary>

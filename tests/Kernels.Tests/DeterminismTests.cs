@@ -30,6 +30,7 @@ public class DeterminismTests
         Same(kernels => Run(Length, output => kernels.Axpby(0.3f, x, 0.7f, y, output)), "Axpby");
         Same(kernels => InPlace(stacked, values => kernels.SubtractRows(values, y)), "SubtractRows");
         Same(kernels => InPlace(x, values => kernels.Scale(values, 0.1f)), "Scale");
+        Same(kernels => InPlace(x, values => kernels.Divide(values, 0.3f)), "Divide");
         Same(kernels => InPlace(x, values => kernels.KeepTopK(values, Length / 3)), "KeepTopK");
         Same(kernels => InPlace(x, values => kernels.KeepMagnitudeBand(values, Length / 3, Length / 5)), "KeepMagnitudeBand");
         Same(kernels => InPlace(x, values => kernels.DropAndRescale(values, 0.3f, true, key)), "DropAndRescale");
@@ -38,6 +39,7 @@ public class DeterminismTests
 
         Assert.Equal(BitConverter.DoubleToInt64Bits(serial.Dot(x, y)), BitConverter.DoubleToInt64Bits(parallel.Dot(x, y)));
         Assert.Equal(BitConverter.DoubleToInt64Bits(serial.SumOfSquares(y)), BitConverter.DoubleToInt64Bits(parallel.SumOfSquares(y)));
+        Assert.Equal(BitConverter.DoubleToInt64Bits(serial.SumOfAbs(y)), BitConverter.DoubleToInt64Bits(parallel.SumOfAbs(y)));
     }
 
     private static float[] Run(int length, Action<float[]> kernel)

@@ -74,6 +74,23 @@ public class ElementwiseTests
         BitAssert.Equal(expected, stacked, $"seed {seed}, n {length}, scale");
     }
 
+    [Theory]
+    [MemberData(nameof(Sizes))]
+    public void Divide_matches_one_IEEE_division_per_element(int length)
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        float[] values = TestData.WithSpecials(random, TestData.Plain(random, length));
+        foreach (float divisor in new[] { 3f, 0.7f, -1.3f })
+        {
+            // (float)((double)a / b) is the correctly rounded float quotient; a multiply by 1/b is not.
+            float[] expected = values.Select(v => (float)((double)v / divisor)).ToArray();
+            float[] actual = (float[])values.Clone();
+            new CpuKernels().Divide(actual, divisor);
+            BitAssert.Equal(expected, actual, $"seed {seed}, n {length}, divide by {divisor}");
+        }
+    }
+
     [Fact]
     public void SubtractRows_rejects_a_partial_row() =>
         Assert.Throws<ArgumentException>(() => new CpuKernels().SubtractRows(new float[7], new float[3]));

@@ -33,6 +33,19 @@ public class ReductionTests
         Assert.True(Math.Abs(actualSquares - squares) <= bound * squares, $"seed {seed}, n {length}: sumsq {actualSquares:R}, expected {squares:R}");
     }
 
+    [Theory]
+    [MemberData(nameof(Sizes))]
+    public void SumOfAbs_matches_float64_reference_within_rounding_bound(int length)
+    {
+        int seed = TestData.NewSeed();
+        float[] a = TestData.TieHeavy(new System.Random(seed), length);
+        double expected = 0;
+        foreach (float v in a) expected += Math.Abs((double)v);
+        double actual = new CpuKernels().SumOfAbs(a);
+        Assert.True(Math.Abs(actual - expected) <= 2.0 * length * Math.Pow(2, -53) * expected, $"seed {seed}, n {length}: {actual:R} vs {expected:R}");
+        Assert.Equal(1001L * 1000 / 2, (long)new CpuKernels().SumOfAbs(Enumerable.Range(0, 1001).Select(i => (float)(i % 2 == 0 ? i : -i)).ToArray()));
+    }
+
     [Fact]
     public void Dot_is_exact_on_small_integers()
     {

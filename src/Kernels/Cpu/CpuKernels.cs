@@ -271,6 +271,30 @@ public sealed unsafe class CpuKernels : IMergeKernels
         }
     }
 
+    /// <inheritdoc />
+    public void Divide(Span<float> values, float divisor)
+    {
+        int length = values.Length;
+        fixed (float* data = values)
+        {
+            nint address = (nint)data;
+            ChunkedParallel.For(length, _parallel, chunk =>
+                ElementwiseKernels.Divide(
+                    new Span<float>((float*)address + ChunkedParallel.ChunkStart(chunk), ChunkedParallel.ChunkSize(chunk, length)),
+                    divisor));
+        }
+    }
+
+    /// <inheritdoc />
+    public double SumOfAbs(ReadOnlySpan<float> x)
+    {
+        fixed (float* data = x)
+        {
+            nint address = (nint)data;
+            return SumOverChunks(x.Length, (start, size) => ReductionKernels.SumOfAbs((float*)address + start, size));
+        }
+    }
+
     /// <summary>Per-chunk float64 partials, then their sum in chunk order (thread-count independent).</summary>
     private double SumOverChunks(int length, Func<long, int, double> chunkSum)
     {

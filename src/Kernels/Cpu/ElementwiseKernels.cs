@@ -58,4 +58,7 @@ internal static unsafe class ElementwiseKernels
     /// <summary>values[i] *= factor.</summary>
     public static void Scale(Span<float> values, float factor) =>
         TensorPrimitives.Multiply(values, factor, values);
+
+    public static void Divide(Span<float> values, float divisor) =>
+        TensorPrimitives.Divide(values, divisor, values);
 }

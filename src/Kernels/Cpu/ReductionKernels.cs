@@ -48,6 +48,24 @@ internal static unsafe class ReductionKernels
         return sum;
     }
 
+    public static double SumOfAbs(float* x, int count)
+    {
+        Vector256<double> lower = Vector256<double>.Zero;
+        Vector256<double> upper = Vector256<double>.Zero;
+        int i = 0;
+        for (; i <= count - Vector256<float>.Count; i += Vector256<float>.Count)
+        {
+            (Vector256<double> low, Vector256<double> high) = Vector256.Widen(Vector256.Abs(Vector256.Load(x + i)));
+            lower += low;
+            upper += high;
+        }
+
+        double sum = HorizontalSum(lower + upper);
+        for (; i < count; i++)
+            sum += Math.Abs((double)x[i]);
+        return sum;
+    }
+
     // Lane order spelled out: Vector256.Sum leaves its order to the implementation.
     private static double HorizontalSum(Vector256<double> v) =>
         (v.GetElement(0) + v.GetElement(1)) + (v.GetElement(2) + v.GetElement(3));
