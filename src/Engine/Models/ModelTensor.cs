@@ -1,0 +1,24 @@
+using Weld.Engine.SafeTensors;
+
+namespace Weld.Engine.Models;
+
+/// <summary>A tensor of a model: the file that holds it and its header entry.</summary>
+/// <param name="File">The open safetensors file (owned by the <see cref="ModelFolder"/>).</param>
+/// <param name="Info">The tensor's header entry.</param>
+public readonly record struct ModelTensor(SafeTensorsFile File, TensorInfo Info)
+{
+    /// <summary>The tensor's name.</summary>
+    public string Name => Info.Name;
+
+    /// <summary>The tensor's stored element type.</summary>
+    public DType DType => Info.DType;
+
+    /// <summary>The tensor's shape.</summary>
+    public long[] Shape => Info.Shape;
+
+    /// <summary>Number of elements.</summary>
+    public long ElementCount => Info.ElementCount;
+
+    /// <summary>Converts elements <c>[firstElement, firstElement + destination.Length)</c> to float32.</summary>
+    public void ReadFloat32(long firstElement, Span<float> destination) => File.ReadFloat32(Info, firstElement, destination);
+}

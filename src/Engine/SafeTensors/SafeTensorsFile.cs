@@ -1,0 +1,212 @@
+using System.Buffers.Binary;
+using System.IO.MemoryMappedFiles;
+using Weld.Kernels;
+
+namespace Weld.Engine.SafeTensors;
+
+/// <summary>
+/// A safetensors file opened read-only through a memory map: the header is parsed and validated at
+/// <see cref="Open"/>, tensor bytes are read in place (zero copy) and converted to float32 on demand.
+/// </summary>
+/// <remarks>
+/// Every read method is thread-safe: the map is created once and only read, so many threads may read
+/// chunks of the same tensor at once. Disposing while reads are in flight is the caller's error.
+/// The format is little-endian; Weld runs on little-endian machines only.
+/// </remarks>
+public sealed unsafe class SafeTensorsFile : IDisposable
+{
+    /// <summary>Elements converted per step in <see cref="ReadFloat32"/>, so that byte counts stay within int.</summary>
+    private const int ConversionChunk = 1 << 20;
+
+    private readonly MemoryMappedFile _map;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly byte* _data;
+    private readonly long _dataLength;
+    private readonly Dictionary<string, TensorInfo> _byName;
+    private int _disposed;
+
+    private SafeTensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* data, long dataLength,
+        List<TensorInfo> tensors, Dictionary<string, string> metadata)
+    {
+        FilePath = path;
+        _map = map;
+        _view = view;
+        _data = data;
+        _dataLength = dataLength;
+        Tensors = tensors;
+        Metadata = metadata;
+        _byName = new Dictionary<string, TensorInfo>(tensors.Count, StringComparer.Ordinal);
+        foreach (TensorInfo tensor in tensors) _byName.Add(tensor.Name, tensor);
+    }
+
+    /// <summary>The full path of the file.</summary>
+    public string FilePath { get; }
+
+    /// <summary>The tensors, sorted by their offset in the data section.</summary>
+    public IReadOnlyList<TensorInfo> Tensors { get; }
+
+    /// <summary>The header's <c>__metadata__</c> (empty when absent).</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <summary>Size of the data section in bytes (the sum of all tensors' bytes).</summary>
+    public long DataLength => _dataLength;
+
+    /// <summary>Opens and validates <paramref name="path"/>.</summary>
+    /// <exception cref="InvalidModelFileException">The file is not a well-formed safetensors file.</exception>
+    /// <exception cref="WeldException">The file cannot be opened.</exception>
+    public static SafeTensorsFile Open(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        string fullPath = Path.GetFullPath(path);
+        FileStream stream;
+        try
+        {
+            stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new WeldException($"{fullPath}: cannot open the file ({e.Message}).", e);
+        }
+
+        MemoryMappedFile? map = null;
+        MemoryMappedViewAccessor? view = null;
+        byte* pointer = null;
+        try
+        {
+            long fileLength = stream.Length;
+            if (fileLength < 8)
+            {
+                throw new InvalidModelFileException(fullPath,
+                    $"the file is {fileLength} bytes long, shorter than the 8-byte header length that starts every safetensors file (truncated, or not a safetensors file).");
+            }
+
+            map = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read,
+                HandleInheritability.None, leaveOpen: false);
+            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+            byte* start = pointer + view.PointerOffset;
+
+            ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(start, 8));
+            if (headerLength > SafeTensorsHeader.MaxHeaderBytes)
+            {
+                throw new InvalidModelFileException(fullPath,
+                    $"the header length {headerLength} exceeds the 100 MB limit (corrupt file, or not a safetensors file).");
+            }
+
+            if ((long)headerLength > fileLength - 8)
+            {
+                throw new InvalidModelFileException(fullPath,
+                    $"the header length {headerLength} runs past the end of the file ({fileLength} bytes): the file is truncated.");
+            }
+
+            // The header is small (bounded above); copying it lets JsonDocument work on managed memory.
+            byte[] json = new ReadOnlySpan<byte>(start + 8, (int)headerLength).ToArray();
+            long dataLength = fileLength - 8 - (long)headerLength;
+            (List<TensorInfo> tensors, Dictionary<string, string> metadata) =
+                SafeTensorsHeader.Parse(fullPath, json, dataLength);
+            return new SafeTensorsFile(fullPath, map, view, start + 8 + (long)headerLength, dataLength, tensors, metadata);
+        }
+        catch
+        {
+            if (pointer != null) view!.SafeMemoryMappedViewHandle.ReleasePointer();
+            view?.Dispose();
+            map?.Dispose();
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Looks up a tensor by name.</summary>
+    public bool TryGetTensor(string name, out TensorInfo tensor) => _byName.TryGetValue(name, out tensor!);
+
+    /// <summary>The tensor called <paramref name="name"/>.</summary>
+    /// <exception cref="WeldException">The file has no such tensor.</exception>
+    public TensorInfo GetTensor(string name) =>
+        _byName.TryGetValue(name, out TensorInfo? tensor)
+            ? tensor
+            : throw new WeldException($"{FilePath}: no tensor named '{name}'.");
+
+    /// <summary>
+    /// The raw bytes <c>[byteOffset, byteOffset + byteCount)</c> of <paramref name="tensor"/>, in place (valid until
+    /// the file is disposed).
+    /// </summary>
+    public ReadOnlySpan<byte> GetBytes(TensorInfo tensor, long byteOffset, int byteCount)
+    {
+        CheckTensor(tensor);
+        if (byteOffset < 0 || byteCount < 0 || byteOffset > tensor.ByteLength - byteCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(byteOffset),
+                $"{FilePath}: bytes [{byteOffset}, {byteOffset + byteCount}) are outside tensor '{tensor.Name}' ({tensor.ByteLength} bytes).");
+        }
+
+        return new ReadOnlySpan<byte>(_data + tensor.Offset + byteOffset, byteCount);
+    }
+
+    /// <summary>
+    /// Converts elements <c>[firstElement, firstElement + destination.Length)</c> of <paramref name="tensor"/> to
+    /// float32 (exact for every dtype except I32/I64 values beyond 2^24 and F64, which round to nearest).
+    /// </summary>
+    public void ReadFloat32(TensorInfo tensor, long firstElement, Span<float> destination)
+    {
+        CheckTensor(tensor);
+        int elementSize = DTypes.SizeOf(tensor.DType);
+        long elementCount = tensor.ByteLength / elementSize;
+        if (firstElement < 0 || firstElement > elementCount - destination.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(firstElement),
+                $"{FilePath}: elements [{firstElement}, {firstElement + destination.Length}) are outside tensor '{tensor.Name}' ({elementCount} elements).");
+        }
+
+        byte* source = _data + tensor.Offset + firstElement * elementSize;
+        for (int done = 0; done < destination.Length; done += ConversionChunk)
+        {
+            int count = Math.Min(ConversionChunk, destination.Length - done);
+            Convert(tensor.DType, source + (long)done * elementSize, count, destination.Slice(done, count));
+        }
+    }
+
+    private static void Convert(DType dtype, byte* source, int count, Span<float> destination)
+    {
+        switch (dtype)
+        {
+            case DType.F32: new ReadOnlySpan<float>(source, count).CopyTo(destination); break;
+            case DType.BF16: FloatConversions.Bf16ToSingle(new ReadOnlySpan<ushort>(source, count), destination); break;
+            case DType.F16: FloatConversions.HalfToSingle(new ReadOnlySpan<ushort>(source, count), destination); break;
+            case DType.F64: FloatConversions.DoubleToSingle(new ReadOnlySpan<double>(source, count), destination); break;
+            case DType.F8_E4M3: FloatConversions.Fp8E4M3ToSingle(new ReadOnlySpan<byte>(source, count), destination); break;
+            case DType.F8_E5M2: FloatConversions.Fp8E5M2ToSingle(new ReadOnlySpan<byte>(source, count), destination); break;
+            case DType.I64: FloatConversions.Int64ToSingle(new ReadOnlySpan<long>(source, count), destination); break;
+            case DType.I32: FloatConversions.Int32ToSingle(new ReadOnlySpan<int>(source, count), destination); break;
+            case DType.I16: FloatConversions.Int16ToSingle(new ReadOnlySpan<short>(source, count), destination); break;
+            case DType.I8: FloatConversions.SByteToSingle(new ReadOnlySpan<sbyte>(source, count), destination); break;
+            case DType.U8: FloatConversions.ByteToSingle(new ReadOnlySpan<byte>(source, count), destination); break;
+            case DType.BOOL: FloatConversions.BoolToSingle(new ReadOnlySpan<byte>(source, count), destination); break;
+            default: throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Unknown dtype.");
+        }
+    }
+
+    /// <summary>Guards memory safety: the tensor must lie inside this file's data section and the file be open.</summary>
+    private void CheckTensor(TensorInfo tensor)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (tensor.Offset < 0 || tensor.ByteLength < 0 || tensor.Offset > _dataLength - tensor.ByteLength)
+        {
+            throw new ArgumentException(
+                $"{FilePath}: tensor '{tensor.Name}' [{tensor.Offset}, {tensor.Offset + tensor.ByteLength}) does not belong to this file.",
+                nameof(tensor));
+        }
+    }
+
+    /// <summary>Unmaps the file and closes it.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _map.Dispose();
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => FilePath;
+}
