@@ -53,7 +53,7 @@ internal static class InspectCommand
             ["tensor_count"] = model.TensorNames.Count,
             ["parameter_count"] = model.ParameterCount,
             ["total_bytes"] = model.TotalBytes,
-            ["shards"] = new JsonArray(model.Shards.Select(s => (JsonNode)Path.GetFileName(s.FilePath)).ToArray()),
+            ["shards"] = new JsonArray(model.Files.Select(s => (JsonNode)Path.GetFileName(s.FilePath)).ToArray()),
             ["config"] = config is null ? null : new JsonObject
             {
                 ["architecture"] = config.Architecture,
@@ -76,6 +76,8 @@ internal static class InspectCommand
             Ansi = ReferenceEquals(writer, Console.Out) && !Console.IsOutputRedirected ? AnsiSupport.Detect : AnsiSupport.No,
             ColorSystem = ColorSystemSupport.Detect,
         });
+        if (!ReferenceEquals(writer, Console.Out) || Console.IsOutputRedirected)
+            console.Profile.Width = 240; // a pipe or file: do not wrap long tensor names
         var table = new Table().Border(TableBorder.Simple)
             .AddColumn("tensor").AddColumn("dtype").AddColumn("shape").AddColumn(new TableColumn("bytes").RightAligned()).AddColumn("shard");
         var bytesByDType = new SortedDictionary<string, long>(StringComparer.Ordinal);
@@ -84,14 +86,14 @@ internal static class InspectCommand
             var t = model.GetTensor(name);
             string dtype = DTypes.ToName(t.Info.DType);
             bytesByDType[dtype] = bytesByDType.GetValueOrDefault(dtype) + t.Info.ByteLength;
-            table.AddRow(Markup.Escape(name), dtype, "[" + string.Join(", ", t.Info.Shape) + "]",
+            table.AddRow(Markup.Escape(name), dtype, Markup.Escape("[" + string.Join(", ", t.Info.Shape) + "]"),
                 t.Info.ByteLength.ToString("N0", System.Globalization.CultureInfo.InvariantCulture),
                 Markup.Escape(Path.GetFileName(t.File.FilePath)));
         }
         console.Write(table);
         var inv = System.Globalization.CultureInfo.InvariantCulture;
         writer.WriteLine($"model:      {Path.GetFullPath(model.Path)}{(model.IsAdapter ? " (PEFT adapter)" : "")}");
-        writer.WriteLine($"tensors:    {model.TensorNames.Count.ToString("N0", inv)} in {model.Shards.Count} shard(s)");
+        writer.WriteLine($"tensors:    {model.TensorNames.Count.ToString("N0", inv)} in {model.Files.Count} shard(s)");
         writer.WriteLine($"parameters: {model.ParameterCount.ToString("N0", inv)}");
         writer.WriteLine($"bytes:      {model.TotalBytes.ToString("N0", inv)} ({string.Join(", ", bytesByDType.Select(kv => $"{kv.Key} {kv.Value.ToString("N0", inv)}"))})");
         if (model.Config is { } c)

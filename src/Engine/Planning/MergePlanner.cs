@@ -26,7 +26,7 @@ public static class MergePlanner
         var tasks = new List<TensorTask>();
         var outputNames = new HashSet<string>(StringComparer.Ordinal);
 
-        ModelFolder template = models[slices[0].Template];
+        ModelFolder template = models.Folders[slices[0].Template];
         // Non-layer tensors: before the layers (embeddings) from the first slice, after them from the last.
         var pre = new List<string>();
         var post = new List<string>();
@@ -45,7 +45,7 @@ public static class MergePlanner
             {
                 double t = LayerPosition.InSlice(offset, slice.LayerCount);
                 int templateLayer = slice.Sources[0].Range.Start + offset;
-                foreach (string name in models[slice.Sources[0].Model].TensorNames)
+                foreach (string name in models.Folders[slice.Sources[0].Model].TensorNames)
                 {
                     if (LayerNames.LayerIndex(name) != templateLayer) continue;
                     tasks.Add(builder.Build(slice, s, name, offset, t, LayerNames.WithLayer(name, outputLayer)));
@@ -257,7 +257,7 @@ internal sealed record SliceLayout(IReadOnlyList<SliceSource> Sources, int Layer
         for (int i = 0; i < refs.Count; i++)
         {
             int model = models.IndexOf(refs[i]);
-            int count = LayerCount(models.Folders[model]);
+            int count = LayersOf(models.Folders[model]);
             layers ??= count;
             if (count != layers)
                 throw new RecipeException($"{recipe.SourceName}: {refs[i]} has {count} layers, {refs[0]} has {layers}; use slices: to merge models of different depth");
@@ -267,7 +267,7 @@ internal sealed record SliceLayout(IReadOnlyList<SliceSource> Sources, int Layer
         return [new SliceLayout(all, layers ?? 0)];
     }
 
-    private static int LayerCount(ModelFolder folder)
+    private static int LayersOf(ModelFolder folder)
     {
         if (folder.Config?.NumHiddenLayers is int n) return n;
         int max = -1;
@@ -278,7 +278,7 @@ internal sealed record SliceLayout(IReadOnlyList<SliceSource> Sources, int Layer
 
     private static void CheckRange(MergeRecipe recipe, ModelFolder folder, InputSlice input)
     {
-        int layers = LayerCount(folder);
+        int layers = LayersOf(folder);
         if (input.LayerRange.Start < 0 || input.LayerRange.End > layers)
             throw new RecipeException(string.Create(CultureInfo.InvariantCulture,
                 $"{recipe.SourceName}:{input.Line}: layer_range [{input.LayerRange.Start}, {input.LayerRange.End}] does not fit {input.Model}, which has {layers} layers"));

@@ -121,7 +121,7 @@ public sealed class FloatConversionsTests
     /// <summary>Random float32 bit patterns (every class: NaN, Inf, subnormal, normal) plus special values.</summary>
     private static float[] InterestingFloats(int seed, int count)
     {
-        var random = new Random(seed);
+        var random = new System.Random(seed);
         var list = new List<float>
         {
             0f, -0f, float.PositiveInfinity, float.NegativeInfinity, float.NaN, -float.NaN,
@@ -337,7 +337,7 @@ public sealed class FloatConversionsTests
     [Fact]
     public void SpanMethods_HandleEveryTailLength_LikeScalarMethods()
     {
-        var random = new Random(5);
+        var random = new System.Random(5);
         for (int length = 0; length <= 70; length++)
         {
             var floats = new float[length];
