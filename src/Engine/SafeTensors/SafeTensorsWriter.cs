@@ -122,8 +122,11 @@ public sealed class SafeTensorsWriter : IDisposable
 
         if (tensor.DType == DType.F32)
         {
-            _stream.Write(MemoryMarshal.AsBytes(values));
-            Advance((long)values.Length * size);
+            long bytes = (long)values.Length * size;
+            // Slices keep the byte view within int range (a span of more than 2^29 floats has more than 2^31 bytes).
+            for (int start = 0; start < values.Length; start += 1 << 28)
+                _stream.Write(MemoryMarshal.AsBytes(values.Slice(start, Math.Min(1 << 28, values.Length - start))));
+            Advance(bytes);
             return;
         }
 
