@@ -24,11 +24,16 @@ internal static class TestPaths
 
     private static string FindRepoRoot()
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir != null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln")))
-            dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException(
-            $"Engine.sln not found above {AppContext.BaseDirectory}");
+        // The output folder sits inside the repository unless built with --artifacts-path elsewhere; then
+        // the working directory (dotnet test runs from the repository) is the next guess.
+        foreach (string start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
+        {
+            var dir = new DirectoryInfo(start);
+            while (dir != null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln")))
+                dir = dir.Parent;
+            if (dir != null) return dir.FullName;
+        }
+        throw new InvalidOperationException($"Engine.sln not found above {AppContext.BaseDirectory} or {Directory.GetCurrentDirectory()}");
     }
 
     private static string FindSharedModels()
