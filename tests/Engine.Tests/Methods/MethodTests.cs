@@ -232,4 +232,42 @@ public class MethodTests
         int unchanged = a.Where((v, i) => v == baseline[i]).Count();
         Assert.InRange(unchanged, expectedUnchanged - 5 * Math.Sqrt(variance), expectedUnchanged + 5 * Math.Sqrt(variance));
     }
+
+    [Fact]
+    public void Ties_at_a_density_that_keeps_nothing_returns_the_base()
+    {
+        var (baseline, models) = RandomModels(15, 999, 2);
+        var method = new Ties();
+        float[] actual = Run(method, baseline, models,
+            _ => Defaults(method, ParameterScope.PerModel).Set("weight", 1.0).Set("density", 1e-6),
+            Defaults(method, ParameterScope.Global));
+        Assert.Equal(baseline, actual);
+    }
+
+    [Fact]
+    public void NaN_inputs_propagate_through_linear_and_never_win_a_ties_election()
+    {
+        var (baseline, models) = RandomModels(16, 101, 3);
+        models[0][7] = float.NaN;
+        var linear = new Linear();
+        float[] soup = Run(linear, null, models.Select(m => (float[])m.Clone()).ToArray(),
+            _ => new ResolvedParameters().Set("weight", 1.0), Defaults(linear, ParameterScope.Global));
+        Assert.True(float.IsNaN(soup[7]));
+        Assert.Equal(100, soup.Count(float.IsFinite));
+
+        var ties = new Ties();
+        float[] merged = Run(ties, baseline, models.Select(m => (float[])m.Clone()).ToArray(),
+            _ => Defaults(ties, ParameterScope.PerModel).Set("weight", 1.0).Set("density", 1.0),
+            Defaults(ties, ParameterScope.Global));
+        // The NaN task vector entry is kept by the trim (largest magnitude) but never agrees with the elected
+        // sign, so the element is the disjoint mean of the other models' agreeing entries: finite.
+        Assert.All(merged, v => Assert.True(float.IsFinite(v)));
+        // With a NaN in the weighted sum the election falls to −1 (NaN >= 0 is false): element 7 is the base plus
+        // the mean of the other models' negative deltas there (or the base if there are none).
+        float d1 = models[1][7] - baseline[7], d2 = models[2][7] - baseline[7];
+        float sum = 0, count = 0;
+        foreach (float d in new[] { d1, d2 })
+            if (d < 0) { sum += d; count++; }
+        Assert.Equal(baseline[7] + (count == 0 ? 0 : sum / count), merged[7]);
+    }
 }
