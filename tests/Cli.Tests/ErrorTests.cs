@@ -222,6 +222,41 @@ public sealed class ErrorTests
         CliAssert.NoOutputLeft(Output);
     }
 
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-2")]
+    public void InvalidThreadCount_IsAnInputErrorNotACrash(string threads)
+    {
+        string recipe = Recipes.WriteExample("linear-soup.yml", _temp);
+
+        CliResult result = WeldCli.Run("merge", recipe, "-o", Output, "-j", threads);
+
+        CliAssert.InputError(result, "num-threads", threads);
+        CliAssert.NoOutputLeft(Output);
+    }
+
+    [Theory]
+    [InlineData("5X")]
+    [InlineData("-5")]
+    [InlineData("0")]
+    public void InvalidShardSize_IsAnInputError(string size)
+    {
+        string recipe = Recipes.WriteExample("linear-soup.yml", _temp);
+
+        CliResult result = WeldCli.Run("merge", recipe, "-o", Output, "--out-shard-size", size);
+
+        CliAssert.InputError(result);
+        CliAssert.NoOutputLeft(Output);
+    }
+
+    [Fact]
+    public void NoOutputFolder_IsAnInputError()
+    {
+        string recipe = Recipes.WriteExample("linear-soup.yml", _temp);
+
+        CliAssert.InputError(WeldCli.Run("merge", recipe), "-o OUT");
+    }
+
     [Fact]
     public void UnknownDevice_IsRefused()
     {

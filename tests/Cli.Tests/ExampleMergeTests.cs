@@ -36,6 +36,8 @@ public sealed partial class ExampleMergeTests
         CliResult result = WeldCli.Run("merge", recipe, "-o", output);
 
         CliAssert.Succeeded(result);
+        // stdout is for results (merge has none); progress and the summary are diagnostics on stderr.
+        Assert.Equal("", result.Stdout);
         string recipeText = File.ReadAllText(recipe);
         Assert.Equal(
             ["README.md", "config.json", "mergekit_config.yml", "model.safetensors"],
@@ -48,6 +50,7 @@ public sealed partial class ExampleMergeTests
         bool passthrough = example == "passthrough-stack.yml";
         int layers = passthrough ? 6 : 4;
         AssertConfig(output, torchDType, layers);
+        Assert.Contains($"merged {39 + (layers - 4) * 9} tensors into {output} (1 shard(s))", result.Stderr, StringComparison.Ordinal);
 
         using ModelFolder merged = ModelFolder.Open(output);
         using ModelFolder reference = ModelFolder.Open(Recipes.ExampleModel("lm-base"));
