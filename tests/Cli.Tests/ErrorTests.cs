@@ -269,6 +269,13 @@ public sealed class ErrorTests
     }
 
     [Fact]
+    public void RecipeThatIsAFolder_NamesIt()
+    {
+        CliAssert.InputError(WeldCli.Run("merge", _temp, "-o", Output), _temp);
+        CliAssert.NoOutputLeft(Output);
+    }
+
+    [Fact]
     public void MissingRecipe_NamesTheFile()
     {
         string recipe = Path.Combine(_temp, "nope.yml");

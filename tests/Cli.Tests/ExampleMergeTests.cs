@@ -110,6 +110,46 @@ public sealed partial class ExampleMergeTests
     }
 
     [Fact]
+    public void RelativeModelPaths_ResolveAgainstTheRecipesFolder()
+    {
+        // The in-process working directory is the test's output folder: these relative paths only exist
+        // relative to the recipe's folder, which the engine tries second.
+        string temp = TestPaths.NewTempDir("weld-cli");
+        string relative = Path.GetRelativePath(temp, Path.Combine(Recipes.ExamplesFolder, "models"));
+        Assert.False(Directory.Exists(Path.Combine(relative, "lm-base")), "the relative path also resolves from the working directory");
+        string text = File.ReadAllText(Path.Combine(Recipes.ExamplesFolder, "task-arithmetic.yml")).Replace("examples/models", relative, StringComparison.Ordinal);
+        string recipe = Recipes.Write(temp, text);
+        string absolute = Path.Combine(temp, "absolute");
+        string output = Path.Combine(temp, "out");
+
+        CliAssert.Succeeded(WeldCli.Run("merge", recipe, "-o", output, "-q"));
+        CliAssert.Succeeded(WeldCli.Run("merge", Recipes.WriteExample("task-arithmetic.yml", Directory.CreateDirectory(Path.Combine(temp, "abs")).FullName), "-o", absolute, "-q"));
+
+        Assert.Equal(File.ReadAllBytes(Path.Combine(absolute, "model.safetensors")), File.ReadAllBytes(Path.Combine(output, "model.safetensors")));
+    }
+
+    [Fact]
+    public void Quiet_PrintsNothing()
+    {
+        string temp = TestPaths.NewTempDir("weld-cli");
+        CliResult result = WeldCli.Run("merge", Recipes.WriteExample("slerp.yml", temp), "-o", Path.Combine(temp, "out"), "--quiet");
+
+        CliAssert.Succeeded(result);
+        Assert.Equal("", result.Stdout);
+        Assert.Equal("", result.Stderr);
+    }
+
+    [Fact]
+    public void NoWriteModelCard_LeavesOutReadmeAndRecipe()
+    {
+        string temp = TestPaths.NewTempDir("weld-cli");
+        string output = Path.Combine(temp, "out");
+        CliAssert.Succeeded(WeldCli.Run("merge", Recipes.WriteExample("slerp.yml", temp), "-o", output, "-q", "--no-write-model-card"));
+
+        Assert.Equal(["config.json", "model.safetensors"], Directory.EnumerateFileSystemEntries(output).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public void LinearSoup_IsTheMeanOfTheFourFineTunesRoundedToBf16()
     {
         string temp = TestPaths.NewTempDir("weld-cli");

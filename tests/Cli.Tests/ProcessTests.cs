@@ -8,7 +8,7 @@ namespace Weld.Cli.Tests;
 public sealed class ProcessTests
 {
     [Fact]
-    public void RealProcess_ReportsABadRecipeOnStderrWithExitCode1_AndAUsageErrorWithExitCode2()
+    public void RealProcess_ExitCodesAndStreams_ForAnInputError_AUsageError_AndAnExample()
     {
         string temp = TestPaths.NewTempDir("weld-cli");
         string missing = Path.Combine(temp, "no-such-model");
@@ -36,9 +36,19 @@ public sealed class ProcessTests
         Assert.Contains("no-such-flag", stderr, StringComparison.Ordinal);
         Assert.StartsWith("weld ", stderr, StringComparison.Ordinal); // the real heading: weld's own name and version
         Assert.Equal("", stdout);
+
+        // An example exactly as the README runs it: unmodified, from the repository root, mergekit's spelling.
+        string merged = Path.Combine(temp, "slerp");
+        (exitCode, stdout, stderr) = RunWeldIn(TestPaths.RepoRoot, "mergekit-yaml", "examples/slerp.yml", merged);
+
+        Assert.True(exitCode == 0, $"exit {exitCode}\n{stdout}\n{stderr}");
+        Assert.True(File.Exists(Path.Combine(merged, "model.safetensors")));
+        Assert.Equal(File.ReadAllText(Path.Combine(Recipes.ExamplesFolder, "slerp.yml")), File.ReadAllText(Path.Combine(merged, "mergekit_config.yml")));
     }
 
-    private static (int ExitCode, string Stdout, string Stderr) RunWeld(params string[] args)
+    private static (int ExitCode, string Stdout, string Stderr) RunWeld(params string[] args) => RunWeldIn(Path.GetTempPath(), args);
+
+    private static (int ExitCode, string Stdout, string Stderr) RunWeldIn(string workingDirectory, params string[] args)
     {
         // The Cli project is referenced, so weld.dll sits beside the test assembly.
         string weld = Path.Combine(AppContext.BaseDirectory, "weld.dll");
@@ -48,7 +58,7 @@ public sealed class ProcessTests
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
-            WorkingDirectory = Path.GetTempPath(),
+            WorkingDirectory = workingDirectory,
         };
         start.ArgumentList.Add(weld);
         foreach (string arg in args) start.ArgumentList.Add(arg);
