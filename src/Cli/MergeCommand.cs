@@ -83,6 +83,9 @@ internal static class MergeCommand
         if (options.NoSafeSerialization)
             throw new WeldException("--no-safe-serialization is refused: Weld writes safetensors only (pickle checkpoints can execute arbitrary code when loaded)");
         CheckDevice(options.Cuda ? "cuda" : options.Device);
+        // Checked here so that a bad value is a usage message, not the kernels' ArgumentOutOfRangeException (exit 70).
+        if (options.Threads is 0 or < -1)
+            throw new WeldException($"-j/--num-threads {options.Threads}: use a positive thread count, or -1 for all cores");
 
         MergeRecipe recipe = RecipeParser.Load(options.Recipe);
         long shardBytes = ByteSize.Parse(options.OutShardSize);
