@@ -199,6 +199,7 @@ public sealed class MergeExecutor
             {
                 foreach (TensorHeader header in shard.Tensors)
                 {
+                    cancel.ThrowIfCancellationRequested(); // stop at the next tensor, even with finished ones queued
                     while (true)
                     {
                         WorkItem item = ReadNext(input, cancel);
