@@ -36,6 +36,15 @@ internal sealed class MergeOptions
     [Option("cuda", HelpText = "mergekit's flag: same as --device cuda.")]
     public bool Cuda { get; set; }
 
+    [Option("memory-limit", Default = "2B", HelpText = "Hard budget for working buffers: bytes with K/M/B suffixes (2B = 2·10⁹).")]
+    public string MemoryLimit { get; set; } = "2B";
+
+    [Option("resume", HelpText = "Reuse the shards an interrupted run of the same command finished.")]
+    public bool Resume { get; set; }
+
+    [Option("part", HelpText = "Compute only part I of N of the output shards (I/N, 1-based); then run `weld finalize OUT`.")]
+    public string? Part { get; set; }
+
     [Option("overwrite", HelpText = "Replace an existing output folder.")]
     public bool Overwrite { get; set; }
 
@@ -108,6 +117,9 @@ internal static class MergeCommand
             Seed = options.RandomSeed ?? 0,
             Overwrite = options.Overwrite,
             Threads = options.Threads,
+            MemoryLimitBytes = ParseMemoryLimit(options.MemoryLimit),
+            Resume = options.Resume,
+            Part = options.Part is null ? null : PartSelection.Parse(options.Part),
         };
         Action<string> log = options.Quiet ? _ => { } : console.Info;
         MergeSummary summary = console.IsInteractive && !options.Quiet
@@ -121,6 +133,14 @@ internal static class MergeCommand
                 $"merged {summary.Tensors} tensors into {output} ({summary.Shards.Count} shard(s)): read {summary.BytesRead / 1e6:F1} MB, wrote {summary.BytesWritten / 1e6:F1} MB in {seconds:F2} s ({gbps:F2} GB/s)"));
         }
         return ExitCodes.Ok;
+    }
+
+    private static long ParseMemoryLimit(string text)
+    {
+        long bytes = ByteSize.Parse(text);
+        if (bytes < 16_000_000)
+            throw new WeldException($"--memory-limit {text}: at least 16M is needed for the working buffers");
+        return bytes;
     }
 
     private static void CheckDevice(string device)

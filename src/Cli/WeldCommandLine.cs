@@ -22,7 +22,7 @@ internal static class WeldCommandLine
             settings.AutoVersion = true;
             settings.AutoHelp = true;
         });
-        var result = parser.ParseArguments<InspectOptions, MergeOptions>(args);
+        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions>(args);
         if (result.Tag == ParserResultType.NotParsed)
             return WriteHelp(result, ((NotParsed<object>)result).Errors.ToList(), stdout, stderr);
 
@@ -36,6 +36,7 @@ internal static class WeldCommandLine
             {
                 InspectOptions o => InspectCommand.Run(o, console),
                 MergeOptions o => MergeCommand.Run(o, console, cancel.Token),
+                FinalizeOptions o => FinalizeCommand.Run(o, console),
                 _ => ExitCodes.UsageError,
             };
         }
