@@ -100,9 +100,9 @@ internal static class MergeCommand
         long shardBytes = ByteSize.Parse(options.OutShardSize);
         if (options.DryRun)
         {
-            using var models = new ModelSet(Path.GetDirectoryName(Path.GetFullPath(options.Recipe)));
+            using var models = new ModelSet(Path.GetDirectoryName(Path.GetFullPath(options.Recipe)), recipe.SourceName);
             MergePlan plan = MergeRunner.Plan(recipe, models, options.RandomSeed ?? 0);
-            PlanReport.Write(plan, models, shardBytes, console.Out);
+            PlanReport.Write(plan, models, shardBytes, ParseMemoryLimit(options.MemoryLimit), console.Out);
             return ExitCodes.Ok;
         }
         if (output is null)
@@ -189,7 +189,7 @@ internal static class MergeCommand
 /// <summary>The plan as text: method, models, tensors, bytes, shards, memory estimate.</summary>
 internal static class PlanReport
 {
-    public static void Write(MergePlan plan, ModelSet models, long shardBytes, TextWriter writer)
+    public static void Write(MergePlan plan, ModelSet models, long shardBytes, long memoryLimit, TextWriter writer)
     {
         var inv = CultureInfo.InvariantCulture;
         long read = 0;
@@ -207,7 +207,11 @@ internal static class PlanReport
         writer.WriteLine(string.Create(inv, $"tensors:  {plan.Tensors.Count}"));
         writer.WriteLine(string.Create(inv, $"read:     {read:N0} bytes"));
         writer.WriteLine(string.Create(inv, $"write:    {plan.OutputBytes:N0} bytes in {shards.Count} shard(s)"));
-        writer.WriteLine(string.Create(inv, $"memory:   about {largestStack:N0} bytes of float32 working buffers (largest tensor × inputs)"));
+        // The pipeline keeps up to two tensors in flight; elementwise methods cut larger ones into chunks.
+        long peak = plan.Method.Traits.Elementwise ? Math.Min(memoryLimit, 2 * largestStack) : Math.Min(2 * largestStack, Math.Max(memoryLimit, largestStack));
+        writer.WriteLine(string.Create(inv, $"memory:   largest tensor needs {largestStack:N0} bytes of float32 buffers; peak about {peak:N0} bytes (--memory-limit {memoryLimit:N0})"));
+        if (largestStack > memoryLimit && !plan.Method.Traits.Elementwise)
+            writer.WriteLine(string.Create(inv, $"warning:  {plan.Method.Name} needs whole tensors in memory: raise --memory-limit to at least {largestStack:N0}"));
         foreach (var shard in shards)
             writer.WriteLine(string.Create(inv, $"  {shard.FileName}: {shard.Tensors.Count} tensors, {shard.DataBytes:N0} bytes"));
         foreach (string note in plan.Notes) writer.WriteLine($"note: {note}");

@@ -118,7 +118,7 @@ public sealed class ErrorTests
 
         CliResult result = MergeWith(missing);
 
-        CliAssert.InputError(result, missing, $"line {Recipes.LineOf(text, "no-such-model")}", "not found");
+        CliAssert.InputError(result, missing, $".yml:{Recipes.LineOf(text, "no-such-model")}:", "not found");
         CliAssert.NoOutputLeft(Output);
     }
 
@@ -170,7 +170,7 @@ public sealed class ErrorTests
 
         CliResult result = MergeWith(reference);
 
-        CliAssert.InputError(result, $"line {Recipes.LineOf(text, "+")}", "LoRA", "lm-lora-python");
+        CliAssert.InputError(result, $".yml:{Recipes.LineOf(text, "+")}:", "LoRA", "lm-lora-python");
         CliAssert.NoOutputLeft(Output);
     }
 

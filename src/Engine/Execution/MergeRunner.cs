@@ -63,7 +63,9 @@ public static class MergeRunner
     public static MergeSummary Run(MergeRecipe recipe, MergeOptions options, IProgress<MergeProgress>? progress = null,
         Action<string>? log = null, CancellationToken cancel = default)
     {
-        using var models = new ModelSet(RecipeFolder(recipe));
+        if (options.Threads == 0 || options.Threads < -1)
+            throw new WeldException($"threads = {options.Threads}: use a positive thread count, or -1 for all cores");
+        using var models = new ModelSet(RecipeFolder(recipe), recipe.SourceName);
         MergePlan plan = MergePlanner.Plan(recipe, models, options.Seed);
         foreach (string note in plan.Notes) log?.Invoke(note);
 
@@ -137,7 +139,7 @@ public static class MergeRunner
             throw new WeldException($"{outputPath}: part(s) {string.Join(", ", missing.Select(i => $"{i}/{count}"))} have not run");
 
         MergeRecipe recipe = RecipeParser.Parse(first.RecipeText, first.RecipePath);
-        using var models = new ModelSet(RecipeFolder(recipe));
+        using var models = new ModelSet(RecipeFolder(recipe), recipe.SourceName);
         MergePlan plan = MergePlanner.Plan(recipe, models, first.Seed);
         IReadOnlyList<ShardPlan> shards = ShardLayout.Plan(plan.Tensors.Select(t => t.Header).ToArray(), first.MaxShardBytes);
         if (MergeProgressFile.ComputePlanHash(recipe.YamlText, first.Seed, first.MaxShardBytes, shards, models.Folders) != first.PlanHash)

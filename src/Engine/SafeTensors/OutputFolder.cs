@@ -126,7 +126,7 @@ public sealed class OutputFolder : IDisposable
         if (!_overwrite && (Directory.Exists(TargetPath) || File.Exists(TargetPath)))
         {
             throw new WeldException(
-                $"{TargetPath}: the output already exists; choose another path or allow overwriting it.");
+                $"{TargetPath}: the output already exists; choose another path or allow overwriting it (weld: --overwrite).");
         }
     }
 }
