@@ -36,6 +36,11 @@ public enum BaseModelUse
     None,
     /// <summary>The base model must be given (task-vector methods, SLERP, Model Stock).</summary>
     Required,
+    /// <summary>
+    /// A given base is kept apart from the inputs (the method works on task vectors against it); without one the
+    /// method works on the raw tensors (nuslerp, multislerp).
+    /// </summary>
+    Optional,
 }
 
 /// <summary>Whether a parameter is read per input model or once per tensor.</summary>
