@@ -42,7 +42,7 @@ public class NewMethodRecipeTests
             Assert.All(values, v => Assert.True(float.IsFinite(v), $"{name}: {tensor} has {v}"));
         }
         using var folder = ModelFolder.Open(output);
-        Assert.Equal(SafeTensors.DType.BF16, folder.GetTensor(Probe).Info.DType);
+        Assert.Equal(Weld.Engine.SafeTensors.DType.BF16, folder.GetTensor(Probe).Info.DType);
     }
 
     [Fact]
@@ -52,7 +52,7 @@ public class NewMethodRecipeTests
         MergeRunner.Run(Example("magmax"), new MergeOptions { OutputPath = output });
         string models = Path.Combine(TestPaths.RepoRoot, "examples", "models");
         float[] baseline = RecipeHarness.Read(Path.Combine(models, "lm-base"), Probe);
-        float[][] fineTunes = ["lm-ft-prose", "lm-ft-c", "lm-ft-python", "lm-ft-markup"];
+        string[] fineTunes = ["lm-ft-prose", "lm-ft-c", "lm-ft-python", "lm-ft-markup"];
         float[][] tensors = fineTunes.Select(m => RecipeHarness.Read(Path.Combine(models, m), Probe)).ToArray();
         float[] expected = MergeKitReference.MagMax(baseline, tensors, 0.5f)
             .Select(x => FloatConversions.Bf16ToSingle(FloatConversions.SingleToBf16(x))).ToArray();
