@@ -15,7 +15,7 @@ public sealed class MagMax : IMergeMethod
     public string Name => "magmax";
 
     /// <inheritdoc />
-    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue);
+    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue, Elementwise: true);
 
     /// <inheritdoc />
     public IReadOnlyList<ParameterSpec> Parameters { get; } =

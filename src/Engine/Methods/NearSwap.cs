@@ -14,7 +14,7 @@ public sealed class NearSwap : IMergeMethod
     public string Name => "nearswap";
 
     /// <inheritdoc />
-    public MethodTraits Traits => new(BaseModelUse.Required, 1, 1);
+    public MethodTraits Traits => new(BaseModelUse.Required, 1, 1, Elementwise: true);
 
     /// <inheritdoc />
     public IReadOnlyList<ParameterSpec> Parameters { get; } =

@@ -13,7 +13,7 @@ public sealed class Ram : IMergeMethod
     public string Name => "ram";
 
     /// <inheritdoc />
-    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue);
+    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue, Elementwise: true);
 
     /// <inheritdoc />
     public IReadOnlyList<ParameterSpec> Parameters { get; } =
