@@ -6,13 +6,21 @@ namespace Weld.Engine.Methods;
 /// SCE (Wan et al. 2024, FuseChat): Select, Calculate, Erase over the task vectors δ_k = θ_k − θ_base:
 /// <code>
 ///   select:    keep the ⌊select_topk · #{var ≠ 0}⌋ positions of largest variance across models (when select_topk &lt; 1)
-///   calculate: w_k = mean(δ_k²) / Σ_j mean(δ_j²)          (uniform when the sum is 0)
+///   calculate: w_k = mean(δ_k²) / Σ_j mean(δ_j²)          (uniform when |Σ_j mean(δ_j²)| &lt; 1e-6)
 ///   erase:     e_k = [sign δ_k = sign Σ_j δ_j]              (an unweighted sum; 0 counts as +)
-///   θ = θ_base + Σ_k w_k e_k δ_k / Σ_k w_k e_k              (a divisor of 0 becomes 1)
+///   θ = θ_base + Σ_k w_k e_k δ_k / max(Σ_k w_k e_k, 1e-6)
 /// </code>
+/// These are mergekit's 2025 definitions (<c>sce_weight</c>, <c>sce_merge</c>); releases before them took uniform
+/// weights only at a sum of exactly 0 and replaced a zero divisor by 1.
 /// </summary>
 public sealed class Sce : IMergeMethod
 {
+    /// <summary>mergekit's floor of the erased-weight divisor (<c>clamp(min=1e-6)</c>).</summary>
+    private const float DivisorFloor = 1e-6f;
+
+    /// <summary>Below this total energy mergekit gives every task vector the same weight.</summary>
+    private const double UniformBelow = 1e-6;
+
     /// <inheritdoc />
     public string Name => "sce";
 
@@ -70,7 +78,10 @@ public sealed class Sce : IMergeMethod
         }
     }
 
-    /// <summary>w_k = mean(δ_k²) normalised to sum 1, computed in float64 and stored as float32 (mergekit's tensor).</summary>
+    /// <summary>
+    /// w_k = mean(δ_k²) normalised to sum 1, computed in float64 and stored as float32 (mergekit's tensor); uniform
+    /// when the sum is below 1e-6, as for task vectors of tiny changes.
+    /// </summary>
     private static float[] MatrixWeights(TensorMergeInputs inputs)
     {
         int count = inputs.Count;
@@ -82,11 +93,11 @@ public sealed class Sce : IMergeMethod
             total += raw[k];
         }
         var weights = new float[count];
-        for (int k = 0; k < count; k++) weights[k] = (float)(total == 0 ? 1.0 / count : raw[k] / total);
+        for (int k = 0; k < count; k++) weights[k] = (float)(Math.Abs(total) < UniformBelow ? 1.0 / count : raw[k] / total);
         return weights;
     }
 
-    /// <summary>output = Σ_k δ_k·(w_k e_k) / Σ_k w_k e_k, float32 sums in model order as mergekit's tensors do.</summary>
+    /// <summary>output = Σ_k δ_k·(w_k e_k) / max(Σ_k w_k e_k, 1e-6), float32 sums in model order as mergekit's tensors do.</summary>
     private static void EraseAndMix(TensorMergeInputs inputs, float[] weights, Span<float> output)
     {
         int n = inputs.Length, count = inputs.Count;
@@ -104,7 +115,7 @@ public sealed class Sce : IMergeMethod
                 mixed += delta * erased;
                 divisor += erased;
             }
-            output[i] = mixed / (divisor == 0 ? 1f : divisor);
+            output[i] = mixed / Math.Max(divisor, DivisorFloor);
         }
     }
 

@@ -86,7 +86,7 @@ internal static class MergeKitReference
         }
         double[] energy = tv.Select(t => t.Sum(x => (double)x * x) / n).ToArray();
         double total = energy.Sum();
-        float[] weights = energy.Select(e => (float)(total == 0 ? 1.0 / k : e / total)).ToArray();
+        float[] weights = energy.Select(e => (float)(Math.Abs(total) < 1e-6 ? 1.0 / k : e / total)).ToArray();
 
         var result = new float[n];
         for (int i = 0; i < n; i++)
@@ -101,8 +101,7 @@ internal static class MergeKitReference
                 mixed += tv[m][i] * erased;
                 divisor += erased;
             }
-            if (divisor == 0) divisor = 1;
-            result[i] = baseline[i] + mixed / divisor;
+            result[i] = baseline[i] + mixed / Math.Max(divisor, 1e-6f); // sum(erased).clamp(min=1e-6)
         }
         return result;
     }

@@ -95,6 +95,39 @@ public class MoreMethodTests
     }
 
     [Fact]
+    public void Sce_takes_uniform_weights_when_the_total_energy_is_below_1e_minus_6()
+    {
+        // Deltas of about 1e-4: mean(δ²) ≈ 3e-9 per model, far below mergekit's 1e-6 cut.
+        var (baseline, models) = RandomModels(34, 1031, 3, deltaScale: 1e-4f);
+        float[] actual = Run(new Sce(), baseline, models, [1031]);
+        AssertBits(MergeKitReference.Sce(baseline, models, 1.0), actual, "sce uniform weights");
+        // With uniform weights an entry where all three agree is their plain mean.
+        int agreeing = Enumerable.Range(0, 1031).First(i =>
+            models.All(m => m[i] - baseline[i] > 0));
+        float mean = 0;
+        foreach (float[] m in models) mean += (m[agreeing] - baseline[agreeing]) * (1f / 3);
+        Assert.Equal(baseline[agreeing] + mean / (3 * (1f / 3)), actual[agreeing], 6);
+    }
+
+    [Fact]
+    public void Sce_floors_the_divisor_at_1e_minus_6()
+    {
+        // Model A changes most entries by 1 (entry 1 not at all); model B changes every entry by 1e-4, so its
+        // weight is about 1.4e-8 and at entry 1 it alone agrees: Σ erased weights = w_B < 1e-6 is floored.
+        const int n = 7;
+        float[] baseline = new float[n];
+        float[] a = [1, 0, 1, 1, -1, 1, 1];
+        float[] b = Enumerable.Repeat(1e-4f, n).ToArray();
+        float[] actual = Run(new Sce(), baseline, [a, b], [n]);
+        AssertBits(MergeKitReference.Sce(baseline, [a, b], 1.0), actual, "sce divisor floor");
+        double energyA = 6.0 / n, energyB = 1e-8;
+        float weightB = (float)(energyB / (energyA + energyB));
+        double expected = 1e-4 * weightB / 1e-6; // bits are checked above; this pins the floor's effect
+        Assert.InRange(actual[1], expected * (1 - 1e-6), expected * (1 + 1e-6));
+        Assert.True(actual[1] < 1e-5f, "the floor shrinks the lone agreeing entry");
+    }
+
+    [Fact]
     public void Sce_of_unchanged_models_is_the_base()
     {
         var (baseline, _) = RandomModels(33, 513, 1);
