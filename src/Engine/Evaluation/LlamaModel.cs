@@ -178,36 +178,56 @@ public sealed class LlamaModel
     }
 
     /// <summary>Causal softmax(q·kᵀ/√d)·v per window and query head; each kv head serves heads/kvHeads consecutive query heads.</summary>
+    /// <remarks>
+    /// One work item per (window, head): the head's q, k and v are gathered into contiguous T × d blocks so that the
+    /// scores and the weighted sum of values are two small single-threaded GEMMs instead of T² short dot products.
+    /// The scores above the diagonal are computed and then ignored (masked), as eager attention does.
+    /// </remarks>
     private void Attend(float[] q, float[] k, float[] v, float[] output, int windowCount, int windowLength)
     {
         LlamaConfig c = Config;
         int d = c.HeadDim, heads = c.HeadCount, kvHeads = c.KeyValueHeadCount, group = heads / kvHeads;
-        int qStride = heads * d, kvStride = kvHeads * d;
+        int qStride = heads * d, kvStride = kvHeads * d, t = windowLength;
         float scale = 1f / MathF.Sqrt(d);
-        Parallel.For(0, windowCount * heads, Options, () => new float[windowLength], (item, _, scores) =>
+        Parallel.For(0, windowCount * heads, Options, () => new AttentionScratch(t, d), (item, _, scratch) =>
         {
             int window = item / heads, head = item % heads, kvHead = head / group;
-            int firstRow = window * windowLength;
-            for (int i = 0; i < windowLength; i++)
+            int firstRow = window * t;
+            for (int i = 0; i < t; i++)
             {
-                ReadOnlySpan<float> query = q.AsSpan((firstRow + i) * qStride + head * d, d);
-                Span<float> s = scores.AsSpan(0, i + 1);
-                for (int j = 0; j <= i; j++)
-                    s[j] = TensorPrimitives.Dot(query, k.AsSpan((firstRow + j) * kvStride + kvHead * d, d)) * scale;
-                float max = TensorPrimitives.Max(s);
-                TensorPrimitives.Subtract(s, max, s);
-                TensorPrimitives.Exp(s, s);
-                float sum = TensorPrimitives.Sum(s);
-                TensorPrimitives.Divide(s, sum, s);
-
-                Span<float> result = output.AsSpan((firstRow + i) * qStride + head * d, d);
-                result.Clear();
-                for (int j = 0; j <= i; j++)
-                    TensorPrimitives.MultiplyAdd(v.AsSpan((firstRow + j) * kvStride + kvHead * d, d), s[j], result, result);
+                q.AsSpan((firstRow + i) * qStride + head * d, d).CopyTo(scratch.Q.AsSpan(i * d, d));
+                k.AsSpan((firstRow + i) * kvStride + kvHead * d, d).CopyTo(scratch.K.AsSpan(i * d, d));
+                v.AsSpan((firstRow + i) * kvStride + kvHead * d, d).CopyTo(scratch.V.AsSpan(i * d, d));
             }
 
-            return scores;
+            Gemm.Multiply(scratch.Q, scratch.K, scratch.Scores, t, d, t, transposeB: true, maxDegreeOfParallelism: 1);
+            for (int i = 0; i < t; i++)
+            {
+                Span<float> row = scratch.Scores.AsSpan(i * t, t);
+                Span<float> visible = row[..(i + 1)];
+                TensorPrimitives.Multiply(visible, scale, visible);
+                float max = TensorPrimitives.Max(visible);
+                TensorPrimitives.Subtract(visible, max, visible);
+                TensorPrimitives.Exp(visible, visible);
+                float sum = TensorPrimitives.Sum(visible);
+                TensorPrimitives.Divide(visible, sum, visible);
+                row[(i + 1)..].Clear(); // masked: exp(−∞) = 0
+            }
+
+            Gemm.Multiply(scratch.Scores, scratch.V, scratch.Q, t, t, d, transposeB: false, maxDegreeOfParallelism: 1);
+            for (int i = 0; i < t; i++)
+                scratch.Q.AsSpan(i * d, d).CopyTo(output.AsSpan((firstRow + i) * qStride + head * d, d));
+            return scratch;
         }, _ => { });
+    }
+
+    /// <summary>Per-thread buffers of one attention work item.</summary>
+    private sealed class AttentionScratch(int t, int d)
+    {
+        public readonly float[] Q = new float[t * d];
+        public readonly float[] K = new float[t * d];
+        public readonly float[] V = new float[t * d];
+        public readonly float[] Scores = new float[t * t];
     }
 
     /// <summary><c>gate ← silu(gate)·up</c>.</summary>
