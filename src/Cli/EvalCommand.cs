@@ -71,6 +71,8 @@ internal static class EvalCommand
     private static int RunText(EvalOptions options, CliConsole console)
     {
         using var folder = ModelFolder.Open(options.Model!);
+        if (MlpClassifier.IsMlp(folder.Config))
+            throw new WeldException($"{options.Model}: is an MLP classifier (config has 'layers'); evaluate it with --dataset FILE, not --text.");
         LlamaModel model = LlamaModel.Load(folder, options.Threads);
         ITokenizer tokenizer = PerplexityEvaluator.TokenizerFor(folder, model.Config);
         PerplexityResult r = PerplexityEvaluator.EvaluateFile(model, tokenizer, options.Text!, TextOptions(options));
