@@ -1,5 +1,6 @@
 using System.Text;
 using Weld.Engine.Evaluation;
+using Weld.Engine.Models;
 using Weld.Tests;
 using Xunit;
 
@@ -85,5 +86,31 @@ public class BpeTokenizerTests
         var tokenizer = new BpeTokenizer(s_vocabulary, s_merges, []);
         var e = Assert.Throws<WeldException>(() => Encode(tokenizer, "z"));
         Assert.Contains("'z'", e.Message);
+    }
+
+    [Fact]
+    public void A_model_folder_uses_its_tokenizer_json_else_bytes_for_a_256_vocabulary()
+    {
+        string folder = TestPaths.NewTempDir();
+        foreach (string file in Directory.GetFiles(TestPaths.Model("lm-base")))
+            File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+        using (var model = ModelFolder.Open(folder))
+        {
+            LlamaConfig config = LlamaConfig.FromModelConfig(model.Config!);
+            Assert.Same(ByteTokenizer.Instance, PerplexityEvaluator.TokenizerFor(model, config));
+            var e = Assert.Throws<WeldException>(() => PerplexityEvaluator.TokenizerFor(model, config with { VocabSize = 300 }));
+            Assert.Contains("tokenizer.json", e.Message);
+        }
+
+        File.WriteAllText(Path.Combine(folder, "tokenizer.json"), """
+            {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false},
+             "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}}
+            """);
+        using (var model = ModelFolder.Open(folder))
+        {
+            ITokenizer tokenizer = PerplexityEvaluator.TokenizerFor(model, LlamaConfig.FromModelConfig(model.Config!));
+            Assert.IsType<BpeTokenizer>(tokenizer);
+            Assert.Equal([2, 0], tokenizer.Encode("aba"u8));
+        }
     }
 }
