@@ -72,6 +72,24 @@ public sealed class EvalCommandTests
     }
 
     [Fact]
+    public void Eval_interpolate_on_text_starts_and_ends_at_the_two_models()
+    {
+        string a = TestPaths.Model("lm-ft-c"), b = TestPaths.Model("lm-ft-python");
+        JsonElement json = Json(WeldCli.Run("eval", "--interpolate", a, b, "--steps", "2", "--text", Text("python"), "--bytes", "2048", "--json"));
+        JsonElement[] points = json.GetProperty("points").EnumerateArray().ToArray();
+        Assert.Equal(2, points.Length);
+        foreach ((JsonElement point, string model) in points.Zip([a, b]))
+        {
+            JsonElement single = Json(WeldCli.Run("eval", model, "--text", Text("python"), "--bytes", "2048", "--json"));
+            Assert.Equal(single.GetProperty("perplexity").GetDouble(), point.GetProperty("perplexity").GetDouble());
+            Assert.Equal(single.GetProperty("mean_nll").GetDouble(), point.GetProperty("loss").GetDouble());
+        }
+
+        // Two points: the chord passes through both, so there is no barrier.
+        Assert.Equal(0, json.GetProperty("barrier_height").GetDouble());
+    }
+
+    [Fact]
     public void Diff_with_base_reports_every_layer()
     {
         JsonElement json = Json(WeldCli.Run("diff", TestPaths.Model("lm-ft-c"), TestPaths.Model("lm-ft-python"),
