@@ -7,6 +7,10 @@ using Weld.Bench;
 if (args.Length >= 2 && args[0] == "make-models")
 {
     SyntheticModels.Write(args[1], args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 2);
-    return;
+    return 0;
 }
+// `... -- eval-verify [ZOO]` checks the forward pass on every zoo model × domain against reference_metrics.json.
+if (args.Length >= 1 && args[0] == "eval-verify")
+    return EvalVerification.Run(args.Length > 1 ? args[1] : null);
 BenchmarkSwitcher.FromAssembly(typeof(SyntheticModels).Assembly).Run(args);
+return 0;

@@ -22,7 +22,7 @@ internal static class WeldCommandLine
             settings.AutoVersion = true;
             settings.AutoHelp = true;
         });
-        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions>(args);
+        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions>(args);
         if (result.Tag == ParserResultType.NotParsed)
             return WriteHelp(result, ((NotParsed<object>)result).Errors.ToList(), stdout, stderr);
 
@@ -37,6 +37,9 @@ internal static class WeldCommandLine
                 InspectOptions o => InspectCommand.Run(o, console),
                 MergeOptions o => MergeCommand.Run(o, console, cancel.Token),
                 FinalizeOptions o => FinalizeCommand.Run(o, console),
+                EvalOptions o => EvalCommand.Run(o, console),
+                DiffOptions o => DiffCommand.Run(o, console),
+                ReportOptions o => ReportCommand.Run(o, console),
                 _ => ExitCodes.UsageError,
             };
         }

@@ -1,0 +1,100 @@
+using System.Text.Json.Nodes;
+using Weld.Engine.Models;
+
+namespace Weld.Engine.Evaluation;
+
+/// <summary>The hyper-parameters of a Llama-family decoder, read from a Hugging Face <c>config.json</c>.</summary>
+/// <param name="HiddenSize"><c>hidden_size</c>.</param>
+/// <param name="IntermediateSize"><c>intermediate_size</c> (the SwiGLU width).</param>
+/// <param name="LayerCount"><c>num_hidden_layers</c>.</param>
+/// <param name="HeadCount"><c>num_attention_heads</c>.</param>
+/// <param name="KeyValueHeadCount"><c>num_key_value_heads</c> (grouped-query attention; defaults to the head count).</param>
+/// <param name="HeadDim"><c>head_dim</c> (defaults to hidden_size / num_attention_heads).</param>
+/// <param name="VocabSize"><c>vocab_size</c>.</param>
+/// <param name="RmsNormEps"><c>rms_norm_eps</c>.</param>
+/// <param name="RopeTheta"><c>rope_theta</c>.</param>
+/// <param name="TieWordEmbeddings"><c>tie_word_embeddings</c>: lm_head reuses the embedding matrix; null when the
+/// config does not say (then the checkpoint decides: tied when it has no <c>lm_head.weight</c>).</param>
+/// <param name="RopeScaling">Llama-3 style frequency scaling, or null.</param>
+public sealed record LlamaConfig(int HiddenSize, int IntermediateSize, int LayerCount, int HeadCount, int KeyValueHeadCount,
+    int HeadDim, int VocabSize, double RmsNormEps, double RopeTheta, bool? TieWordEmbeddings, Llama3RopeScaling? RopeScaling = null)
+{
+    /// <summary>Reads and validates the decoder fields of <paramref name="config"/>.</summary>
+    /// <exception cref="InvalidModelFileException">A field is missing, not a positive number, or inconsistent.</exception>
+    public static LlamaConfig FromModelConfig(ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        string file = config.FilePath ?? "config.json";
+        JsonObject raw = config.Raw;
+        int hidden = RequiredInt(raw, file, "hidden_size");
+        int heads = RequiredInt(raw, file, "num_attention_heads");
+        int kvHeads = OptionalInt(raw, file, "num_key_value_heads") ?? heads;
+        int headDim = OptionalInt(raw, file, "head_dim") ?? hidden / heads;
+        if (heads % kvHeads != 0)
+            throw new InvalidModelFileException(file, $"num_attention_heads ({heads}) is not a multiple of num_key_value_heads ({kvHeads}).");
+        if (headDim % 2 != 0)
+            throw new InvalidModelFileException(file, $"head_dim ({headDim}) must be even for rotary embeddings.");
+        string activation = raw["hidden_act"] is JsonValue act && act.TryGetValue(out string? name) ? name : "silu";
+        if (activation != "silu")
+            throw new InvalidModelFileException(file, $"hidden_act '{activation}' is not supported (Llama-family models use 'silu').");
+
+        return new LlamaConfig(
+            hidden,
+            RequiredInt(raw, file, "intermediate_size"),
+            RequiredInt(raw, file, "num_hidden_layers"),
+            heads,
+            kvHeads,
+            headDim,
+            RequiredInt(raw, file, "vocab_size"),
+            OptionalDouble(raw, file, "rms_norm_eps") ?? 1e-6,
+            OptionalDouble(raw, file, "rope_theta") ?? 10000.0,
+            raw["tie_word_embeddings"] is JsonValue tie && tie.TryGetValue(out bool tied) ? tied : null,
+            Llama3RopeScaling.Read(raw, file));
+    }
+
+    private static int RequiredInt(JsonObject raw, string file, string key) =>
+        OptionalInt(raw, file, key) ?? throw new InvalidModelFileException(file, $"'{key}' is missing; a Llama-family decoder needs it.");
+
+    internal static int? OptionalInt(JsonObject raw, string file, string key)
+    {
+        if (raw[key] is null) return null;
+        if (raw[key] is JsonValue value && value.TryGetValue(out double number) && number == Math.Floor(number) && number is >= 1 and <= int.MaxValue)
+            return (int)number;
+        throw new InvalidModelFileException(file, $"'{key}' must be a positive integer, not {raw[key]!.ToJsonString()}.");
+    }
+
+    internal static double? OptionalDouble(JsonObject raw, string file, string key)
+    {
+        if (raw[key] is null) return null;
+        if (raw[key] is JsonValue value && value.TryGetValue(out double number) && double.IsFinite(number) && number > 0)
+            return number;
+        throw new InvalidModelFileException(file, $"'{key}' must be a positive number, not {raw[key]!.ToJsonString()}.");
+    }
+}
+
+/// <summary>The <c>rope_scaling</c> of Llama 3.1+ (<c>rope_type: llama3</c>): long wavelengths slowed by a factor.</summary>
+/// <param name="Factor"><c>factor</c>.</param>
+/// <param name="LowFrequencyFactor"><c>low_freq_factor</c>.</param>
+/// <param name="HighFrequencyFactor"><c>high_freq_factor</c>.</param>
+/// <param name="OriginalContextLength"><c>original_max_position_embeddings</c>.</param>
+public sealed record Llama3RopeScaling(double Factor, double LowFrequencyFactor, double HighFrequencyFactor, int OriginalContextLength)
+{
+    internal static Llama3RopeScaling? Read(JsonObject raw, string file)
+    {
+        if (raw["rope_scaling"] is null) return null;
+        if (raw["rope_scaling"] is not JsonObject scaling)
+            throw new InvalidModelFileException(file, "'rope_scaling' must be an object or null.");
+        string? type = (scaling["rope_type"] ?? scaling["type"]) is JsonValue v && v.TryGetValue(out string? t) ? t : null;
+        if (type == "default") return null;
+        if (type != "llama3")
+            throw new InvalidModelFileException(file, $"rope_scaling type '{type}' is not supported (supported: default, llama3).");
+        return new Llama3RopeScaling(
+            LlamaConfig.OptionalDouble(scaling, file, "factor") ?? throw Missing(file, "factor"),
+            LlamaConfig.OptionalDouble(scaling, file, "low_freq_factor") ?? throw Missing(file, "low_freq_factor"),
+            LlamaConfig.OptionalDouble(scaling, file, "high_freq_factor") ?? throw Missing(file, "high_freq_factor"),
+            LlamaConfig.OptionalInt(scaling, file, "original_max_position_embeddings") ?? throw Missing(file, "original_max_position_embeddings"));
+    }
+
+    private static InvalidModelFileException Missing(string file, string key) =>
+        new(file, $"rope_scaling (llama3) needs '{key}'.");
+}
