@@ -1,0 +1,609 @@
+using System.Runtime.InteropServices;
+
+namespace Weld.Kernels.Cuda;
+
+/// <summary>
+/// The CUDA backend: hand-written kernels (<c>src/Kernels/Cuda/*.cu</c>) compiled by NVRTC for the device present,
+/// launched through the driver API. Host spans in and out: each call uploads its inputs through pinned staging
+/// buffers (on a copy stream), runs on the compute stream, and downloads the result. Device buffers come from a
+/// pool and are reused across calls.
+/// </summary>
+/// <remarks>
+/// Results are bit-identical to <see cref="Cpu.CpuKernels"/> for every elementwise method, the top-k and band masks
+/// and DARE (NaN payloads aside: the GPU returns canonical NaNs where x86 keeps payloads); the float64 reductions
+/// sum in a different order and agree to rounding. Calls are serialised by a lock: one backend, one device,
+/// one call at a time.
+/// </remarks>
+public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
+{
+    private const int Threads = 256;
+    private const int ReductionBlocks = 1024;
+    private const int Tile = 4096; // WELD_TILE in select.cu
+    private const int KeyMask = 0x7FFFFFFF;
+
+    private readonly CudaDevice _device;
+    private readonly CudaKernelModule _module;
+    private readonly DeviceMemoryPool _pool = new();
+    private readonly PinnedStaging _staging;
+    private readonly Lock _gate = new();
+    private bool _disposed;
+
+    /// <summary>Opens device <paramref name="deviceOrdinal"/> and compiles (or loads from the PTX cache) the kernels.</summary>
+    /// <param name="deviceOrdinal">The N of cuda:N.</param>
+    /// <exception cref="CudaException">No usable device, no NVRTC, or a CUDA call failed.</exception>
+    public CudaKernels(int deviceOrdinal = 0)
+    {
+        _device = new CudaDevice(deviceOrdinal);
+        try
+        {
+            if (!NvrtcCompiler.TryLoad(out string reason))
+                throw new CudaException(reason);
+            _module = new CudaKernelModule(_device.ComputeCapability, $"{_device.Name} sm_{_device.ComputeCapability}");
+            _staging = new PinnedStaging(_device);
+        }
+        catch
+        {
+            _device.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Whether <see cref="CudaKernels(int)"/> can start: driver, device and NVRTC present.</summary>
+    /// <param name="deviceOrdinal">The N of cuda:N.</param>
+    /// <param name="reason">Why not, in one line ("" when it can).</param>
+    public static bool IsAvailable(int deviceOrdinal, out string reason)
+    {
+        if (!CudaDevice.Probe(deviceOrdinal, out reason))
+            return false;
+        if (!NvrtcCompiler.TryLoad(out string nvrtcProblem))
+        {
+            reason = nvrtcProblem;
+            return false;
+        }
+        return true;
+    }
+
+    /// <inheritdoc />
+    public string Name => $"cuda:{_device.Ordinal}";
+
+    /// <summary>The device's name (for example "NVIDIA H100 80GB HBM3").</summary>
+    public string DeviceName => _device.Name;
+
+    /// <summary>The device's compute capability ×10.</summary>
+    public int ComputeCapability => _device.ComputeCapability;
+
+    /// <summary>The virtual architecture the kernels were compiled for (×10).</summary>
+    public int Architecture => _module.Architecture;
+
+    internal CudaDevice Device => _device;
+
+    internal CudaKernelModule Module => _module;
+
+    internal DeviceMemoryPool Pool => _pool;
+
+    internal PinnedStaging Staging => _staging;
+
+    internal Lock Gate => _gate;
+
+    // ------------------------------------------------------------------ IMergeKernels
+
+    /// <inheritdoc />
+    public void WeightedSum(ReadOnlySpan<float> stacked, ReadOnlySpan<float> weights, Span<float> output)
+    {
+        int length = output.Length;
+        RequireStacked(stacked.Length, weights.Length, length, nameof(stacked));
+        if (length == 0)
+            return;
+        using var call = new Call(this);
+        DeviceBuffer source = call.Upload(stacked);
+        DeviceBuffer weightBuffer = call.Upload(weights);
+        DeviceBuffer result = call.Rent((long)length * sizeof(float));
+        LaunchWeightedSum(source.Pointer, weightBuffer.Pointer, weights.Length, length, result.Pointer);
+        call.Download(result, output);
+    }
+
+    /// <inheritdoc />
+    public void SubtractRows(Span<float> stacked, ReadOnlySpan<float> baseline)
+    {
+        int length = baseline.Length;
+        if (length == 0 ? stacked.Length != 0 : stacked.Length % length != 0)
+            throw new ArgumentException(
+                $"The stacked rows hold {stacked.Length} elements, not a whole number of rows of {length}.", nameof(stacked));
+        if (length == 0 || stacked.Length == 0)
+            return;
+        int rows = stacked.Length / length;
+        using var call = new Call(this);
+        DeviceBuffer data = call.Upload(stacked);
+        DeviceBuffer baselineBuffer = call.Upload(baseline);
+        ulong rowsPointer = data.Pointer, baselinePointer = baselineBuffer.Pointer;
+        long n = length;
+        void** arguments = stackalloc void*[] { &rowsPointer, &baselinePointer, &n };
+        for (int firstRow = 0; firstRow < rows; firstRow += 65535) // gridDim.y is at most 65535
+        {
+            rowsPointer = data.Pointer + (ulong)firstRow * (ulong)length * sizeof(float);
+            _module.Launch("subtract_rows", GridFor(length), (uint)Math.Min(65535, rows - firstRow), Threads, _device.ComputeStream, arguments);
+        }
+        call.Download(data, stacked);
+    }
+
+    /// <inheritdoc />
+    public TopKSelection KeepTopK(Span<float> values, long k)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        int length = values.Length;
+        if (k == 0)
+        {
+            values.Clear();
+            return new TopKSelection(float.PositiveInfinity, 0, 0);
+        }
+        long kept = Math.Min(k, length);
+        if (kept == 0)
+            return new TopKSelection(float.PositiveInfinity, 0, 0);
+
+        using var call = new Call(this);
+        DeviceBuffer data = call.Upload(values);
+        // The k-th largest key sits at ascending rank n − k; ties keep the lowest flat indices.
+        MagnitudeRankOnDevice threshold = SelectRank(call, data.Pointer, length, length - kept);
+        long above = length - threshold.CountBelow - threshold.CountEqual;
+        long keptAtThreshold = kept - above;
+        if (kept < length)
+        {
+            var lower = new CutOnDevice(threshold.Key, keptAtThreshold, threshold.CountEqual, threshold.CountEqual);
+            ApplyMask(call, data.Pointer, length, lower, null);
+            call.Download(data, values);
+        }
+        return new TopKSelection(BitConverter.Int32BitsToSingle(threshold.Key), above, keptAtThreshold);
+    }
+
+    /// <inheritdoc />
+    public void KeepMagnitudeBand(Span<float> values, long dropBottom, long dropTop)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(dropBottom);
+        ArgumentOutOfRangeException.ThrowIfNegative(dropTop);
+        int length = values.Length;
+        if (dropBottom + dropTop >= length)
+        {
+            values.Clear();
+            return;
+        }
+        if (dropBottom == 0 && dropTop == 0)
+            return;
+
+        using var call = new Call(this);
+        DeviceBuffer data = call.Upload(values);
+        CutOnDevice? lower = null, upper = null;
+        if (dropBottom > 0)
+        {
+            // The last element dropped at the bottom sits at rank dropBottom − 1; its ties leave lowest indices first.
+            MagnitudeRankOnDevice cut = SelectRank(call, data.Pointer, length, dropBottom - 1);
+            lower = new CutOnDevice(cut.Key, 0, dropBottom - cut.CountBelow, cut.CountEqual);
+        }
+        if (dropTop > 0)
+        {
+            // The first element dropped at the top sits at rank n − dropTop; its ties leave highest indices first.
+            MagnitudeRankOnDevice cut = SelectRank(call, data.Pointer, length, length - dropTop);
+            long droppedAtCut = cut.CountBelow + cut.CountEqual - (length - dropTop);
+            upper = new CutOnDevice(cut.Key, cut.CountEqual - droppedAtCut, cut.CountEqual, cut.CountEqual);
+        }
+        ApplyMask(call, data.Pointer, length, lower, upper);
+        call.Download(data, values);
+    }
+
+    /// <inheritdoc />
+    public void DropAndRescale(Span<float> values, float density, bool rescale, PhiloxKey key)
+    {
+        if (float.IsNaN(density) || density < 0f)
+            throw new ArgumentOutOfRangeException(nameof(density), density, "The keep probability must be in [0, 1].");
+        if (density >= 1f || values.Length == 0)
+            return;
+        using var call = new Call(this);
+        DeviceBuffer data = call.Upload(values);
+        LaunchDropAndRescale(data.Pointer, values.Length, density, rescale, key);
+        call.Download(data, values);
+    }
+
+    /// <inheritdoc />
+    public void SignConsensusMerge(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
+        SignElection election, bool normalize, Span<float> output)
+    {
+        if (election is not (SignElection.Sum or SignElection.Count))
+            throw new ArgumentOutOfRangeException(nameof(election), election, "Unknown sign election.");
+        int length = output.Length;
+        RequireStacked(stackedDeltas.Length, weights.Length, length, nameof(stackedDeltas));
+        if (length == 0)
+            return;
+        using var call = new Call(this);
+        DeviceBuffer source = call.Upload(stackedDeltas);
+        DeviceBuffer weightBuffer = call.Upload(weights);
+        DeviceBuffer result = call.Rent((long)length * sizeof(float));
+        LaunchSignConsensus(source.Pointer, weightBuffer.Pointer, weights.Length, length, election, normalize, result.Pointer);
+        call.Download(result, output);
+    }
+
+    /// <inheritdoc />
+    public double Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        if (a.Length != b.Length)
+            throw new ArgumentException($"Expected {a.Length} elements, got {b.Length}.", nameof(b));
+        if (a.Length == 0)
+            return 0;
+        using var call = new Call(this);
+        DeviceBuffer left = call.Upload(a);
+        DeviceBuffer right = call.Upload(b);
+        return Reduce(call, "dot_f64", left.Pointer, right.Pointer, a.Length);
+    }
+
+    /// <inheritdoc />
+    public double SumOfSquares(ReadOnlySpan<float> x)
+    {
+        if (x.Length == 0)
+            return 0;
+        using var call = new Call(this);
+        DeviceBuffer data = call.Upload(x);
+        return Reduce(call, "sum_of_squares_f64", data.Pointer, 0, x.Length);
+    }
+
+    /// <inheritdoc />
+    public double SumOfAbs(ReadOnlySpan<float> x)
+    {
+        if (x.Length == 0)
+            return 0;
+        using var call = new Call(this);
+        DeviceBuffer data = call.Upload(x);
+        return Reduce(call, "sum_of_abs_f64", data.Pointer, 0, x.Length);
+    }
+
+    /// <inheritdoc />
+    public void Axpby(float a, ReadOnlySpan<float> x, float b, ReadOnlySpan<float> y, Span<float> output)
+    {
+        if (x.Length != output.Length)
+            throw new ArgumentException($"Expected {output.Length} elements, got {x.Length}.", nameof(x));
+        if (y.Length != output.Length)
+            throw new ArgumentException($"Expected {output.Length} elements, got {y.Length}.", nameof(y));
+        if (output.Length == 0)
+            return;
+        using var call = new Call(this);
+        DeviceBuffer left = call.Upload(x);
+        DeviceBuffer right = call.Upload(y);
+        DeviceBuffer result = call.Rent((long)output.Length * sizeof(float));
+        LaunchAxpby(a, left.Pointer, b, right.Pointer, result.Pointer, output.Length);
+        call.Download(result, output);
+    }
+
+    /// <inheritdoc />
+    public void Scale(Span<float> values, float factor) => InPlace(values, "scale", factor);
+
+    /// <inheritdoc />
+    public void Divide(Span<float> values, float divisor) => InPlace(values, "divide", divisor);
+
+    // ------------------------------------------------------------------ storage conversions
+
+    /// <summary>Widens bf16 bit patterns to float32 on the device (bit-identical to <see cref="FloatConversions.Bf16ToSingle(ReadOnlySpan{ushort}, Span{float})"/>).</summary>
+    public void Bf16ToSingle(ReadOnlySpan<ushort> source, Span<float> destination) => Widen("bf16_to_f32", source, destination);
+
+    /// <summary>Widens fp16 bit patterns to float32 on the device (bit-identical to <see cref="FloatConversions.HalfToSingle(ReadOnlySpan{ushort}, Span{float})"/>).</summary>
+    public void HalfToSingle(ReadOnlySpan<ushort> source, Span<float> destination) => Widen("f16_to_f32", source, destination);
+
+    /// <summary>Narrows float32 to bf16 on the device, nearest even (bit-identical to <see cref="FloatConversions.SingleToBf16(ReadOnlySpan{float}, Span{ushort})"/>).</summary>
+    public void SingleToBf16(ReadOnlySpan<float> source, Span<ushort> destination) => Narrow("f32_to_bf16", source, destination);
+
+    /// <summary>Narrows float32 to fp16 on the device, nearest even (bit-identical to <see cref="FloatConversions.SingleToHalf(ReadOnlySpan{float}, Span{ushort})"/>).</summary>
+    public void SingleToHalf(ReadOnlySpan<float> source, Span<ushort> destination) => Narrow("f32_to_f16", source, destination);
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+                return;
+            _disposed = true;
+            _device.MakeCurrent();
+            _device.SynchronizeCompute();
+            _staging.Dispose();
+            _pool.Dispose();
+            _module.Dispose();
+            _device.Dispose();
+        }
+    }
+
+    // ------------------------------------------------------------------ launches on device buffers (also used by the bench)
+
+    internal uint GridFor(long work) =>
+        (uint)Math.Clamp((work + Threads - 1) / Threads, 1, (long)_device.MultiprocessorCount * 32);
+
+    internal void LaunchWeightedSum(ulong stacked, ulong weights, int rows, long length, ulong output)
+    {
+        long n = length;
+        void** arguments = stackalloc void*[] { &stacked, &weights, &rows, &n, &output };
+        _module.Launch("weighted_sum", GridFor(length / 4 + 1), 1, Threads, _device.ComputeStream, arguments);
+    }
+
+    internal void LaunchSignConsensus(ulong stacked, ulong weights, int rows, long length, SignElection election, bool normalize, ulong output)
+    {
+        long n = length;
+        int countElection = election == SignElection.Count ? 1 : 0;
+        int normalizeFlag = normalize ? 1 : 0;
+        void** arguments = stackalloc void*[] { &stacked, &weights, &rows, &n, &countElection, &normalizeFlag, &output };
+        _module.Launch("sign_consensus_merge", GridFor(length), 1, Threads, _device.ComputeStream, arguments);
+    }
+
+    internal void LaunchDropAndRescale(ulong values, long length, float density, bool rescale, PhiloxKey key)
+    {
+        long n = length;
+        int rescaleFlag = rescale ? 1 : 0;
+        ulong seed = key.Seed;
+        uint tensorHash = key.TensorHash, modelIndex = key.ModelIndex;
+        void** arguments = stackalloc void*[] { &values, &n, &density, &rescaleFlag, &seed, &tensorHash, &modelIndex };
+        _module.Launch("drop_and_rescale", GridFor((length + 3) / 4), 1, Threads, _device.ComputeStream, arguments);
+    }
+
+    internal void LaunchAxpby(float a, ulong x, float b, ulong y, ulong output, long length)
+    {
+        long n = length;
+        void** arguments = stackalloc void*[] { &a, &x, &b, &y, &output, &n };
+        _module.Launch("axpby", GridFor(length / 4 + 1), 1, Threads, _device.ComputeStream, arguments);
+    }
+
+    internal void LaunchScalar(string kernel, ulong values, float scalar, long length)
+    {
+        long n = length;
+        void** arguments = stackalloc void*[] { &values, &scalar, &n };
+        _module.Launch(kernel, GridFor(length / 4 + 1), 1, Threads, _device.ComputeStream, arguments);
+    }
+
+    internal void LaunchConversion(string kernel, ulong source, ulong destination, long length)
+    {
+        long n = length;
+        void** arguments = stackalloc void*[] { &source, &destination, &n };
+        _module.Launch(kernel, GridFor(length / 8 + 1), 1, Threads, _device.ComputeStream, arguments);
+    }
+
+    internal void LaunchReduction(string kernel, ulong a, ulong b, long length, ulong partials)
+    {
+        long n = length;
+        uint blocks = ReductionBlocksFor(length);
+        if (kernel == "dot_f64")
+        {
+            void** arguments = stackalloc void*[] { &a, &b, &n, &partials };
+            _module.Launch(kernel, blocks, 1, Threads, _device.ComputeStream, arguments);
+        }
+        else
+        {
+            void** arguments = stackalloc void*[] { &a, &n, &partials };
+            _module.Launch(kernel, blocks, 1, Threads, _device.ComputeStream, arguments);
+        }
+    }
+
+    /// <summary>Blocks of a reduction: a function of the length only, so the sum order is fixed.</summary>
+    internal static uint ReductionBlocksFor(long length) => (uint)Math.Clamp((length + Threads - 1) / Threads, 1, ReductionBlocks);
+
+    /// <summary>Exact rank select on a device array, leaving the data untouched (three histogram passes).</summary>
+    internal MagnitudeRankOnDevice SelectRank(Call call, ulong data, long length, long rank)
+    {
+        ReadOnlySpan<int> shifts = [20, 10, 0];
+        ReadOnlySpan<int> widths = [11, 10, 10];
+        DeviceBuffer histogram = call.Rent(2048 * sizeof(uint));
+        uint* counts = stackalloc uint[2048];
+        long countBelow = 0;
+        int prefix = 0, digit = 0;
+        int shift = 0, width = 0, prefixShift = 0;
+        uint prefixValue = 0;
+        ulong bits = data, histogramPointer = histogram.Pointer;
+        long n = length;
+        void** arguments = stackalloc void*[] { &bits, &n, &shift, &width, &prefixShift, &prefixValue, &histogramPointer };
+        for (int pass = 0; pass < 3; pass++)
+        {
+            shift = shifts[pass];
+            width = widths[pass];
+            int bins = 1 << width;
+            prefixShift = shift + width;
+            prefixValue = (uint)prefix;
+            CudaDriverNative.Check(CudaDriverNative.cuMemsetD32Async(histogram.Pointer, 0, (nuint)bins, _device.ComputeStream), "cuMemsetD32Async");
+            _module.Launch("radix_histogram", GridFor(length / 4 + 1), 1, Threads, _device.ComputeStream, arguments);
+            _staging.Download(histogram.Pointer, counts, (long)bins * sizeof(uint));
+
+            // Walk the digits upward until the running count passes the rank left inside this prefix.
+            long remaining = rank - countBelow, cumulative = 0;
+            for (digit = 0; digit < bins; digit++)
+            {
+                if (cumulative + counts[digit] > remaining)
+                    break;
+                cumulative += counts[digit];
+            }
+            if (digit == bins)
+                throw new InvalidOperationException($"Radix select lost rank {rank} of {length} (pass {pass}).");
+            countBelow += cumulative;
+            prefix = (prefix << width) | digit;
+        }
+        return new MagnitudeRankOnDevice(prefix, countBelow, counts[digit]);
+    }
+
+    /// <summary>Zeroes what the cuts drop, numbering ties at a cut in flat index order where a tile needs it.</summary>
+    internal void ApplyMask(Call call, ulong data, long length, CutOnDevice? lower, CutOnDevice? upper)
+    {
+        long tiles = (length + Tile - 1) / Tile;
+        CutArgument lowerCut = Prepare(call, data, length, tiles, lower, out ulong lowerBefore, out ulong lowerCounts);
+        CutArgument upperCut = Prepare(call, data, length, tiles, upper, out ulong upperBefore, out ulong upperCounts);
+        ulong bits = data;
+        long n = length;
+        void** arguments = stackalloc void*[] { &bits, &n, &lowerCut, &lowerBefore, &lowerCounts, &upperCut, &upperBefore, &upperCounts };
+        _module.Launch("magnitude_mask", (uint)tiles, 1, Threads, _device.ComputeStream, arguments);
+    }
+
+    private CutArgument Prepare(Call call, ulong data, long length, long tiles, CutOnDevice? cut, out ulong tiesBefore, out ulong tileCounts)
+    {
+        tiesBefore = 0;
+        tileCounts = 0;
+        if (cut is not { } c)
+            return new CutArgument(0, CutMode.None, 0, 0);
+        if (c.DropStart >= c.DropEnd)
+            return new CutArgument((uint)c.Key, CutMode.KeepTies, 0, 0);
+        if (c.DropStart <= 0 && c.DropEnd >= c.CountEqual)
+            return new CutArgument((uint)c.Key, CutMode.DropTies, 0, 0);
+
+        // Some ties stay and some go: count the key per tile, then give each tile its first tie index.
+        DeviceBuffer counts = call.Rent(tiles * sizeof(uint));
+        DeviceBuffer before = call.Rent(tiles * sizeof(long));
+        ulong bits = data, countsPointer = counts.Pointer;
+        uint key = (uint)c.Key;
+        long n = length;
+        void** arguments = stackalloc void*[] { &bits, &n, &key, &countsPointer };
+        _module.Launch("count_key_per_tile", (uint)tiles, 1, Threads, _device.ComputeStream, arguments);
+        uint[] perTile = new uint[tiles];
+        long[] prefix = new long[tiles];
+        fixed (uint* host = perTile)
+            _staging.Download(counts.Pointer, host, tiles * sizeof(uint));
+        long running = 0;
+        for (long tile = 0; tile < tiles; tile++)
+        {
+            prefix[tile] = running;
+            running += perTile[tile];
+        }
+        fixed (long* host = prefix)
+            _staging.Upload(host, tiles * sizeof(long), before.Pointer);
+        tiesBefore = before.Pointer;
+        tileCounts = counts.Pointer;
+        return new CutArgument((uint)c.Key, CutMode.ByIndex, c.DropStart, c.DropEnd);
+    }
+
+    private double Reduce(Call call, string kernel, ulong a, ulong b, long length)
+    {
+        uint blocks = ReductionBlocksFor(length);
+        DeviceBuffer partials = call.Rent(blocks * sizeof(double));
+        LaunchReduction(kernel, a, b, length, partials.Pointer);
+        double* host = stackalloc double[(int)blocks];
+        _staging.Download(partials.Pointer, host, blocks * sizeof(double));
+        double total = 0;
+        for (int block = 0; block < blocks; block++)
+            total += host[block];
+        return total;
+    }
+
+    private void InPlace(Span<float> values, string kernel, float scalar)
+    {
+        if (values.Length == 0)
+            return;
+        using var call = new Call(this);
+        DeviceBuffer data = call.Upload(values);
+        LaunchScalar(kernel, data.Pointer, scalar, values.Length);
+        call.Download(data, values);
+    }
+
+    private void Widen(string kernel, ReadOnlySpan<ushort> source, Span<float> destination)
+    {
+        if (destination.Length < source.Length)
+            throw new ArgumentException($"Destination holds {destination.Length} elements, fewer than the {source.Length} source elements.", nameof(destination));
+        if (source.Length == 0)
+            return;
+        using var call = new Call(this);
+        DeviceBuffer input = call.Upload(source);
+        DeviceBuffer output = call.Rent((long)source.Length * sizeof(float));
+        LaunchConversion(kernel, input.Pointer, output.Pointer, source.Length);
+        call.Download(output, destination[..source.Length]);
+    }
+
+    private void Narrow(string kernel, ReadOnlySpan<float> source, Span<ushort> destination)
+    {
+        if (destination.Length < source.Length)
+            throw new ArgumentException($"Destination holds {destination.Length} elements, fewer than the {source.Length} source elements.", nameof(destination));
+        if (source.Length == 0)
+            return;
+        using var call = new Call(this);
+        DeviceBuffer input = call.Upload(source);
+        DeviceBuffer output = call.Rent((long)source.Length * sizeof(ushort));
+        LaunchConversion(kernel, input.Pointer, output.Pointer, source.Length);
+        call.Download(output, destination[..source.Length]);
+    }
+
+    private static void RequireStacked(int stackedLength, int rows, int rowLength, string parameter)
+    {
+        if ((long)rows * rowLength != stackedLength)
+            throw new ArgumentException(
+                $"Expected {rows} stacked rows of {rowLength} elements ({(long)rows * rowLength}), got {stackedLength}.", parameter);
+    }
+
+    /// <summary>
+    /// One backend call: holds the lock, makes the context current, tracks rented buffers, and on dispose waits for
+    /// the compute stream before the buffers go back to the pool.
+    /// </summary>
+    internal ref struct Call
+    {
+        private readonly CudaKernels _owner;
+        private readonly List<DeviceBuffer> _rented;
+
+        public Call(CudaKernels owner)
+        {
+            _owner = owner;
+            owner._gate.Enter();
+            _rented = [];
+            try
+            {
+                ObjectDisposedException.ThrowIf(owner._disposed, owner);
+                owner._device.MakeCurrent();
+            }
+            catch
+            {
+                owner._gate.Exit();
+                throw;
+            }
+        }
+
+        public readonly DeviceBuffer Rent(long bytes)
+        {
+            DeviceBuffer buffer = _owner._pool.Rent(bytes);
+            _rented.Add(buffer);
+            return buffer;
+        }
+
+        public readonly DeviceBuffer Upload<T>(ReadOnlySpan<T> source) where T : unmanaged
+        {
+            long bytes = (long)source.Length * sizeof(T);
+            DeviceBuffer buffer = Rent(bytes);
+            fixed (T* host = source)
+                _owner._staging.Upload(host, bytes, buffer.Pointer);
+            return buffer;
+        }
+
+        public readonly DeviceBuffer Upload<T>(Span<T> source) where T : unmanaged => Upload((ReadOnlySpan<T>)source);
+
+        public readonly void Download<T>(DeviceBuffer buffer, Span<T> destination) where T : unmanaged
+        {
+            fixed (T* host = destination)
+                _owner._staging.Download(buffer.Pointer, host, (long)destination.Length * sizeof(T));
+        }
+
+        public readonly void Dispose()
+        {
+            try
+            {
+                _owner._device.SynchronizeCompute();
+            }
+            finally
+            {
+                foreach (DeviceBuffer buffer in _rented)
+                    _owner._pool.Return(buffer);
+                _owner._gate.Exit();
+            }
+        }
+    }
+}
+
+/// <summary>A key at a rank of the magnitude order on the device, with the counts below and at it.</summary>
+internal readonly record struct MagnitudeRankOnDevice(int Key, long CountBelow, long CountEqual);
+
+/// <summary>One side of a magnitude band on the device: ties with index in [DropStart, DropEnd) are dropped.</summary>
+internal readonly record struct CutOnDevice(int Key, long DropStart, long DropEnd, long CountEqual);
+
+/// <summary>How magnitude_mask treats one cut (WELD_CUT_* in select.cu).</summary>
+internal enum CutMode
+{
+    None = 0,
+    KeepTies = 1,
+    DropTies = 2,
+    ByIndex = 3,
+}
+
+/// <summary>The WeldCut struct of select.cu, passed by value: { u32 key; int mode; i64 drop_start; i64 drop_end; }.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal readonly record struct CutArgument(uint Key, CutMode Mode, long DropStart, long DropEnd);
