@@ -6,6 +6,8 @@ using Weld.Engine.Config;
 using Weld.Engine.Execution;
 using Weld.Engine.Planning;
 using Weld.Engine.SafeTensors;
+using Weld.Kernels;
+using Weld.Kernels.Cuda;
 
 namespace Weld.Cli;
 
@@ -82,7 +84,8 @@ internal static class MergeCommand
         string? output = options.Output ?? options.OutputPositional;
         if (options.NoSafeSerialization)
             throw new WeldException("--no-safe-serialization is refused: Weld writes safetensors only (pickle checkpoints can execute arbitrary code when loaded)");
-        CheckDevice(options.Cuda ? "cuda" : options.Device);
+        string device = options.Cuda ? "cuda" : options.Device;
+        CheckDevice(device);
 
         MergeRecipe recipe = RecipeParser.Load(options.Recipe);
         long shardBytes = ByteSize.Parse(options.OutShardSize);
@@ -96,6 +99,9 @@ internal static class MergeCommand
         if (output is null)
             throw new WeldException("no output folder: give -o OUT (or OUT after the recipe, as mergekit-yaml takes it)");
 
+        Action<string> log = options.Quiet ? _ => { } : console.Info;
+        IMergeKernels kernels = SelectKernels(device, options.Threads, log);
+        using var ownedKernels = kernels as IDisposable;
         var mergeOptions = new Engine.Execution.MergeOptions
         {
             OutputPath = output,
@@ -105,8 +111,8 @@ internal static class MergeCommand
             Seed = options.RandomSeed ?? 0,
             Overwrite = options.Overwrite,
             Threads = options.Threads,
+            Kernels = kernels,
         };
-        Action<string> log = options.Quiet ? _ => { } : console.Info;
         MergeSummary summary = console.IsInteractive && !options.Quiet
             ? RunWithProgressBar(recipe, mergeOptions, log, cancel)
             : MergeRunner.Run(recipe, mergeOptions, options.Quiet ? null : new PlainProgress(console.Err), log, cancel);
@@ -122,10 +128,22 @@ internal static class MergeCommand
 
     private static void CheckDevice(string device)
     {
-        if (device is "auto" or "cpu") return;
-        if (device == "cuda" || device.StartsWith("cuda:", StringComparison.Ordinal))
-            throw new WeldException($"--device {device}: the CUDA backend is not available in this build yet; use --device cpu");
+        if (device is "auto" or "cpu" || KernelBackends.TryParseCuda(device, out _)) return;
         throw new WeldException($"--device {device}: expected auto, cpu or cuda[:N]");
+    }
+
+    private static IMergeKernels SelectKernels(string device, int threads, Action<string> log)
+    {
+        try
+        {
+            IMergeKernels kernels = KernelBackends.Select(device, threads, out string reason);
+            log($"device: {reason}");
+            return kernels;
+        }
+        catch (Exception error) when (error is CudaException or ArgumentException)
+        {
+            throw new WeldException($"--device {device}: {error.Message}");
+        }
     }
 
     private static MergeSummary RunWithProgressBar(MergeRecipe recipe, Engine.Execution.MergeOptions options, Action<string> log, CancellationToken cancel)

@@ -1,0 +1,265 @@
+using Weld.Kernels.Cpu;
+using Weld.Kernels.Cuda;
+using Xunit;
+using Xunit.Sdk;
+
+namespace Weld.Kernels.Tests.Cuda;
+
+/// <summary>
+/// Every CUDA kernel against the CPU backend on fresh random inputs: odd sizes (scalar tails, unaligned rows),
+/// multiples of 4 (the float4 paths), NaN/±∞, and bf16-style ties. Bit for bit (any NaN matching any NaN) for the
+/// deterministic kernels, a relative tolerance for the float64 reductions. Skipped without a device.
+/// </summary>
+public sealed class CudaKernelsTests
+{
+    private static readonly int[] s_sizes = [1, 7, 1024, 4099, 65537, 200003, 262144];
+    private readonly CpuKernels _cpu = new();
+
+    private static CudaKernels Gpu => CudaBackend.Instance;
+
+    [CudaFact]
+    public void WeightedSum_matches_cpu()
+    {
+        ForEachInput(3, (context, stacked, n) =>
+        {
+            float[] weights = [0.3f, -1.25f, 0.7f];
+            var expected = new float[n];
+            var actual = new float[n];
+            _cpu.WeightedSum(stacked, weights, expected);
+            Gpu.WeightedSum(stacked, weights, actual);
+            BitAssert.Equal(expected, actual, context);
+        });
+    }
+
+    [CudaFact]
+    public void SubtractRows_matches_cpu()
+    {
+        ForEachInput(4, (context, stacked, n) =>
+        {
+            float[] baseline = stacked[..n];
+            float[] expected = stacked[n..];
+            float[] actual = (float[])expected.Clone();
+            _cpu.SubtractRows(expected, baseline);
+            Gpu.SubtractRows(actual, baseline);
+            BitAssert.Equal(expected, actual, context);
+        });
+    }
+
+    [CudaFact]
+    public void Axpby_Scale_Divide_match_cpu()
+    {
+        ForEachInput(2, (context, stacked, n) =>
+        {
+            ReadOnlySpan<float> x = stacked.AsSpan(0, n), y = stacked.AsSpan(n, n);
+            var expected = new float[n];
+            var actual = new float[n];
+            _cpu.Axpby(0.37f, x, -2.5f, y, expected);
+            Gpu.Axpby(0.37f, x, -2.5f, y, actual);
+            BitAssert.Equal(expected, actual, context + " axpby");
+
+            _cpu.Scale(expected, 1.7f);
+            Gpu.Scale(actual, 1.7f);
+            BitAssert.Equal(expected, actual, context + " scale");
+
+            _cpu.Divide(expected, 3.1f);
+            Gpu.Divide(actual, 3.1f);
+            BitAssert.Equal(expected, actual, context + " divide");
+        });
+    }
+
+    [CudaTheory]
+    [InlineData(0.1f, true)]
+    [InlineData(0.5f, false)]
+    [InlineData(0.9f, true)]
+    public void DropAndRescale_matches_cpu(float density, bool rescale)
+    {
+        ForEachInput(1, (context, values, n) =>
+        {
+            var key = new PhiloxKey((ulong)System.Random.Shared.NextInt64(), (uint)System.Random.Shared.Next(), 3);
+            float[] expected = (float[])values.Clone();
+            float[] actual = (float[])values.Clone();
+            _cpu.DropAndRescale(expected, density, rescale, key);
+            Gpu.DropAndRescale(actual, density, rescale, key);
+            BitAssert.Equal(expected, actual, $"{context} {key}");
+        });
+    }
+
+    [CudaTheory]
+    [InlineData(3, SignElection.Sum, true)]
+    [InlineData(3, SignElection.Sum, false)]
+    [InlineData(4, SignElection.Count, true)]
+    [InlineData(20, SignElection.Sum, true)] // more models than the register-cached path holds
+    [InlineData(20, SignElection.Count, false)]
+    public void SignConsensusMerge_matches_cpu(int models, SignElection election, bool normalize)
+    {
+        ForEachInput(models, (context, stacked, n) =>
+        {
+            var weights = new float[models];
+            for (int k = 0; k < models; k++)
+                weights[k] = k % 5 == 4 ? 0f : (float)(System.Random.Shared.NextDouble() * 2 - 0.5);
+            var expected = new float[n];
+            var actual = new float[n];
+            _cpu.SignConsensusMerge(stacked, weights, election, normalize, expected);
+            Gpu.SignConsensusMerge(stacked, weights, election, normalize, actual);
+            BitAssert.Equal(expected, actual, context);
+        });
+    }
+
+    [CudaFact]
+    public void KeepTopK_matches_cpu_including_ties()
+    {
+        ForEachInput(1, (context, values, n) =>
+        {
+            foreach (long k in new long[] { 0, 1, n / 3, n / 2 + 1, n - 1, n, n + 5 })
+            {
+                float[] expected = (float[])values.Clone();
+                float[] actual = (float[])values.Clone();
+                TopKSelection cpu = _cpu.KeepTopK(expected, k);
+                TopKSelection gpu = Gpu.KeepTopK(actual, k);
+                BitAssert.Identical(expected, actual, $"{context} k={k}");
+                Assert.Equal(cpu, gpu);
+            }
+        });
+    }
+
+    [CudaFact]
+    public void KeepMagnitudeBand_matches_cpu_including_ties()
+    {
+        ForEachInput(1, (context, values, n) =>
+        {
+            foreach ((long bottom, long top) in new (long, long)[] { (0, 1), (1, 0), (n / 4, n / 10), (n / 2, n / 2 - 1), (n - 1, 0), (0, n - 1), (n / 3, 0) })
+            {
+                float[] expected = (float[])values.Clone();
+                float[] actual = (float[])values.Clone();
+                _cpu.KeepMagnitudeBand(expected, bottom, top);
+                Gpu.KeepMagnitudeBand(actual, bottom, top);
+                BitAssert.Identical(expected, actual, $"{context} bottom={bottom} top={top}");
+            }
+        });
+    }
+
+    [CudaFact]
+    public void Reductions_match_cpu_within_rounding()
+    {
+        ForEachInput(2, (context, stacked, n) =>
+        {
+            ReadOnlySpan<float> a = stacked.AsSpan(0, n), b = stacked.AsSpan(n, n);
+            AssertClose(_cpu.Dot(a, b), Gpu.Dot(a, b), ScaleOfDot(a, b), context + " dot");
+            AssertClose(_cpu.SumOfSquares(a), Gpu.SumOfSquares(a), _cpu.SumOfSquares(a), context + " sum of squares");
+            AssertClose(_cpu.SumOfAbs(a), Gpu.SumOfAbs(a), _cpu.SumOfAbs(a), context + " sum of abs");
+        }, specials: false);
+    }
+
+    [CudaFact]
+    public void Reductions_are_deterministic_on_the_device()
+    {
+        float[] values = TestData.Plain(new System.Random(TestData.NewSeed()), 1_000_003);
+        Assert.Equal(BitConverter.DoubleToInt64Bits(Gpu.SumOfSquares(values)), BitConverter.DoubleToInt64Bits(Gpu.SumOfSquares(values)));
+    }
+
+    [CudaFact]
+    public void Widening_conversions_match_FloatConversions_for_every_16_bit_pattern()
+    {
+        // All 65536 patterns (NaNs, subnormals, ±Inf) plus an odd tail, at an unaligned offset too.
+        var source = new ushort[65536 + 3];
+        for (int i = 0; i < source.Length; i++)
+            source[i] = (ushort)i;
+        foreach (int offset in new[] { 0, 1 })
+        {
+            ReadOnlySpan<ushort> input = source.AsSpan(offset);
+            var expected = new float[input.Length];
+            var actual = new float[input.Length];
+            FloatConversions.Bf16ToSingle(input, expected);
+            Gpu.Bf16ToSingle(input, actual);
+            BitAssert.Identical(expected, actual, $"bf16 offset {offset}");
+            FloatConversions.HalfToSingle(input, expected);
+            Gpu.HalfToSingle(input, actual);
+            BitAssert.Identical(expected, actual, $"fp16 offset {offset}");
+        }
+    }
+
+    [CudaFact]
+    public void Narrowing_conversions_match_FloatConversions_bit_for_bit()
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        var values = new float[300_001];
+        for (int i = 0; i < values.Length; i++)
+        {
+            // Random bit patterns cover NaN payloads and every exponent; every 3rd value sits on a rounding tie.
+            int bits = random.Next() ^ (random.Next(2) << 31);
+            if (i % 3 == 0)
+                bits = (bits & unchecked((int)0xFFFF8000)) | 0x1000 | (random.Next(2) << 15);
+            values[i] = BitConverter.Int32BitsToSingle(bits);
+        }
+        var expected = new ushort[values.Length];
+        var actual = new ushort[values.Length];
+        FloatConversions.SingleToBf16(values, expected);
+        Gpu.SingleToBf16(values, actual);
+        AssertSameBits(expected, actual, values, $"bf16 seed {seed}");
+        FloatConversions.SingleToHalf(values, expected);
+        Gpu.SingleToHalf(values, actual);
+        AssertSameBits(expected, actual, values, $"fp16 seed {seed}");
+    }
+
+    [CudaFact]
+    public void The_backend_names_its_device()
+    {
+        Assert.Equal("cuda:0", Gpu.Name);
+        Assert.True(Gpu.ComputeCapability >= 50, Gpu.DeviceName);
+        Assert.True(Gpu.Architecture <= Gpu.ComputeCapability);
+    }
+
+    /// <summary>Runs <paramref name="check"/> for each size and input kind on <paramref name="rows"/> stacked rows.</summary>
+    private static void ForEachInput(int rows, Action<string, float[], int> check, bool specials = true)
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        foreach (int n in s_sizes)
+        {
+            foreach ((string kind, _) in TestData.Kinds(random, 0))
+            {
+                if (!specials && kind.Contains("specials", StringComparison.Ordinal))
+                    continue;
+                var stacked = new float[rows * n];
+                for (int k = 0; k < rows; k++)
+                {
+                    float[] row = kind switch
+                    {
+                        "plain" => TestData.Plain(random, n),
+                        "ties" => TestData.TieHeavy(random, n),
+                        "plain+specials" => TestData.WithSpecials(random, TestData.Plain(random, n)),
+                        _ => TestData.WithSpecials(random, TestData.TieHeavy(random, n)),
+                    };
+                    row.CopyTo(stacked, k * n);
+                }
+                check($"seed {seed} n={n} {kind}", stacked, n);
+            }
+        }
+    }
+
+    private static double ScaleOfDot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        double sum = 0;
+        for (int i = 0; i < a.Length; i++)
+            sum += Math.Abs((double)a[i] * b[i]);
+        return sum;
+    }
+
+    private static void AssertClose(double expected, double actual, double scale, string context)
+    {
+        // Both sum exact float64 products in different orders: each side's error is below n·2^-53·Σ|terms|.
+        double tolerance = 1e-10 * scale + double.Epsilon;
+        if (!(Math.Abs(expected - actual) <= tolerance))
+            throw new XunitException($"{context}: GPU {actual:R}, CPU {expected:R}, tolerance {tolerance:R}");
+    }
+
+    private static void AssertSameBits(ushort[] expected, ushort[] actual, float[] input, string context)
+    {
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (expected[i] != actual[i])
+                throw new XunitException($"{context}: element {i} (input 0x{BitAssert.Bits(input[i]):X8}) is 0x{actual[i]:X4}, expected 0x{expected[i]:X4}");
+        }
+    }
+}
