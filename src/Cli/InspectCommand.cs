@@ -53,7 +53,8 @@ internal static class InspectCommand
             ["tensor_count"] = model.TensorNames.Count,
             ["parameter_count"] = model.ParameterCount,
             ["total_bytes"] = model.TotalBytes,
-            ["shards"] = new JsonArray(model.Files.Select(s => (JsonNode)Path.GetFileName(s.FilePath)).ToArray()),
+            // By file name (model-00001-of-N first), not in the order the index first mentions each shard.
+            ["shards"] = new JsonArray(model.Files.Select(s => Path.GetFileName(s.FilePath)).Order(StringComparer.Ordinal).Select(n => (JsonNode)n!).ToArray()),
             ["config"] = config is null ? null : new JsonObject
             {
                 ["architecture"] = config.Architecture,

@@ -38,6 +38,15 @@ internal sealed class MergeOptions
     [Option("cuda", HelpText = "mergekit's flag: same as --device cuda.")]
     public bool Cuda { get; set; }
 
+    [Option("memory-limit", Default = "2B", HelpText = "Hard budget for working buffers: bytes with K/M/B suffixes (2B = 2·10⁹).")]
+    public string MemoryLimit { get; set; } = "2B";
+
+    [Option("resume", HelpText = "Reuse the shards an interrupted run of the same command finished.")]
+    public bool Resume { get; set; }
+
+    [Option("part", HelpText = "Compute only part I of N of the output shards (I/N, 1-based); then run `weld finalize OUT`.")]
+    public string? Part { get; set; }
+
     [Option("overwrite", HelpText = "Replace an existing output folder.")]
     public bool Overwrite { get; set; }
 
@@ -86,14 +95,17 @@ internal static class MergeCommand
             throw new WeldException("--no-safe-serialization is refused: Weld writes safetensors only (pickle checkpoints can execute arbitrary code when loaded)");
         string device = options.Cuda ? "cuda" : options.Device;
         CheckDevice(device);
+        // Checked here so that a bad value is a usage message, not the kernels' ArgumentOutOfRangeException (exit 70).
+        if (options.Threads is 0 or < -1)
+            throw new WeldException($"-j/--num-threads {options.Threads}: use a positive thread count, or -1 for all cores");
 
         MergeRecipe recipe = RecipeParser.Load(options.Recipe);
         long shardBytes = ByteSize.Parse(options.OutShardSize);
         if (options.DryRun)
         {
-            using var models = new ModelSet(Path.GetDirectoryName(Path.GetFullPath(options.Recipe)));
+            using var models = new ModelSet(Path.GetDirectoryName(Path.GetFullPath(options.Recipe)), recipe.SourceName);
             MergePlan plan = MergeRunner.Plan(recipe, models, options.RandomSeed ?? 0);
-            PlanReport.Write(plan, models, shardBytes, console.Out);
+            PlanReport.Write(plan, models, shardBytes, ParseMemoryLimit(options.MemoryLimit), console.Out);
             return ExitCodes.Ok;
         }
         if (output is null)
@@ -112,6 +124,9 @@ internal static class MergeCommand
             Overwrite = options.Overwrite,
             Threads = options.Threads,
             Kernels = kernels,
+            MemoryLimitBytes = ParseMemoryLimit(options.MemoryLimit),
+            Resume = options.Resume,
+            Part = options.Part is null ? null : PartSelection.Parse(options.Part),
         };
         MergeSummary summary = console.IsInteractive && !options.Quiet
             ? RunWithProgressBar(recipe, mergeOptions, log, cancel)
@@ -124,6 +139,14 @@ internal static class MergeCommand
                 $"merged {summary.Tensors} tensors into {output} ({summary.Shards.Count} shard(s)): read {summary.BytesRead / 1e6:F1} MB, wrote {summary.BytesWritten / 1e6:F1} MB in {seconds:F2} s ({gbps:F2} GB/s)"));
         }
         return ExitCodes.Ok;
+    }
+
+    private static long ParseMemoryLimit(string text)
+    {
+        long bytes = ByteSize.Parse(text);
+        if (bytes < 16_000_000)
+            throw new WeldException($"--memory-limit {text}: at least 16M is needed for the working buffers");
+        return bytes;
     }
 
     private static void CheckDevice(string device)
@@ -184,7 +207,7 @@ internal static class MergeCommand
 /// <summary>The plan as text: method, models, tensors, bytes, shards, memory estimate.</summary>
 internal static class PlanReport
 {
-    public static void Write(MergePlan plan, ModelSet models, long shardBytes, TextWriter writer)
+    public static void Write(MergePlan plan, ModelSet models, long shardBytes, long memoryLimit, TextWriter writer)
     {
         var inv = CultureInfo.InvariantCulture;
         long read = 0;
@@ -202,7 +225,11 @@ internal static class PlanReport
         writer.WriteLine(string.Create(inv, $"tensors:  {plan.Tensors.Count}"));
         writer.WriteLine(string.Create(inv, $"read:     {read:N0} bytes"));
         writer.WriteLine(string.Create(inv, $"write:    {plan.OutputBytes:N0} bytes in {shards.Count} shard(s)"));
-        writer.WriteLine(string.Create(inv, $"memory:   about {largestStack:N0} bytes of float32 working buffers (largest tensor × inputs)"));
+        // The pipeline keeps up to two tensors in flight; elementwise methods cut larger ones into chunks.
+        long peak = plan.Method.Traits.Elementwise ? Math.Min(memoryLimit, 2 * largestStack) : Math.Min(2 * largestStack, Math.Max(memoryLimit, largestStack));
+        writer.WriteLine(string.Create(inv, $"memory:   largest tensor needs {largestStack:N0} bytes of float32 buffers; peak about {peak:N0} bytes (--memory-limit {memoryLimit:N0})"));
+        if (largestStack > memoryLimit && !plan.Method.Traits.Elementwise)
+            writer.WriteLine(string.Create(inv, $"warning:  {plan.Method.Name} needs whole tensors in memory: raise --memory-limit to at least {largestStack:N0}"));
         foreach (var shard in shards)
             writer.WriteLine(string.Create(inv, $"  {shard.FileName}: {shard.Tensors.Count} tensors, {shard.DataBytes:N0} bytes"));
         foreach (string note in plan.Notes) writer.WriteLine($"note: {note}");

@@ -1,4 +1,6 @@
+using System.Reflection;
 using CommandLine;
+using CommandLine.Text;
 using Weld.Engine;
 
 namespace Weld.Cli;
@@ -14,18 +16,15 @@ internal static class WeldCommandLine
         args = MergekitAliases.Rewrite(args);
         using var parser = new Parser(settings =>
         {
-            settings.HelpWriter = stdout;
+            // Help is written below: to stdout when asked for, to stderr (a diagnostic) on a usage error.
+            settings.HelpWriter = null;
             settings.CaseInsensitiveEnumValues = true;
             settings.AutoVersion = true;
             settings.AutoHelp = true;
         });
-        var result = parser.ParseArguments<InspectOptions, MergeOptions>(args);
+        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions>(args);
         if (result.Tag == ParserResultType.NotParsed)
-        {
-            var errors = ((NotParsed<object>)result).Errors;
-            bool helpOrVersion = errors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError);
-            return helpOrVersion ? ExitCodes.Ok : ExitCodes.UsageError;
-        }
+            return WriteHelp(result, ((NotParsed<object>)result).Errors.ToList(), stdout, stderr);
 
         var console = new CliConsole(stdout, stderr);
         using var cancel = new CancellationTokenSource();
@@ -37,6 +36,7 @@ internal static class WeldCommandLine
             {
                 InspectOptions o => InspectCommand.Run(o, console),
                 MergeOptions o => MergeCommand.Run(o, console, cancel.Token),
+                FinalizeOptions o => FinalizeCommand.Run(o, console),
                 _ => ExitCodes.UsageError,
             };
         }
@@ -69,5 +69,38 @@ internal static class WeldCommandLine
         {
             Console.CancelKeyPress -= onCancel;
         }
+    }
+
+    /// <summary>
+    /// Writes the version, the help, or the usage errors with the help. The heading names weld's own assembly:
+    /// the parser's default takes the entry assembly, which is not weld when the command runs in-process.
+    /// </summary>
+    private static int WriteHelp(ParserResult<object> result, List<Error> errors, TextWriter stdout, TextWriter stderr)
+    {
+        Assembly assembly = typeof(WeldCommandLine).Assembly;
+        string version = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+            ?? assembly.GetName().Version?.ToString() ?? "";
+        var heading = new HeadingInfo("weld", version);
+        if (errors.Any(e => e.Tag == ErrorType.VersionRequestedError))
+        {
+            stdout.WriteLine(heading);
+            return ExitCodes.Ok;
+        }
+
+        string? company = assembly.GetCustomAttribute<AssemblyCompanyAttribute>()?.Company;
+        HelpText Brand(HelpText h)
+        {
+            h.Heading = heading;
+            h.Copyright = company is null ? string.Empty : new CopyrightInfo(company, DateTime.Now.Year);
+            return h;
+        }
+
+        // Without a valid verb, list the verbs (the index), not the options of no verb.
+        HelpText help = errors.Any(e => e.Tag is ErrorType.BadVerbSelectedError or ErrorType.NoVerbSelectedError)
+            ? HelpText.AutoBuild(result, h => HelpText.DefaultParsingErrorsHandler(result, Brand(h)), e => e, verbsIndex: true)
+            : HelpText.AutoBuild(result, Brand);
+        bool helpRequested = errors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError);
+        (helpRequested ? stdout : stderr).WriteLine(help);
+        return helpRequested ? ExitCodes.Ok : ExitCodes.UsageError;
     }
 }

@@ -1,5 +1,5 @@
-using System.Buffers;
 using System.Diagnostics;
+using System.Threading.Channels;
 using Weld.Engine.Methods;
 using Weld.Engine.Models;
 using Weld.Engine.Planning;
@@ -21,146 +21,235 @@ public readonly record struct MergeProgress(int TensorsDone, int TensorCount, lo
 /// <param name="BytesRead">Input bytes read.</param>
 /// <param name="BytesWritten">Output tensor bytes written.</param>
 /// <param name="Elapsed">Wall time.</param>
-/// <param name="Shards">Output shards written.</param>
-public sealed record MergeSummary(int Tensors, long BytesRead, long BytesWritten, TimeSpan Elapsed, IReadOnlyList<ShardPlan> Shards);
+/// <param name="Shards">The whole output's shard layout.</param>
+/// <param name="ShardsWritten">Shards written by this run (resumed or other parts' shards excluded).</param>
+/// <param name="PeakBufferBytes">Most working-buffer bytes held at once (never above the memory limit).</param>
+public sealed record MergeSummary(int Tensors, long BytesRead, long BytesWritten, TimeSpan Elapsed,
+    IReadOnlyList<ShardPlan> Shards, IReadOnlyList<string> ShardsWritten, long PeakBufferBytes);
 
 /// <summary>
-/// Runs a <see cref="MergePlan"/>: for each output tensor, reads the inputs as float32, runs the method
-/// through the kernels, converts to the output dtype and appends it to the current shard.
+/// Runs a <see cref="MergePlan"/> as a three-stage pipeline under a hard memory budget:
+/// a loader reads and converts the next tensors' inputs, the compute stage runs the method, a writer converts
+/// and appends results to the current shard. Tensors too large for the budget are cut into chunks when the
+/// method is elementwise. Output bytes depend only on the plan, never on timing or thread count.
 /// </summary>
 public sealed class MergeExecutor
 {
+    private const int ReadChunk = 1 << 20;
     private readonly IMergeKernels _kernels;
-    private readonly int _readParallelism;
+    private readonly int _parallelism;
+    private readonly FloatBufferPool _pool;
 
-    /// <summary>Creates an executor over a kernel backend.</summary>
+    /// <summary>Creates an executor.</summary>
     /// <param name="kernels">The arithmetic backend.</param>
-    /// <param name="readParallelism">Threads converting input chunks (-1: all cores).</param>
-    public MergeExecutor(IMergeKernels kernels, int readParallelism = -1)
+    /// <param name="memoryLimitBytes">Hard budget for working buffers.</param>
+    /// <param name="parallelism">Threads converting input chunks (-1: all cores).</param>
+    public MergeExecutor(IMergeKernels kernels, long memoryLimitBytes, int parallelism = -1)
     {
         _kernels = kernels;
-        _readParallelism = readParallelism;
+        _parallelism = parallelism;
+        _pool = new FloatBufferPool(memoryLimitBytes);
     }
 
-    /// <summary>Writes every tensor of <paramref name="plan"/> into <paramref name="folder"/> as safetensors shards.</summary>
+    /// <summary>Peak working-buffer bytes of the runs so far.</summary>
+    public long PeakBufferBytes => _pool.PeakBytes;
+
+    /// <summary>
+    /// Writes the shards named in <paramref name="shardsToWrite"/> (all when null) of <paramref name="plan"/>'s layout
+    /// into <paramref name="folder"/>; <paramref name="shardDone"/> is called after each shard is complete and synced.
+    /// </summary>
     public MergeSummary Execute(MergePlan plan, IReadOnlyList<ModelFolder> models, string folder, long maxShardBytes,
+        ISet<string>? shardsToWrite = null, Action<ShardPlan>? shardDone = null,
         IProgress<MergeProgress>? progress = null, CancellationToken cancel = default)
     {
         var clock = Stopwatch.StartNew();
-        var headers = new TensorHeader[plan.Tensors.Count];
-        for (int i = 0; i < headers.Length; i++) headers[i] = plan.Tensors[i].Header;
+        var headers = plan.Tensors.Select(t => t.Header).ToArray();
         IReadOnlyList<ShardPlan> shards = ShardLayout.Plan(headers, maxShardBytes);
+        var selected = shards.Where(s => shardsToWrite is null || shardsToWrite.Contains(s.FileName)).ToList();
+        var taskIndex = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < plan.Tensors.Count; i++) taskIndex[plan.Tensors[i].Header.Name] = i;
+        foreach (ShardPlan shard in selected)
+            foreach (TensorHeader h in shard.Tensors)
+                CheckFits(plan, plan.Tensors[taskIndex[h.Name]]);
 
-        var scratch = new Scratch();
-        long bytesRead = 0, bytesWritten = 0;
-        int done = 0;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        var loaded = Channel.CreateBounded<WorkItem>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
+        var computed = Channel.CreateBounded<WorkItem>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
+        int tensorCount = selected.Sum(s => s.Tensors.Count);
+        var counters = new Counters();
+
+        Task loader = Task.Run(() => Stage(stop, loaded.Writer, () => Load(plan, models, selected, taskIndex, loaded.Writer, counters, stop.Token)));
+        Task compute = Task.Run(() => Stage(stop, computed.Writer, () => Compute(plan, loaded.Reader, computed.Writer, stop.Token)));
+        Task writer = Task.Run(() => Stage(stop, null, () => Write(folder, selected, computed.Reader, counters, tensorCount, shardDone, progress, stop.Token)));
         try
         {
-            foreach (ShardPlan shard in shards)
+            Task.WaitAll(loader, compute, writer);
+        }
+        catch (AggregateException e)
+        {
+            // Report the first real failure, not the cancellations it caused downstream.
+            Exception first = e.InnerExceptions.FirstOrDefault(x => x is not OperationCanceledException) ?? e.InnerExceptions[0];
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
+        }
+        return new MergeSummary(counters.Tensors, counters.BytesRead, counters.BytesWritten, clock.Elapsed, shards,
+            selected.Select(s => s.FileName).ToArray(), _pool.PeakBytes);
+    }
+
+    /// <summary>Runs a stage; on failure cancels the others and fails its output channel.</summary>
+    private static void Stage(CancellationTokenSource stop, ChannelWriter<WorkItem>? output, Action body)
+    {
+        try
+        {
+            body();
+            output?.Complete();
+        }
+        catch (Exception e)
+        {
+            output?.Complete(e);
+            stop.Cancel();
+            throw;
+        }
+    }
+
+    private void CheckFits(MergePlan plan, TensorTask task)
+    {
+        long rows = task.Inputs.Count + (task.Base is null ? 0 : 1);
+        long whole = (rows + 1) * task.ElementCount;
+        if (_pool.CanFit(whole) || plan.Method.Traits.Elementwise) return;
+        throw new WeldException(
+            $"tensor {task.Header.Name} ({task.ElementCount:N0} elements, {rows} inputs): {plan.Method.Name} needs the whole tensor in memory, " +
+            $"{whole * sizeof(float):N0} bytes of float32 buffers, above the memory limit of {_pool.LimitBytes:N0} bytes; raise --memory-limit");
+    }
+
+    private void Load(MergePlan plan, IReadOnlyList<ModelFolder> models, List<ShardPlan> shards, Dictionary<string, int> taskIndex,
+        ChannelWriter<WorkItem> output, Counters counters, CancellationToken cancel)
+    {
+        foreach (ShardPlan shard in shards)
+        {
+            foreach (TensorHeader header in shard.Tensors)
             {
-                using var writer = new SafeTensorsWriter(Path.Combine(folder, shard.FileName), shard.Tensors, null);
+                TensorTask task = plan.Tensors[taskIndex[header.Name]];
+                int rows = task.Inputs.Count + (task.Base is null ? 0 : 1);
+                long n = task.ElementCount;
+                // Keep two items in flight within the budget; elementwise methods cut big tensors into chunks.
+                long chunk = n;
+                if (plan.Method.Traits.Elementwise)
+                {
+                    long target = Math.Max(ReadChunk, _pool.LimitBytes / sizeof(float) / 4 / (rows + 1));
+                    if (chunk > target) chunk = target / ReadChunk * ReadChunk;
+                }
+                if (chunk > Array.MaxLength / Math.Max(rows, 1))
+                    throw new WeldException($"tensor {header.Name}: {n:N0} elements × {rows} inputs do not fit one in-memory stack; lower --memory-limit so it is processed in chunks");
+                for (long offset = 0; offset < n || (n == 0 && offset == 0); offset += Math.Max(chunk, 1))
+                {
+                    int length = (int)Math.Min(chunk, n - offset);
+                    float[] inputs = _pool.Rent(rows * length, cancel);
+                    float[] result = _pool.Rent(length, cancel);
+                    long bytes = 0;
+                    for (int i = 0; i < task.Inputs.Count; i++)
+                        bytes += Read(models, task.Inputs[i], offset, inputs.AsMemory(i * length, length), header.Name);
+                    if (task.Base is { } b)
+                        bytes += Read(models, b, offset, inputs.AsMemory(task.Inputs.Count * length, length), header.Name);
+                    Interlocked.Add(ref counters.BytesRead, bytes);
+                    bool last = offset + length >= n;
+                    if (!output.TryWrite(new WorkItem(task, offset, length, last, inputs, result)))
+                        output.WriteAsync(new WorkItem(task, offset, length, last, inputs, result), cancel).AsTask().GetAwaiter().GetResult();
+                    if (n == 0) break;
+                }
+            }
+        }
+    }
+
+    private void Compute(MergePlan plan, ChannelReader<WorkItem> input, ChannelWriter<WorkItem> output, CancellationToken cancel)
+    {
+        while (input.WaitToReadAsync(cancel).AsTask().GetAwaiter().GetResult())
+        {
+            while (input.TryRead(out WorkItem? item))
+            {
+                TensorTask task = item.Task;
+                int k = task.Inputs.Count;
+                var indices = new int[k];
+                for (int i = 0; i < k; i++) indices[i] = task.Inputs[i].RecipeIndex;
+                bool whole = item.Offset == 0 && item.Last;
+                plan.Method.Merge(new TensorMergeInputs
+                {
+                    Kernels = _kernels,
+                    TensorName = task.Header.Name,
+                    Shape = whole ? task.Header.Shape : [item.Length],
+                    Models = item.Inputs.AsMemory(0, k * item.Length),
+                    Base = task.Base is null ? ReadOnlyMemory<float>.Empty : item.Inputs.AsMemory(k * item.Length, item.Length),
+                    ModelParameters = task.ModelParameters,
+                    Global = task.Global,
+                    ModelIndices = indices,
+                    Seed = plan.Seed,
+                    TensorHash = TensorNameHash.Compute(task.Header.Name),
+                }, item.Output.AsSpan(0, item.Length));
+                _pool.Return(item.Inputs);
+                output.WriteAsync(item with { Inputs = [] }, cancel).AsTask().GetAwaiter().GetResult();
+            }
+        }
+    }
+
+    private void Write(string folder, List<ShardPlan> shards, ChannelReader<WorkItem> input, Counters counters, int tensorCount,
+        Action<ShardPlan>? shardDone, IProgress<MergeProgress>? progress, CancellationToken cancel)
+    {
+        foreach (ShardPlan shard in shards)
+        {
+            using (var writer = new SafeTensorsWriter(Path.Combine(folder, shard.FileName), shard.Tensors, null))
+            {
                 foreach (TensorHeader header in shard.Tensors)
                 {
-                    cancel.ThrowIfCancellationRequested();
-                    TensorTask task = plan.Tensors[done];
-                    Debug.Assert(task.Header.Name == header.Name);
-                    bytesRead += MergeOne(plan, task, models, scratch, out ReadOnlyMemory<float> result);
-                    writer.WriteFloat32(result.Span);
-                    bytesWritten += header.ByteLength;
-                    done++;
-                    progress?.Report(new MergeProgress(done, plan.Tensors.Count, bytesRead, bytesWritten, header.Name));
+                    cancel.ThrowIfCancellationRequested(); // stop at the next tensor, even with finished ones queued
+                    while (true)
+                    {
+                        WorkItem item = ReadNext(input, cancel);
+                        Debug.Assert(item.Task.Header.Name == header.Name);
+                        writer.WriteFloat32(item.Output.AsSpan(0, item.Length));
+                        _pool.Return(item.Output);
+                        if (item.Last) break;
+                    }
+                    counters.BytesWritten += header.ByteLength;
+                    counters.Tensors++;
+                    progress?.Report(new MergeProgress(counters.Tensors, tensorCount, Interlocked.Read(ref counters.BytesRead), counters.BytesWritten, header.Name));
                 }
                 writer.Complete();
             }
+            shardDone?.Invoke(shard);
         }
-        finally
-        {
-            scratch.Dispose();
-        }
-        return new MergeSummary(done, bytesRead, bytesWritten, clock.Elapsed, shards);
     }
 
-    private long MergeOne(MergePlan plan, TensorTask task, IReadOnlyList<ModelFolder> models, Scratch scratch, out ReadOnlyMemory<float> result)
+    private static WorkItem ReadNext(ChannelReader<WorkItem> input, CancellationToken cancel)
     {
-        long count = task.ElementCount;
-        if (count > Array.MaxLength / Math.Max(1, task.Inputs.Count))
-            throw new WeldException($"{task.Header.Name}: {count:N0} elements × {task.Inputs.Count} models is larger than one in-memory tensor stack can hold");
-        int n = (int)count;
-        int k = task.Inputs.Count;
-        Memory<float> stacked = scratch.Stacked(k * n);
-        long bytes = 0;
-        for (int i = 0; i < k; i++)
-            bytes += Read(models, task.Inputs[i], stacked.Slice(i * n, n), task.Header.Name);
-        ReadOnlyMemory<float> baseline = ReadOnlyMemory<float>.Empty;
-        if (task.Base is { } baseSource)
-        {
-            Memory<float> b = scratch.Base(n);
-            bytes += Read(models, baseSource, b, task.Header.Name);
-            baseline = b;
-        }
-        Memory<float> output = scratch.Output(n);
-        var indices = new int[k];
-        for (int i = 0; i < k; i++) indices[i] = task.Inputs[i].RecipeIndex;
-        plan.Method.Merge(new TensorMergeInputs
-        {
-            Kernels = _kernels,
-            TensorName = task.Header.Name,
-            Shape = task.Header.Shape,
-            Models = stacked,
-            Base = baseline,
-            ModelParameters = task.ModelParameters,
-            Global = task.Global,
-            ModelIndices = indices,
-            Seed = plan.Seed,
-            TensorHash = TensorNameHash.Compute(task.Header.Name),
-        }, output.Span);
-        result = output;
-        return bytes;
+        if (input.TryRead(out WorkItem? item)) return item;
+        return input.ReadAsync(cancel).AsTask().GetAwaiter().GetResult();
     }
 
-    /// <summary>Reads the first <c>destination.Length</c> elements of a source tensor as float32, in parallel chunks.</summary>
-    private long Read(IReadOnlyList<ModelFolder> models, TensorSource source, Memory<float> destination, string outputName)
+    /// <summary>Reads elements [offset, offset + destination.Length) of a source tensor as float32, in parallel chunks.</summary>
+    private long Read(IReadOnlyList<ModelFolder> models, TensorSource source, long offset, Memory<float> destination, string outputName)
     {
         ModelTensor tensor = models[source.Model].GetTensor(source.TensorName);
-        if (tensor.Info.ElementCount < destination.Length)
-            throw new WeldException($"{models[source.Model].Path}: tensor {source.TensorName} has {tensor.Info.ElementCount:N0} elements, {outputName} needs {destination.Length:N0}");
-        const int Chunk = 1 << 20;
+        if (tensor.Info.ElementCount < offset + destination.Length)
+            throw new WeldException($"{models[source.Model].Path}: tensor {source.TensorName} has {tensor.Info.ElementCount:N0} elements, {outputName} needs {offset + destination.Length:N0}");
         int length = destination.Length;
-        int chunks = (length + Chunk - 1) / Chunk;
+        int chunks = (length + ReadChunk - 1) / ReadChunk;
         if (chunks <= 1)
-            tensor.ReadFloat32(0, destination.Span);
+            tensor.ReadFloat32(offset, destination.Span);
         else
-            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = _readParallelism }, c =>
+            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = _parallelism }, c =>
             {
-                int start = c * Chunk;
-                tensor.ReadFloat32(start, destination.Span.Slice(start, Math.Min(Chunk, length - start)));
+                int start = c * ReadChunk;
+                tensor.ReadFloat32(offset + start, destination.Span.Slice(start, Math.Min(ReadChunk, length - start)));
             });
-        return (long)destination.Length * DTypes.SizeOf(tensor.Info.DType);
+        return (long)length * DTypes.SizeOf(tensor.Info.DType);
     }
 
-    /// <summary>Reused buffers: one stack of K inputs, one base, one output (grown, never shrunk).</summary>
-    private sealed class Scratch : IDisposable
+    /// <summary>One tensor (or one chunk of it) travelling through the pipeline.</summary>
+    private sealed record WorkItem(TensorTask Task, long Offset, int Length, bool Last, float[] Inputs, float[] Output);
+
+    private sealed class Counters
     {
-        private float[] _stacked = [], _base = [], _output = [];
-
-        public Memory<float> Stacked(int length) => Ensure(ref _stacked, length);
-        public Memory<float> Base(int length) => Ensure(ref _base, length);
-        public Memory<float> Output(int length) => Ensure(ref _output, length);
-
-        private static Memory<float> Ensure(ref float[] buffer, int length)
-        {
-            if (buffer.Length < length)
-            {
-                if (buffer.Length > 0) ArrayPool<float>.Shared.Return(buffer);
-                buffer = ArrayPool<float>.Shared.Rent(length);
-            }
-            return buffer.AsMemory(0, length);
-        }
-
-        public void Dispose()
-        {
-            foreach (var b in new[] { _stacked, _base, _output })
-                if (b.Length > 0) ArrayPool<float>.Shared.Return(b);
-        }
+        public long BytesRead;
+        public long BytesWritten;
+        public int Tensors;
     }
 }

@@ -16,6 +16,9 @@ public sealed class MergeOptions
     /// <summary>Largest output shard in bytes (mergekit's --out-shard-size; default 5B = 5·10⁹).</summary>
     public long MaxShardBytes { get; init; } = 5_000_000_000;
 
+    /// <summary>Hard budget for working buffers in bytes (default 2 GB).</summary>
+    public long MemoryLimitBytes { get; init; } = 2_000_000_000;
+
     /// <summary>Copy tokenizer and side files from the tokenizer source (default on).</summary>
     public bool CopyTokenizer { get; init; } = true;
 
@@ -27,6 +30,12 @@ public sealed class MergeOptions
 
     /// <summary>Replace an existing output folder.</summary>
     public bool Overwrite { get; init; }
+
+    /// <summary>Reuse the shards an interrupted run of the same plan finished.</summary>
+    public bool Resume { get; init; }
+
+    /// <summary>Compute only this part of the shards (scale-out); <c>weld finalize</c> assembles the parts.</summary>
+    public PartSelection? Part { get; init; }
 
     /// <summary>Threads for kernels and reads (-1: all cores).</summary>
     public int Threads { get; init; } = -1;
@@ -47,33 +56,146 @@ public static class MergeRunner
     /// <summary>Plans the recipe (validating everything) without reading tensor data.</summary>
     public static MergePlan Plan(MergeRecipe recipe, ModelSet models, ulong seed = 0) => MergePlanner.Plan(recipe, models, seed);
 
-    /// <summary>Runs a whole merge; on any failure no output folder is left behind.</summary>
+    /// <summary>
+    /// Runs a whole merge (or one part of it). The output appears only when complete; after a failure the
+    /// finished shards stay in the hidden partial folder when there are any, for <see cref="MergeOptions.Resume"/>.
+    /// </summary>
     public static MergeSummary Run(MergeRecipe recipe, MergeOptions options, IProgress<MergeProgress>? progress = null,
         Action<string>? log = null, CancellationToken cancel = default)
     {
-        using var models = new ModelSet(RecipeFolder(recipe));
+        if (options.Threads == 0 || options.Threads < -1)
+            throw new WeldException($"threads = {options.Threads}: use a positive thread count, or -1 for all cores");
+        using var models = new ModelSet(RecipeFolder(recipe), recipe.SourceName);
         MergePlan plan = MergePlanner.Plan(recipe, models, options.Seed);
         foreach (string note in plan.Notes) log?.Invoke(note);
 
-        IMergeKernels kernels = options.Kernels ?? new CpuKernels(options.Threads);
-        using var output = new OutputFolder(options.OutputPath, options.Overwrite);
-        var summary = new MergeExecutor(kernels, options.Threads)
-            .Execute(plan, models.Folders, output.WorkPath, options.MaxShardBytes, progress, cancel);
-        if (summary.Shards.Count > 1) ShardIndex.Write(output.WorkPath, summary.Shards);
+        IReadOnlyList<ShardPlan> shards = ShardLayout.Plan(plan.Tensors.Select(t => t.Header).ToArray(), options.MaxShardBytes);
+        PartSelection part = options.Part ?? new PartSelection(1, 1);
+        IReadOnlySet<string> partShards = part.Select(shards);
+        string planHash = MergeProgressFile.ComputePlanHash(recipe.YamlText, options.Seed, options.MaxShardBytes, shards, models.Folders);
 
+        bool single = part.Count == 1;
+        if (single && !options.Resume && Directory.Exists(OutputFolder.PartialPathFor(options.OutputPath)))
+            Directory.Delete(OutputFolder.PartialPathFor(options.OutputPath), recursive: true);
+        using var output = OutputFolder.OpenResumable(options.OutputPath, options.Overwrite);
+        var record = new MergeProgressFile
+        {
+            PlanHash = planHash, RecipeText = recipe.YamlText, RecipePath = recipe.SourceName, Part = part,
+            Seed = options.Seed, MaxShardBytes = options.MaxShardBytes, PartShards = partShards.Order(StringComparer.Ordinal).ToArray(),
+        };
+        var toWrite = new HashSet<string>(partShards, StringComparer.Ordinal);
+        foreach (string done in ReusableShards(output.WorkPath, part, planHash, shards, options.Resume, log))
+        {
+            toWrite.Remove(done);
+            record.Completed.Add(done);
+        }
+        record.Write(output.WorkPath);
+
+        IMergeKernels kernels = options.Kernels ?? new CpuKernels(options.Threads);
+        var executor = new MergeExecutor(kernels, options.MemoryLimitBytes, options.Threads);
+        MergeSummary summary;
+        try
+        {
+            summary = executor.Execute(plan, models.Folders, output.WorkPath, options.MaxShardBytes, toWrite,
+                shard => { record.Completed.Add(shard.FileName); record.Write(output.WorkPath); }, progress, cancel);
+        }
+        catch
+        {
+            // Keep finished shards for --resume (and other parts' work); otherwise leave nothing behind.
+            output.KeepOnDispose = !single || record.Completed.Count > 0;
+            if (output.KeepOnDispose && single)
+                log?.Invoke($"{record.Completed.Count} finished shard(s) kept in {output.WorkPath}; run the same command with --resume to continue");
+            throw;
+        }
+
+        if (!single)
+        {
+            output.KeepOnDispose = true;
+            log?.Invoke($"part {part} done ({summary.ShardsWritten.Count} shard(s) written); when every part is done, run `weld finalize {options.OutputPath}`");
+            return summary;
+        }
+        cancel.ThrowIfCancellationRequested();
+        Assemble(recipe, models, plan, shards, output, options.CopyTokenizer, options.WriteModelCard);
+        return summary;
+    }
+
+    /// <summary>
+    /// Assembles a merge computed in parts: checks that every part finished every shard of the same plan, writes
+    /// the index, config, tokenizer and card, and renames the folder into place.
+    /// </summary>
+    public static void Finalize(string outputPath, bool copyTokenizer = true, bool writeModelCard = true, bool overwrite = false)
+    {
+        string partial = OutputFolder.PartialPathFor(outputPath);
+        IReadOnlyList<MergeProgressFile> parts = MergeProgressFile.ReadAll(partial);
+        if (parts.Count == 0)
+            throw new WeldException($"{outputPath}: nothing to finalize (no {partial} with progress files); run `weld merge ... --part I/N` first");
+        MergeProgressFile first = parts[0];
+        int count = first.Part.Count;
+        foreach (var p in parts)
+            if (p.PlanHash != first.PlanHash || p.Part.Count != count)
+                throw new WeldException($"{partial}: parts come from different plans (recipe, seed, shard size or inputs differ): {MergeProgressFile.FileName(p.Part)} vs {MergeProgressFile.FileName(first.Part)}");
+        var missing = Enumerable.Range(1, count).Where(i => parts.All(p => p.Part.Index != i)).ToArray();
+        if (missing.Length > 0)
+            throw new WeldException($"{outputPath}: part(s) {string.Join(", ", missing.Select(i => $"{i}/{count}"))} have not run");
+
+        MergeRecipe recipe = RecipeParser.Parse(first.RecipeText, first.RecipePath);
+        using var models = new ModelSet(RecipeFolder(recipe), recipe.SourceName);
+        MergePlan plan = MergePlanner.Plan(recipe, models, first.Seed);
+        IReadOnlyList<ShardPlan> shards = ShardLayout.Plan(plan.Tensors.Select(t => t.Header).ToArray(), first.MaxShardBytes);
+        if (MergeProgressFile.ComputePlanHash(recipe.YamlText, first.Seed, first.MaxShardBytes, shards, models.Folders) != first.PlanHash)
+            throw new WeldException($"{outputPath}: the input models changed since the parts ran; run the parts again");
+        foreach (var shard in shards)
+        {
+            bool done = parts.Any(p => p.Completed.Contains(shard.FileName));
+            if (!done || !MergeProgressFile.ShardIsIntact(partial, shard))
+                throw new WeldException($"{outputPath}: shard {shard.FileName} is {(done ? "damaged" : "not finished")}; re-run its part with --resume");
+        }
+
+        using var output = OutputFolder.OpenResumable(outputPath, overwrite);
+        Assemble(recipe, models, plan, shards, output, copyTokenizer, writeModelCard);
+    }
+
+    private static IEnumerable<string> ReusableShards(string folder, PartSelection part, string planHash, IReadOnlyList<ShardPlan> shards,
+        bool resume, Action<string>? log)
+    {
+        string path = Path.Combine(folder, MergeProgressFile.FileName(part));
+        if (!File.Exists(path)) yield break;
+        MergeProgressFile previous = MergeProgressFile.Read(path);
+        if (!resume || previous.PlanHash != planHash)
+        {
+            if (resume) log?.Invoke($"--resume: the plan changed since the interrupted run (recipe, seed, shard size or inputs); starting part {part} again");
+            foreach (string shard in previous.Completed) File.Delete(Path.Combine(folder, shard));
+            yield break;
+        }
+        int reused = 0;
+        foreach (ShardPlan shard in shards)
+        {
+            if (!previous.Completed.Contains(shard.FileName)) continue;
+            if (MergeProgressFile.ShardIsIntact(folder, shard))
+            {
+                reused++;
+                yield return shard.FileName;
+            }
+        }
+        log?.Invoke($"--resume: reusing {reused} finished shard(s)");
+    }
+
+    private static void Assemble(MergeRecipe recipe, ModelSet models, MergePlan plan, IReadOnlyList<ShardPlan> shards,
+        OutputFolder output, bool copyTokenizer, bool writeModelCard)
+    {
+        foreach (string file in Directory.GetFiles(output.WorkPath, "weld-progress-*.json")) File.Delete(file);
+        if (shards.Count > 1) ShardIndex.Write(output.WorkPath, shards);
         ModelFolder template = TemplateModel(recipe, models);
         DType outputDType = plan.Tensors.Count > 0 ? plan.Tensors[0].Header.DType : DType.F32;
         OutputSideFiles.WriteConfig(output.WorkPath, template.Config, outputDType, plan.OutputLayerCount);
-        if (options.CopyTokenizer) OutputSideFiles.CopySideFiles(output.WorkPath, TokenizerModel(recipe, models, template));
-        if (options.WriteModelCard)
+        if (copyTokenizer) OutputSideFiles.CopySideFiles(output.WorkPath, TokenizerModel(recipe, models, template));
+        if (writeModelCard)
         {
             OutputSideFiles.WriteRecipe(output.WorkPath, recipe.YamlText);
             OutputSideFiles.WriteModelCard(output.WorkPath, recipe.MergeMethod, recipe.BaseModel?.ToString(),
                 ReferencedModels(recipe), recipe.YamlText);
         }
-        cancel.ThrowIfCancellationRequested();
         output.Commit();
-        return summary;
     }
 
     private static string? RecipeFolder(MergeRecipe recipe) =>

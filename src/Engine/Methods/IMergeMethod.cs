@@ -27,7 +27,9 @@ public interface IMergeMethod
 /// <param name="MinModels">Fewest non-base models the method accepts.</param>
 /// <param name="MaxModels">Most non-base models the method accepts (int.MaxValue: any).</param>
 /// <param name="UsesRandomness">True when the output depends on the seed (DARE).</param>
-public readonly record struct MethodTraits(BaseModelUse BaseModel, int MinModels, int MaxModels, bool UsesRandomness = false);
+/// <param name="Elementwise">True when each output element depends only on the same element of the inputs, so a
+/// tensor too large for the memory limit can be merged in chunks (linear, task arithmetic, passthrough).</param>
+public readonly record struct MethodTraits(BaseModelUse BaseModel, int MinModels, int MaxModels, bool UsesRandomness = false, bool Elementwise = false);
 
 /// <summary>Whether a method needs <c>base_model</c>.</summary>
 public enum BaseModelUse

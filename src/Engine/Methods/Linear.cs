@@ -7,7 +7,7 @@ public sealed class Linear : IMergeMethod
     public string Name => "linear";
 
     /// <inheritdoc />
-    public MethodTraits Traits => new(BaseModelUse.None, 1, int.MaxValue);
+    public MethodTraits Traits => new(BaseModelUse.None, 1, int.MaxValue, Elementwise: true);
 
     /// <inheritdoc />
     public IReadOnlyList<ParameterSpec> Parameters { get; } =

@@ -7,7 +7,7 @@ public sealed class Passthrough : IMergeMethod
     public string Name => "passthrough";
 
     /// <inheritdoc />
-    public MethodTraits Traits => new(BaseModelUse.None, 1, 1);
+    public MethodTraits Traits => new(BaseModelUse.None, 1, 1, Elementwise: true);
 
     /// <inheritdoc />
     public IReadOnlyList<ParameterSpec> Parameters { get; } =

@@ -68,7 +68,8 @@ public abstract class TaskVectorMerge : IMergeMethod
     public string Name { get; }
 
     /// <inheritdoc />
-    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue, _sparsification == Sparsification.Random);
+    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue, _sparsification == Sparsification.Random,
+        Elementwise: _sparsification == Sparsification.None);
 
     /// <inheritdoc />
     public IReadOnlyList<ParameterSpec> Parameters { get; }

@@ -12,9 +12,16 @@ public sealed class ModelSet : IDisposable
     private readonly List<ModelFolder> _folders = [];
     private readonly Dictionary<string, int> _byPath = new(StringComparer.Ordinal);
     private readonly string? _recipeFolder;
+    private readonly string _recipeName;
 
     /// <summary>Creates an empty set; <paramref name="recipeFolder"/> is the second place relative paths are looked up.</summary>
-    public ModelSet(string? recipeFolder) => _recipeFolder = recipeFolder;
+    /// <param name="recipeFolder">The recipe's folder, or null.</param>
+    /// <param name="recipeName">The recipe's name for messages (<c>recipe.yml:LINE: ...</c>).</param>
+    public ModelSet(string? recipeFolder, string recipeName = "recipe")
+    {
+        _recipeFolder = recipeFolder;
+        _recipeName = recipeName;
+    }
 
     /// <summary>The opened folders; indexes are those <see cref="IndexOf"/> returns.</summary>
     public IReadOnlyList<ModelFolder> Folders => _folders;
@@ -23,9 +30,9 @@ public sealed class ModelSet : IDisposable
     public int IndexOf(ModelReference reference)
     {
         if (reference.Lora is not null)
-            throw new RecipeException($"{reference.Raw} (line {reference.Line}): LoRA references (model+lora) are not supported yet; fold the adapter into the model first");
+            throw new RecipeException($"{_recipeName}:{reference.Line}: {reference.Raw}: LoRA references (model+lora) are not supported yet; fold the adapter into the model first");
         if (reference.Model.Revision is not null)
-            throw new RecipeException($"{reference.Raw} (line {reference.Line}): revisions (@{reference.Model.Revision}) name Hugging Face Hub versions; Weld reads local folders only");
+            throw new RecipeException($"{_recipeName}:{reference.Line}: {reference.Raw}: revisions (@{reference.Model.Revision}) name Hugging Face Hub versions; Weld reads local folders only");
         string path = Locate(reference);
         if (_byPath.TryGetValue(path, out int index)) return index;
         _folders.Add(ModelFolder.Open(path));
@@ -48,7 +55,7 @@ public sealed class ModelSet : IDisposable
         string hint = given.Count(c => c == '/') == 1 && !given.StartsWith('.')
             ? " It looks like a Hugging Face Hub id: Weld does not download; fetch it first (e.g. `huggingface-cli download " + given + " --local-dir DIR`) and name the folder."
             : "";
-        throw new RecipeException($"model {given} (line {reference.Line}) not found: no such folder or file{hint}");
+        throw new RecipeException($"{_recipeName}:{reference.Line}: model {given} not found: no such folder or file{hint}");
     }
 
     /// <inheritdoc />

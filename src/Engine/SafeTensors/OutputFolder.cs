@@ -16,6 +16,11 @@ public sealed class OutputFolder : IDisposable
     /// <param name="overwrite">Whether an existing target may be replaced at <see cref="Commit"/>.</param>
     /// <exception cref="WeldException">The target exists and <paramref name="overwrite"/> is false (checked now, before any work).</exception>
     public OutputFolder(string targetPath, bool overwrite)
+        : this(targetPath, overwrite, resumable: false)
+    {
+    }
+
+    private OutputFolder(string targetPath, bool overwrite, bool resumable)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(targetPath);
         TargetPath = Path.TrimEndingDirectorySeparator(Path.GetFullPath(targetPath));
@@ -25,10 +30,25 @@ public sealed class OutputFolder : IDisposable
         string parent = Path.GetDirectoryName(TargetPath)
             ?? throw new WeldException($"{TargetPath}: cannot write a model to a filesystem root.");
         Directory.CreateDirectory(parent);
-        string name = Path.GetFileName(TargetPath);
-        WorkPath = Path.Combine(parent, $".{name}.weld-partial-{Guid.NewGuid():N}");
+        WorkPath = resumable ? PartialPathFor(TargetPath) : Path.Combine(parent, $".{Path.GetFileName(TargetPath)}.weld-partial-{Guid.NewGuid():N}");
         Directory.CreateDirectory(WorkPath);
     }
+
+    /// <summary>
+    /// Opens the fixed-name partial folder of <paramref name="targetPath"/> (<c>.NAME.weld-partial</c> beside it),
+    /// keeping what an interrupted run or other parts left there, so a run can resume and parts can meet.
+    /// </summary>
+    public static OutputFolder OpenResumable(string targetPath, bool overwrite) => new(targetPath, overwrite, resumable: true);
+
+    /// <summary>The fixed partial folder of a target: <c>.NAME.weld-partial</c> beside it.</summary>
+    public static string PartialPathFor(string targetPath)
+    {
+        string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(targetPath));
+        return Path.Combine(Path.GetDirectoryName(full) ?? "/", $".{Path.GetFileName(full)}.weld-partial");
+    }
+
+    /// <summary>When set, Dispose without Commit keeps the work folder (finished shards a resume can reuse).</summary>
+    public bool KeepOnDispose { get; set; }
 
     /// <summary>The folder to produce (full path).</summary>
     public string TargetPath { get; }
@@ -90,7 +110,7 @@ public sealed class OutputFolder : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        if (_committed) return;
+        if (_committed || KeepOnDispose) return;
         try
         {
             if (Directory.Exists(WorkPath)) Directory.Delete(WorkPath, recursive: true);
@@ -106,7 +126,7 @@ public sealed class OutputFolder : IDisposable
         if (!_overwrite && (Directory.Exists(TargetPath) || File.Exists(TargetPath)))
         {
             throw new WeldException(
-                $"{TargetPath}: the output already exists; choose another path or allow overwriting it.");
+                $"{TargetPath}: the output already exists; choose another path or allow overwriting it (weld: --overwrite).");
         }
     }
 }

@@ -1,0 +1,194 @@
+using Weld.Engine.Config;
+using Weld.Engine.Execution;
+using Weld.Engine.SafeTensors;
+using Weld.Engine.Tests.Merging;
+using Weld.Tests;
+using Xunit;
+
+namespace Weld.Engine.Tests.Execution;
+
+/// <summary>Bounded memory, chunking, resume and parts: all must give the bytes of one plain run.</summary>
+public class StreamingTests
+{
+    private const string Ties = """
+        models:
+          - model: {zoo}/lm-ft-prose
+            parameters: {weight: 0.5, density: 0.4}
+          - model: {zoo}/lm-ft-c
+            parameters: {weight: 0.5, density: 0.4}
+          - model: {zoo}/lm-ft-python
+            parameters: {weight: 0.5, density: 0.4}
+        base_model: {zoo}/lm-base
+        merge_method: ties
+        """;
+
+    private static Dictionary<string, byte[]> Files(string folder) =>
+        Directory.GetFiles(folder).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes);
+
+    private static string Output() => Path.Combine(TestPaths.NewTempDir(), "out");
+
+    [Fact]
+    public void Parts_assembled_by_finalize_equal_a_single_run_byte_for_byte()
+    {
+        MergeRecipe recipe = RecipeHarness.Recipe(Ties);
+        string single = Output();
+        MergeRunner.Run(recipe, new MergeOptions { OutputPath = single, MaxShardBytes = 250_000 });
+
+        string parted = Output();
+        var written = new List<string>();
+        for (int i = 1; i <= 3; i++)
+        {
+            var summary = MergeRunner.Run(recipe, new MergeOptions { OutputPath = parted, MaxShardBytes = 250_000, Part = new PartSelection(i, 3) });
+            Assert.NotEmpty(summary.ShardsWritten);
+            written.AddRange(summary.ShardsWritten);
+            Assert.False(Directory.Exists(parted)); // nothing looks complete before finalize
+        }
+        Assert.Equal(written.Count, written.Distinct().Count()); // each shard computed by exactly one part
+        MergeRunner.Finalize(parted);
+
+        var expected = Files(single);
+        var actual = Files(parted);
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        Assert.True(expected.Count > 6);
+        foreach (var (name, bytes) in expected) Assert.True(bytes.AsSpan().SequenceEqual(actual[name]), name);
+    }
+
+    [Fact]
+    public void Finalize_refuses_missing_parts()
+    {
+        MergeRecipe recipe = RecipeHarness.Recipe(Ties);
+        string parted = Output();
+        MergeRunner.Run(recipe, new MergeOptions { OutputPath = parted, MaxShardBytes = 250_000, Part = new PartSelection(2, 3) });
+        var error = Assert.Throws<WeldException>(() => MergeRunner.Finalize(parted));
+        Assert.Contains("1/3, 3/3 have not run", error.Message);
+        Assert.False(Directory.Exists(parted));
+    }
+
+    [Fact]
+    public void Resume_after_an_interruption_reuses_finished_shards_and_gives_the_same_bytes()
+    {
+        MergeRecipe recipe = RecipeHarness.Recipe(Ties);
+        string reference = Output();
+        var full = MergeRunner.Run(recipe, new MergeOptions { OutputPath = reference, MaxShardBytes = 250_000 });
+
+        string output = Output();
+        using (var cancel = new CancellationTokenSource())
+        {
+            var progress = new SyncProgress(p => { if (p.TensorsDone == 20) cancel.Cancel(); });
+            Assert.ThrowsAny<OperationCanceledException>(() =>
+                MergeRunner.Run(recipe, new MergeOptions { OutputPath = output, MaxShardBytes = 250_000 }, progress, null, cancel.Token));
+        }
+        Assert.False(Directory.Exists(output));
+        var resumed = MergeRunner.Run(recipe, new MergeOptions { OutputPath = output, MaxShardBytes = 250_000, Resume = true });
+        Assert.True(resumed.ShardsWritten.Count < full.ShardsWritten.Count, "resume recomputed every shard");
+        Assert.True(resumed.ShardsWritten.Count > 0);
+
+        var expected = Files(reference);
+        var actual = Files(output);
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        foreach (var (name, bytes) in expected) Assert.True(bytes.AsSpan().SequenceEqual(actual[name]), name);
+    }
+
+    [Fact]
+    public void Resume_with_a_changed_recipe_starts_again()
+    {
+        string output = Output();
+        using (var cancel = new CancellationTokenSource())
+        {
+            var progress = new SyncProgress(p => { if (p.TensorsDone == 20) cancel.Cancel(); });
+            Assert.ThrowsAny<OperationCanceledException>(() => MergeRunner.Run(RecipeHarness.Recipe(Ties),
+                new MergeOptions { OutputPath = output, MaxShardBytes = 250_000 }, progress, null, cancel.Token));
+        }
+        var logs = new List<string>();
+        var changed = RecipeHarness.Recipe(Ties.Replace("density: 0.4", "density: 0.5"));
+        var summary = MergeRunner.Run(changed, new MergeOptions { OutputPath = output, MaxShardBytes = 250_000, Resume = true }, null, logs.Add);
+        Assert.Equal(summary.Shards.Count, summary.ShardsWritten.Count);
+        Assert.Contains(logs, l => l.Contains("plan changed"));
+    }
+
+    [Fact]
+    public void The_memory_limit_is_respected_and_a_tensor_that_cannot_fit_is_named()
+    {
+        MergeRecipe recipe = RecipeHarness.Recipe(Ties);
+        // Largest tensor: 384 × 128 elements, 3 models + base + output = 5 float32 rows = 983,040 bytes.
+        var summary = MergeRunner.Run(recipe, new MergeOptions { OutputPath = Output(), MemoryLimitBytes = 1_200_000 });
+        Assert.InRange(summary.PeakBufferBytes, 983_040, 1_200_000);
+
+        var error = Assert.Throws<WeldException>(() =>
+            MergeRunner.Run(recipe, new MergeOptions { OutputPath = Output(), MemoryLimitBytes = 900_000 }));
+        Assert.Contains("needs the whole tensor in memory", error.Message);
+        Assert.Contains("raise --memory-limit", error.Message);
+    }
+
+    [Fact]
+    public void Elementwise_methods_merge_large_tensors_in_chunks_with_the_same_bytes()
+    {
+        // Two synthetic models with one 3M-element tensor (too large for the limit below in one piece).
+        string folder = TestPaths.NewTempDir();
+        var random = new Random(5);
+        string[] models = ["a", "b"];
+        foreach (string m in models)
+        {
+            Directory.CreateDirectory(Path.Combine(folder, m));
+            var header = new TensorHeader("big.weight", DType.BF16, [3000, 1000]);
+            using var writer = new SafeTensorsWriter(Path.Combine(folder, m, "model.safetensors"), [header], null);
+            var values = new float[3_000_000];
+            for (int i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() - 0.5);
+            writer.WriteFloat32(values);
+            writer.Complete();
+        }
+        string yaml = $$"""
+            models:
+              - model: {{folder}}/a
+                parameters: {weight: 0.3}
+              - model: {{folder}}/b
+                parameters: {weight: 0.9}
+            merge_method: linear
+            dtype: float32
+            """;
+        MergeRecipe recipe = RecipeParser.Parse(yaml, "chunks.yml");
+        string whole = Output(), chunked = Output();
+        var big = MergeRunner.Run(recipe, new MergeOptions { OutputPath = whole, MemoryLimitBytes = 500_000_000 });
+        var small = MergeRunner.Run(recipe, new MergeOptions { OutputPath = chunked, MemoryLimitBytes = 30_000_000 });
+        Assert.True(small.PeakBufferBytes <= 30_000_000);
+        Assert.True(small.PeakBufferBytes < 3 * 3_000_000 * 4, "the tensor was not cut into chunks");
+        Assert.True(File.ReadAllBytes(Path.Combine(whole, "model.safetensors")).AsSpan()
+            .SequenceEqual(File.ReadAllBytes(Path.Combine(chunked, "model.safetensors"))));
+    }
+
+    [Fact]
+    public void Parts_split_shards_by_bytes_and_cover_each_exactly_once()
+    {
+        var shards = Enumerable.Range(1, 10).Select(i => new ShardPlan($"s{i}", [new TensorHeader($"t{i}", DType.F32, [i * 100])])).ToArray();
+        var seen = new List<string>();
+        for (int p = 1; p <= 4; p++)
+        {
+            var part = new PartSelection(p, 4).Select(shards);
+            Assert.NotEmpty(part);
+            seen.AddRange(part);
+        }
+        Assert.Equal(shards.Select(s => s.FileName).Order(), seen.Order());
+        Assert.Throws<WeldException>(() => PartSelection.Parse("0/3"));
+        Assert.Throws<WeldException>(() => PartSelection.Parse("4/3"));
+        Assert.Equal(new PartSelection(2, 8), PartSelection.Parse("2/8"));
+    }
+
+    [Fact]
+    public async Task The_buffer_pool_blocks_instead_of_exceeding_its_limit()
+    {
+        var pool = new FloatBufferPool(1000 * sizeof(float));
+        float[] a = pool.Rent(600, default);
+        var rentB = Task.Run(() => pool.Rent(600, default));
+        Assert.NotSame(rentB, await Task.WhenAny(rentB, Task.Delay(300))); // would exceed the limit: waits
+        pool.Return(a);
+        Assert.Same(rentB, await Task.WhenAny(rentB, Task.Delay(5000)));
+        Assert.True(pool.PeakBytes <= 1000 * sizeof(float));
+        Assert.Throws<WeldException>(() => pool.Rent(1001, default));
+    }
+
+    /// <summary>IProgress that runs on the reporting thread (Progress&lt;T&gt; posts asynchronously).</summary>
+    private sealed class SyncProgress(Action<MergeProgress> report) : IProgress<MergeProgress>
+    {
+        public void Report(MergeProgress value) => report(value);
+    }
+}
