@@ -9,4 +9,11 @@ if (args.Length >= 2 && args[0] == "make-models")
     SyntheticModels.Write(args[1], args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 2);
     return;
 }
+// `... -- cuda-bench [OUT_DIR] [ELEMENTS]` measures the CUDA kernels on device 0 against a D2D copy (bench/cuda.md).
+if (args.Length >= 1 && args[0] == "cuda-bench")
+{
+    string outDir = args.Length > 1 ? args[1] : Environment.GetEnvironmentVariable("OUT") ?? ".";
+    long elements = args.Length > 2 ? long.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 64L << 20;
+    Environment.Exit(CudaKernelBenchmarks.Run(outDir, elements));
+}
 BenchmarkSwitcher.FromAssembly(typeof(SyntheticModels).Assembly).Run(args);

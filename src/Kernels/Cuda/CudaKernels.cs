@@ -115,14 +115,7 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
         using var call = new Call(this);
         DeviceBuffer data = call.Upload(stacked);
         DeviceBuffer baselineBuffer = call.Upload(baseline);
-        ulong rowsPointer = data.Pointer, baselinePointer = baselineBuffer.Pointer;
-        long n = length;
-        void** arguments = stackalloc void*[] { &rowsPointer, &baselinePointer, &n };
-        for (int firstRow = 0; firstRow < rows; firstRow += 65535) // gridDim.y is at most 65535
-        {
-            rowsPointer = data.Pointer + (ulong)firstRow * (ulong)length * sizeof(float);
-            _module.Launch("subtract_rows", GridFor(length), (uint)Math.Min(65535, rows - firstRow), Threads, _device.ComputeStream, arguments);
-        }
+        LaunchSubtractRows(data.Pointer, rows, baselineBuffer.Pointer, length);
         call.Download(data, stacked);
     }
 
@@ -142,17 +135,10 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
 
         using var call = new Call(this);
         DeviceBuffer data = call.Upload(values);
-        // The k-th largest key sits at ascending rank n − k; ties keep the lowest flat indices.
-        MagnitudeRankOnDevice threshold = SelectRank(call, data.Pointer, length, length - kept);
-        long above = length - threshold.CountBelow - threshold.CountEqual;
-        long keptAtThreshold = kept - above;
+        TopKSelection selection = KeepTopKOnDevice(call, data.Pointer, length, kept);
         if (kept < length)
-        {
-            var lower = new CutOnDevice(threshold.Key, keptAtThreshold, threshold.CountEqual, threshold.CountEqual);
-            ApplyMask(call, data.Pointer, length, lower, null);
             call.Download(data, values);
-        }
-        return new TopKSelection(BitConverter.Int32BitsToSingle(threshold.Key), above, keptAtThreshold);
+        return selection;
     }
 
     /// <inheritdoc />
@@ -373,6 +359,33 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
             void** arguments = stackalloc void*[] { &a, &n, &partials };
             _module.Launch(kernel, blocks, 1, Threads, _device.ComputeStream, arguments);
         }
+    }
+
+    internal void LaunchSubtractRows(ulong stacked, int rows, ulong baseline, long length)
+    {
+        ulong rowsPointer = stacked, baselinePointer = baseline;
+        long n = length;
+        void** arguments = stackalloc void*[] { &rowsPointer, &baselinePointer, &n };
+        for (int firstRow = 0; firstRow < rows; firstRow += 65535) // gridDim.y is at most 65535
+        {
+            rowsPointer = stacked + (ulong)firstRow * (ulong)length * sizeof(float);
+            _module.Launch("subtract_rows", GridFor(length), (uint)Math.Min(65535, rows - firstRow), Threads, _device.ComputeStream, arguments);
+        }
+    }
+
+    /// <summary>Keeps the <paramref name="kept"/> (1 ≤ kept ≤ length) largest magnitudes of a device array in place.</summary>
+    internal TopKSelection KeepTopKOnDevice(Call call, ulong data, long length, long kept)
+    {
+        // The k-th largest key sits at ascending rank n − k; ties keep the lowest flat indices.
+        MagnitudeRankOnDevice threshold = SelectRank(call, data, length, length - kept);
+        long above = length - threshold.CountBelow - threshold.CountEqual;
+        long keptAtThreshold = kept - above;
+        if (kept < length)
+        {
+            var lower = new CutOnDevice(threshold.Key, keptAtThreshold, threshold.CountEqual, threshold.CountEqual);
+            ApplyMask(call, data, length, lower, null);
+        }
+        return new TopKSelection(BitConverter.Int32BitsToSingle(threshold.Key), above, keptAtThreshold);
     }
 
     /// <summary>Blocks of a reduction: a function of the length only, so the sum order is fixed.</summary>
