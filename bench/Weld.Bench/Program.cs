@@ -16,4 +16,7 @@ if (args.Length >= 1 && args[0] == "cuda-bench")
     long elements = args.Length > 2 ? long.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 64L << 20;
     Environment.Exit(CudaKernelBenchmarks.Run(outDir, elements));
 }
+// `... -- gpu-tests TESTS.dll...` runs the CUDA/NVRTC tests of built test assemblies without the SDK (bench/gpu/run.sh).
+if (args.Length >= 2 && args[0] == "gpu-tests")
+    Environment.Exit(GpuTestRunner.Run(args[1..]));
 BenchmarkSwitcher.FromAssembly(typeof(SyntheticModels).Assembly).Run(args);
