@@ -27,9 +27,13 @@ internal static class PtxCache
     }
 
     /// <summary>Returns the cached PTX for the key, or compiles, stores and returns it.</summary>
-    public static string GetOrCompile(string source, IReadOnlyList<string> options, string device, Func<string> compile)
+    public static string GetOrCompile(string source, IReadOnlyList<string> options, string device, Func<string> compile) =>
+        GetOrCompile(Folder, source, options, device, compile);
+
+    /// <summary>Returns the PTX cached in <paramref name="folder"/> for the key, or compiles, stores and returns it.</summary>
+    public static string GetOrCompile(string folder, string source, IReadOnlyList<string> options, string device, Func<string> compile)
     {
-        string path = Path.Combine(Folder, Key(source, options, device) + ".ptx");
+        string path = Path.Combine(folder, Key(source, options, device) + ".ptx");
         try
         {
             if (File.Exists(path))
@@ -45,7 +49,7 @@ internal static class PtxCache
         string ptx = compile();
         try
         {
-            Directory.CreateDirectory(Folder);
+            Directory.CreateDirectory(folder);
             // Write then rename: a concurrent reader never sees half a file.
             string temporary = path + $".{Environment.ProcessId}.tmp";
             File.WriteAllText(temporary, ptx);
