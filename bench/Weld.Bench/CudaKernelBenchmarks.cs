@@ -69,7 +69,7 @@ public static unsafe class CudaKernelBenchmarks
         ulong output = pool.Rent(floatBytes).Pointer;
         ulong halves = pool.Rent(halfBytes).Pointer;
         ulong weights = pool.Rent(Models * sizeof(float)).Pointer;
-        ulong partials = pool.Rent(1024 * sizeof(double)).Pointer;
+        ulong partials = pool.Rent((long)CudaKernels.ReductionPartialsFor(n) * sizeof(double)).Pointer;
         Fill(kernels, stacked, Models * n, pristine, n, weights);
 
         var events = new EventPair();
@@ -93,7 +93,7 @@ public static unsafe class CudaKernelBenchmarks
                     kernels.LaunchSignConsensus(stacked, weights, Models, n, SignElection.Sum, true, output)), 0.6),
                 new("DARE drop+rescale (p=0.5, in place)", 2 * floatBytes, events.Time(stream, () =>
                     kernels.LaunchDropAndRescale(work, n, 0.5f, true, new PhiloxKey(1, 2, 3))), 0),
-                new("dot (f64 accumulate)", 2 * floatBytes, events.Time(stream, () => kernels.LaunchReduction("dot_f64", pristine, work, n, partials)), 0),
+                new("dot (f64, CPU order)", 2 * floatBytes, events.Time(stream, () => kernels.LaunchReduction("dot_f64", pristine, work, n, partials)), 0),
                 new("sum of squares (f64)", floatBytes, events.Time(stream, () => kernels.LaunchReduction("sum_of_squares_f64", pristine, 0, n, partials)), 0),
                 new("sum of abs (f64)", floatBytes, events.Time(stream, () => kernels.LaunchReduction("sum_of_abs_f64", pristine, 0, n, partials)), 0),
             };

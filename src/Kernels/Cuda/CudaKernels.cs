@@ -11,13 +11,14 @@ namespace Weld.Kernels.Cuda;
 /// <remarks>
 /// Results are bit-identical to <see cref="Cpu.CpuKernels"/> for every elementwise method, the top-k and band masks
 /// and DARE (NaN payloads aside: the GPU returns canonical NaNs where x86 keeps payloads); the float64 reductions
-/// sum in a different order and agree to rounding. Calls are serialised by a lock: one backend, one device,
+/// add in the CPU's order too, so they return the same bits. Calls are serialised by a lock: one backend, one device,
 /// one call at a time.
 /// </remarks>
 public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
 {
     private const int Threads = 256;
-    private const int ReductionBlocks = 1024;
+    private const int ReductionThreads = 64; // WELD_REDUCE_THREADS in reduce.cu
+    private const int ReductionLanes = 8; // WELD_REDUCE_LANES: accumulators per chunk, as ReductionKernels has
     private const int Tile = 4096; // WELD_TILE in select.cu
     private const int KeyMask = 0x7FFFFFFF;
 
@@ -348,18 +349,24 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
     internal void LaunchReduction(string kernel, ulong a, ulong b, long length, ulong partials)
     {
         long n = length;
-        uint blocks = ReductionBlocksFor(length);
+        uint blocks = (uint)((ReductionPartialsFor(length) * ReductionLanes + ReductionThreads - 1) / ReductionThreads);
         if (kernel == "dot_f64")
         {
             void** arguments = stackalloc void*[] { &a, &b, &n, &partials };
-            _module.Launch(kernel, blocks, 1, Threads, _device.ComputeStream, arguments);
+            _module.Launch(kernel, blocks, 1, ReductionThreads, _device.ComputeStream, arguments);
         }
         else
         {
             void** arguments = stackalloc void*[] { &a, &n, &partials };
-            _module.Launch(kernel, blocks, 1, Threads, _device.ComputeStream, arguments);
+            _module.Launch(kernel, blocks, 1, ReductionThreads, _device.ComputeStream, arguments);
         }
     }
+
+    /// <summary>
+    /// Partials a reduction writes: one per 64K-element chunk, the CPU's chunking (reduce.cu sums each chunk in
+    /// CpuKernels' order, and <see cref="Reduce"/> adds the partials in chunk order, so results match the CPU's bits).
+    /// </summary>
+    internal static int ReductionPartialsFor(long length) => Cpu.ChunkedParallel.ChunkCount(length);
 
     internal void LaunchSubtractRows(ulong stacked, int rows, ulong baseline, long length)
     {
@@ -387,9 +394,6 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
         }
         return new TopKSelection(BitConverter.Int32BitsToSingle(threshold.Key), above, keptAtThreshold);
     }
-
-    /// <summary>Blocks of a reduction: a function of the length only, so the sum order is fixed.</summary>
-    internal static uint ReductionBlocksFor(long length) => (uint)Math.Clamp((length + Threads - 1) / Threads, 1, ReductionBlocks);
 
     /// <summary>Exact rank select on a device array, leaving the data untouched (three histogram passes).</summary>
     internal MagnitudeRankOnDevice SelectRank(Call call, ulong data, long length, long rank)
@@ -482,14 +486,16 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
 
     private double Reduce(Call call, string kernel, ulong a, ulong b, long length)
     {
-        uint blocks = ReductionBlocksFor(length);
-        DeviceBuffer partials = call.Rent(blocks * sizeof(double));
+        int chunks = ReductionPartialsFor(length);
+        DeviceBuffer partials = call.Rent((long)chunks * sizeof(double));
         LaunchReduction(kernel, a, b, length, partials.Pointer);
-        double* host = stackalloc double[(int)blocks];
-        _staging.Download(partials.Pointer, host, blocks * sizeof(double));
+        double[] host = new double[chunks];
+        fixed (double* destination = host)
+            _staging.Download(partials.Pointer, destination, (long)chunks * sizeof(double));
+        // Chunk order from +0, as CpuKernels adds its partials.
         double total = 0;
-        for (int block = 0; block < blocks; block++)
-            total += host[block];
+        for (int chunk = 0; chunk < chunks; chunk++)
+            total += host[chunk];
         return total;
     }
 
