@@ -112,7 +112,7 @@ internal static class MergeCommand
             throw new WeldException("no output folder: give -o OUT (or OUT after the recipe, as mergekit-yaml takes it)");
 
         Action<string> log = options.Quiet ? _ => { } : console.Info;
-        IMergeKernels kernels = SelectKernels(device, options.Threads, log);
+        IMergeKernels kernels = SelectKernels(device, options.Threads, out string deviceReason);
         using var ownedKernels = kernels as IDisposable;
         var mergeOptions = new Engine.Execution.MergeOptions
         {
@@ -133,6 +133,8 @@ internal static class MergeCommand
             : MergeRunner.Run(recipe, mergeOptions, options.Quiet ? null : new PlainProgress(console.Err), log, cancel);
         if (!options.Quiet)
         {
+            // After the merge, not before: an input error must stay the first line on stderr.
+            console.Info($"device: {deviceReason}");
             double seconds = summary.Elapsed.TotalSeconds;
             double gbps = (summary.BytesRead + summary.BytesWritten) / 1e9 / Math.Max(seconds, 1e-9);
             console.Info(string.Create(CultureInfo.InvariantCulture,
@@ -155,13 +157,11 @@ internal static class MergeCommand
         throw new WeldException($"--device {device}: expected auto, cpu or cuda[:N]");
     }
 
-    private static IMergeKernels SelectKernels(string device, int threads, Action<string> log)
+    private static IMergeKernels SelectKernels(string device, int threads, out string reason)
     {
         try
         {
-            IMergeKernels kernels = KernelBackends.Select(device, threads, out string reason);
-            log($"device: {reason}");
-            return kernels;
+            return KernelBackends.Select(device, threads, out reason);
         }
         catch (Exception error) when (error is CudaException or ArgumentException)
         {
