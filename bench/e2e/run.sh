@@ -3,6 +3,7 @@
 # plain tools in the same run, then Weld linear, TIES (density 0.3) and DARE-TIES. Prints a markdown table:
 # seconds, ratio to the floor, peak anonymous memory (RssAnon of the weld process, polled every 20 ms).
 # Usage: bench/e2e/run.sh [WORK_DIR]   (needs ~12 GB of disk; the page cache holds the inputs)
+# WELD_MEMORY_LIMIT sets --memory-limit for every run (default 1B = 10^9 bytes).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=${1:-/tmp/weld-e2e}
@@ -55,7 +56,8 @@ models="models:
     parameters: {weight: 0.33}
   - model: $work/ft2
     parameters: {weight: 0.33}"
-run linear "" "$models
+limit="--memory-limit ${WELD_MEMORY_LIMIT:-1B}"
+run linear "$limit" "$models
 merge_method: linear"
 tv="models:
   - model: $work/ft1
@@ -63,7 +65,7 @@ tv="models:
   - model: $work/ft2
     parameters: {weight: 0.5, density: 0.3}
 base_model: $work/base"
-run ties "${TIES_FLAGS:---memory-limit 5B}" "$tv
+run ties "$limit" "$tv
 merge_method: ties"
-run dare_ties "${TIES_FLAGS:---memory-limit 5B}" "$tv
+run dare_ties "$limit" "$tv
 merge_method: dare_ties"

@@ -4,6 +4,7 @@ using Spectre.Console;
 using Weld.Engine;
 using Weld.Engine.Config;
 using Weld.Engine.Execution;
+using Weld.Engine.Methods;
 using Weld.Engine.Planning;
 using Weld.Engine.SafeTensors;
 using Weld.Kernels;
@@ -225,10 +226,15 @@ internal static class PlanReport
         writer.WriteLine(string.Create(inv, $"tensors:  {plan.Tensors.Count}"));
         writer.WriteLine(string.Create(inv, $"read:     {read:N0} bytes"));
         writer.WriteLine(string.Create(inv, $"write:    {plan.OutputBytes:N0} bytes in {shards.Count} shard(s)"));
-        // The pipeline keeps up to two tensors in flight; elementwise methods cut larger ones into chunks.
-        long peak = plan.Method.Traits.Elementwise ? Math.Min(memoryLimit, 2 * largestStack) : Math.Min(2 * largestStack, Math.Max(memoryLimit, largestStack));
+        // The pipeline keeps up to two tensors in flight; a tensor over half the budget is cut into chunks, in one pass
+        // (elementwise methods) or in statistics passes + an apply pass (streaming methods: TIES, DARE).
+        bool chunks = plan.Method.Traits.Elementwise
+            || (plan.Method is IStreamingMergeMethod streaming && plan.Tensors.All(t => streaming.CanStream(t.ModelParameters, t.Global)));
+        long peak = chunks ? Math.Min(memoryLimit, 2 * largestStack) : Math.Min(2 * largestStack, Math.Max(memoryLimit, largestStack));
         writer.WriteLine(string.Create(inv, $"memory:   largest tensor needs {largestStack:N0} bytes of float32 buffers; peak about {peak:N0} bytes (--memory-limit {memoryLimit:N0})"));
-        if (largestStack > memoryLimit && !plan.Method.Traits.Elementwise)
+        if (largestStack > memoryLimit / 2 && chunks)
+            writer.WriteLine(string.Create(inv, $"memory:   tensors above {memoryLimit / 2:N0} bytes of buffers are merged in chunks{(plan.Method.Traits.Elementwise ? "" : ", reading them again for each statistics pass")}"));
+        if (largestStack > memoryLimit && !chunks)
             writer.WriteLine(string.Create(inv, $"warning:  {plan.Method.Name} needs whole tensors in memory: raise --memory-limit to at least {largestStack:N0}"));
         foreach (var shard in shards)
             writer.WriteLine(string.Create(inv, $"  {shard.FileName}: {shard.Tensors.Count} tensors, {shard.DataBytes:N0} bytes"));

@@ -53,8 +53,26 @@ public interface IMergeKernels
     /// under key (low, high 32 bits of Seed); u = (word &gt;&gt; 8)·2^-24 and the element is kept iff u &lt; density,
     /// becoming x / density (one IEEE division) when rescaling; dropped elements become +0. density ≥ 1 changes
     /// nothing; a NaN or negative density throws <see cref="ArgumentOutOfRangeException"/>.
+    /// <paramref name="firstIndex"/> is the tensor index of <c>values[0]</c>, so a tensor processed in chunks draws
+    /// the same mask as in one piece.
     /// </summary>
-    void DropAndRescale(Span<float> values, float density, bool rescale, PhiloxKey key);
+    void DropAndRescale(Span<float> values, float density, bool rescale, PhiloxKey key, long firstIndex = 0);
+
+    /// <summary>
+    /// Adds to <c>histogram[d]</c> the number of elements whose magnitude key <c>bits(x) &amp; 0x7FFFFFFF</c> has
+    /// <c>key &gt;&gt; (shift + width) == prefix</c> and digit <c>(key &gt;&gt; shift) &amp; (2^width − 1) == d</c>.
+    /// One pass of a radix select over data seen in chunks (<see cref="MagnitudeThresholdSearch"/>); counts are
+    /// exact integers, so the chunks may come in any grouping. <c>histogram</c> has at least 2^width entries.
+    /// </summary>
+    void MagnitudeHistogram(ReadOnlySpan<float> values, int prefix, int shift, int width, Span<long> histogram);
+
+    /// <summary>
+    /// One chunk of a streamed top-k: keeps every element whose magnitude key is above
+    /// <paramref name="thresholdKey"/> and the first <paramref name="tiesToKeep"/> (lowest indices) whose key equals
+    /// it; zeroes the rest to +0. Returns how many tied elements were kept, so the caller carries the remaining tie
+    /// budget to the next chunk in index order — together the chunks keep exactly what <see cref="KeepTopK"/> keeps.
+    /// </summary>
+    long KeepAboveMagnitude(Span<float> values, int thresholdKey, long tiesToKeep);
 
     /// <summary>
     /// TIES sign election and disjoint merge over <c>count</c> task vectors in one pass.

@@ -7,7 +7,8 @@ internal static class TestPaths
     public static string RepoRoot { get; } = FindRepoRoot();
 
     /// <summary>
-    /// The shared model zoo: <c>../shared/models</c> beside the repository (CI and developers have it).
+    /// The shared model zoo: <c>WELD_SHARED_MODELS</c>, else <c>../shared/models</c> beside the repository, else the
+    /// copy in <c>tests/zoo</c> (its five small LMs are links to <c>examples/models</c>), so a plain clone tests too.
     /// </summary>
     public static string SharedModels { get; } = FindSharedModels();
 
@@ -46,7 +47,9 @@ internal static class TestPaths
             string candidate = Path.Combine(dir.FullName, "shared", "models");
             if (Directory.Exists(candidate)) return candidate;
         }
+        string copy = Path.Combine(RepoRoot, "tests", "zoo");
+        if (Directory.Exists(copy)) return copy;
         throw new InvalidOperationException(
-            "The shared model zoo (../shared/models beside the repository) was not found; set WELD_SHARED_MODELS.");
+            "The shared model zoo (../shared/models beside the repository, or tests/zoo) was not found; set WELD_SHARED_MODELS.");
     }
 }

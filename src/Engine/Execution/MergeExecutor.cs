@@ -30,12 +30,13 @@ public sealed record MergeSummary(int Tensors, long BytesRead, long BytesWritten
 /// <summary>
 /// Runs a <see cref="MergePlan"/> as a three-stage pipeline under a hard memory budget:
 /// a loader reads and converts the next tensors' inputs, the compute stage runs the method, a writer converts
-/// and appends results to the current shard. Tensors too large for the budget are cut into chunks when the
-/// method is elementwise. Output bytes depend only on the plan, never on timing or thread count.
+/// and appends results to the current shard. Tensors too large for the budget are cut into chunks: in one pass
+/// when the method is elementwise, in statistics passes then an apply pass when it streams
+/// (<see cref="IStreamingMergeMethod"/>: TIES, DARE). Output bytes depend only on the plan, never on timing or thread count.
 /// </summary>
 public sealed class MergeExecutor
 {
-    private const int ReadChunk = 1 << 20;
+    private const int ReadChunk = TensorMergeInputs.ChunkAlignment;
     private readonly IMergeKernels _kernels;
     private readonly int _parallelism;
     private readonly FloatBufferPool _pool;
@@ -115,10 +116,27 @@ public sealed class MergeExecutor
     {
         long rows = task.Inputs.Count + (task.Base is null ? 0 : 1);
         long whole = (rows + 1) * task.ElementCount;
-        if (_pool.CanFit(whole) || plan.Method.Traits.Elementwise) return;
+        if (_pool.CanFit(whole) || plan.Method.Traits.Elementwise || CanStream(plan, task))
+        {
+            long smallest = (rows + 1) * Math.Min(task.ElementCount, TensorMergeInputs.ChunkAlignment);
+            if (_pool.CanFit(smallest)) return;
+            throw new WeldException(
+                $"tensor {task.Header.Name}: even one chunk of {Math.Min(task.ElementCount, TensorMergeInputs.ChunkAlignment):N0} elements × {rows + 1} buffers " +
+                $"({smallest * sizeof(float):N0} bytes) is above the memory limit of {_pool.LimitBytes:N0} bytes; raise --memory-limit");
+        }
         throw new WeldException(
             $"tensor {task.Header.Name} ({task.ElementCount:N0} elements, {rows} inputs): {plan.Method.Name} needs the whole tensor in memory, " +
             $"{whole * sizeof(float):N0} bytes of float32 buffers, above the memory limit of {_pool.LimitBytes:N0} bytes; raise --memory-limit");
+    }
+
+    private static bool CanStream(MergePlan plan, TensorTask task) =>
+        plan.Method is IStreamingMergeMethod streaming && streaming.CanStream(task.ModelParameters, task.Global);
+
+    /// <summary>Elements per chunk when a tensor is cut: about a quarter of the budget per item, so several are in flight.</summary>
+    private long ChunkElements(int rows)
+    {
+        long target = _pool.LimitBytes / sizeof(float) / 4 / (rows + 1);
+        return Math.Max(TensorMergeInputs.ChunkAlignment, target / TensorMergeInputs.ChunkAlignment * TensorMergeInputs.ChunkAlignment);
     }
 
     private void Load(MergePlan plan, IReadOnlyList<ModelFolder> models, List<ShardPlan> shards, Dictionary<string, int> taskIndex,
@@ -131,33 +149,71 @@ public sealed class MergeExecutor
                 TensorTask task = plan.Tensors[taskIndex[header.Name]];
                 int rows = task.Inputs.Count + (task.Base is null ? 0 : 1);
                 long n = task.ElementCount;
-                // Keep two items in flight within the budget; elementwise methods cut big tensors into chunks.
                 long chunk = n;
+                IStreamingTensorMerge? stream = null;
+                int passes = 0;
+                // A tensor whose buffers take more than half the budget is cut into chunks (keeping two items in
+                // flight): in one pass for elementwise methods, in statistics passes + an apply pass for streaming ones.
+                bool large = (rows + 1) * n * sizeof(float) > _pool.LimitBytes / 2;
                 if (plan.Method.Traits.Elementwise)
                 {
-                    long target = Math.Max(ReadChunk, _pool.LimitBytes / sizeof(float) / 4 / (rows + 1));
-                    if (chunk > target) chunk = target / ReadChunk * ReadChunk;
+                    chunk = Math.Min(n, ChunkElements(rows));
+                }
+                else if (large && CanStream(plan, task))
+                {
+                    chunk = Math.Min(n, ChunkElements(rows));
+                    stream = ((IStreamingMergeMethod)plan.Method).BeginTensor(Inputs(plan, task, Memory<float>.Empty, ReadOnlyMemory<float>.Empty, 0, n));
+                    passes = stream.StatisticsPasses;
                 }
                 if (chunk > Array.MaxLength / Math.Max(rows, 1))
                     throw new WeldException($"tensor {header.Name}: {n:N0} elements × {rows} inputs do not fit one in-memory stack; lower --memory-limit so it is processed in chunks");
-                for (long offset = 0; offset < n || (n == 0 && offset == 0); offset += Math.Max(chunk, 1))
+                for (int pass = 0; pass <= passes; pass++)
                 {
-                    int length = (int)Math.Min(chunk, n - offset);
-                    float[] inputs = _pool.Rent(rows * length, cancel);
-                    float[] result = _pool.Rent(length, cancel);
-                    long bytes = 0;
-                    for (int i = 0; i < task.Inputs.Count; i++)
-                        bytes += Read(models, task.Inputs[i], offset, inputs.AsMemory(i * length, length), header.Name);
-                    if (task.Base is { } b)
-                        bytes += Read(models, b, offset, inputs.AsMemory(task.Inputs.Count * length, length), header.Name);
-                    Interlocked.Add(ref counters.BytesRead, bytes);
-                    bool last = offset + length >= n;
-                    if (!output.TryWrite(new WorkItem(task, offset, length, last, inputs, result)))
-                        output.WriteAsync(new WorkItem(task, offset, length, last, inputs, result), cancel).AsTask().GetAwaiter().GetResult();
-                    if (n == 0) break;
+                    bool apply = pass == passes;
+                    for (long offset = 0; offset < n || (n == 0 && offset == 0); offset += Math.Max(chunk, 1))
+                    {
+                        int length = (int)Math.Min(chunk, n - offset);
+                        float[] inputs = _pool.Rent(rows * length, cancel);
+                        float[]? result = apply ? _pool.Rent(length, cancel) : null;
+                        long bytes = 0;
+                        for (int i = 0; i < task.Inputs.Count; i++)
+                            bytes += Read(models, task.Inputs[i], offset, inputs.AsMemory(i * length, length), header.Name);
+                        if (task.Base is { } b)
+                            bytes += Read(models, b, offset, inputs.AsMemory(task.Inputs.Count * length, length), header.Name);
+                        Interlocked.Add(ref counters.BytesRead, bytes);
+                        bool last = offset + length >= n;
+                        var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass);
+                        if (!output.TryWrite(item))
+                            output.WriteAsync(item, cancel).AsTask().GetAwaiter().GetResult();
+                        if (n == 0) break;
+                    }
                 }
             }
         }
+    }
+
+    /// <summary>What the method sees for one tensor or one chunk of it.</summary>
+    private TensorMergeInputs Inputs(MergePlan plan, TensorTask task, Memory<float> models, ReadOnlyMemory<float> baseline, long offset, long length)
+    {
+        int k = task.Inputs.Count;
+        var indices = new int[k];
+        for (int i = 0; i < k; i++) indices[i] = task.Inputs[i].RecipeIndex;
+        bool whole = offset == 0 && length == task.ElementCount;
+        return new TensorMergeInputs
+        {
+            Kernels = _kernels,
+            TensorName = task.Header.Name,
+            Shape = whole ? task.Header.Shape : [length],
+            Models = models,
+            Base = baseline,
+            ModelParameters = task.ModelParameters,
+            Global = task.Global,
+            ModelIndices = indices,
+            Seed = plan.Seed,
+            TensorHash = TensorNameHash.Compute(task.Header.Name),
+            Offset = offset,
+            TensorLength = task.ElementCount,
+        };
     }
 
     private void Compute(MergePlan plan, ChannelReader<WorkItem> input, ChannelWriter<WorkItem> output, CancellationToken cancel)
@@ -168,22 +224,21 @@ public sealed class MergeExecutor
             {
                 TensorTask task = item.Task;
                 int k = task.Inputs.Count;
-                var indices = new int[k];
-                for (int i = 0; i < k; i++) indices[i] = task.Inputs[i].RecipeIndex;
-                bool whole = item.Offset == 0 && item.Last;
-                plan.Method.Merge(new TensorMergeInputs
+                TensorMergeInputs inputs = Inputs(plan, task, item.Inputs.AsMemory(0, k * item.Length),
+                    task.Base is null ? ReadOnlyMemory<float>.Empty : item.Inputs.AsMemory(k * item.Length, item.Length),
+                    item.Offset, item.Length);
+                if (item.Stream is { } stream && item.Pass < stream.StatisticsPasses)
                 {
-                    Kernels = _kernels,
-                    TensorName = task.Header.Name,
-                    Shape = whole ? task.Header.Shape : [item.Length],
-                    Models = item.Inputs.AsMemory(0, k * item.Length),
-                    Base = task.Base is null ? ReadOnlyMemory<float>.Empty : item.Inputs.AsMemory(k * item.Length, item.Length),
-                    ModelParameters = task.ModelParameters,
-                    Global = task.Global,
-                    ModelIndices = indices,
-                    Seed = plan.Seed,
-                    TensorHash = TensorNameHash.Compute(task.Header.Name),
-                }, item.Output.AsSpan(0, item.Length));
+                    stream.Observe(item.Pass, inputs);
+                    if (item.Last) stream.EndPass(item.Pass);
+                    _pool.Return(item.Inputs);
+                    continue; // statistics only: nothing to write
+                }
+                Span<float> result = item.Output!.AsSpan(0, item.Length);
+                if (item.Stream is { } streamed)
+                    streamed.Merge(inputs, result);
+                else
+                    plan.Method.Merge(inputs, result);
                 _pool.Return(item.Inputs);
                 output.WriteAsync(item with { Inputs = [] }, cancel).AsTask().GetAwaiter().GetResult();
             }
@@ -204,7 +259,7 @@ public sealed class MergeExecutor
                     {
                         WorkItem item = ReadNext(input, cancel);
                         Debug.Assert(item.Task.Header.Name == header.Name);
-                        writer.WriteFloat32(item.Output.AsSpan(0, item.Length));
+                        writer.WriteFloat32(item.Output!.AsSpan(0, item.Length));
                         _pool.Return(item.Output);
                         if (item.Last) break;
                     }
@@ -243,8 +298,12 @@ public sealed class MergeExecutor
         return (long)length * DTypes.SizeOf(tensor.Info.DType);
     }
 
-    /// <summary>One tensor (or one chunk of it) travelling through the pipeline.</summary>
-    private sealed record WorkItem(TensorTask Task, long Offset, int Length, bool Last, float[] Inputs, float[] Output);
+    /// <summary>
+    /// One tensor (or one chunk of it) travelling through the pipeline; a streamed tensor's chunks come once per
+    /// statistics pass (no output buffer) and once more for the apply pass (<c>Pass == StatisticsPasses</c>).
+    /// </summary>
+    private sealed record WorkItem(TensorTask Task, long Offset, int Length, bool Last, float[] Inputs, float[]? Output,
+        IStreamingTensorMerge? Stream = null, int Pass = 0);
 
     private sealed class Counters
     {

@@ -25,8 +25,10 @@ public enum Sparsification
 ///   θ   = θ_base + λ · m
 /// </code>
 /// Each concrete method is a few lines choosing the sparsification, the consensus and the defaults.
+/// A tensor too large for memory is streamed (<see cref="IStreamingMergeMethod"/>): the top-k threshold and the L1
+/// norms are gathered in passes over chunks, then every chunk is sparsified and combined exactly as in one piece.
 /// </summary>
-public abstract class TaskVectorMerge : IMergeMethod
+public abstract partial class TaskVectorMerge : IStreamingMergeMethod
 {
     private readonly Sparsification _sparsification;
     private readonly bool _signConsensus;
@@ -77,12 +79,16 @@ public abstract class TaskVectorMerge : IMergeMethod
     /// <inheritdoc />
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
-        IMergeKernels kernels = inputs.Kernels;
-        ReadOnlySpan<float> baseline = inputs.Base.Span;
-        kernels.SubtractRows(inputs.Models.Span, baseline);
+        inputs.Kernels.SubtractRows(inputs.Models.Span, inputs.Base.Span);
         for (int k = 0; k < inputs.Count; k++)
             Sparsify(inputs, k);
+        Combine(inputs, output);
+    }
 
+    /// <summary>Sign consensus or plain sum of the sparsified task vectors, λ, and the base added back.</summary>
+    private void Combine(TensorMergeInputs inputs, Span<float> output)
+    {
+        IMergeKernels kernels = inputs.Kernels;
         float[] weights = inputs.PerModel("weight");
         bool normalize = inputs.Global.Flag("normalize");
         if (_signConsensus)
@@ -92,7 +98,7 @@ public abstract class TaskVectorMerge : IMergeMethod
 
         float lambda = (float)inputs.Global.Number("lambda");
         if (lambda != 1f) kernels.Scale(output, lambda);
-        kernels.Axpby(1f, baseline, 1f, output, output);
+        kernels.Axpby(1f, inputs.Base.Span, 1f, output, output);
     }
 
     private void Sparsify(TensorMergeInputs inputs, int k)
@@ -103,31 +109,56 @@ public abstract class TaskVectorMerge : IMergeMethod
         if (density >= 1) return; // mergekit returns the task vector untouched at density 1
         IMergeKernels kernels = inputs.Kernels;
         Span<float> row = inputs.Row(k);
-        bool rescale = inputs.Global.Flag("rescale");
-        bool byDensity = rescale && inputs.Global.Text("rescale_norm") == "inverse_density";
-        double normBefore = rescale && !byDensity ? kernels.SumOfAbs(row) : 0;
+        RescaleMode rescale = Rescale(inputs.Global);
+        double normBefore = rescale == RescaleMode.L1 ? L1Norm(kernels, row) : 0;
         long n = row.Length;
         switch (_sparsification)
         {
             case Sparsification.Magnitude:
                 kernels.KeepTopK(row, MagnitudeCounts.KeepCount(density, n));
-                if (byDensity) kernels.Divide(row, (float)density);
+                if (rescale == RescaleMode.InverseDensity) kernels.Divide(row, (float)density);
                 break;
             case Sparsification.Random:
-                kernels.DropAndRescale(row, (float)density, byDensity, inputs.RandomKey(k));
+                kernels.DropAndRescale(row, (float)density, rescale == RescaleMode.InverseDensity, inputs.RandomKey(k));
                 break;
             case Sparsification.MagnitudeOutliers:
                 var (dropBottom, dropTop) = MagnitudeCounts.BreadcrumbsCuts(density, p.Number("gamma"), n);
                 kernels.KeepMagnitudeBand(row, dropBottom, dropTop);
-                if (byDensity) kernels.Divide(row, (float)density);
+                if (rescale == RescaleMode.InverseDensity) kernels.Divide(row, (float)density);
                 break;
         }
-        if (rescale && !byDensity)
-        {
-            // mergekit's rescaled_masked_tensor: masked · (‖δ‖₁ / ‖masked‖₁), skipped when either norm < 1e-7.
-            float before = (float)normBefore, after = (float)kernels.SumOfAbs(row);
-            if (before >= 1e-7f && after >= 1e-7f) kernels.Scale(row, before / after);
-        }
+        if (rescale == RescaleMode.L1 && L1RescaleFactor(normBefore, L1Norm(kernels, row)) is float factor)
+            kernels.Scale(row, factor);
+    }
+
+    /// <summary>How sparsified task vectors are rescaled.</summary>
+    private enum RescaleMode { None, L1, InverseDensity }
+
+    private RescaleMode Rescale(ResolvedParameters global)
+    {
+        if (_sparsification == Sparsification.None || !global.Flag("rescale")) return RescaleMode.None;
+        return global.Text("rescale_norm") == "inverse_density" ? RescaleMode.InverseDensity : RescaleMode.L1;
+    }
+
+    /// <summary>
+    /// mergekit's rescaled_masked_tensor: masked · (‖δ‖₁ / ‖masked‖₁), skipped (null) when either norm is below 1e-7.
+    /// </summary>
+    private static float? L1RescaleFactor(double normBefore, double normAfter)
+    {
+        float before = (float)normBefore, after = (float)normAfter;
+        return before >= 1e-7f && after >= 1e-7f ? before / after : null;
+    }
+
+    /// <summary>
+    /// ‖x‖₁ summed block by block (<see cref="TensorMergeInputs.ChunkAlignment"/>) in index order: a streamed
+    /// tensor adds the same blocks in the same order, so both paths round identically.
+    /// </summary>
+    private static double L1Norm(IMergeKernels kernels, ReadOnlySpan<float> values)
+    {
+        double sum = 0;
+        for (int start = 0; start < values.Length; start += TensorMergeInputs.ChunkAlignment)
+            sum += kernels.SumOfAbs(values.Slice(start, Math.Min(TensorMergeInputs.ChunkAlignment, values.Length - start)));
+        return sum;
     }
 
     private static void MergeWithSignConsensus(TensorMergeInputs inputs, float[] weights, bool normalize, Span<float> output)

@@ -42,6 +42,24 @@ public sealed class TensorMergeInputs
     /// <summary>Stable hash of <see cref="TensorName"/> (keys the random streams).</summary>
     public uint TensorHash { get; init; }
 
+    /// <summary>
+    /// Chunks of a streamed tensor start at multiples of this many elements; L1 norms are summed block by block
+    /// of this size in index order, so a streamed tensor and a whole one give the same bits.
+    /// </summary>
+    public const int ChunkAlignment = 1 << 20;
+
+    /// <summary>Tensor index of the first element of <see cref="Models"/>' rows (0 unless streaming a chunk).</summary>
+    public long Offset { get; init; }
+
+    /// <summary>Elements of the whole tensor (equals <see cref="Length"/> unless streaming a chunk).</summary>
+    public long TensorLength
+    {
+        get => _tensorLength ?? Length;
+        init => _tensorLength = value;
+    }
+
+    private readonly long? _tensorLength;
+
     /// <summary>Receives notes worth a log line (e.g. a fallback taken).</summary>
     public Action<string>? Note { get; init; }
 

@@ -172,8 +172,9 @@ public sealed unsafe class CpuKernels : IMergeKernels
     }
 
     /// <inheritdoc />
-    public void DropAndRescale(Span<float> values, float density, bool rescale, PhiloxKey key)
+    public void DropAndRescale(Span<float> values, float density, bool rescale, PhiloxKey key, long firstIndex = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(firstIndex);
         if (float.IsNaN(density) || density < 0f)
             throw new ArgumentOutOfRangeException(nameof(density), density, "The keep probability must be in [0, 1].");
         if (density >= 1f)
@@ -186,9 +187,46 @@ public sealed unsafe class CpuKernels : IMergeKernels
             ChunkedParallel.For(length, _parallel, chunk =>
             {
                 long start = ChunkedParallel.ChunkStart(chunk);
-                DropAndRescaleKernel.Apply((float*)address + start, start, ChunkedParallel.ChunkSize(chunk, length),
+                DropAndRescaleKernel.Apply((float*)address + start, firstIndex + start, ChunkedParallel.ChunkSize(chunk, length),
                     density, rescale, key);
             });
+        }
+    }
+
+    /// <inheritdoc />
+    public void MagnitudeHistogram(ReadOnlySpan<float> values, int prefix, int shift, int width, Span<long> histogram)
+    {
+        if (width is < 1 or > 16 || shift < 0 || shift + width > 31)
+            throw new ArgumentOutOfRangeException(nameof(width), width, "Digits are 1 to 16 bits inside the 31-bit magnitude key.");
+        if (histogram.Length < 1 << width)
+            throw new ArgumentException($"The histogram needs {1 << width} entries.", nameof(histogram));
+        fixed (float* data = values)
+        fixed (long* counts = histogram)
+            MagnitudeHistogramKernel.Add(data, values.Length, prefix, shift, width, counts, _parallel);
+    }
+
+    /// <inheritdoc />
+    public long KeepAboveMagnitude(Span<float> values, int thresholdKey, long tiesToKeep)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(thresholdKey);
+        ArgumentOutOfRangeException.ThrowIfNegative(tiesToKeep);
+        int length = values.Length;
+        int chunks = ChunkedParallel.ChunkCount(length);
+        int[] equalPerChunk = ArrayPool<int>.Shared.Rent(Math.Max(chunks, 1));
+        try
+        {
+            fixed (float* data = values)
+            {
+                long equal = MagnitudeHistogramKernel.CountEqual(data, length, thresholdKey, equalPerChunk, _parallel);
+                // A lower cut at the threshold: keys below leave, ties from tie index tiesToKeep on leave.
+                var cut = new MagnitudeCut(thresholdKey, Math.Min(tiesToKeep, equal), long.MaxValue, equalPerChunk);
+                MagnitudeMask.Apply(data, length, cut, null, _parallel);
+                return Math.Min(tiesToKeep, equal);
+            }
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(equalPerChunk);
         }
     }
 

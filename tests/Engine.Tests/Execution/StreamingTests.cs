@@ -114,10 +114,74 @@ public class StreamingTests
         var summary = MergeRunner.Run(recipe, new MergeOptions { OutputPath = Output(), MemoryLimitBytes = 1_200_000 });
         Assert.InRange(summary.PeakBufferBytes, 983_040, 1_200_000);
 
+        // TIES streams large tensors, but not below one chunk.
         var error = Assert.Throws<WeldException>(() =>
             MergeRunner.Run(recipe, new MergeOptions { OutputPath = Output(), MemoryLimitBytes = 900_000 }));
-        Assert.Contains("needs the whole tensor in memory", error.Message);
+        Assert.Contains("tensor model.", error.Message);
         Assert.Contains("raise --memory-limit", error.Message);
+
+        // Breadcrumbs' two-sided cut needs the whole tensor.
+        MergeRecipe breadcrumbs = RecipeHarness.Recipe(Ties.Replace("merge_method: ties", "merge_method: breadcrumbs"));
+        error = Assert.Throws<WeldException>(() =>
+            MergeRunner.Run(breadcrumbs, new MergeOptions { OutputPath = Output(), MemoryLimitBytes = 900_000 }));
+        Assert.Contains("needs the whole tensor in memory", error.Message);
+    }
+
+    /// <summary>A base and three fine-tunes (bf16, so many equal magnitudes) with a 3,003,000-element tensor.</summary>
+    private static string SyntheticTaskModels()
+    {
+        string folder = TestPaths.NewTempDir();
+        var random = new Random(11);
+        var baseValues = new float[3_003_000];
+        for (int i = 0; i < baseValues.Length; i++) baseValues[i] = (float)(random.NextDouble() - 0.5);
+        foreach (string m in new[] { "base", "a", "b", "c" })
+        {
+            Directory.CreateDirectory(Path.Combine(folder, m));
+            TensorHeader[] headers = [new("big.weight", DType.BF16, [3003, 1000]), new("small.weight", DType.BF16, [7, 9])];
+            using var writer = new SafeTensorsWriter(Path.Combine(folder, m, "model.safetensors"), headers, null);
+            var values = (float[])baseValues.Clone();
+            if (m != "base")
+                for (int i = 0; i < values.Length; i++) values[i] += (float)(0.01 * (random.NextDouble() - 0.5));
+            writer.WriteFloat32(values);
+            writer.WriteFloat32(values.AsSpan(0, 63));
+            writer.Complete();
+        }
+        return folder;
+    }
+
+    [Theory]
+    [InlineData("ties", "{weight: 0.5, density: 0.3}", "", 2)] // two counting passes for the top-k cut
+    [InlineData("ties", "{weight: 0.7, density: 0.2}", "rescale: true", 3)] // + the L1 norm of the trimmed vector
+    [InlineData("dare_ties", "{weight: 0.5, density: 0.4}", "", 1)] // L1 norms before and after the drop
+    [InlineData("dare_linear", "{weight: 0.6, density: 0.5}", "rescale_norm: inverse_density", 0)] // elementwise
+    [InlineData("task_arithmetic", "{weight: 0.6}", "lambda: 0.8", 0)]
+    public void Streamed_methods_merge_tensors_larger_than_the_limit_with_the_same_bytes(string method, string modelParameters, string global, int statisticsPasses)
+    {
+        string folder = SyntheticTaskModels();
+        string yaml = $$"""
+            models:
+              - model: {{folder}}/a
+                parameters: {{modelParameters}}
+              - model: {{folder}}/b
+                parameters: {{modelParameters}}
+              - model: {{folder}}/c
+                parameters: {{modelParameters.Replace("0.", "0.4")}}
+            base_model: {{folder}}/base
+            merge_method: {{method}}
+            parameters: { {{global}} }
+            """;
+        MergeRecipe recipe = RecipeParser.Parse(yaml, "stream.yml");
+        string whole = Output(), streamed = Output();
+        // 3 inputs + base + output of 3,003,000 float32 = 60 MB: whole under 500 MB, 1M-element chunks under 30 MB.
+        var big = MergeRunner.Run(recipe, new MergeOptions { OutputPath = whole, MemoryLimitBytes = 500_000_000, Seed = 7 });
+        var small = MergeRunner.Run(recipe, new MergeOptions { OutputPath = streamed, MemoryLimitBytes = 30_000_000, Threads = 1, Seed = 7 });
+        Assert.True(big.PeakBufferBytes >= 5L * 3_003_000 * 4, "the reference run did not hold the whole tensor");
+        Assert.InRange(small.PeakBufferBytes, 1, 30_000_000);
+        // Each statistics pass reads the large tensor of the four inputs (bf16) once more.
+        Assert.Equal(big.BytesRead + statisticsPasses * 4L * 3_003_000 * 2, small.BytesRead);
+        byte[] expected = File.ReadAllBytes(Path.Combine(whole, "model.safetensors"));
+        byte[] actual = File.ReadAllBytes(Path.Combine(streamed, "model.safetensors"));
+        Assert.True(expected.AsSpan().SequenceEqual(actual), $"{method}: streamed output differs from the whole-tensor merge");
     }
 
     [Fact]
