@@ -177,16 +177,72 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
     }
 
     /// <inheritdoc />
-    public void DropAndRescale(Span<float> values, float density, bool rescale, PhiloxKey key)
+    public void DropAndRescale(Span<float> values, float density, bool rescale, PhiloxKey key, long firstIndex = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(firstIndex);
         if (float.IsNaN(density) || density < 0f)
             throw new ArgumentOutOfRangeException(nameof(density), density, "The keep probability must be in [0, 1].");
         if (density >= 1f || values.Length == 0)
             return;
         using var call = new Call(this);
         DeviceBuffer data = call.Upload(values);
-        LaunchDropAndRescale(data.Pointer, values.Length, density, rescale, key);
+        LaunchDropAndRescale(data.Pointer, values.Length, density, rescale, key, firstIndex);
         call.Download(data, values);
+    }
+
+    /// <inheritdoc />
+    public void MagnitudeHistogram(ReadOnlySpan<float> values, int prefix, int shift, int width, Span<long> histogram)
+    {
+        if (width is < 1 or > 16 || shift < 0 || shift + width > 31)
+            throw new ArgumentOutOfRangeException(nameof(width), width, "Digits are 1 to 16 bits inside the 31-bit magnitude key.");
+        int bins = 1 << width;
+        if (histogram.Length < bins)
+            throw new ArgumentException($"The histogram needs {bins} entries.", nameof(histogram));
+        if (values.Length == 0)
+            return;
+        using var call = new Call(this);
+        DeviceBuffer data = call.Upload(values);
+        DeviceBuffer counts = call.Rent((long)bins * sizeof(uint));
+        LaunchHistogram(data.Pointer, values.Length, prefix, shift, width, counts.Pointer);
+        uint[] host = new uint[bins];
+        fixed (uint* destination = host)
+            _staging.Download(counts.Pointer, destination, (long)bins * sizeof(uint));
+        for (int digit = 0; digit < bins; digit++)
+            histogram[digit] += host[digit];
+    }
+
+    /// <inheritdoc />
+    public long KeepAboveMagnitude(Span<float> values, int thresholdKey, long tiesToKeep)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(thresholdKey);
+        ArgumentOutOfRangeException.ThrowIfNegative(tiesToKeep);
+        int length = values.Length;
+        if (length == 0)
+            return 0;
+        using var call = new Call(this);
+        DeviceBuffer data = call.Upload(values);
+        long tiles = (length + Tile - 1) / Tile;
+        DeviceBuffer tileCounts = CountKeyPerTile(call, data.Pointer, length, tiles, (uint)thresholdKey, out uint[] perTile);
+        long equal = 0;
+        foreach (uint count in perTile)
+            equal += count;
+        long kept = Math.Min(tiesToKeep, equal);
+        // A lower cut at the threshold: keys below leave, ties from tie index `kept` on leave.
+        CutArgument lower;
+        ulong tiesBefore = 0, countsPointer = 0;
+        if (kept >= equal)
+            lower = new CutArgument((uint)thresholdKey, CutMode.KeepTies, 0, 0);
+        else if (kept == 0)
+            lower = new CutArgument((uint)thresholdKey, CutMode.DropTies, 0, 0);
+        else
+        {
+            tiesBefore = UploadTiesBefore(call, perTile);
+            countsPointer = tileCounts.Pointer;
+            lower = new CutArgument((uint)thresholdKey, CutMode.ByIndex, kept, long.MaxValue);
+        }
+        LaunchMask(data.Pointer, length, tiles, lower, tiesBefore, countsPointer, new CutArgument(0, CutMode.None, 0, 0), 0, 0);
+        call.Download(data, values);
+        return kept;
     }
 
     /// <inheritdoc />
@@ -315,14 +371,26 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
         _module.Launch("sign_consensus_merge", GridFor(length), 1, Threads, _device.ComputeStream, arguments);
     }
 
-    internal void LaunchDropAndRescale(ulong values, long length, float density, bool rescale, PhiloxKey key)
+    internal void LaunchDropAndRescale(ulong values, long length, float density, bool rescale, PhiloxKey key, long firstIndex = 0)
     {
-        long n = length;
+        long n = length, first = firstIndex;
         int rescaleFlag = rescale ? 1 : 0;
         ulong seed = key.Seed;
         uint tensorHash = key.TensorHash, modelIndex = key.ModelIndex;
-        void** arguments = stackalloc void*[] { &values, &n, &density, &rescaleFlag, &seed, &tensorHash, &modelIndex };
-        _module.Launch("drop_and_rescale", GridFor((length + 3) / 4), 1, Threads, _device.ComputeStream, arguments);
+        void** arguments = stackalloc void*[] { &values, &n, &density, &rescaleFlag, &seed, &tensorHash, &modelIndex, &first };
+        _module.Launch("drop_and_rescale", GridFor((length + 3) / 4 + 1), 1, Threads, _device.ComputeStream, arguments);
+    }
+
+    /// <summary>Zeroes and fills a histogram of 2^width digits (radix_histogram) on the compute stream.</summary>
+    internal void LaunchHistogram(ulong data, long length, int prefix, int shift, int width, ulong histogram)
+    {
+        ulong bits = data, histogramPointer = histogram;
+        long n = length;
+        int prefixShift = shift + width;
+        uint prefixValue = (uint)prefix;
+        CudaDriverNative.Check(CudaDriverNative.cuMemsetD32Async(histogram, 0, (nuint)(1 << width), _device.ComputeStream), "cuMemsetD32Async");
+        void** arguments = stackalloc void*[] { &bits, &n, &shift, &width, &prefixShift, &prefixValue, &histogramPointer };
+        _module.Launch("radix_histogram", GridFor(length / 4 + 1), 1, Threads, _device.ComputeStream, arguments);
     }
 
     internal void LaunchAxpby(float a, ulong x, float b, ulong y, ulong output, long length)
@@ -404,20 +472,11 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
         uint* counts = stackalloc uint[2048];
         long countBelow = 0;
         int prefix = 0, digit = 0;
-        int shift = 0, width = 0, prefixShift = 0;
-        uint prefixValue = 0;
-        ulong bits = data, histogramPointer = histogram.Pointer;
-        long n = length;
-        void** arguments = stackalloc void*[] { &bits, &n, &shift, &width, &prefixShift, &prefixValue, &histogramPointer };
         for (int pass = 0; pass < 3; pass++)
         {
-            shift = shifts[pass];
-            width = widths[pass];
+            int width = widths[pass];
             int bins = 1 << width;
-            prefixShift = shift + width;
-            prefixValue = (uint)prefix;
-            CudaDriverNative.Check(CudaDriverNative.cuMemsetD32Async(histogram.Pointer, 0, (nuint)bins, _device.ComputeStream), "cuMemsetD32Async");
-            _module.Launch("radix_histogram", GridFor(length / 4 + 1), 1, Threads, _device.ComputeStream, arguments);
+            LaunchHistogram(data, length, prefix, shifts[pass], width, histogram.Pointer);
             _staging.Download(histogram.Pointer, counts, (long)bins * sizeof(uint));
 
             // Walk the digits upward until the running count passes the rank left inside this prefix.
@@ -442,6 +501,12 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
         long tiles = (length + Tile - 1) / Tile;
         CutArgument lowerCut = Prepare(call, data, length, tiles, lower, out ulong lowerBefore, out ulong lowerCounts);
         CutArgument upperCut = Prepare(call, data, length, tiles, upper, out ulong upperBefore, out ulong upperCounts);
+        LaunchMask(data, length, tiles, lowerCut, lowerBefore, lowerCounts, upperCut, upperBefore, upperCounts);
+    }
+
+    private void LaunchMask(ulong data, long length, long tiles, CutArgument lowerCut, ulong lowerBefore, ulong lowerCounts,
+        CutArgument upperCut, ulong upperBefore, ulong upperCounts)
+    {
         ulong bits = data;
         long n = length;
         void** arguments = stackalloc void*[] { &bits, &n, &lowerCut, &lowerBefore, &lowerCounts, &upperCut, &upperBefore, &upperCounts };
@@ -460,28 +525,41 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
             return new CutArgument((uint)c.Key, CutMode.DropTies, 0, 0);
 
         // Some ties stay and some go: count the key per tile, then give each tile its first tie index.
+        DeviceBuffer counts = CountKeyPerTile(call, data, length, tiles, (uint)c.Key, out uint[] perTile);
+        tiesBefore = UploadTiesBefore(call, perTile);
+        tileCounts = counts.Pointer;
+        return new CutArgument((uint)c.Key, CutMode.ByIndex, c.DropStart, c.DropEnd);
+    }
+
+    /// <summary>Elements equal to <paramref name="key"/> per tile, on the device (returned) and on the host.</summary>
+    private DeviceBuffer CountKeyPerTile(Call call, ulong data, long length, long tiles, uint key, out uint[] perTile)
+    {
         DeviceBuffer counts = call.Rent(tiles * sizeof(uint));
-        DeviceBuffer before = call.Rent(tiles * sizeof(long));
         ulong bits = data, countsPointer = counts.Pointer;
-        uint key = (uint)c.Key;
+        uint sought = key;
         long n = length;
-        void** arguments = stackalloc void*[] { &bits, &n, &key, &countsPointer };
+        void** arguments = stackalloc void*[] { &bits, &n, &sought, &countsPointer };
         _module.Launch("count_key_per_tile", (uint)tiles, 1, Threads, _device.ComputeStream, arguments);
-        uint[] perTile = new uint[tiles];
-        long[] prefix = new long[tiles];
+        perTile = new uint[tiles];
         fixed (uint* host = perTile)
             _staging.Download(counts.Pointer, host, tiles * sizeof(uint));
+        return counts;
+    }
+
+    /// <summary>Uploads the exclusive prefix sum of <paramref name="perTile"/>: each tile's first tie index.</summary>
+    private ulong UploadTiesBefore(Call call, uint[] perTile)
+    {
+        var prefix = new long[perTile.Length];
         long running = 0;
-        for (long tile = 0; tile < tiles; tile++)
+        for (int tile = 0; tile < perTile.Length; tile++)
         {
             prefix[tile] = running;
             running += perTile[tile];
         }
+        DeviceBuffer before = call.Rent(prefix.Length * (long)sizeof(long));
         fixed (long* host = prefix)
-            _staging.Upload(host, tiles * sizeof(long), before.Pointer);
-        tiesBefore = before.Pointer;
-        tileCounts = counts.Pointer;
-        return new CutArgument((uint)c.Key, CutMode.ByIndex, c.DropStart, c.DropEnd);
+            _staging.Upload(host, prefix.Length * (long)sizeof(long), before.Pointer);
+        return before.Pointer;
     }
 
     private double Reduce(Call call, string kernel, ulong a, ulong b, long length)

@@ -2,7 +2,7 @@
 // Weld.Kernels.Random.Philox4x32: element i takes word i % 4 of the block at counter
 // (low, high 32 bits of i / 4, tensor_hash, model_index) under key (low, high 32 bits of seed);
 // u = (word >> 8) · 2^-24; kept iff u < density, becoming x / density (one IEEE division) when rescaling.
-// One thread computes one block of four elements.
+// One thread computes one block of four elements (blocks are aligned to tensor indices, not to the span).
 
 __device__ __forceinline__ uint4 weld_philox4x32_10(uint4 counter, weld_u32 key0, weld_u32 key1)
 {
@@ -29,30 +29,39 @@ __device__ __forceinline__ float weld_keep(float x, weld_u32 word, float density
     return u < density ? (rescale ? __fdiv_rn(x, density) : x) : 0.0f;
 }
 
+// values[0] is tensor element `first`, so a tensor processed in chunks draws the mask it draws in one piece.
 extern "C" __global__ void drop_and_rescale(float* __restrict__ values, weld_i64 count, float density, int rescale,
-    weld_u64 seed, weld_u32 tensor_hash, weld_u32 model_index)
+    weld_u64 seed, weld_u32 tensor_hash, weld_u32 model_index, weld_i64 first)
 {
-    weld_i64 blocks = (count + 3) / 4;
-    bool vector = weld_aligned16(values);
-    WELD_GRID_STRIDE(b, blocks)
+    if (count <= 0)
+        return;
+    weld_i64 first_block = first >> 2;
+    weld_i64 blocks = ((first + count - 1) >> 2) - first_block + 1;
+    bool vector = (first & 3) == 0 && weld_aligned16(values);
+    WELD_GRID_STRIDE(j, blocks)
     {
+        weld_i64 b = first_block + j;
         uint4 word = weld_philox4x32_10(make_uint4((weld_u32)b, (weld_u32)((weld_u64)b >> 32), tensor_hash, model_index),
             (weld_u32)seed, (weld_u32)(seed >> 32));
-        weld_i64 first = b * 4;
-        if (vector && first + 4 <= count)
+        weld_i64 base = b * 4 - first; // index in values of the block's lane 0 (negative in a first partial block)
+        if (vector && base + 4 <= count)
         {
-            float4 x = reinterpret_cast<float4*>(values)[b];
+            float4 x = reinterpret_cast<float4*>(values + base)[0];
             x.x = weld_keep(x.x, word.x, density, rescale);
             x.y = weld_keep(x.y, word.y, density, rescale);
             x.z = weld_keep(x.z, word.z, density, rescale);
             x.w = weld_keep(x.w, word.w, density, rescale);
-            reinterpret_cast<float4*>(values)[b] = x;
+            reinterpret_cast<float4*>(values + base)[0] = x;
         }
         else
         {
             weld_u32 words[4] = { word.x, word.y, word.z, word.w };
-            for (int lane = 0; lane < 4 && first + lane < count; lane++)
-                values[first + lane] = weld_keep(values[first + lane], words[lane], density, rescale);
+            for (int lane = 0; lane < 4; lane++)
+            {
+                weld_i64 i = base + lane;
+                if (i >= 0 && i < count)
+                    values[i] = weld_keep(values[i], words[lane], density, rescale);
+            }
         }
     }
 }

@@ -14,12 +14,16 @@
 extern "C" __global__ void __launch_bounds__(WELD_SELECT_THREADS) radix_histogram(const weld_u32* __restrict__ bits,
     weld_i64 count, int shift, int width, int prefix_shift, weld_u32 prefix, weld_u32* __restrict__ histogram)
 {
-    __shared__ weld_u32 local[2048];
+    __shared__ weld_u32 shared_bins[2048];
     int bins = 1 << width;
     weld_u32 digit_mask = (weld_u32)bins - 1u;
     bool first_pass = prefix_shift >= 31;
-    for (int b = threadIdx.x; b < bins; b += blockDim.x)
-        local[b] = 0u;
+    // Up to 11-bit digits count in shared memory first; wider ones (IMergeKernels allows 16) go straight to global.
+    bool in_shared = bins <= 2048;
+    weld_u32* local = in_shared ? shared_bins : histogram;
+    if (in_shared)
+        for (int b = threadIdx.x; b < bins; b += blockDim.x)
+            local[b] = 0u;
     __syncthreads();
 
     weld_i64 vectors = weld_aligned16(bits) ? count / 4 : 0;
@@ -39,9 +43,10 @@ extern "C" __global__ void __launch_bounds__(WELD_SELECT_THREADS) radix_histogra
             atomicAdd(&local[(key >> shift) & digit_mask], 1u);
     }
     __syncthreads();
-    for (int b = threadIdx.x; b < bins; b += blockDim.x)
-        if (local[b] != 0u)
-            atomicAdd(histogram + b, local[b]);
+    if (in_shared)
+        for (int b = threadIdx.x; b < bins; b += blockDim.x)
+            if (local[b] != 0u)
+                atomicAdd(histogram + b, local[b]);
 }
 
 // One block per tile: tile_counts[blockIdx.x] = elements of the tile whose key equals `key`.

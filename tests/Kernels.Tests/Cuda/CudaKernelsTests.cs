@@ -123,6 +123,61 @@ public sealed class CudaKernelsTests
     }
 
     [CudaFact]
+    public void DropAndRescale_from_a_tensor_offset_matches_cpu()
+    {
+        // firstIndex at every residue mod 4: the Philox blocks straddle the span's start.
+        ForEachInput(1, (context, values, n) =>
+        {
+            var key = new PhiloxKey((ulong)System.Random.Shared.NextInt64(), (uint)System.Random.Shared.Next(), 1);
+            foreach (long first in new long[] { 1, 2, 3, 4, 65536 * 3 + 1, (1L << 32) + 2 })
+            {
+                float[] expected = (float[])values.Clone();
+                float[] actual = (float[])values.Clone();
+                _cpu.DropAndRescale(expected, 0.4f, true, key, first);
+                Gpu.DropAndRescale(actual, 0.4f, true, key, first);
+                BitAssert.Equal(expected, actual, $"{context} {key} first={first}");
+            }
+        });
+    }
+
+    [CudaTheory]
+    [InlineData(0, 20, 11)]
+    [InlineData(0, 15, 16)] // wider than the shared-memory bins: global atomics
+    [InlineData(5, 10, 10)]
+    public void MagnitudeHistogram_matches_cpu(int prefixOfKey, int shift, int width)
+    {
+        ForEachInput(1, (context, values, n) =>
+        {
+            // A prefix that occurs: taken from an element's key, so the digits below it are populated.
+            int prefix = prefixOfKey == 0 || shift + width >= 31 ? 0 : (BitConverter.SingleToInt32Bits(values[n / 2]) & 0x7FFFFFFF) >> (shift + width);
+            var expected = new long[1 << width];
+            var actual = new long[1 << width];
+            expected[0] = actual[0] = 7; // the call adds to what is there
+            _cpu.MagnitudeHistogram(values, prefix, shift, width, expected);
+            Gpu.MagnitudeHistogram(values, prefix, shift, width, actual);
+            Assert.True(expected.AsSpan().SequenceEqual(actual), $"{context} prefix={prefix} shift={shift} width={width}");
+        });
+    }
+
+    [CudaFact]
+    public void KeepAboveMagnitude_matches_cpu_including_ties()
+    {
+        ForEachInput(1, (context, values, n) =>
+        {
+            int key = BitConverter.SingleToInt32Bits(values[n / 3]) & 0x7FFFFFFF;
+            foreach (long ties in new long[] { 0, 1, 5, n / 7, long.MaxValue })
+            {
+                float[] expected = (float[])values.Clone();
+                float[] actual = (float[])values.Clone();
+                long keptCpu = _cpu.KeepAboveMagnitude(expected, key, ties);
+                long keptGpu = Gpu.KeepAboveMagnitude(actual, key, ties);
+                Assert.Equal(keptCpu, keptGpu);
+                BitAssert.Identical(expected, actual, $"{context} key=0x{key:X8} ties={ties}");
+            }
+        });
+    }
+
+    [CudaFact]
     public void KeepMagnitudeBand_matches_cpu_including_ties()
     {
         ForEachInput(1, (context, values, n) =>
