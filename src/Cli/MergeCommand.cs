@@ -129,9 +129,18 @@ internal static class MergeCommand
             Resume = options.Resume,
             Part = options.Part is null ? null : PartSelection.Parse(options.Part),
         };
-        MergeSummary summary = console.IsInteractive && !options.Quiet
-            ? RunWithProgressBar(recipe, mergeOptions, log, cancel)
-            : MergeRunner.Run(recipe, mergeOptions, options.Quiet ? null : new PlainProgress(console.Err), log, cancel);
+        MergeSummary summary;
+        try
+        {
+            summary = console.IsInteractive && !options.Quiet
+                ? RunWithProgressBar(recipe, mergeOptions, log, cancel)
+                : MergeRunner.Run(recipe, mergeOptions, options.Quiet ? null : new PlainProgress(console.Err), log, cancel);
+        }
+        catch (CudaException error)
+        {
+            // A device failure mid-merge (out of device memory, a lost device): name the device, not a stack trace.
+            throw new WeldException($"--device {device} ({deviceReason}): {error.Message}");
+        }
         if (!options.Quiet)
         {
             // After the merge, not before: an input error must stay the first line on stderr.

@@ -5,8 +5,8 @@ using Weld.Kernels.Cuda;
 namespace Weld.Kernels;
 
 /// <summary>
-/// Chooses the kernel backend from a device name: <c>auto</c> (CUDA when libcuda.so.1, a device and NVRTC are found,
-/// else the CPU), <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>.
+/// Chooses the kernel backend from a device name: <c>auto</c> (CUDA when libcuda.so.1, a device and NVRTC are found
+/// and the device starts, else the CPU), <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>.
 /// </summary>
 public static class KernelBackends
 {
@@ -29,9 +29,19 @@ public static class KernelBackends
         {
             if (CudaKernels.IsAvailable(0, out string missing))
             {
-                var cuda = new CudaKernels(0);
-                reason = $"{cuda.Name} ({cuda.DeviceName}, auto)";
-                return cuda;
+                try
+                {
+                    var cuda = new CudaKernels(0);
+                    reason = $"{cuda.Name} ({cuda.DeviceName}, auto)";
+                    return cuda;
+                }
+                catch (CudaException error)
+                {
+                    // auto never fails for want of CUDA: a device that is present but cannot start (a PTX the
+                    // driver is too old for, no memory left) still leaves the CPU.
+                    string firstLine = error.Message.Split('\n', 2)[0];
+                    missing = $"CUDA device 0 did not start: {firstLine}";
+                }
             }
             reason = $"cpu (auto: {missing})";
             return new CpuKernels(threads);
