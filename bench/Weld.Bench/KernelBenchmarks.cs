@@ -195,10 +195,15 @@ public sealed class InputBandwidthColumn : IColumn
     {
         var bytes = (InputBytesAttribute?)Attribute.GetCustomAttribute(
             benchmarkCase.Descriptor.WorkloadMethod, typeof(InputBytesAttribute));
+        long? inputBytes = bytes?.Bytes;
+        // MethodBenchmarks: the bytes depend on the method parameter (how many models, whether a base).
+        if (inputBytes is null && benchmarkCase.Descriptor.Type == typeof(MethodBenchmarks)
+            && benchmarkCase.Parameters["Method"] is string method)
+            inputBytes = MethodBenchmarks.InputBytes(method);
         double? meanNanoseconds = summary[benchmarkCase]?.ResultStatistics?.Mean;
-        if (bytes is null || meanNanoseconds is not > 0)
+        if (inputBytes is null || meanNanoseconds is not > 0)
             return "-";
-        return (bytes.Bytes / meanNanoseconds.Value).ToString("F2", System.Globalization.CultureInfo.InvariantCulture);
+        return (inputBytes.Value / meanNanoseconds.Value).ToString("F2", System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <inheritdoc />

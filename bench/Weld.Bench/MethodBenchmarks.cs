@@ -1,111 +1,106 @@
 using BenchmarkDotNet.Attributes;
 using Weld.Engine.Methods;
-using Weld.Kernels;
 using Weld.Kernels.Cpu;
 
 namespace Weld.Bench;
 
 /// <summary>
-/// Whole merge methods (IMergeMethod.Merge: task vectors, sparsification, consensus, base added back) on one
-/// 16M-element tensor of K = 3 fine-tunes + base, against a same-run memory copy of one tensor. Throughput ratio
-/// = (method's input GB/s) / (copy's GB/s), the figure the targets in bench/RESULTS.md use.
+/// One whole-tensor merge (2048 × 2048 float32, a base and up to three fine-tunes) per merge method: the time of
+/// <see cref="IMergeMethod.Merge"/> alone, inputs in memory, CPU kernels on every core. The "Input GB/s" column is
+/// the bytes of the method's inputs per second; divided by <see cref="KernelBenchmarks.MemoryCopy"/>'s GB/s from the
+/// same run it gives the throughput ratio of bench/RESULTS.md.
 /// </summary>
+/// <remarks>
+/// Methods turn their input rows into task vectors in place, so each iteration starts from a fresh copy (not timed).
+/// Parameters are the methods' defaults plus what each requires: weight 1, density 0.5, t 0.001, beta 0.5.
+/// </remarks>
 [Config(typeof(InputBandwidthConfig))]
 public class MethodBenchmarks
 {
-    private const int Length = 16 << 20;
-    private const int Models = 3;
+    private const int Side = 2048;
+    private const int Length = Side * Side;
 
+    private IMergeMethod _method = null!;
     private float[] _pristine = [];
     private float[] _stacked = [];
+    private float[] _baseline = [];
     private float[] _output = [];
-    private float[] _copySource = [];
-    private CpuKernels _kernels = null!;
+    private ResolvedParameters[] _perModel = [];
+    private ResolvedParameters _global = ResolvedParameters.Empty;
+    private readonly CpuKernels _kernels = new();
 
-    /// <summary>Allocates and fills base and fine-tunes (base + small deltas) once.</summary>
+    /// <summary>The recipe name of the method under test.</summary>
+    [Params("linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "slerp",
+        "model_stock", "della", "della_linear", "sce", "nuslerp", "multislerp", "karcher", "nearswap", "arcee_fusion", "ram",
+        "ramplus_tl", "magmax", "breadcrumbs_paper")]
+    public string Method { get; set; } = "magmax";
+
+    /// <summary>Builds the inputs: a base and fine-tunes that differ from it by small noise.</summary>
     [GlobalSetup]
     public void Setup()
     {
-        _kernels = new CpuKernels();
-        var random = new System.Random(20241123);
-        _pristine = new float[(Models + 1) * Length];
-        Span<float> baseline = _pristine.AsSpan(Models * Length, Length);
-        for (int i = 0; i < Length; i++) baseline[i] = (float)(random.NextDouble() - 0.5) * 0.1f;
-        for (int k = 0; k < Models; k++)
+        _method = MergeMethods.Find(Method) ?? throw new InvalidOperationException($"unknown method {Method}");
+        int models = ModelCount(_method);
+        var random = new Random(20250301);
+        _baseline = new float[Length];
+        for (int i = 0; i < Length; i++) _baseline[i] = (float)(random.NextDouble() - 0.5) * 0.1f;
+        _pristine = new float[models * Length];
+        for (int k = 0; k < models; k++)
             for (int i = 0; i < Length; i++)
-                _pristine[k * Length + i] = baseline[i] + (float)(random.NextDouble() - 0.5) * 0.002f;
+                _pristine[k * Length + i] = _baseline[i] + (float)(random.NextDouble() - 0.5) * 0.01f;
         _stacked = new float[_pristine.Length];
         _output = new float[Length];
-        _copySource = baseline.ToArray();
+        _perModel = new ResolvedParameters[models];
+        for (int k = 0; k < models; k++) _perModel[k] = Parameters(ParameterScope.PerModel);
+        _global = Parameters(ParameterScope.Global);
     }
 
-    /// <summary>Methods form task vectors in place: every iteration starts from the original inputs.</summary>
-    [IterationSetup(Targets = [nameof(TaskArithmetic), nameof(Ties), nameof(DareTies), nameof(DareLinear), nameof(Breadcrumbs)])]
+    /// <summary>Restores the inputs the previous iteration overwrote.</summary>
+    [IterationSetup]
     public void RestoreInputs() => _pristine.CopyTo(_stacked, 0);
 
-    /// <summary>Baseline: copy one tensor (64 MiB) with the kernels' chunking and threads.</summary>
-    [Benchmark(Baseline = true)]
-    [InputBytes(Length * sizeof(float))]
-    public void MemoryCopy() => KernelBenchmarks.ChunkedCopy(_copySource, _output, -1);
-
-    /// <summary>linear over the three fine-tunes (no base).</summary>
+    /// <summary>Merges the tensor once.</summary>
     [Benchmark]
-    [InputBytes(Models * Length * sizeof(float))]
-    public void Linear() => Run(new Linear(), withBase: false);
-
-    /// <summary>task_arithmetic, λ = 1.</summary>
-    [Benchmark]
-    [InputBytes((Models + 1) * Length * sizeof(float))]
-    public void TaskArithmetic() => Run(new TaskArithmetic());
-
-    /// <summary>ties, density 0.3.</summary>
-    [Benchmark]
-    [InputBytes((Models + 1) * Length * sizeof(float))]
-    public void Ties() => Run(new Ties(), ("density", 0.3));
-
-    /// <summary>dare_ties, density 0.3 (L1 rescale, mergekit's default).</summary>
-    [Benchmark]
-    [InputBytes((Models + 1) * Length * sizeof(float))]
-    public void DareTies() => Run(new DareTies(), ("density", 0.3));
-
-    /// <summary>dare_linear, density 0.3.</summary>
-    [Benchmark]
-    [InputBytes((Models + 1) * Length * sizeof(float))]
-    public void DareLinear() => Run(new DareLinear(), ("density", 0.3));
-
-    /// <summary>breadcrumbs, density 0.3, gamma 0.01.</summary>
-    [Benchmark]
-    [InputBytes((Models + 1) * Length * sizeof(float))]
-    public void Breadcrumbs() => Run(new Breadcrumbs(), ("density", 0.3));
-
-    private void Run(IMergeMethod method, params (string Name, double Value)[] perModel) => Run(method, true, perModel);
-
-    private void Run(IMergeMethod method, bool withBase, params (string Name, double Value)[] perModel)
+    public void Merge() => _method.Merge(new TensorMergeInputs
     {
-        var global = new ResolvedParameters();
-        var models = new ResolvedParameters[Models];
-        for (int k = 0; k < Models; k++) models[k] = new ResolvedParameters();
-        foreach (ParameterSpec spec in method.Parameters)
+        Kernels = _kernels,
+        TensorName = "model.layers.0.mlp.up_proj.weight",
+        Shape = [Side, Side],
+        Models = _stacked,
+        Base = _method.Traits.BaseModel == BaseModelUse.None ? null : _baseline,
+        ModelParameters = _perModel,
+        Global = _global,
+        ModelIndices = Enumerable.Range(1, _perModel.Length).ToArray(),
+        Seed = 7,
+        TensorHash = 0x5eed,
+    }, _output);
+
+    private static int ModelCount(IMergeMethod method) => Math.Clamp(3, method.Traits.MinModels, method.Traits.MaxModels);
+
+    /// <summary>Bytes of float32 input one merge of <paramref name="methodName"/> reads (fine-tunes + base).</summary>
+    public static long InputBytes(string methodName)
+    {
+        IMergeMethod method = MergeMethods.Find(methodName) ?? throw new InvalidOperationException($"unknown method {methodName}");
+        int rows = ModelCount(method) + (method.Traits.BaseModel == BaseModelUse.None ? 0 : 1);
+        return (long)rows * Length * sizeof(float);
+    }
+
+    private ResolvedParameters Parameters(ParameterScope scope)
+    {
+        var values = new ResolvedParameters();
+        foreach (ParameterSpec spec in _method.Parameters)
         {
-            object value = spec.Default ?? (spec.Name == "weight" ? 1.0 / Models : throw new InvalidOperationException(spec.Name));
-            if (spec.Scope == ParameterScope.Global) global.Set(spec.Name, value);
-            else foreach (var m in models) m.Set(spec.Name, value);
+            if (spec.Scope != scope) continue;
+            object? value = spec.Name switch
+            {
+                "weight" => 1.0,
+                "density" => 0.5,
+                "t" => _method.Name == "slerp" ? 0.5 : 0.001,
+                "beta" => 0.5,
+                _ => spec.Default,
+            };
+            if (value is not null) values.Set(spec.Name, value);
         }
-        foreach (var (name, value) in perModel)
-            foreach (var m in models) m.Set(name, value);
-        float[] stacked = withBase ? _stacked : _pristine; // linear does not write its inputs
-        method.Merge(new TensorMergeInputs
-        {
-            Kernels = _kernels,
-            TensorName = "bench.weight",
-            Shape = [Length],
-            Models = stacked.AsMemory(0, Models * Length),
-            Base = withBase ? stacked.AsMemory(Models * Length, Length) : ReadOnlyMemory<float>.Empty,
-            ModelParameters = models,
-            Global = global,
-            ModelIndices = [0, 1, 2],
-            Seed = 42,
-            TensorHash = 0x1234,
-        }, _output);
+        return values;
     }
 }

@@ -11,8 +11,14 @@ public static class MethodNames
     [
         "linear", "slerp", "nuslerp", "multislerp", "passthrough", "model_stock", "arcee_fusion", "karcher",
         "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "della",
-        "della_linear", "sce", "nearswap",
+        "della_linear", "sce", "nearswap", "ram", "ramplus_tl",
     ];
+
+    /// <summary>Merge methods Weld adds beyond mergekit's (papers' variants mergekit does not offer).</summary>
+    public static IReadOnlyList<string> Weld { get; } = ["magmax", "breadcrumbs_paper"];
+
+    /// <summary>Every name the parser accepts: <see cref="MergeKit"/> followed by <see cref="Weld"/>.</summary>
+    public static IReadOnlyList<string> Known { get; } = [.. MergeKit, .. Weld];
 
     /// <summary>
     /// The known name closest to <paramref name="given"/>, or <see langword="null"/> when none is close. Names are

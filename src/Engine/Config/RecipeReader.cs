@@ -39,11 +39,11 @@ internal sealed class RecipeReader(string sourceName)
         }
 
         string method = ReadString(methodEntry.Value, "merge_method");
-        if (!MethodNames.MergeKit.Contains(method))
+        if (!MethodNames.Known.Contains(method))
         {
-            string? suggestion = MethodNames.Suggest(method, MethodNames.MergeKit);
+            string? suggestion = MethodNames.Suggest(method, MethodNames.Known);
             throw Fail(methodEntry.Value, $"unknown merge method '{method}'"
-                + (suggestion is null ? $" (known: {string.Join(", ", MethodNames.MergeKit)})" : $" (did you mean '{suggestion}'?)"));
+                + (suggestion is null ? $" (known: {string.Join(", ", MethodNames.Known)})" : $" (did you mean '{suggestion}'?)"));
         }
 
         entries.TryGetValue("models", out var modelsEntry);

@@ -28,7 +28,7 @@ public interface IMergeMethod
 /// <param name="MaxModels">Most non-base models the method accepts (int.MaxValue: any).</param>
 /// <param name="UsesRandomness">True when the output depends on the seed (DARE).</param>
 /// <param name="Elementwise">True when each output element depends only on the same element of the inputs, so a
-/// tensor too large for the memory limit can be merged in chunks (linear, task arithmetic, passthrough).</param>
+/// tensor too large for the memory limit can be merged in chunks (linear, task arithmetic, passthrough, magmax, ram, nearswap).</param>
 public readonly record struct MethodTraits(BaseModelUse BaseModel, int MinModels, int MaxModels, bool UsesRandomness = false, bool Elementwise = false);
 
 /// <summary>Whether a method needs <c>base_model</c>.</summary>
@@ -38,6 +38,11 @@ public enum BaseModelUse
     None,
     /// <summary>The base model must be given (task-vector methods, SLERP, Model Stock).</summary>
     Required,
+    /// <summary>
+    /// A given base is kept apart from the inputs (the method works on task vectors against it); without one the
+    /// method works on the raw tensors (nuslerp, multislerp).
+    /// </summary>
+    Optional,
 }
 
 /// <summary>Whether a parameter is read per input model or once per tensor.</summary>

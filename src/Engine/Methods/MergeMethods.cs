@@ -7,6 +7,10 @@ public static class MergeMethods
     [
         new Linear(), new TaskArithmetic(), new Ties(), new DareLinear(), new DareTies(),
         new Breadcrumbs(), new BreadcrumbsTies(), new Slerp(), new ModelStock(), new Passthrough(),
+        new Della(), new DellaLinear(), new Sce(), new NuSlerp(), new MultiSlerp(), new Karcher(), new NearSwap(),
+        new ArceeFusion(), new Ram(), new RamPlusTl(),
+        // Weld's own (MethodNames.Weld): papers' variants mergekit does not offer.
+        new MagMax(), new BreadcrumbsPaper(),
     ];
 
     /// <summary>Every method, in documentation order.</summary>

@@ -5,9 +5,12 @@ namespace Weld.Engine.Methods;
 public abstract partial class TaskVectorMerge
 {
     /// <inheritdoc />
-    /// <remarks>Model Breadcrumbs' two-sided cut needs the whole tensor; the other sparsifications stream.</remarks>
+    /// <remarks>
+    /// Model Breadcrumbs' two-sided cut and DELLA's per-fiber magnitude ranks need the whole tensor; the other
+    /// sparsifications stream.
+    /// </remarks>
     public bool CanStream(IReadOnlyList<ResolvedParameters> modelParameters, ResolvedParameters global) =>
-        _sparsification != Sparsification.MagnitudeOutliers;
+        _sparsification is not (Sparsification.MagnitudeOutliers or Sparsification.RankMagnitude);
 
     /// <inheritdoc />
     public IStreamingTensorMerge BeginTensor(TensorMergeInputs description)

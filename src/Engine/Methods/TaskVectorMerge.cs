@@ -13,6 +13,11 @@ public enum Sparsification
     Random,
     /// <summary>Drop the largest <c>gamma</c> and the smallest magnitudes, keep <c>density</c> (Model Breadcrumbs).</summary>
     MagnitudeOutliers,
+    /// <summary>
+    /// Keep each element with a probability that grows with its magnitude rank, density ± epsilon (DELLA's MagPrune,
+    /// mergekit's <c>della_magprune</c>).
+    /// </summary>
+    RankMagnitude,
 }
 
 /// <summary>
@@ -57,6 +62,8 @@ public abstract partial class TaskVectorMerge : IStreamingMergeMethod
         }
         if (sparsification == Sparsification.MagnitudeOutliers)
             parameters.Add(ParameterSpec.Number("gamma", ParameterScope.PerModel, 0.01, 0, 1));
+        if (sparsification == Sparsification.RankMagnitude)
+            parameters.Add(ParameterSpec.Number("epsilon", ParameterScope.PerModel, 0.15, 0, 1));
         if (signConsensus)
         {
             // Weld extensions for the TIES paper / PEFT variants (mergekit's behaviour is the default).
@@ -70,7 +77,8 @@ public abstract partial class TaskVectorMerge : IStreamingMergeMethod
     public string Name { get; }
 
     /// <inheritdoc />
-    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue, _sparsification == Sparsification.Random,
+public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
+        _sparsification is Sparsification.Random or Sparsification.RankMagnitude,
         Elementwise: _sparsification == Sparsification.None);
 
     /// <inheritdoc />
@@ -125,6 +133,10 @@ public abstract partial class TaskVectorMerge : IStreamingMergeMethod
                 var (dropBottom, dropTop) = MagnitudeCounts.BreadcrumbsCuts(density, p.Number("gamma"), n);
                 kernels.KeepMagnitudeBand(row, dropBottom, dropTop);
                 if (rescale == RescaleMode.InverseDensity) kernels.Divide(row, (float)density);
+                break;
+            case Sparsification.RankMagnitude:
+                // inverse_density divides each kept entry by its own keep probability (the DELLA paper's rescale).
+                RankMagnitudeSampling.Apply(inputs, k, density, p.Number("epsilon"), rescale == RescaleMode.InverseDensity);
                 break;
         }
         if (rescale == RescaleMode.L1 && L1RescaleFactor(normBefore, L1Norm(kernels, row)) is float factor)

@@ -86,10 +86,11 @@ public static class MergePlanner
         public TensorTask Build(SliceLayout slice, int sliceIndex, string templateName, int? layerInSlice, double t, string? outputName = null)
         {
             outputName ??= templateName;
-            bool needsBase = method.Traits.BaseModel == BaseModelUse.Required;
             ModelReference? baseRef = RecipeParameters.BaseModelFor(recipe, sliceIndex);
-            if (needsBase && baseRef is null)
+            if (method.Traits.BaseModel == BaseModelUse.Required && baseRef is null)
                 throw new RecipeException($"{recipe.SourceName}: merge_method {method.Name} needs a base_model");
+            // Required and optional bases are kept apart from the inputs; BaseModelUse.None merges a base like any model.
+            bool needsBase = baseRef is not null && method.Traits.BaseModel != BaseModelUse.None;
 
             var inputs = new List<(SliceSource Source, string Name)>();
             (SliceSource Source, string Name)? baseInput = null;

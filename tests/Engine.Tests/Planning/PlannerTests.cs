@@ -130,7 +130,7 @@ public class PlannerTests
 
     [Theory]
     [InlineData("merge_method: dare-ties", "did you mean 'dare_ties'")]
-    [InlineData("merge_method: della", "does not implement yet")]
+    [InlineData("merge_method: magmx", "did you mean 'magmax'")]
     [InlineData("merge_method: slerp", "needs parameter t")]
     public void Method_problems_are_named(string methodLine, string expected)
     {

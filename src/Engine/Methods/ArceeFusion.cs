@@ -1,0 +1,96 @@
+using Weld.Kernels;
+using Weld.Kernels.Random;
+
+namespace Weld.Engine.Methods;
+
+/// <summary>
+/// Arcee Fusion (mergekit): keep only the changes of the one other model that matter most, judged by the size of the
+/// change times how much the row's softmax distribution moves:
+/// <code>
+///   P = softmax(θ_1) + 1e-8,  Q = softmax(θ_base) + 1e-8      (per row of the last dimension)
+///   s_ij = |θ_1,ij − θ_base,ij| · Σ_j P_ij log(P_ij / Q_ij)
+///   τ = median(s) + 1.5 · (q_0.75(s) − q_0.25(s)),  q_a = sorted(s)[⌊a · (m − 1)⌋]
+///   θ = θ_base + (θ_1 − θ_base) · [s ≥ τ]
+/// </code>
+/// Tensors of more than 10⁶ elements take the quantiles from 10⁶ elements drawn with replacement from the model's
+/// Philox stream (mergekit draws with torch's generator, so those thresholds cannot match it bit for bit).
+/// </summary>
+public sealed class ArceeFusion : IMergeMethod
+{
+    private const int SampleSize = 1_000_000;
+    private const float ProbabilityFloor = 1e-8f;
+
+    /// <inheritdoc />
+    public string Name => "arcee_fusion";
+
+    /// <inheritdoc />
+    public MethodTraits Traits => new(BaseModelUse.Required, 1, 1, UsesRandomness: true);
+
+    /// <inheritdoc />
+    public IReadOnlyList<ParameterSpec> Parameters { get; } = [];
+
+    /// <inheritdoc />
+    public void Merge(TensorMergeInputs inputs, Span<float> output)
+    {
+        ReadOnlySpan<float> baseline = inputs.Base.Span;
+        Span<float> model = inputs.Row(0);
+        int n = inputs.Length;
+        int rowLength = inputs.Shape.Length >= 1 && inputs.Shape[^1] > 0 ? (int)inputs.Shape[^1] : n;
+
+        Importance(model, baseline, rowLength, output);
+        float threshold = Threshold(output, inputs.RandomKey(0));
+
+        for (int i = 0; i < n; i++)
+        {
+            float delta = model[i] - baseline[i];
+            output[i] = baseline[i] + delta * (output[i] >= threshold ? 1f : 0f);
+        }
+    }
+
+    /// <summary>s_ij = |Δ_ij| · KL(P_i ‖ Q_i) per row, the KL in float64 over float32 probabilities.</summary>
+    private static void Importance(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> importance)
+    {
+        var p = new float[rowLength];
+        var q = new float[rowLength];
+        for (int start = 0; start < model.Length; start += rowLength)
+        {
+            ReadOnlySpan<float> rowP = model.Slice(start, rowLength), rowQ = baseline.Slice(start, rowLength);
+            Softmax(rowP, p);
+            Softmax(rowQ, q);
+            double kl = 0;
+            for (int j = 0; j < rowLength; j++) kl += p[j] * Math.Log((double)p[j] / q[j]);
+            float divergence = (float)kl;
+            for (int j = 0; j < rowLength; j++) importance[start + j] = MathF.Abs(rowP[j] - rowQ[j]) * divergence;
+        }
+    }
+
+    /// <summary>softmax(x) + 1e-8, computed in float64 and rounded to float32 as torch's float32 softmax gives.</summary>
+    private static void Softmax(ReadOnlySpan<float> x, Span<float> probabilities)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float v in x) max = MathF.Max(max, v);
+        double sum = 0;
+        for (int j = 0; j < x.Length; j++) sum += Math.Exp(x[j] - (double)max);
+        for (int j = 0; j < x.Length; j++) probabilities[j] = (float)(Math.Exp(x[j] - (double)max) / sum) + ProbabilityFloor;
+    }
+
+    /// <summary>median + 1.5 · IQR of the scores (of a Philox sample of them above 10⁶ elements).</summary>
+    internal static float Threshold(ReadOnlySpan<float> scores, PhiloxKey key)
+    {
+        float[] sorted;
+        if (scores.Length > SampleSize)
+        {
+            sorted = new float[SampleSize];
+            for (int j = 0; j < SampleSize; j++)
+                sorted[j] = scores[(int)((Philox4x32.ElementBits(key, j) * (ulong)scores.Length) >> 32)];
+        }
+        else
+        {
+            sorted = scores.ToArray();
+        }
+        Array.Sort(sorted);
+        float last = sorted.Length - 1;
+        float q1 = sorted[(long)(0.25f * last)], median = sorted[(long)(0.5f * last)], q3 = sorted[(long)(0.75f * last)];
+        return median + 1.5f * (q3 - q1);
+    }
+}

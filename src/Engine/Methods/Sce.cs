@@ -1,0 +1,124 @@
+using Weld.Kernels;
+
+namespace Weld.Engine.Methods;
+
+/// <summary>
+/// SCE (Wan et al. 2024, FuseChat): Select, Calculate, Erase over the task vectors δ_k = θ_k − θ_base:
+/// <code>
+///   select:    keep the ⌊select_topk · #{var ≠ 0}⌋ positions of largest variance across models (when select_topk &lt; 1)
+///   calculate: w_k = mean(δ_k²) / Σ_j mean(δ_j²)          (uniform when |Σ_j mean(δ_j²)| &lt; 1e-6)
+///   erase:     e_k = [sign δ_k = sign Σ_j δ_j]              (an unweighted sum; 0 counts as +)
+///   θ = θ_base + Σ_k w_k e_k δ_k / max(Σ_k w_k e_k, 1e-6)
+/// </code>
+/// These are mergekit's 2025 definitions (<c>sce_weight</c>, <c>sce_merge</c>); releases before them took uniform
+/// weights only at a sum of exactly 0 and replaced a zero divisor by 1.
+/// </summary>
+public sealed class Sce : IMergeMethod
+{
+    /// <summary>mergekit's floor of the erased-weight divisor (<c>clamp(min=1e-6)</c>).</summary>
+    private const float DivisorFloor = 1e-6f;
+
+    /// <summary>Below this total energy mergekit gives every task vector the same weight.</summary>
+    private const double UniformBelow = 1e-6;
+
+    /// <inheritdoc />
+    public string Name => "sce";
+
+    /// <inheritdoc />
+    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue);
+
+    /// <inheritdoc />
+    public IReadOnlyList<ParameterSpec> Parameters { get; } =
+    [
+        ParameterSpec.Number("select_topk", ParameterScope.Global, 1.0, 0, 1),
+        ParameterSpec.Flag("int8_mask", false), // mergekit's memory saving for masks: accepted, no effect on values
+    ];
+
+    /// <inheritdoc />
+    public void Merge(TensorMergeInputs inputs, Span<float> output)
+    {
+        IMergeKernels kernels = inputs.Kernels;
+        ReadOnlySpan<float> baseline = inputs.Base.Span;
+        kernels.SubtractRows(inputs.Models.Span, baseline);
+
+        double topK = inputs.Global.Number("select_topk");
+        if (topK < 1) SelectByVariance(inputs, topK, output);
+
+        float[] weights = MatrixWeights(inputs);
+        EraseAndMix(inputs, weights, output);
+        kernels.Axpby(1f, baseline, 1f, output, output);
+    }
+
+    /// <summary>Zeroes, in every task vector, the positions outside the top-k population variance across models.</summary>
+    private static void SelectByVariance(TensorMergeInputs inputs, double topK, Span<float> variance)
+    {
+        int n = inputs.Length, count = inputs.Count;
+        Span<float> models = inputs.Models.Span;
+        long nonzero = 0;
+        for (int i = 0; i < n; i++)
+        {
+            double mean = 0;
+            for (int k = 0; k < count; k++) mean += models[k * n + i];
+            mean /= count;
+            double sum = 0;
+            for (int k = 0; k < count; k++)
+            {
+                double d = models[k * n + i] - mean;
+                sum += d * d;
+            }
+            variance[i] = (float)(sum / count);
+            if (variance[i] != 0) nonzero++;
+        }
+        // mergekit: k = int(topk · count_nonzero(var)); torch.topk of |var| (Weld breaks ties by lowest index).
+        inputs.Kernels.KeepTopK(variance, (long)(topK * nonzero));
+        for (int i = 0; i < n; i++)
+        {
+            if (variance[i] != 0) continue;
+            for (int k = 0; k < count; k++) models[k * n + i] = 0f;
+        }
+    }
+
+    /// <summary>
+    /// w_k = mean(δ_k²) normalised to sum 1, computed in float64 and stored as float32 (mergekit's tensor); uniform
+    /// when the sum is below 1e-6, as for task vectors of tiny changes.
+    /// </summary>
+    private static float[] MatrixWeights(TensorMergeInputs inputs)
+    {
+        int count = inputs.Count;
+        var raw = new double[count];
+        double total = 0;
+        for (int k = 0; k < count; k++)
+        {
+            raw[k] = inputs.Kernels.SumOfSquares(inputs.Row(k)) / inputs.Length;
+            total += raw[k];
+        }
+        var weights = new float[count];
+        for (int k = 0; k < count; k++) weights[k] = (float)(Math.Abs(total) < UniformBelow ? 1.0 / count : raw[k] / total);
+        return weights;
+    }
+
+    /// <summary>output = Σ_k δ_k·(w_k e_k) / max(Σ_k w_k e_k, 1e-6), float32 sums in model order as mergekit's tensors do.</summary>
+    private static void EraseAndMix(TensorMergeInputs inputs, float[] weights, Span<float> output)
+    {
+        int n = inputs.Length, count = inputs.Count;
+        ReadOnlySpan<float> deltas = inputs.Models.Span;
+        for (int i = 0; i < n; i++)
+        {
+            float sum = 0;
+            for (int k = 0; k < count; k++) sum += deltas[k * n + i];
+            float elected = sum >= 0 ? 1f : -1f; // a NaN sum elects −1, as (NaN ≥ 0) is false in torch
+            float mixed = 0, divisor = 0;
+            for (int k = 0; k < count; k++)
+            {
+                float delta = deltas[k * n + i];
+                float erased = Sign(delta) == elected ? weights[k] : 0f;
+                mixed += delta * erased;
+                divisor += erased;
+            }
+            output[i] = mixed / Math.Max(divisor, DivisorFloor);
+        }
+    }
+
+    /// <summary>torch.sign without the throw of <see cref="MathF.Sign(float)"/>: NaN gives 0, which never matches ±1.</summary>
+    private static float Sign(float x) => x > 0 ? 1f : x < 0 ? -1f : 0f;
+}
