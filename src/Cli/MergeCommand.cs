@@ -7,6 +7,8 @@ using Weld.Engine.Execution;
 using Weld.Engine.Methods;
 using Weld.Engine.Planning;
 using Weld.Engine.SafeTensors;
+using Weld.Kernels;
+using Weld.Kernels.Cuda;
 
 namespace Weld.Cli;
 
@@ -92,7 +94,8 @@ internal static class MergeCommand
         string? output = options.Output ?? options.OutputPositional;
         if (options.NoSafeSerialization)
             throw new WeldException("--no-safe-serialization is refused: Weld writes safetensors only (pickle checkpoints can execute arbitrary code when loaded)");
-        CheckDevice(options.Cuda ? "cuda" : options.Device);
+        string device = options.Cuda ? "cuda" : options.Device;
+        CheckDevice(device);
         // Checked here so that a bad value is a usage message, not the kernels' ArgumentOutOfRangeException (exit 70).
         if (options.Threads is 0 or < -1)
             throw new WeldException($"-j/--num-threads {options.Threads}: use a positive thread count, or -1 for all cores");
@@ -109,6 +112,9 @@ internal static class MergeCommand
         if (output is null)
             throw new WeldException("no output folder: give -o OUT (or OUT after the recipe, as mergekit-yaml takes it)");
 
+        Action<string> log = options.Quiet ? _ => { } : console.Info;
+        IMergeKernels kernels = SelectKernels(device, options.Threads, out string deviceReason);
+        using var ownedKernels = kernels as IDisposable;
         var mergeOptions = new Engine.Execution.MergeOptions
         {
             OutputPath = output,
@@ -118,16 +124,27 @@ internal static class MergeCommand
             Seed = options.RandomSeed ?? 0,
             Overwrite = options.Overwrite,
             Threads = options.Threads,
+            Kernels = kernels,
             MemoryLimitBytes = ParseMemoryLimit(options.MemoryLimit),
             Resume = options.Resume,
             Part = options.Part is null ? null : PartSelection.Parse(options.Part),
         };
-        Action<string> log = options.Quiet ? _ => { } : console.Info;
-        MergeSummary summary = console.IsInteractive && !options.Quiet
-            ? RunWithProgressBar(recipe, mergeOptions, log, cancel)
-            : MergeRunner.Run(recipe, mergeOptions, options.Quiet ? null : new PlainProgress(console.Err), log, cancel);
+        MergeSummary summary;
+        try
+        {
+            summary = console.IsInteractive && !options.Quiet
+                ? RunWithProgressBar(recipe, mergeOptions, log, cancel)
+                : MergeRunner.Run(recipe, mergeOptions, options.Quiet ? null : new PlainProgress(console.Err), log, cancel);
+        }
+        catch (CudaException error)
+        {
+            // A device failure mid-merge (out of device memory, a lost device): name the device, not a stack trace.
+            throw new WeldException($"--device {device} ({deviceReason}): {error.Message}");
+        }
         if (!options.Quiet)
         {
+            // After the merge, not before: an input error must stay the first line on stderr.
+            console.Info($"device: {deviceReason}");
             double seconds = summary.Elapsed.TotalSeconds;
             double gbps = (summary.BytesRead + summary.BytesWritten) / 1e9 / Math.Max(seconds, 1e-9);
             console.Info(string.Create(CultureInfo.InvariantCulture,
@@ -146,10 +163,20 @@ internal static class MergeCommand
 
     private static void CheckDevice(string device)
     {
-        if (device is "auto" or "cpu") return;
-        if (device == "cuda" || device.StartsWith("cuda:", StringComparison.Ordinal))
-            throw new WeldException($"--device {device}: the CUDA backend is not available in this build yet; use --device cpu");
+        if (device is "auto" or "cpu" || KernelBackends.TryParseCuda(device, out _)) return;
         throw new WeldException($"--device {device}: expected auto, cpu or cuda[:N]");
+    }
+
+    private static IMergeKernels SelectKernels(string device, int threads, out string reason)
+    {
+        try
+        {
+            return KernelBackends.Select(device, threads, out reason);
+        }
+        catch (Exception error) when (error is CudaException or ArgumentException)
+        {
+            throw new WeldException($"--device {device}: {error.Message}");
+        }
     }
 
     private static MergeSummary RunWithProgressBar(MergeRecipe recipe, Engine.Execution.MergeOptions options, Action<string> log, CancellationToken cancel)
