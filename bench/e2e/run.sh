@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=${1:-/tmp/weld-e2e}
 mkdir -p "$work"
-dotnet build -c Release src/Cli bench/Weld.Bench -v q -nologo >/dev/null
+dotnet build -c Release src/Cli -v q -nologo >/dev/null
+dotnet build -c Release bench/Weld.Bench -v q -nologo >/dev/null
 weld="dotnet src/Cli/bin/Release/net10.0/weld.dll"
 [ -f "$work/ft2/config.json" ] || dotnet bench/Weld.Bench/bin/Release/net10.0/Weld.Bench.dll make-models "$work" 2
 

@@ -1,14 +1,17 @@
+using Weld.Kernels;
+
 namespace Weld.Engine.Execution;
 
 /// <summary>
-/// The merge's working memory: float32 buffers under a hard byte budget. A rent blocks until the budget has
-/// room (freed buffers are reused best-fit, or dropped to make room), so the number of tensors in flight adapts
-/// to their size and the budget is never exceeded. <see cref="PeakBytes"/> is what tests assert against.
+/// The merge's working memory: native float32 buffers under a hard byte budget. A rent blocks until the budget has
+/// room (freed buffers are reused best-fit, or freed to the OS to make room), so the number of tensors in flight
+/// adapts to their size and the budget is never exceeded. <see cref="PeakBytes"/> is what tests assert against.
 /// </summary>
-public sealed class FloatBufferPool
+public sealed class FloatBufferPool : IDisposable
 {
     private readonly object _gate = new();
-    private readonly List<float[]> _free = [];
+    private readonly List<NativeFloatBuffer> _free = [];
+    private readonly HashSet<NativeFloatBuffer> _allocated = [];
     private long _allocatedBytes;
 
     /// <summary>Creates a pool that never holds more than <paramref name="limitBytes"/> of buffers.</summary>
@@ -34,7 +37,7 @@ public sealed class FloatBufferPool
     public bool CanFit(long count) => count * sizeof(float) <= LimitBytes;
 
     /// <summary>A buffer of at least <paramref name="count"/> floats; blocks until the budget allows it.</summary>
-    public float[] Rent(int count, CancellationToken cancel)
+    public NativeFloatBuffer Rent(int count, CancellationToken cancel)
     {
         long bytes = (long)count * sizeof(float);
         if (bytes > LimitBytes)
@@ -50,24 +53,22 @@ public sealed class FloatBufferPool
                 // Reuse only a buffer that is not much larger than needed, so a small tensor does not pin a huge one.
                 if (best >= 0 && _free[best].Length <= Math.Max(2L * count, count + (1 << 20)))
                 {
-                    float[] reused = _free[best];
+                    NativeFloatBuffer reused = _free[best];
                     _free.RemoveAt(best);
                     return reused;
                 }
-                bool dropped = false;
                 while (_allocatedBytes + bytes > LimitBytes && _free.Count > 0)
                 {
-                    _allocatedBytes -= (long)_free[0].Length * sizeof(float);
+                    Release(_free[0]);
                     _free.RemoveAt(0);
-                    dropped = true;
                 }
                 if (_allocatedBytes + bytes <= LimitBytes)
                 {
-                    // Give dropped buffers back to the OS before the new one is touched.
-                    if (dropped) GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+                    var buffer = new NativeFloatBuffer(count);
+                    _allocated.Add(buffer);
                     _allocatedBytes += bytes;
                     PeakBytes = Math.Max(PeakBytes, _allocatedBytes);
-                    return GC.AllocateUninitializedArray<float>(count);
+                    return buffer;
                 }
                 Monitor.Wait(_gate, 100);
             }
@@ -75,14 +76,38 @@ public sealed class FloatBufferPool
     }
 
     /// <summary>Returns a rented buffer.</summary>
-    public void Return(float[]? buffer)
+    public void Return(NativeFloatBuffer? buffer)
     {
         if (buffer is null) return;
         lock (_gate)
         {
+            if (!_allocated.Contains(buffer)) return; // already freed by Dispose
             _free.Add(buffer);
-            _free.Sort((a, b) => b.Length.CompareTo(a.Length)); // largest first: dropped first when room is needed
+            _free.Sort((a, b) => b.Length.CompareTo(a.Length)); // largest first: freed first when room is needed
             Monitor.PulseAll(_gate);
         }
+    }
+
+    /// <summary>Frees every buffer, rented or cached (after a run, when no stage holds one any more).</summary>
+    public void Dispose() => ReleaseAll();
+
+    /// <summary>Frees every buffer, rented or cached; the pool stays usable (and keeps <see cref="PeakBytes"/>).</summary>
+    public void ReleaseAll()
+    {
+        lock (_gate)
+        {
+            foreach (NativeFloatBuffer buffer in _allocated) ((IDisposable)buffer).Dispose();
+            _allocated.Clear();
+            _free.Clear();
+            _allocatedBytes = 0;
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    private void Release(NativeFloatBuffer buffer)
+    {
+        _allocated.Remove(buffer);
+        _allocatedBytes -= (long)buffer.Length * sizeof(float);
+        ((IDisposable)buffer).Dispose();
     }
 }

@@ -92,6 +92,11 @@ public sealed class MergeExecutor
             Exception first = e.InnerExceptions.FirstOrDefault(x => x is not OperationCanceledException) ?? e.InnerExceptions[0];
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
         }
+        finally
+        {
+            // Every stage has stopped: free the buffers, including those of items a failure left in the channels.
+            _pool.ReleaseAll();
+        }
         return new MergeSummary(counters.Tensors, counters.BytesRead, counters.BytesWritten, clock.Elapsed, shards,
             selected.Select(s => s.FileName).ToArray(), _pool.PeakBytes);
     }
@@ -173,13 +178,13 @@ public sealed class MergeExecutor
                     for (long offset = 0; offset < n || (n == 0 && offset == 0); offset += Math.Max(chunk, 1))
                     {
                         int length = (int)Math.Min(chunk, n - offset);
-                        float[] inputs = _pool.Rent(rows * length, cancel);
-                        float[]? result = apply ? _pool.Rent(length, cancel) : null;
+                        NativeFloatBuffer inputs = _pool.Rent(rows * length, cancel);
+                        NativeFloatBuffer? result = apply ? _pool.Rent(length, cancel) : null;
                         long bytes = 0;
                         for (int i = 0; i < task.Inputs.Count; i++)
-                            bytes += Read(models, task.Inputs[i], offset, inputs.AsMemory(i * length, length), header.Name);
+                            bytes += Read(models, task.Inputs[i], offset, inputs.Memory.Slice(i * length, length), header.Name);
                         if (task.Base is { } b)
-                            bytes += Read(models, b, offset, inputs.AsMemory(task.Inputs.Count * length, length), header.Name);
+                            bytes += Read(models, b, offset, inputs.Memory.Slice(task.Inputs.Count * length, length), header.Name);
                         Interlocked.Add(ref counters.BytesRead, bytes);
                         bool last = offset + length >= n;
                         var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass);
@@ -224,8 +229,9 @@ public sealed class MergeExecutor
             {
                 TensorTask task = item.Task;
                 int k = task.Inputs.Count;
-                TensorMergeInputs inputs = Inputs(plan, task, item.Inputs.AsMemory(0, k * item.Length),
-                    task.Base is null ? ReadOnlyMemory<float>.Empty : item.Inputs.AsMemory(k * item.Length, item.Length),
+                Memory<float> data = item.Inputs!.Memory;
+                TensorMergeInputs inputs = Inputs(plan, task, data.Slice(0, k * item.Length),
+                    task.Base is null ? ReadOnlyMemory<float>.Empty : data.Slice(k * item.Length, item.Length),
                     item.Offset, item.Length);
                 if (item.Stream is { } stream && item.Pass < stream.StatisticsPasses)
                 {
@@ -234,13 +240,13 @@ public sealed class MergeExecutor
                     _pool.Return(item.Inputs);
                     continue; // statistics only: nothing to write
                 }
-                Span<float> result = item.Output!.AsSpan(0, item.Length);
+                Span<float> result = item.Output!.Span.Slice(0, item.Length);
                 if (item.Stream is { } streamed)
                     streamed.Merge(inputs, result);
                 else
                     plan.Method.Merge(inputs, result);
                 _pool.Return(item.Inputs);
-                output.WriteAsync(item with { Inputs = [] }, cancel).AsTask().GetAwaiter().GetResult();
+                output.WriteAsync(item with { Inputs = null }, cancel).AsTask().GetAwaiter().GetResult();
             }
         }
     }
@@ -259,7 +265,7 @@ public sealed class MergeExecutor
                     {
                         WorkItem item = ReadNext(input, cancel);
                         Debug.Assert(item.Task.Header.Name == header.Name);
-                        writer.WriteFloat32(item.Output!.AsSpan(0, item.Length));
+                        writer.WriteFloat32(item.Output!.Span.Slice(0, item.Length));
                         _pool.Return(item.Output);
                         if (item.Last) break;
                     }
@@ -302,7 +308,7 @@ public sealed class MergeExecutor
     /// One tensor (or one chunk of it) travelling through the pipeline; a streamed tensor's chunks come once per
     /// statistics pass (no output buffer) and once more for the apply pass (<c>Pass == StatisticsPasses</c>).
     /// </summary>
-    private sealed record WorkItem(TensorTask Task, long Offset, int Length, bool Last, float[] Inputs, float[]? Output,
+    private sealed record WorkItem(TensorTask Task, long Offset, int Length, bool Last, NativeFloatBuffer? Inputs, NativeFloatBuffer? Output,
         IStreamingTensorMerge? Stream = null, int Pass = 0);
 
     private sealed class Counters

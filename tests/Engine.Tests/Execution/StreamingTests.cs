@@ -240,8 +240,8 @@ public class StreamingTests
     [Fact]
     public async Task The_buffer_pool_blocks_instead_of_exceeding_its_limit()
     {
-        var pool = new FloatBufferPool(1000 * sizeof(float));
-        float[] a = pool.Rent(600, default);
+        using var pool = new FloatBufferPool(1000 * sizeof(float));
+        var a = pool.Rent(600, default);
         var rentB = Task.Run(() => pool.Rent(600, default));
         Assert.NotSame(rentB, await Task.WhenAny(rentB, Task.Delay(300))); // would exceed the limit: waits
         pool.Return(a);
