@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds, tests and benchmarks the CUDA backend on a GPU machine; results go to $OUT (see bench/cuda.md).
+# Builds, tests and benchmarks the CUDA backend on a GPU machine; results go to $OUT (see bench/gpu/README.md).
 #
 #   bench/gpu/run.sh pack   On a machine WITH the .NET SDK (the dev box): builds Release and stages what the GPU
 #                           machine needs in artifacts/gpu-carry/ (a .NET runtime + the built bench and test
