@@ -9,7 +9,7 @@ namespace Weld.Bench;
 /// <summary>
 /// Device-resident bandwidth of every CUDA kernel, each against a device-to-device copy (cuMemcpyDtoD) timed in the
 /// same run, plus host↔device bandwidth from pinned memory and through the backend's own staging path.
-/// Run with <c>dotnet Weld.Bench.dll cuda-bench [OUT_DIR] [ELEMENTS]</c> (see bench/cuda.md).
+/// Run with <c>dotnet Weld.Bench.dll cuda-bench [OUT_DIR] [ELEMENTS]</c> (see bench/gpu/README.md).
 /// </summary>
 /// <remarks>
 /// Not a BenchmarkDotNet class: GPU work is asynchronous, so each figure is timed with CUDA events around

@@ -12,7 +12,7 @@ if (args.Length >= 2 && args[0] == "make-models")
 // `... -- eval-verify [ZOO]` checks the forward pass on every zoo model × domain against reference_metrics.json.
 if (args.Length >= 1 && args[0] == "eval-verify")
     return EvalVerification.Run(args.Length > 1 ? args[1] : null);
-// `... -- cuda-bench [OUT_DIR] [ELEMENTS]` measures the CUDA kernels on device 0 against a D2D copy (bench/cuda.md).
+// `... -- cuda-bench [OUT_DIR] [ELEMENTS]` measures the CUDA kernels on device 0 against a D2D copy (bench/gpu/README.md).
 if (args.Length >= 1 && args[0] == "cuda-bench")
 {
     string outDir = args.Length > 1 ? args[1] : Environment.GetEnvironmentVariable("OUT") ?? ".";
