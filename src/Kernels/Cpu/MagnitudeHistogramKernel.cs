@@ -37,12 +37,7 @@ internal static unsafe class MagnitudeHistogramKernel
                     }
                     else
                     {
-                        for (int i = 0; i < size; i++)
-                        {
-                            int key = bits[i] & KeyMask;
-                            if ((key >> prefixShift) == prefix)
-                                counts[(key >> shift) & digitMask]++;
-                        }
+                        MagnitudeSelect.CountUnderPrefix(bits, size, shift, prefixShift, prefix, digitMask, counts);
                     }
                 }
 

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.Intrinsics;
 
 namespace Weld.Kernels.Cpu;
 
@@ -90,6 +91,40 @@ internal static unsafe class MagnitudeSelect
         return sum;
     }
 
+    /// <summary>
+    /// Counts the digits of the keys whose bits above <paramref name="prefixShift"/> equal <paramref name="prefix"/>.
+    /// After the first pass only a sliver of the keys match, so whole vectors without a match are skipped.
+    /// </summary>
+    internal static void CountUnderPrefix(int* bits, int size, int shift, int prefixShift, int prefix, int digitMask, int* counts)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<int> keyMask = Vector256.Create(KeyMask);
+            Vector256<int> wanted = Vector256.Create(prefix);
+            for (; i <= size - Vector256<int>.Count; i += Vector256<int>.Count)
+            {
+                Vector256<int> high = (Vector256.Load(bits + i) & keyMask) >>> prefixShift;
+                if (Vector256.EqualsAny(high, wanted))
+                {
+                    for (int j = i; j < i + Vector256<int>.Count; j++)
+                    {
+                        int key = bits[j] & KeyMask;
+                        if ((key >> prefixShift) == prefix)
+                            counts[(key >> shift) & digitMask]++;
+                    }
+                }
+            }
+        }
+
+        for (; i < size; i++)
+        {
+            int key = bits[i] & KeyMask;
+            if ((key >> prefixShift) == prefix)
+                counts[(key >> shift) & digitMask]++;
+        }
+    }
+
     /// <summary>Per-chunk histogram of one digit over the elements whose higher key bits equal <paramref name="prefix"/>.</summary>
     private static void CountDigits(float* values, int length, int shift, int width, int prefix, int[] chunkHistograms, ParallelOptions options)
     {
@@ -106,18 +141,27 @@ internal static unsafe class MagnitudeSelect
             {
                 if (prefixShift >= 31)
                 {
-                    // First pass: every element counts, no prefix test.
-                    for (int i = 0; i < size; i++)
-                        counts[(bits[i] & KeyMask) >> shift]++;
+                    // First pass: every element counts, no prefix test. Neighbouring elements often share a bin
+                    // (similar magnitudes, bf16 ties); four sub-histograms keep those increments independent.
+                    int bins = 1 << width;
+                    int* sub = stackalloc int[4 * MaxBins];
+                    new Span<int>(sub, 4 * MaxBins).Clear();
+                    int i = 0;
+                    for (; i <= size - 4; i += 4)
+                    {
+                        sub[(bits[i] & KeyMask) >> shift]++;
+                        sub[MaxBins + ((bits[i + 1] & KeyMask) >> shift)]++;
+                        sub[2 * MaxBins + ((bits[i + 2] & KeyMask) >> shift)]++;
+                        sub[3 * MaxBins + ((bits[i + 3] & KeyMask) >> shift)]++;
+                    }
+                    for (; i < size; i++)
+                        sub[(bits[i] & KeyMask) >> shift]++;
+                    for (int b = 0; b < bins; b++)
+                        counts[b] = sub[b] + sub[MaxBins + b] + sub[2 * MaxBins + b] + sub[3 * MaxBins + b];
                 }
                 else
                 {
-                    for (int i = 0; i < size; i++)
-                    {
-                        int key = bits[i] & KeyMask;
-                        if ((key >> prefixShift) == prefix)
-                            counts[(key >> shift) & digitMask]++;
-                    }
+                    CountUnderPrefix(bits, size, shift, prefixShift, prefix, digitMask, counts);
                 }
             }
         });
