@@ -254,28 +254,55 @@ public sealed class MergeExecutor
     private void Write(string folder, List<ShardPlan> shards, ChannelReader<WorkItem> input, Counters counters, int tensorCount,
         Action<ShardPlan>? shardDone, IProgress<MergeProgress>? progress, CancellationToken cancel)
     {
-        foreach (ShardPlan shard in shards)
+        // A finished shard is synced to disk (and reported) in the background while the next one is written, so the
+        // pipeline does not stall for each fsync; shards are still reported in order, each only once it is durable.
+        Task synced = Task.CompletedTask;
+        bool failed = true;
+        try
         {
-            using (var writer = new SafeTensorsWriter(Path.Combine(folder, shard.FileName), shard.Tensors, null))
+            foreach (ShardPlan shard in shards)
             {
-                foreach (TensorHeader header in shard.Tensors)
+                var writer = new SafeTensorsWriter(Path.Combine(folder, shard.FileName), shard.Tensors, null);
+                try
                 {
-                    cancel.ThrowIfCancellationRequested(); // stop at the next tensor, even with finished ones queued
-                    while (true)
+                    foreach (TensorHeader header in shard.Tensors)
                     {
-                        WorkItem item = ReadNext(input, cancel);
-                        Debug.Assert(item.Task.Header.Name == header.Name);
-                        writer.WriteFloat32(item.Output!.Span.Slice(0, item.Length));
-                        _pool.Return(item.Output);
-                        if (item.Last) break;
+                        cancel.ThrowIfCancellationRequested(); // stop at the next tensor, even with finished ones queued
+                        while (true)
+                        {
+                            WorkItem item = ReadNext(input, cancel);
+                            Debug.Assert(item.Task.Header.Name == header.Name);
+                            writer.WriteFloat32(item.Output!.Span.Slice(0, item.Length));
+                            _pool.Return(item.Output);
+                            if (item.Last) break;
+                        }
+                        counters.BytesWritten += header.ByteLength;
+                        counters.Tensors++;
+                        progress?.Report(new MergeProgress(counters.Tensors, tensorCount, Interlocked.Read(ref counters.BytesRead), counters.BytesWritten, header.Name));
                     }
-                    counters.BytesWritten += header.ByteLength;
-                    counters.Tensors++;
-                    progress?.Report(new MergeProgress(counters.Tensors, tensorCount, Interlocked.Read(ref counters.BytesRead), counters.BytesWritten, header.Name));
                 }
-                writer.Complete();
+                catch
+                {
+                    writer.Dispose();
+                    throw;
+                }
+                Task previous = synced;
+                synced = Task.Run(() =>
+                {
+                    using (writer) writer.Complete();
+                    previous.GetAwaiter().GetResult();
+                    shardDone?.Invoke(shard);
+                });
             }
-            shardDone?.Invoke(shard);
+            synced.GetAwaiter().GetResult();
+            failed = false;
+        }
+        finally
+        {
+            // On a failure, let the shard being synced finish and be recorded (for --resume) before the caller
+            // cleans up; its own error, if any, is secondary to the one already propagating.
+            if (failed)
+                try { synced.GetAwaiter().GetResult(); } catch (Exception) { }
         }
     }
 
