@@ -158,6 +158,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         }
 
         byte* source = _data + tensor.Offset + firstElement * elementSize;
+        MappedPages.Populate(source, (long)destination.Length * elementSize);
         for (int done = 0; done < destination.Length; done += ConversionChunk)
         {
             int count = Math.Min(ConversionChunk, destination.Length - done);
