@@ -245,6 +245,8 @@ public sealed class MergeExecutor
                     streamed.Merge(inputs, result);
                 else
                     plan.Method.Merge(inputs, result);
+                if (task.LinesScale is double scale)
+                    LayerScaling.Apply(inputs.Base.Span, result, (float)scale);
                 _pool.Return(item.Inputs);
                 output.WriteAsync(item with { Inputs = null }, cancel).AsTask().GetAwaiter().GetResult();
             }

@@ -57,6 +57,12 @@ public sealed class TensorTask
     /// <summary>Global parameters for this tensor.</summary>
     public required ResolvedParameters Global { get; init; }
 
+    /// <summary>
+    /// The LiNeS scale s of this tensor's merged task vector (θ = θ_base + s · (θ_merged − θ_base)), applied by the
+    /// executor after the method; null when the recipe has no <c>lines:</c>.
+    /// </summary>
+    public double? LinesScale { get; init; }
+
     /// <summary>Output element count.</summary>
     public long ElementCount
     {

@@ -34,7 +34,9 @@ public static class MergePlanner
             if (LayerNames.LayerIndex(name) is null)
                 (LayerNames.IsPreLayer(name) ? pre : post).Add(name);
 
-        var builder = new TaskBuilder(recipe, method, models, notes);
+        int outputLayers = 0;
+        foreach (SliceLayout slice in slices) outputLayers += slice.LayerCount;
+        var builder = new TaskBuilder(recipe, method, models, notes, outputLayers);
         foreach (string name in pre)
             tasks.Add(builder.Build(slices[0], sliceIndex: 0, name, layerInSlice: null, LayerPosition.PreLayer));
         int outputLayer = 0;
@@ -48,7 +50,7 @@ public static class MergePlanner
                 foreach (string name in models.Folders[slice.Sources[0].Model].TensorNames)
                 {
                     if (LayerNames.LayerIndex(name) != templateLayer) continue;
-                    tasks.Add(builder.Build(slice, s, name, offset, t, LayerNames.WithLayer(name, outputLayer)));
+                    tasks.Add(builder.Build(slice, s, name, offset, t, LayerNames.WithLayer(name, outputLayer), outputLayer));
                 }
             }
         }
@@ -81,9 +83,10 @@ public static class MergePlanner
     }
 
     /// <summary>Builds one <see cref="TensorTask"/>: inputs, base, parameters, shape checks.</summary>
-    private sealed class TaskBuilder(MergeRecipe recipe, IMergeMethod method, ModelSet models, List<string> notes)
+    private sealed class TaskBuilder(MergeRecipe recipe, IMergeMethod method, ModelSet models, List<string> notes, int outputLayers)
     {
-        public TensorTask Build(SliceLayout slice, int sliceIndex, string templateName, int? layerInSlice, double t, string? outputName = null)
+        public TensorTask Build(SliceLayout slice, int sliceIndex, string templateName, int? layerInSlice, double t,
+            string? outputName = null, int? outputLayer = null)
         {
             outputName ??= templateName;
             ModelReference? baseRef = RecipeParameters.BaseModelFor(recipe, sliceIndex);
@@ -103,6 +106,11 @@ public static class MergePlanner
             }
             if (needsBase && baseInput is null)
                 throw new RecipeException($"{recipe.SourceName}: base_model {baseRef} is not among the sources of slice {sliceIndex + 1}");
+            if (recipe.Lines is { } lines && baseInput is null)
+                throw new RecipeException($"{recipe.SourceName}:{lines.Line}: lines: scales the merged task vector against the base model, " +
+                    $"but merge_method {method.Name} " + (method.Traits.BaseModel == BaseModelUse.None
+                        ? "has no base model (it merges a base like any other model)"
+                        : "is given no base_model") + "; use a method with a base_model, or drop lines:");
             if (inputs.Count < method.Traits.MinModels || inputs.Count > method.Traits.MaxModels)
                 throw new RecipeException($"{recipe.SourceName}: merge_method {method.Name} takes {Describe(method.Traits)} (besides the base), the recipe gives {inputs.Count}");
 
@@ -142,6 +150,7 @@ public static class MergePlanner
                 Base = baseInput is { } bi ? new TensorSource(bi.Source.Model, bi.Name, bi.Source.RecipeIndex) : null,
                 ModelParameters = perModel,
                 Global = global,
+                LinesScale = recipe.Lines?.ScaleFor(outputLayer, outputLayers),
             };
         }
 
