@@ -32,7 +32,7 @@ public class MethodBenchmarks
     /// <summary>The recipe name of the method under test.</summary>
     [Params("linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "slerp",
         "model_stock", "della", "della_linear", "sce", "nuslerp", "multislerp", "karcher", "nearswap", "arcee_fusion", "ram",
-        "ramplus_tl", "magmax", "breadcrumbs_paper")]
+        "ramplus_tl", "magmax", "breadcrumbs_paper", "consensus", "divergence_weights")]
     public string Method { get; set; } = "magmax";
 
     /// <summary>Builds the inputs: a base and fine-tunes that differ from it by small noise.</summary>
