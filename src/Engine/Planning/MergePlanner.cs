@@ -142,6 +142,7 @@ public static class MergePlanner
                 perModel[k] = Resolve(ParameterScope.PerModel, sliceIndex, inputs[k].Source.Reference, inputs[k].Name, t);
             ResolvedParameters global = Resolve(ParameterScope.Global, sliceIndex, null, outputName, t);
             CheckWeights(perModel, global, outputName);
+            TensorSource[] auxiliary = Auxiliary(sliceIndex, inputs, perModel, global, t, shape);
 
             return new TensorTask
             {
@@ -150,8 +151,44 @@ public static class MergePlanner
                 Base = baseInput is { } bi ? new TensorSource(bi.Source.Model, bi.Name, bi.Source.RecipeIndex) : null,
                 ModelParameters = perModel,
                 Global = global,
+                Auxiliary = auxiliary,
                 LinesScale = recipe.Lines?.ScaleFor(outputLayer, outputLayers),
             };
+        }
+
+        /// <summary>
+        /// The extra tensor of each input a <see cref="ParameterSpec.TensorFile"/> parameter names: the file is opened
+        /// once, the tensor is the input's name between the optional <c>NAME_key_prefix</c> / <c>NAME_key_suffix</c>,
+        /// and must have the output's shape. A missing tensor is an error (no silent fallback to unweighted merging).
+        /// </summary>
+        private TensorSource[] Auxiliary(int sliceIndex, List<(SliceSource Source, string Name)> inputs, ResolvedParameters[] perModel,
+            ResolvedParameters global, double t, long[] shape)
+        {
+            ParameterSpec? spec = null;
+            foreach (ParameterSpec candidate in method.Parameters)
+                if (candidate.NamesTensorFile) spec = candidate;
+            if (spec is null) return [];
+            string prefix = global.Contains(spec.Name + "_key_prefix") ? global.Text(spec.Name + "_key_prefix") : "";
+            string suffix = global.Contains(spec.Name + "_key_suffix") ? global.Text(spec.Name + "_key_suffix") : "";
+            var sources = new TensorSource[inputs.Count];
+            for (int k = 0; k < inputs.Count; k++)
+            {
+                var (source, name) = inputs[k];
+                ParameterScalar value = RecipeParameters.Resolve(recipe, spec.Name, sliceIndex, source.Reference, name, t)
+                    ?? throw new RecipeException($"{recipe.SourceName}: merge_method {method.Name} needs parameter {spec.Name} for model {source.Reference}");
+                int model = models.IndexOf(ModelReference.Parse(perModel[k].Text(spec.Name), value.Line));
+                ModelFolder folder = models.Folders[model];
+                string key = prefix + name + suffix;
+                if (!folder.Contains(key))
+                    throw new RecipeException($"{recipe.SourceName}:{value.Line}: {spec.Name} file {folder.Path} has no tensor {key} (for {name} of {source.Reference})");
+                long[] other = folder.GetTensor(key).Info.Shape;
+                if (!other.AsSpan().SequenceEqual(shape))
+                    throw new RecipeException($"{recipe.SourceName}:{value.Line}: {spec.Name} tensor {key} of {folder.Path} has shape [{string.Join(", ", other)}], the merged tensor {name} has [{string.Join(", ", shape)}]");
+                if (!DTypes.IsFloatingPoint(folder.GetTensor(key).Info.DType))
+                    throw new RecipeException($"{recipe.SourceName}:{value.Line}: {spec.Name} tensor {key} of {folder.Path} is not floating-point");
+                sources[k] = new TensorSource(model, key, source.RecipeIndex);
+            }
+            return sources;
         }
 
         private static string Describe(MethodTraits traits) =>
@@ -185,6 +222,12 @@ public static class MergePlanner
                     if (!choices.Contains(text))
                         throw new RecipeException($"{at}: {spec.Name}{who} must be one of {string.Join(", ", choices)}, not {text}");
                     resolved.Set(spec.Name, text);
+                }
+                else if (spec.IsText)
+                {
+                    if (v.Kind != ParameterScalarKind.String)
+                        throw new RecipeException($"{at}: {spec.Name}{who} must be text (a path or a name), not {v}");
+                    resolved.Set(spec.Name, v.Text);
                 }
                 else if (spec.IsFlag)
                 {
