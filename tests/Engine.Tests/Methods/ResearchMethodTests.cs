@@ -1,4 +1,9 @@
+using Weld.Engine.Config;
+using Weld.Engine.Execution;
 using Weld.Engine.Methods;
+using Weld.Engine.Tests.Merging;
+using Weld.Kernels;
+using Weld.Tests;
 using Xunit;
 using static Weld.Engine.Tests.Methods.MethodHarness;
 
@@ -47,6 +52,23 @@ public class ResearchMethodTests
         int kept = 0;
         for (int i = 0; i < expected.Length; i++) if (expected[i] != baseline[i]) kept++;
         Assert.InRange(kept, 1, expected.Length - 1);
+    }
+
+    [Fact]
+    public void Consensus_example_equals_the_reference_rounded_to_bf16()
+    {
+        const string probe = "model.layers.1.self_attn.o_proj.weight";
+        string path = Path.Combine(TestPaths.RepoRoot, "examples", "consensus.yml");
+        string text = File.ReadAllText(path).Replace("examples/models/", Path.Combine(TestPaths.RepoRoot, "examples", "models") + "/", StringComparison.Ordinal);
+        string output = Path.Combine(TestPaths.NewTempDir(), "out");
+        MergeRunner.Run(RecipeParser.Parse(text, path), new MergeOptions { OutputPath = output });
+        string models = Path.Combine(TestPaths.RepoRoot, "examples", "models");
+        float[] baseline = RecipeHarness.Read(Path.Combine(models, "lm-base"), probe);
+        float[][] tuned = new[] { "lm-ft-prose", "lm-ft-c", "lm-ft-python", "lm-ft-markup" }
+            .Select(m => RecipeHarness.Read(Path.Combine(models, m), probe)).ToArray();
+        float[] expected = ConsensusReference(baseline, tuned, [0.4f, 0.4f, 0.4f, 0.4f], 2, 0.5f)
+            .Select(x => FloatConversions.Bf16ToSingle(FloatConversions.SingleToBf16(x))).ToArray();
+        AssertBits(expected, RecipeHarness.Read(output, probe), "consensus example");
     }
 
     [Fact]
