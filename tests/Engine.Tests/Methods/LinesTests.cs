@@ -136,4 +136,36 @@ public class LinesTests
         float[] lined = RecipeHarness.Read(whole, "model.layers.0.big.weight");
         Assert.NotEqual(baseline[0], lined[0]);
     }
+
+    [Fact]
+    public void Slices_count_output_layers_for_the_depth()
+    {
+        // Two slices of two layers each: output layers 0..3, so L = 4 across the slices.
+        MergeRecipe recipe = RecipeHarness.Recipe("""
+            slices:
+              - sources:
+                  - model: {zoo}/lm-ft-c
+                    layer_range: [0, 2]
+                  - model: {zoo}/lm-base
+                    layer_range: [0, 2]
+              - sources:
+                  - model: {zoo}/lm-ft-python
+                    layer_range: [2, 4]
+                  - model: {zoo}/lm-base
+                    layer_range: [2, 4]
+            merge_method: task_arithmetic
+            base_model: {zoo}/lm-base
+            parameters: {weight: 1}
+            lines: {alpha: 0.2, beta: 0.6}
+            """);
+        using var models = new ModelSet(null);
+        var plan = MergeRunner.Plan(recipe, models);
+        foreach (var task in plan.Tensors)
+        {
+            int? layer = LayerNames.LayerIndex(task.Header.Name);
+            double expected = layer is int l ? 0.2 + 0.6 * ((double)l / 3) : 0.2;
+            Assert.Equal(expected, task.LinesScale!.Value, 12);
+        }
+        Assert.Contains(plan.Tensors, t => t.Header.Name == "model.layers.3.mlp.up_proj.weight" && Math.Abs(t.LinesScale!.Value - 0.8) < 1e-12);
+    }
 }
