@@ -25,6 +25,7 @@ public class MethodBenchmarks
     private float[] _stacked = [];
     private float[] _baseline = [];
     private float[] _output = [];
+    private float[] _auxiliary = [];
     private ResolvedParameters[] _perModel = [];
     private ResolvedParameters _global = ResolvedParameters.Empty;
     private readonly CpuKernels _kernels = new();
@@ -32,7 +33,7 @@ public class MethodBenchmarks
     /// <summary>The recipe name of the method under test.</summary>
     [Params("linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "slerp",
         "model_stock", "della", "della_linear", "sce", "nuslerp", "multislerp", "karcher", "nearswap", "arcee_fusion", "ram",
-        "ramplus_tl", "magmax", "breadcrumbs_paper")]
+        "ramplus_tl", "magmax", "breadcrumbs_paper", "fisher", "consensus", "divergence_weights")]
     public string Method { get; set; } = "magmax";
 
     /// <summary>Builds the inputs: a base and fine-tunes that differ from it by small noise.</summary>
@@ -48,6 +49,12 @@ public class MethodBenchmarks
         for (int k = 0; k < models; k++)
             for (int i = 0; i < Length; i++)
                 _pristine[k * Length + i] = _baseline[i] + (float)(random.NextDouble() - 0.5) * 0.01f;
+        // Methods that read per-model tensor files (fisher) get one positive row per model.
+        if (_method.Parameters.Any(p => p.NamesTensorFile))
+        {
+            _auxiliary = new float[models * Length];
+            for (int i = 0; i < _auxiliary.Length; i++) _auxiliary[i] = (float)random.NextDouble() * 1e-3f;
+        }
         _stacked = new float[_pristine.Length];
         _output = new float[Length];
         _perModel = new ResolvedParameters[models];
@@ -68,6 +75,7 @@ public class MethodBenchmarks
         Shape = [Side, Side],
         Models = _stacked,
         Base = _method.Traits.BaseModel == BaseModelUse.None ? null : _baseline,
+        Auxiliary = _auxiliary,
         ModelParameters = _perModel,
         Global = _global,
         ModelIndices = Enumerable.Range(1, _perModel.Length).ToArray(),
@@ -77,11 +85,12 @@ public class MethodBenchmarks
 
     private static int ModelCount(IMergeMethod method) => Math.Clamp(3, method.Traits.MinModels, method.Traits.MaxModels);
 
-    /// <summary>Bytes of float32 input one merge of <paramref name="methodName"/> reads (fine-tunes + base).</summary>
+    /// <summary>Bytes of float32 input one merge of <paramref name="methodName"/> reads (fine-tunes + base + auxiliary rows).</summary>
     public static long InputBytes(string methodName)
     {
         IMergeMethod method = MergeMethods.Find(methodName) ?? throw new InvalidOperationException($"unknown method {methodName}");
-        int rows = ModelCount(method) + (method.Traits.BaseModel == BaseModelUse.None ? 0 : 1);
+        int rows = ModelCount(method) + (method.Traits.BaseModel == BaseModelUse.None ? 0 : 1)
+            + (method.Parameters.Any(p => p.NamesTensorFile) ? ModelCount(method) : 0); // fisher's Fisher rows
         return (long)rows * Length * sizeof(float);
     }
 

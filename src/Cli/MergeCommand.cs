@@ -224,8 +224,8 @@ internal static class PlanReport
         long largestStack = 0;
         foreach (var t in plan.Tensors)
         {
-            int inputs = t.Inputs.Count + (t.Base is null ? 0 : 1);
-            foreach (var s in t.Inputs.Concat(t.Base is null ? [] : [t.Base]))
+            int inputs = t.Rows; // inputs, base, auxiliary tensors (fisher's Fisher diagonals)
+            foreach (var s in t.Inputs.Concat(t.Base is null ? [] : [t.Base]).Concat(t.Auxiliary))
                 read += t.ElementCount * DTypes.SizeOf(models.Folders[s.Model].GetTensor(s.TensorName).Info.DType);
             largestStack = Math.Max(largestStack, t.ElementCount * 4 * (inputs + 1));
         }
@@ -249,6 +249,8 @@ internal static class PlanReport
             writer.WriteLine(string.Create(inv, $"  {shard.FileName}: {shard.Tensors.Count} tensors, {shard.DataBytes:N0} bytes"));
         foreach (string note in plan.Notes) writer.WriteLine($"note: {note}");
         foreach (var t in plan.Tensors)
-            writer.WriteLine($"  {t.Header.Name} [{string.Join(", ", t.Header.Shape)}] {DTypes.ToName(t.Header.DType)} <- {string.Join(", ", t.Inputs.Select(s => $"{s.Model}:{s.TensorName}"))}{(t.Base is { } b ? $" (base {b.Model}:{b.TensorName})" : "")}");
+            writer.WriteLine($"  {t.Header.Name} [{string.Join(", ", t.Header.Shape)}] {DTypes.ToName(t.Header.DType)} <- {string.Join(", ", t.Inputs.Select(s => $"{s.Model}:{s.TensorName}"))}{(t.Base is { } b ? $" (base {b.Model}:{b.TensorName})" : "")}"
+                + (t.Auxiliary.Count > 0 ? $" (auxiliary {string.Join(", ", t.Auxiliary.Select(s => $"{s.Model}:{s.TensorName}"))})" : "")
+                + (t.LinesScale is double scale ? string.Create(inv, $" (lines scale {scale:R})") : ""));
     }
 }

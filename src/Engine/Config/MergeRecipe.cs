@@ -105,6 +105,9 @@ public sealed class MergeRecipe
     /// <summary>The file path or label used in messages (<c>name:line: problem</c>).</summary>
     public string SourceName { get; }
 
+    /// <summary>The top-level <c>lines:</c> (LiNeS depth scaling of the merged task vector), if given.</summary>
+    public LinesScaling? Lines { get; init; }
+
     /// <summary>The number of output slices: the length of <see cref="Slices"/>, or 1 for a models recipe.</summary>
     public int SliceCount => Slices?.Count ?? 1;
 }

@@ -16,6 +16,7 @@ internal sealed class RecipeReader(string sourceName)
     private static readonly string[] s_tokenKeys = ["source", "force"];
     private static readonly string[] s_modelTokenKeys = ["kind", "model", "token_id", "token"];
     private static readonly string[] s_zeroKeys = ["kind"];
+    private static readonly string[] s_linesKeys = ["alpha", "beta"];
     private static readonly string[] s_dtypeNames = ["bfloat16", "float16", "float32", "int64"];
 
     public RecipeException Fail(YamlNode node, string problem) => Fail(Line(node), problem);
@@ -82,7 +83,23 @@ internal sealed class RecipeReader(string sourceName)
             Optional(entries, "chat_template", node => ReadString(node, "chat_template")),
             Optional(entries, "name", node => ReadString(node, "name")),
             yamlText,
-            sourceName);
+            sourceName)
+        {
+            Lines = Optional(entries, "lines", ReadLines),
+        };
+    }
+
+    /// <summary>Reads <c>lines: {alpha: A, beta: B}</c>; β defaults to 0 (a uniform scale α).</summary>
+    private LinesScaling ReadLines(YamlNode node)
+    {
+        YamlMappingNode map = node as YamlMappingNode
+            ?? throw Fail(node, "'lines' must be a mapping {alpha: A, beta: B} (LiNeS layer scaling)");
+        var fields = Entries(map, s_linesKeys, "lines");
+        double alpha = ReadNumber(Required(fields, map, "alpha", "lines"), "alpha");
+        double beta = fields.TryGetValue("beta", out var b) ? ReadNumber(b.Value, "beta") : 0;
+        if (!double.IsFinite(alpha) || !double.IsFinite(beta))
+            throw Fail(map, "'lines' alpha and beta must be finite numbers");
+        return new LinesScaling(alpha, beta, Line(map));
     }
 
     private List<InputModel> ReadModels(YamlNode node)

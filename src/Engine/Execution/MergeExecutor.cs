@@ -119,7 +119,7 @@ public sealed class MergeExecutor
 
     private void CheckFits(MergePlan plan, TensorTask task)
     {
-        long rows = task.Inputs.Count + (task.Base is null ? 0 : 1);
+        long rows = task.Rows;
         long whole = (rows + 1) * task.ElementCount;
         if (_pool.CanFit(whole) || plan.Method.Traits.Elementwise || CanStream(plan, task))
         {
@@ -152,7 +152,7 @@ public sealed class MergeExecutor
             foreach (TensorHeader header in shard.Tensors)
             {
                 TensorTask task = plan.Tensors[taskIndex[header.Name]];
-                int rows = task.Inputs.Count + (task.Base is null ? 0 : 1);
+                int rows = task.Rows;
                 long n = task.ElementCount;
                 long chunk = n;
                 IStreamingTensorMerge? stream = null;
@@ -185,6 +185,9 @@ public sealed class MergeExecutor
                             bytes += Read(models, task.Inputs[i], offset, inputs.Memory.Slice(i * length, length), header.Name);
                         if (task.Base is { } b)
                             bytes += Read(models, b, offset, inputs.Memory.Slice(task.Inputs.Count * length, length), header.Name);
+                        int auxiliaryStart = rows - task.Auxiliary.Count;
+                        for (int i = 0; i < task.Auxiliary.Count; i++)
+                            bytes += Read(models, task.Auxiliary[i], offset, inputs.Memory.Slice((auxiliaryStart + i) * length, length), header.Name);
                         Interlocked.Add(ref counters.BytesRead, bytes);
                         bool last = offset + length >= n;
                         var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass);
@@ -198,7 +201,8 @@ public sealed class MergeExecutor
     }
 
     /// <summary>What the method sees for one tensor or one chunk of it.</summary>
-    private TensorMergeInputs Inputs(MergePlan plan, TensorTask task, Memory<float> models, ReadOnlyMemory<float> baseline, long offset, long length)
+    private TensorMergeInputs Inputs(MergePlan plan, TensorTask task, Memory<float> models, ReadOnlyMemory<float> baseline, long offset, long length,
+        ReadOnlyMemory<float> auxiliary = default)
     {
         int k = task.Inputs.Count;
         var indices = new int[k];
@@ -211,6 +215,7 @@ public sealed class MergeExecutor
             Shape = whole ? task.Header.Shape : [length],
             Models = models,
             Base = baseline,
+            Auxiliary = auxiliary,
             ModelParameters = task.ModelParameters,
             Global = task.Global,
             ModelIndices = indices,
@@ -232,7 +237,7 @@ public sealed class MergeExecutor
                 Memory<float> data = item.Inputs!.Memory;
                 TensorMergeInputs inputs = Inputs(plan, task, data.Slice(0, k * item.Length),
                     task.Base is null ? ReadOnlyMemory<float>.Empty : data.Slice(k * item.Length, item.Length),
-                    item.Offset, item.Length);
+                    item.Offset, item.Length, data.Slice((task.Rows - task.Auxiliary.Count) * item.Length, task.Auxiliary.Count * item.Length));
                 if (item.Stream is { } stream && item.Pass < stream.StatisticsPasses)
                 {
                     stream.Observe(item.Pass, inputs);
@@ -245,6 +250,8 @@ public sealed class MergeExecutor
                     streamed.Merge(inputs, result);
                 else
                     plan.Method.Merge(inputs, result);
+                if (task.LinesScale is double scale)
+                    LayerScaling.Apply(inputs.Base.Span, result, (float)scale);
                 _pool.Return(item.Inputs);
                 output.WriteAsync(item with { Inputs = null }, cancel).AsTask().GetAwaiter().GetResult();
             }

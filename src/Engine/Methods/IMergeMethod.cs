@@ -78,6 +78,24 @@ public sealed record ParameterSpec(string Name, ParameterScope Scope, object? De
     public static ParameterSpec Choice(string name, string defaultValue, params string[] choices) =>
         new(name, ParameterScope.Global, defaultValue) { Choices = choices };
 
+    /// <summary>A text parameter (a Weld extension, e.g. a key prefix); required when <paramref name="defaultValue"/> is null.</summary>
+    public static ParameterSpec Text(string name, ParameterScope scope, string? defaultValue) =>
+        new(name, scope, defaultValue, Required: defaultValue is null) { IsText = true };
+
+    /// <summary>
+    /// A per-model path to a safetensors file or model folder holding one extra tensor per input tensor, under the
+    /// same name (e.g. <c>fisher:</c>); the planner opens it, checks shapes and the executor reads the tensor into
+    /// <see cref="TensorMergeInputs.Auxiliary"/>. A method declares at most one. Global text parameters
+    /// <c>NAME_key_prefix</c> and <c>NAME_key_suffix</c>, when the method declares them, are put around the tensor name.
+    /// </summary>
+    public static ParameterSpec TensorFile(string name) => Text(name, ParameterScope.PerModel, null) with { NamesTensorFile = true };
+
+    /// <summary>True when the value is text (a path, a key affix) rather than a number, flag or choice.</summary>
+    public bool IsText { get; init; }
+
+    /// <summary>True when the text value names a file of extra per-model tensors (<see cref="TensorFile"/>).</summary>
+    public bool NamesTensorFile { get; init; }
+
     /// <summary>The allowed words of a choice parameter, or null.</summary>
     public IReadOnlyList<string>? Choices { get; init; }
 

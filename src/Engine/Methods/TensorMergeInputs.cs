@@ -27,6 +27,15 @@ public sealed class TensorMergeInputs
     /// <summary>The base model's tensor, or empty when the recipe has no base.</summary>
     public ReadOnlyMemory<float> Base { get; init; }
 
+    /// <summary>
+    /// Extra per-model tensors a method asked for with <see cref="ParameterSpec.TensorFile"/> (Fisher diagonals):
+    /// <see cref="Count"/> rows of <see cref="Length"/> elements in the order of <see cref="Models"/>, or empty.
+    /// </summary>
+    public ReadOnlyMemory<float> Auxiliary { get; init; }
+
+    /// <summary>Row <paramref name="k"/> of <see cref="Auxiliary"/>.</summary>
+    public ReadOnlySpan<float> AuxiliaryRow(int k) => Auxiliary.Span.Slice(k * Length, Length);
+
     /// <summary>Parameters of each non-base model, same order as the rows of <see cref="Models"/>.</summary>
     public required IReadOnlyList<ResolvedParameters> ModelParameters { get; init; }
 

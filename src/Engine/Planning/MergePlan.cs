@@ -51,11 +51,26 @@ public sealed class TensorTask
     /// <summary>The base model's tensor, or null.</summary>
     public TensorSource? Base { get; init; }
 
+    /// <summary>
+    /// Extra per-model tensors (<see cref="ParameterSpec.TensorFile"/>, e.g. Fisher diagonals), one per entry of
+    /// <see cref="Inputs"/>, or empty when the method reads none.
+    /// </summary>
+    public IReadOnlyList<TensorSource> Auxiliary { get; init; } = [];
+
+    /// <summary>Input rows the executor holds for this tensor: inputs, the base if any, auxiliary tensors.</summary>
+    public int Rows => Inputs.Count + (Base is null ? 0 : 1) + Auxiliary.Count;
+
     /// <summary>Per-model parameters, one per entry of <see cref="Inputs"/>.</summary>
     public required IReadOnlyList<ResolvedParameters> ModelParameters { get; init; }
 
     /// <summary>Global parameters for this tensor.</summary>
     public required ResolvedParameters Global { get; init; }
+
+    /// <summary>
+    /// The LiNeS scale s of this tensor's merged task vector (θ = θ_base + s · (θ_merged − θ_base)), applied by the
+    /// executor after the method; null when the recipe has no <c>lines:</c>.
+    /// </summary>
+    public double? LinesScale { get; init; }
 
     /// <summary>Output element count.</summary>
     public long ElementCount

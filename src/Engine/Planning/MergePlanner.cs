@@ -34,7 +34,9 @@ public static class MergePlanner
             if (LayerNames.LayerIndex(name) is null)
                 (LayerNames.IsPreLayer(name) ? pre : post).Add(name);
 
-        var builder = new TaskBuilder(recipe, method, models, notes);
+        int outputLayers = 0;
+        foreach (SliceLayout slice in slices) outputLayers += slice.LayerCount;
+        var builder = new TaskBuilder(recipe, method, models, notes, outputLayers);
         foreach (string name in pre)
             tasks.Add(builder.Build(slices[0], sliceIndex: 0, name, layerInSlice: null, LayerPosition.PreLayer));
         int outputLayer = 0;
@@ -48,7 +50,7 @@ public static class MergePlanner
                 foreach (string name in models.Folders[slice.Sources[0].Model].TensorNames)
                 {
                     if (LayerNames.LayerIndex(name) != templateLayer) continue;
-                    tasks.Add(builder.Build(slice, s, name, offset, t, LayerNames.WithLayer(name, outputLayer)));
+                    tasks.Add(builder.Build(slice, s, name, offset, t, LayerNames.WithLayer(name, outputLayer), outputLayer));
                 }
             }
         }
@@ -81,9 +83,10 @@ public static class MergePlanner
     }
 
     /// <summary>Builds one <see cref="TensorTask"/>: inputs, base, parameters, shape checks.</summary>
-    private sealed class TaskBuilder(MergeRecipe recipe, IMergeMethod method, ModelSet models, List<string> notes)
+    private sealed class TaskBuilder(MergeRecipe recipe, IMergeMethod method, ModelSet models, List<string> notes, int outputLayers)
     {
-        public TensorTask Build(SliceLayout slice, int sliceIndex, string templateName, int? layerInSlice, double t, string? outputName = null)
+        public TensorTask Build(SliceLayout slice, int sliceIndex, string templateName, int? layerInSlice, double t,
+            string? outputName = null, int? outputLayer = null)
         {
             outputName ??= templateName;
             ModelReference? baseRef = RecipeParameters.BaseModelFor(recipe, sliceIndex);
@@ -103,6 +106,11 @@ public static class MergePlanner
             }
             if (needsBase && baseInput is null)
                 throw new RecipeException($"{recipe.SourceName}: base_model {baseRef} is not among the sources of slice {sliceIndex + 1}");
+            if (recipe.Lines is { } lines && baseInput is null)
+                throw new RecipeException($"{recipe.SourceName}:{lines.Line}: lines: scales the merged task vector against the base model, " +
+                    $"but merge_method {method.Name} " + (method.Traits.BaseModel == BaseModelUse.None
+                        ? "has no base model (it merges a base like any other model)"
+                        : "is given no base_model") + "; use a method with a base_model, or drop lines:");
             if (inputs.Count < method.Traits.MinModels || inputs.Count > method.Traits.MaxModels)
                 throw new RecipeException($"{recipe.SourceName}: merge_method {method.Name} takes {Describe(method.Traits)} (besides the base), the recipe gives {inputs.Count}");
 
@@ -134,6 +142,7 @@ public static class MergePlanner
                 perModel[k] = Resolve(ParameterScope.PerModel, sliceIndex, inputs[k].Source.Reference, inputs[k].Name, t);
             ResolvedParameters global = Resolve(ParameterScope.Global, sliceIndex, null, outputName, t);
             CheckWeights(perModel, global, outputName);
+            TensorSource[] auxiliary = Auxiliary(sliceIndex, inputs, perModel, global, t, shape);
 
             return new TensorTask
             {
@@ -142,7 +151,44 @@ public static class MergePlanner
                 Base = baseInput is { } bi ? new TensorSource(bi.Source.Model, bi.Name, bi.Source.RecipeIndex) : null,
                 ModelParameters = perModel,
                 Global = global,
+                Auxiliary = auxiliary,
+                LinesScale = recipe.Lines?.ScaleFor(outputLayer, outputLayers),
             };
+        }
+
+        /// <summary>
+        /// The extra tensor of each input a <see cref="ParameterSpec.TensorFile"/> parameter names: the file is opened
+        /// once, the tensor is the input's name between the optional <c>NAME_key_prefix</c> / <c>NAME_key_suffix</c>,
+        /// and must have the output's shape. A missing tensor is an error (no silent fallback to unweighted merging).
+        /// </summary>
+        private TensorSource[] Auxiliary(int sliceIndex, List<(SliceSource Source, string Name)> inputs, ResolvedParameters[] perModel,
+            ResolvedParameters global, double t, long[] shape)
+        {
+            ParameterSpec? spec = null;
+            foreach (ParameterSpec candidate in method.Parameters)
+                if (candidate.NamesTensorFile) spec = candidate;
+            if (spec is null) return [];
+            string prefix = global.Contains(spec.Name + "_key_prefix") ? global.Text(spec.Name + "_key_prefix") : "";
+            string suffix = global.Contains(spec.Name + "_key_suffix") ? global.Text(spec.Name + "_key_suffix") : "";
+            var sources = new TensorSource[inputs.Count];
+            for (int k = 0; k < inputs.Count; k++)
+            {
+                var (source, name) = inputs[k];
+                ParameterScalar value = RecipeParameters.Resolve(recipe, spec.Name, sliceIndex, source.Reference, name, t)
+                    ?? throw new RecipeException($"{recipe.SourceName}: merge_method {method.Name} needs parameter {spec.Name} for model {source.Reference}");
+                int model = models.IndexOf(ModelReference.Parse(perModel[k].Text(spec.Name), value.Line));
+                ModelFolder folder = models.Folders[model];
+                string key = prefix + name + suffix;
+                if (!folder.Contains(key))
+                    throw new RecipeException($"{recipe.SourceName}:{value.Line}: {spec.Name} file {folder.Path} has no tensor {key} (for {name} of {source.Reference})");
+                long[] other = folder.GetTensor(key).Info.Shape;
+                if (!other.AsSpan().SequenceEqual(shape))
+                    throw new RecipeException($"{recipe.SourceName}:{value.Line}: {spec.Name} tensor {key} of {folder.Path} has shape [{string.Join(", ", other)}], the merged tensor {name} has [{string.Join(", ", shape)}]");
+                if (!DTypes.IsFloatingPoint(folder.GetTensor(key).Info.DType))
+                    throw new RecipeException($"{recipe.SourceName}:{value.Line}: {spec.Name} tensor {key} of {folder.Path} is not floating-point");
+                sources[k] = new TensorSource(model, key, source.RecipeIndex);
+            }
+            return sources;
         }
 
         private static string Describe(MethodTraits traits) =>
@@ -176,6 +222,12 @@ public static class MergePlanner
                     if (!choices.Contains(text))
                         throw new RecipeException($"{at}: {spec.Name}{who} must be one of {string.Join(", ", choices)}, not {text}");
                     resolved.Set(spec.Name, text);
+                }
+                else if (spec.IsText)
+                {
+                    if (v.Kind != ParameterScalarKind.String)
+                        throw new RecipeException($"{at}: {spec.Name}{who} must be text (a path or a name), not {v}");
+                    resolved.Set(spec.Name, v.Text);
                 }
                 else if (spec.IsFlag)
                 {

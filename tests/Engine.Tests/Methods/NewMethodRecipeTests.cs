@@ -17,7 +17,7 @@ public class NewMethodRecipeTests
     public static TheoryData<string> Examples => new()
     {
         "della", "della-linear", "sce", "nuslerp", "multislerp", "karcher", "nearswap", "arcee-fusion", "ram",
-        "ramplus-tl", "magmax", "breadcrumbs-paper",
+        "ramplus-tl", "magmax", "breadcrumbs-paper", "consensus", "divergence-weights", "lines-task-arithmetic",
     };
 
     private static MergeRecipe Example(string name)
@@ -62,6 +62,8 @@ public class NewMethodRecipeTests
     [Theory]
     [InlineData("magmax")]
     [InlineData("breadcrumbs_paper")]
+    [InlineData("consensus")]
+    [InlineData("divergence_weights")]
     public void Weld_method_names_parse_and_plan(string method)
     {
         string zoo = TestPaths.SharedModels;
