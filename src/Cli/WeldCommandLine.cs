@@ -22,7 +22,7 @@ internal static class WeldCommandLine
             settings.AutoVersion = true;
             settings.AutoHelp = true;
         });
-        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions>(args);
+        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, AlignOptions>(args);
         if (result.Tag == ParserResultType.NotParsed)
             return WriteHelp(result, ((NotParsed<object>)result).Errors.ToList(), stdout, stderr);
 
@@ -40,6 +40,7 @@ internal static class WeldCommandLine
                 EvalOptions o => EvalCommand.Run(o, console),
                 DiffOptions o => DiffCommand.Run(o, console),
                 ReportOptions o => ReportCommand.Run(o, console),
+                AlignOptions o => AlignCommand.Run(o, console),
                 _ => ExitCodes.UsageError,
             };
         }
