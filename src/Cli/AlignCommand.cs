@@ -61,7 +61,6 @@ internal static class AlignCommand
     {
         ModelConfig config = model.Config ?? throw new WeldException($"{model.Path}: has no config.json; cannot tell which units to permute.");
         if (MlpClassifier.IsMlp(config)) return PermutationSpec.ForMlp(config);
-        LlamaConfig llama = LlamaConfig.FromModelConfig(config);
-        return PermutationSpec.ForLlama(llama, llama.TieWordEmbeddings ?? !model.Contains("lm_head.weight"));
+        return PermutationSpec.ForLlama(LlamaConfig.FromModelConfig(config), model.Contains);
     }
 }

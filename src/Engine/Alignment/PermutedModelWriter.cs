@@ -27,11 +27,11 @@ public static class PermutedModelWriter
             throw new WeldException($"{permutations.Count} permutations were given for {spec.Groups.Count} groups.");
         for (int g = 0; g < permutations.Count; g++)
         {
-            if (permutations[g].Length != spec.Groups[g].Size || !TensorPermuter.IsPermutation(permutations[g]))
-                throw new WeldException($"permutation '{spec.Groups[g].Name}' is not a permutation of {spec.Groups[g].Size} units.");
+            if (permutations[g] is null || !spec.Groups[g].Admits(permutations[g]))
+                throw new WeldException($"permutation '{spec.Groups[g].Name}' is not a permutation of {spec.Groups[g].Size} units that keeps its unit groups together.");
         }
 
-        CheckShapes(source, spec);
+        spec.Validate(source.Path, name => source.Contains(name) ? source.GetTensor(name).Shape : null);
         using var output = new OutputFolder(outputPath, overwrite);
         foreach (SafeTensorsFile file in source.Files)
         {
@@ -51,9 +51,7 @@ public static class PermutedModelWriter
                 }
 
                 var permuted = new byte[bytes.Length];
-                var axes = new int[]?[info.Shape.Length];
-                for (int axis = 0; axis < axes.Length; axis++) axes[axis] = groups[axis] < 0 ? null : permutations[groups[axis]];
-                TensorPermuter.Permute(bytes, permuted, info.Shape, axes, DTypes.SizeOf(info.DType));
+                TensorPermuter.Permute(bytes, permuted, info.Shape, spec.IndexMaps(info.Name, info.Shape.Length, permutations), DTypes.SizeOf(info.DType));
                 writer.WriteBytes(permuted);
             }
 
@@ -69,25 +67,5 @@ public static class PermutedModelWriter
 
         foreach (string file in source.SideFiles) File.Copy(file, Path.Combine(output.WorkPath, Path.GetFileName(file)), overwrite: true);
         output.Commit();
-    }
-
-    private static void CheckShapes(ModelFolder source, PermutationSpec spec)
-    {
-        foreach (string name in spec.PermutedTensors)
-        {
-            if (!source.Contains(name))
-                throw new InvalidModelFileException(source.Path, $"the model has no tensor named '{name}' (needed for permutation alignment).");
-            long[] shape = source.GetTensor(name).Shape;
-            int[] groups = spec.GroupsOf(name)!;
-            for (int axis = 0; axis < 2; axis++)
-            {
-                if (groups[axis] < 0) continue;
-                if (shape.Length is < 1 or > 2 || axis >= shape.Length || shape[axis] != spec.Groups[groups[axis]].Size)
-                {
-                    throw new InvalidModelFileException(source.Path,
-                        $"tensor '{name}' has shape [{string.Join(", ", shape)}]; permutation '{spec.Groups[groups[axis]].Name}' needs {spec.Groups[groups[axis]].Size} along axis {axis}.");
-                }
-            }
-        }
     }
 }

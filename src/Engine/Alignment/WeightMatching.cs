@@ -67,11 +67,11 @@ public static class WeightMatching
             bool improved = false;
             foreach (int g in order)
             {
-                int n = spec.Groups[g].Size;
-                double[] similarity = Similarity(spec, g, reference, model, permutations);
-                int[] candidate = LinearAssignment.Solve(similarity, n);
-                double before = LinearAssignment.Objective(similarity, n, permutations[g]);
-                double after = LinearAssignment.Objective(similarity, n, candidate);
+                PermutationGroup group = spec.Groups[g];
+                (double[] units, double[] unitGroups) = Similarity(spec, g, reference, model, permutations);
+                int[] candidate = GroupAssignment.Solve(group, units, unitGroups);
+                double before = GroupAssignment.Objective(group, units, unitGroups, permutations[g]);
+                double after = GroupAssignment.Objective(group, units, unitGroups, candidate);
                 // Keeping the old permutation on a tie (or a rounding-level gain) makes the descent stop instead of cycling.
                 if (after > before + 1e-12 * Math.Max(1, Math.Abs(before)))
                 {
@@ -96,46 +96,51 @@ public static class WeightMatching
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(permutations);
         spec.Validate(model);
+        CheckPermutations(spec, permutations);
         var result = new TensorSet(model.SourceName + " (permuted)");
         foreach (string name in model.Names)
         {
             int[]? groups = spec.GroupsOf(name);
             long[] shape = model.GetShape(name);
-            result.Set(name, shape, groups is null ? model.Get(name) : TensorPermuter.Permute(model.Get(name), shape, AxisPermutations(groups, shape.Length, permutations, -1)));
+            result.Set(name, shape, groups is null ? model.Get(name) : TensorPermuter.Permute(model.Get(name), shape, spec.IndexMaps(name, shape.Length, permutations)));
         }
 
         return result;
     }
 
     /// <summary>
-    /// The similarity matrix of group <paramref name="group"/>: <c>S[i, j] = Σ ⟨A along unit i, π₋(B) along unit j⟩</c>
-    /// over its axes, with every other group's permutation applied to B. Dot products by GEMM in float32, summed
-    /// over tensors in float64.
+    /// The similarity matrices of group <paramref name="group"/>: <c>S[i, j] = Σ ⟨A along unit i, π₋(B) along unit j⟩</c>
+    /// over the axes indexed by units, and the same over unit groups for the axes indexed by unit groups, with every
+    /// other group's permutation applied to B. Dot products by GEMM in float32, summed over tensors in float64.
     /// </summary>
-    private static double[] Similarity(PermutationSpec spec, int group, TensorSet reference, TensorSet model, int[][] permutations)
+    private static (double[] Units, double[] UnitGroups) Similarity(PermutationSpec spec, int group, TensorSet reference, TensorSet model, int[][] permutations)
     {
-        int n = spec.Groups[group].Size;
-        var similarity = new double[n * n];
-        var product = new float[n * n];
-        foreach (PermutedAxis axis in spec.Groups[group].Axes)
+        PermutationGroup g = spec.Groups[group];
+        var units = new double[g.Size * g.Size];
+        var unitGroups = new double[g.UnitGroups * g.UnitGroups];
+        foreach (PermutedAxis axis in g.Axes)
         {
             long[] shape = model.GetShape(axis.Tensor);
-            float[] b = TensorPermuter.Permute(model.Get(axis.Tensor), shape,
-                AxisPermutations(spec.GroupsOf(axis.Tensor)!, shape.Length, permutations, group));
+            float[] b = TensorPermuter.Permute(model.Get(axis.Tensor), shape, spec.IndexMaps(axis.Tensor, shape.Length, permutations, group));
             float[] a = reference.Get(axis.Tensor);
+            int length = checked((int)shape[axis.Axis]);
             int rest = shape.Length == 1 ? 1 : checked((int)shape[1 - axis.Axis]);
             if (axis.Axis == 1)
             {
-                // Bring the permuted axis first so each unit is one contiguous row.
-                a = Transpose(a, rest, n);
-                b = Transpose(b, rest, n);
+                // Bring the permuted axis first so each unit (its block of indices) is one contiguous row.
+                a = Transpose(a, rest, length);
+                b = Transpose(b, rest, length);
             }
 
-            Gemm.Multiply(a, b, product, n, rest, n, transposeB: true);
-            for (int i = 0; i < similarity.Length; i++) similarity[i] += product[i];
+            int n = axis.PerUnitGroup ? g.UnitGroups : g.Size;
+            int k = checked(axis.BlockSize * rest);
+            var product = new float[n * n];
+            Gemm.Multiply(a, b, product, n, k, n, transposeB: true);
+            double[] target = axis.PerUnitGroup ? unitGroups : units;
+            for (int i = 0; i < target.Length; i++) target[i] += product[i];
         }
 
-        return similarity;
+        return (units, unitGroups);
     }
 
     /// <summary><c>Σ ⟨A, π(B)⟩</c> over every tensor the spec permutes, in float64 and tensor-name order.</summary>
@@ -147,7 +152,7 @@ public static class WeightMatching
         foreach (string name in names)
         {
             long[] shape = model.GetShape(name);
-            float[] b = TensorPermuter.Permute(model.Get(name), shape, AxisPermutations(spec.GroupsOf(name)!, shape.Length, permutations, -1));
+            float[] b = TensorPermuter.Permute(model.Get(name), shape, spec.IndexMaps(name, shape.Length, permutations));
             float[] a = reference.Get(name);
             double sum = 0;
             for (int i = 0; i < a.Length; i++) sum += (double)a[i] * b[i];
@@ -157,12 +162,18 @@ public static class WeightMatching
         return total;
     }
 
-    private static int[]?[] AxisPermutations(int[] groups, int rank, IReadOnlyList<int[]> permutations, int skipGroup)
+    private static void CheckPermutations(PermutationSpec spec, IReadOnlyList<int[]> permutations)
     {
-        var result = new int[]?[rank];
-        for (int axis = 0; axis < rank; axis++)
-            result[axis] = groups[axis] < 0 || groups[axis] == skipGroup ? null : permutations[groups[axis]];
-        return result;
+        if (permutations.Count != spec.Groups.Count)
+            throw new WeldException($"{permutations.Count} permutations were given for {spec.Groups.Count} groups.");
+        for (int g = 0; g < permutations.Count; g++)
+        {
+            if (permutations[g] is null || !spec.Groups[g].Admits(permutations[g]))
+            {
+                throw new WeldException($"permutation '{spec.Groups[g].Name}' is not a permutation of {spec.Groups[g].Size} units" +
+                    (spec.Groups[g].GroupSize > 1 ? $" that keeps groups of {spec.Groups[g].GroupSize} together." : "."));
+            }
+        }
     }
 
     private static float[] Transpose(float[] source, int rows, int columns)

@@ -38,12 +38,10 @@ public class LlamaAlignmentTests
         PermutationSpec spec = SpecOf(original);
         var random = new Random(2024);
         var permutations = new int[spec.Groups.Count][];
-        for (int g = 0; g < permutations.Length; g++)
-        {
-            permutations[g] = new int[spec.Groups[g].Size];
-            for (int i = 0; i < permutations[g].Length; i++) permutations[g][i] = i;
-            random.Shuffle(permutations[g]);
-        }
+        for (int g = 0; g < permutations.Length; g++) permutations[g] = RandomAdmissible(spec.Groups[g], random);
+        // The check below must see whole key/value groups move, not only heads within a group.
+        int attention = spec.Groups.ToList().FindIndex(group => group.Name == "attn.0");
+        permutations[attention] = [2, 3, 1, 0];
 
         string dir = TestPaths.NewTempDir();
         string permutedPath = Path.Combine(dir, "permuted");
@@ -51,6 +49,11 @@ public class LlamaAlignmentTests
         using var permuted = ModelFolder.Open(permutedPath);
         TensorSet a = TensorSet.Load(original), p = TensorSet.Load(permuted);
         Assert.False(a.Get("model.layers.0.mlp.up_proj.weight").AsSpan().SequenceEqual(p.Get("model.layers.0.mlp.up_proj.weight")));
+        // Layer 0's key heads swapped places (query heads [2, 3] read key/value head 1): head 0 of k is old head 1.
+        float[] kA = a.Get("model.layers.0.self_attn.k_proj.weight"), kP = p.Get("model.layers.0.self_attn.k_proj.weight");
+        int[] residualOrder = permutations[0];
+        for (int e = 0; e < 32; e++)
+            for (int c = 0; c < 128; c++) Assert.Equal(kA[(32 + e) * 128 + residualOrder[c]], kP[e * 128 + c]);
 
         // Same function: perplexity agrees up to float32 summation order.
         string text = ReferenceMetrics.Text("python");
@@ -63,6 +66,41 @@ public class LlamaAlignmentTests
         string backPath = Path.Combine(dir, "back");
         PermutedModelWriter.Write(permuted, spec, result.Permutations, backPath, overwrite: false);
         Assert.Equal(File.ReadAllBytes(Path.Combine(original.Path, "model.safetensors")), File.ReadAllBytes(Path.Combine(backPath, "model.safetensors")));
+    }
+
+    [Fact]
+    public void A_head_permutation_that_splits_a_key_value_group_is_refused()
+    {
+        using var original = ModelFolder.Open(TestPaths.Model("lm-base"));
+        PermutationSpec spec = SpecOf(original);
+        PermutationGroup heads = spec.Groups[1];
+        Assert.Equal("attn.0", heads.Name);
+        Assert.Equal(2, heads.GroupSize);
+        Assert.True(heads.Admits([3, 2, 0, 1]));
+        Assert.False(heads.Admits([1, 2, 0, 3])); // query heads 0 and 2 would read different key/value heads than before
+        var permutations = new int[spec.Groups.Count][];
+        for (int g = 0; g < permutations.Length; g++) permutations[g] = [.. Enumerable.Range(0, spec.Groups[g].Size)];
+        permutations[1] = [1, 2, 0, 3];
+        string output = Path.Combine(TestPaths.NewTempDir(), "bad");
+        var e = Assert.Throws<WeldException>(() => PermutedModelWriter.Write(original, spec, permutations, output, overwrite: false));
+        Assert.Contains("attn.0", e.Message);
+        Assert.False(Directory.Exists(output));
+    }
+
+    /// <summary>A uniformly random permutation that keeps the group's unit groups together.</summary>
+    private static int[] RandomAdmissible(PermutationGroup group, Random random)
+    {
+        int[] order = [.. Enumerable.Range(0, group.UnitGroups)];
+        random.Shuffle(order);
+        var permutation = new int[group.Size];
+        for (int g = 0; g < group.UnitGroups; g++)
+        {
+            int[] within = [.. Enumerable.Range(0, group.GroupSize)];
+            random.Shuffle(within);
+            for (int t = 0; t < group.GroupSize; t++) permutation[g * group.GroupSize + t] = order[g] * group.GroupSize + within[t];
+        }
+
+        return permutation;
     }
 
     [Fact]
