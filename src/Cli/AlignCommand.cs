@@ -37,7 +37,7 @@ internal static class AlignCommand
         if (options.MaxIterations < 1) throw new WeldException($"--max-iter must be at least 1, not {options.MaxIterations}.");
         using var reference = ModelFolder.Open(options.Reference);
         using var model = ModelFolder.Open(options.Model);
-        PermutationSpec spec = SpecFor(model);
+        PermutationSpec spec = RecipeAlignment.SpecFor(model);
         TensorSet referenceTensors = TensorSet.Load(reference), modelTensors = TensorSet.Load(model);
         TextWriter stdout = console.Out;
         WeightMatchingResult result = WeightMatching.Run(spec, referenceTensors, modelTensors, options.Seed, options.MaxIterations,
@@ -54,13 +54,5 @@ internal static class AlignCommand
         PermutedModelWriter.Write(model, spec, result.Permutations, options.Output, options.Overwrite);
         console.Info($"wrote {options.Output}");
         return ExitCodes.Ok;
-    }
-
-    /// <summary>An MLP (config.json with a <c>layers</c> list) or a Llama-family decoder.</summary>
-    private static PermutationSpec SpecFor(ModelFolder model)
-    {
-        ModelConfig config = model.Config ?? throw new WeldException($"{model.Path}: has no config.json; cannot tell which units to permute.");
-        if (MlpClassifier.IsMlp(config)) return PermutationSpec.ForMlp(config);
-        return PermutationSpec.ForLlama(LlamaConfig.FromModelConfig(config), model.Contains);
     }
 }

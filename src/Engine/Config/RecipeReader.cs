@@ -82,7 +82,10 @@ internal sealed class RecipeReader(string sourceName)
             Optional(entries, "chat_template", node => ReadString(node, "chat_template")),
             Optional(entries, "name", node => ReadString(node, "name")),
             yamlText,
-            sourceName);
+            sourceName)
+        {
+            AlignTo = Optional(entries, "align_to", ReadModelReference),
+        };
     }
 
     private List<InputModel> ReadModels(YamlNode node)
