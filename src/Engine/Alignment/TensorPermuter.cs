@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Weld.Engine.Alignment;
 
 /// <summary>
@@ -44,14 +46,39 @@ public static class TensorPermuter
                 continue;
             }
 
-            for (int j = 0; j < columns; j++)
+            switch (elementSize)
             {
-                int sourceColumn = columnOrder[j];
-                if ((uint)sourceColumn >= (uint)columns)
-                    throw new ArgumentException($"column permutation entry {j} is {sourceColumn}, outside 0..{columns - 1}.", nameof(axisPermutations));
-                from.Slice(sourceColumn * elementSize, elementSize).CopyTo(to.Slice(j * elementSize, elementSize));
+                // The common dtypes (BF16/F16, F32, F64) gather whole elements; other sizes go byte block by block.
+                case 2: Gather(MemoryMarshal.Cast<byte, ushort>(from), MemoryMarshal.Cast<byte, ushort>(to), columnOrder); break;
+                case 4: Gather(MemoryMarshal.Cast<byte, uint>(from), MemoryMarshal.Cast<byte, uint>(to), columnOrder); break;
+                case 8: Gather(MemoryMarshal.Cast<byte, ulong>(from), MemoryMarshal.Cast<byte, ulong>(to), columnOrder); break;
+                default:
+                    for (int j = 0; j < columns; j++)
+                    {
+                        int sourceColumn = columnOrder[j];
+                        CheckIndex(sourceColumn, columns, j);
+                        from.Slice(sourceColumn * elementSize, elementSize).CopyTo(to.Slice(j * elementSize, elementSize));
+                    }
+
+                    break;
             }
         }
+    }
+
+    private static void Gather<T>(ReadOnlySpan<T> from, Span<T> to, int[] order)
+    {
+        for (int j = 0; j < to.Length; j++)
+        {
+            int source = order[j];
+            CheckIndex(source, from.Length, j);
+            to[j] = from[source];
+        }
+    }
+
+    private static void CheckIndex(int source, int length, int position)
+    {
+        if ((uint)source >= (uint)length)
+            throw new ArgumentException($"column permutation entry {position} is {source}, outside 0..{length - 1}.", "axisPermutations");
     }
 
     /// <summary>The float32 form of <see cref="Permute(ReadOnlySpan{byte}, Span{byte}, ReadOnlySpan{long}, ReadOnlySpan{int[]}, int)"/>; returns a new array.</summary>
@@ -59,8 +86,8 @@ public static class TensorPermuter
     {
         ArgumentNullException.ThrowIfNull(source);
         var result = new float[source.Length];
-        Permute(System.Runtime.InteropServices.MemoryMarshal.AsBytes(source.AsSpan()),
-            System.Runtime.InteropServices.MemoryMarshal.AsBytes(result.AsSpan()), shape, axisPermutations, sizeof(float));
+        Permute(MemoryMarshal.AsBytes(source.AsSpan()),
+            MemoryMarshal.AsBytes(result.AsSpan()), shape, axisPermutations, sizeof(float));
         return result;
     }
 
