@@ -22,7 +22,7 @@ internal static class WeldCommandLine
             settings.AutoVersion = true;
             settings.AutoHelp = true;
         });
-        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, CompressOptions>(args);
+        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, CompressOptions, AlignOptions>(args);
         if (result.Tag == ParserResultType.NotParsed)
             return WriteHelp(result, ((NotParsed<object>)result).Errors.ToList(), stdout, stderr);
 
@@ -41,6 +41,7 @@ internal static class WeldCommandLine
                 DiffOptions o => DiffCommand.Run(o, console),
                 ReportOptions o => ReportCommand.Run(o, console),
                 CompressOptions o => CompressCommand.Run(o, console),
+                AlignOptions o => AlignCommand.Run(o, console),
                 _ => ExitCodes.UsageError,
             };
         }

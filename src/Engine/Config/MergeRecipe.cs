@@ -63,6 +63,12 @@ public sealed class MergeRecipe
         SourceName = sourceName;
     }
 
+    /// <summary>
+    /// The <c>align_to</c> model, if given: every other model is permuted to match it (Git Re-Basin weight matching)
+    /// before merging.
+    /// </summary>
+    public ModelReference? AlignTo { get; init; }
+
     /// <summary>The merge method name, e.g. <c>ties</c>.</summary>
     public string MergeMethod { get; }
 

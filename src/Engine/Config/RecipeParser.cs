@@ -14,7 +14,7 @@ public static class RecipeParser
     public static IReadOnlyList<string> TopLevelKeys { get; } =
     [
         "merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
-        "tokenizer_source", "tokenizer", "chat_template", "name", "modules", "lines",
+        "tokenizer_source", "tokenizer", "chat_template", "name", "modules", "lines", "align_to",
     ];
 
     /// <summary>Reads the recipe file at <paramref name="path"/>; messages name the path as given.</summary>

@@ -86,6 +86,7 @@ internal sealed class RecipeReader(string sourceName)
             sourceName)
         {
             Lines = Optional(entries, "lines", ReadLines),
+            AlignTo = Optional(entries, "align_to", ReadModelReference),
         };
     }
 

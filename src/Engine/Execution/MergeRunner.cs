@@ -1,3 +1,4 @@
+using Weld.Engine.Alignment;
 using Weld.Engine.Config;
 using Weld.Engine.Models;
 using Weld.Engine.Planning;
@@ -65,7 +66,10 @@ public static class MergeRunner
     {
         if (options.Threads == 0 || options.Threads < -1)
             throw new WeldException($"threads = {options.Threads}: use a positive thread count, or -1 for all cores");
-        using var models = new ModelSet(RecipeFolder(recipe), recipe.SourceName);
+        if (recipe.AlignTo is not null && options.Part is { Count: > 1 })
+            throw new RecipeException($"{recipe.SourceName}: align_to cannot be combined with --part (each part would align into its own temporary copies); align with `weld align` first.");
+        using RecipeAlignment? alignment = recipe.AlignTo is null ? null : RecipeAlignment.Prepare(recipe, RecipeFolder(recipe), log);
+        using var models = new ModelSet(RecipeFolder(recipe), recipe.SourceName) { Redirect = alignment is null ? null : alignment.AlignedPath };
         MergePlan plan = MergePlanner.Plan(recipe, models, options.Seed);
         foreach (string note in plan.Notes) log?.Invoke(note);
 

@@ -23,6 +23,11 @@ public sealed class ModelSet : IDisposable
         _recipeName = recipeName;
     }
 
+    /// <summary>
+    /// Maps a located model's full path to the folder to open instead (null: none), e.g. its aligned copy.
+    /// </summary>
+    public Func<string, string?>? Redirect { get; init; }
+
     /// <summary>The opened folders; indexes are those <see cref="IndexOf"/> returns.</summary>
     public IReadOnlyList<ModelFolder> Folders => _folders;
 
@@ -34,6 +39,7 @@ public sealed class ModelSet : IDisposable
         if (reference.Model.Revision is not null)
             throw new RecipeException($"{_recipeName}:{reference.Line}: {reference.Raw}: revisions (@{reference.Model.Revision}) name Hugging Face Hub versions; Weld reads local folders only");
         string path = Locate(reference);
+        if (Redirect?.Invoke(path) is string redirected) path = redirected;
         if (_byPath.TryGetValue(path, out int index)) return index;
         _folders.Add(ModelFolder.Open(path));
         _byPath[path] = _folders.Count - 1;
