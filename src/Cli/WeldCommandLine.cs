@@ -22,7 +22,7 @@ internal static class WeldCommandLine
             settings.AutoVersion = true;
             settings.AutoHelp = true;
         });
-        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, CompressOptions, AlignOptions>(args);
+        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, CompressOptions, AlignOptions, ExtractLoraOptions, ApplyLoraOptions>(args);
         if (result.Tag == ParserResultType.NotParsed)
             return WriteHelp(result, ((NotParsed<object>)result).Errors.ToList(), stdout, stderr);
 
@@ -42,6 +42,8 @@ internal static class WeldCommandLine
                 ReportOptions o => ReportCommand.Run(o, console),
                 CompressOptions o => CompressCommand.Run(o, console),
                 AlignOptions o => AlignCommand.Run(o, console),
+                ExtractLoraOptions o => ExtractLoraCommand.Run(o, console),
+                ApplyLoraOptions o => ApplyLoraCommand.Run(o, console),
                 _ => ExitCodes.UsageError,
             };
         }
