@@ -52,7 +52,7 @@ internal static class ExtractLoraCommand
         foreach (LoraModuleReport r in reports)
         {
             string shape = string.Create(inv, $"[{r.Rows}, {r.Columns}]");
-            w.WriteLine(string.Create(inv, $"{r.Module.PadRight(width)}  {shape,-12} {r.Rank,4}  {r.RelativeError,10:E3}  {r.EnergyKept * 100,10:F4}%"));
+            w.WriteLine(string.Create(inv, $"{r.Module.PadRight(width)}  {shape,-12} {r.Rank,4}  {r.RelativeError.ToString("0.000E+00", inv),10}  {r.EnergyKept * 100,10:F4}%"));
         }
         int written = reports.Count(r => r.Rank > 0);
         w.WriteLine(string.Create(inv, $"wrote {written} module(s) into {options.Output} ({reports.Count - written} skipped: zero ΔW or no singular value above --sv-epsilon)"));
