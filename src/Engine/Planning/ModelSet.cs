@@ -1,3 +1,4 @@
+using Weld.Engine.Compression;
 using Weld.Engine.Config;
 using Weld.Engine.Models;
 
@@ -6,6 +7,8 @@ namespace Weld.Engine.Planning;
 /// <summary>
 /// The model folders a recipe refers to, each opened once. A reference is a local path, tried as given
 /// (relative to the working directory, as mergekit reads it) and then relative to the recipe's folder.
+/// A <c>model+lora</c> reference is resolved by folding the PEFT LoRA adapter into the model
+/// (<see cref="LoraApplier.Apply"/>) in a temporary folder that lives as long as the set.
 /// </summary>
 public sealed class ModelSet : IDisposable
 {
@@ -13,6 +16,7 @@ public sealed class ModelSet : IDisposable
     private readonly Dictionary<string, int> _byPath = new(StringComparer.Ordinal);
     private readonly string? _recipeFolder;
     private readonly string _recipeName;
+    private readonly List<string> _foldedFolders = [];
 
     /// <summary>Creates an empty set; <paramref name="recipeFolder"/> is the second place relative paths are looked up.</summary>
     /// <param name="recipeFolder">The recipe's folder, or null.</param>
@@ -34,24 +38,40 @@ public sealed class ModelSet : IDisposable
     /// <summary>Opens (once) the model a reference names and returns its index.</summary>
     public int IndexOf(ModelReference reference)
     {
-        if (reference.Lora is not null)
-            throw new RecipeException($"{_recipeName}:{reference.Line}: {reference.Raw}: LoRA references (model+lora) are not supported yet; fold the adapter into the model first");
-        if (reference.Model.Revision is not null)
-            throw new RecipeException($"{_recipeName}:{reference.Line}: {reference.Raw}: revisions (@{reference.Model.Revision}) name Hugging Face Hub versions; Weld reads local folders only");
-        string path = Locate(reference);
+        if (reference.Model.Revision is not null || reference.Lora?.Revision is not null)
+            throw new RecipeException($"{_recipeName}:{reference.Line}: {reference.Raw}: revisions (@{reference.Model.Revision ?? reference.Lora!.Value.Revision}) name Hugging Face Hub versions; Weld reads local folders only");
+        string path = Locate(reference, reference.Model.Path, "model");
         if (Redirect?.Invoke(path) is string redirected) path = redirected;
-        if (_byPath.TryGetValue(path, out int index)) return index;
-        _folders.Add(ModelFolder.Open(path));
-        _byPath[path] = _folders.Count - 1;
+        string? lora = reference.Lora is { } adapter ? Locate(reference, adapter.Path, "LoRA adapter") : null;
+        // '+' cannot start a path component here (mergekit splits references on it), so the key is unambiguous.
+        string key = lora is null ? path : path + "+" + lora;
+        if (_byPath.TryGetValue(key, out int index)) return index;
+        _folders.Add(ModelFolder.Open(lora is null ? path : Fold(reference, path, lora)));
+        _byPath[key] = _folders.Count - 1;
         return _folders.Count - 1;
+    }
+
+    /// <summary>Writes the model with the adapter folded in to a temporary folder deleted by <see cref="Dispose"/>.</summary>
+    private string Fold(ModelReference reference, string model, string adapter)
+    {
+        string folder = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"weld-lora-{Guid.NewGuid():N}");
+        try
+        {
+            LoraApplier.Apply(model, adapter, folder);
+        }
+        catch (WeldException e) when (e is not RecipeException)
+        {
+            throw new RecipeException($"{_recipeName}:{reference.Line}: {reference.Raw}: {e.Message}");
+        }
+        _foldedFolders.Add(folder);
+        return folder;
     }
 
     /// <summary>The opened folder of a reference.</summary>
     public ModelFolder this[ModelReference reference] => _folders[IndexOf(reference)];
 
-    private string Locate(ModelReference reference)
+    private string Locate(ModelReference reference, string given, string what)
     {
-        string given = reference.Model.Path;
         if (Directory.Exists(given) || File.Exists(given)) return Path.GetFullPath(given);
         if (_recipeFolder is not null && !Path.IsPathRooted(given))
         {
@@ -61,7 +81,7 @@ public sealed class ModelSet : IDisposable
         string hint = given.Count(c => c == '/') == 1 && !given.StartsWith('.')
             ? " It looks like a Hugging Face Hub id: Weld does not download; fetch it first (e.g. `huggingface-cli download " + given + " --local-dir DIR`) and name the folder."
             : "";
-        throw new RecipeException($"{_recipeName}:{reference.Line}: model {given} not found: no such folder or file{hint}");
+        throw new RecipeException($"{_recipeName}:{reference.Line}: {what} {given} not found: no such folder or file{hint}");
     }
 
     /// <inheritdoc />
@@ -70,5 +90,17 @@ public sealed class ModelSet : IDisposable
         foreach (var folder in _folders) folder.Dispose();
         _folders.Clear();
         _byPath.Clear();
+        foreach (string folded in _foldedFolders)
+        {
+            try
+            {
+                if (Directory.Exists(folded)) Directory.Delete(folded, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // A leftover temporary copy must not turn a finished merge into a failure.
+            }
+        }
+        _foldedFolders.Clear();
     }
 }

@@ -175,9 +175,9 @@ public class PlannerTests
               - model: {zoo}/lm-ft-c
             merge_method: linear
             """).Message);
-        Assert.Contains("not supported yet", PlanError("""
+        Assert.Contains("not a PEFT adapter", PlanError("""
             models:
-              - model: {zoo}/lm-base+{zoo}/lm-lora-python
+              - model: {zoo}/lm-base+{zoo}/lm-ft-c
                 parameters: {weight: 1}
             merge_method: linear
             """).Message);
