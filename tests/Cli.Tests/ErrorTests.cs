@@ -163,14 +163,15 @@ public sealed class ErrorTests
     }
 
     [Fact]
-    public void ModelPlusLoraReference_IsRefusedNamingTheLine()
+    public void ModelPlusNonAdapterReference_IsRefusedNamingTheLine()
     {
-        string reference = $"{Recipes.ExampleModel("lm-base")}+{TestPaths.Model("lm-lora-python")}";
+        // model+lora references are folded in (see LoraRecipeReferenceTests); a '+' part that is no adapter is an input error.
+        string reference = $"{Recipes.ExampleModel("lm-base")}+{TestPaths.Model("lm-ft-c")}";
         string text = LinearWith(reference);
 
         CliResult result = MergeWith(reference);
 
-        CliAssert.InputError(result, $".yml:{Recipes.LineOf(text, "+")}:", "LoRA", "lm-lora-python");
+        CliAssert.InputError(result, $".yml:{Recipes.LineOf(text, "+")}:", "not a PEFT adapter", "lm-ft-c");
         CliAssert.NoOutputLeft(Output);
     }
 
