@@ -232,6 +232,43 @@ public class LoraExtractionTests
     }
 
     [Fact]
+    public void Embed_lora_writes_peft_embedding_factors_of_the_transposed_delta_near_the_eckart_young_optimum()
+    {
+        string dir = TestPaths.NewTempDir();
+        string output = Path.Combine(dir, "extracted");
+        const int rank = 4;
+        IReadOnlyList<LoraModuleReport> reports = LoraExtractor.Extract(TestPaths.Model("lm-ft-python"), TestPaths.Model("lm-base"),
+            new LoraExtractionOptions(rank, Include: "embed_tokens|lm_head", EmbedLora: true), output);
+        Assert.Equal(["lm_head", "model.embed_tokens"], reports.Select(r => r.Module).Order());
+
+        using var baseline = ModelFolder.Open(TestPaths.Model("lm-base"));
+        using var ft = ModelFolder.Open(TestPaths.Model("lm-ft-python"));
+        using var adapter = ModelFolder.Open(output);
+        float[] a = Read(adapter, "base_model.model.model.embed_tokens.lora_embedding_A");
+        float[] b = Read(adapter, "base_model.model.model.embed_tokens.lora_embedding_B");
+        Assert.Equal([(long)rank, 256L], adapter.GetTensor("base_model.model.model.embed_tokens.lora_embedding_A").Shape);
+        Assert.Equal([128L, (long)rank], adapter.GetTensor("base_model.model.model.embed_tokens.lora_embedding_B").Shape);
+        Assert.Equal([(long)rank, 128L], adapter.GetTensor("base_model.model.lm_head.lora_A.weight").Shape);
+
+        float[] w0 = Read(baseline, "model.embed_tokens.weight"), w1 = Read(ft, "model.embed_tokens.weight");
+        var delta = new float[w0.Length];
+        for (int i = 0; i < delta.Length; i++) delta[i] = w1[i] - w0[i];
+        // ΔW is [vocab 256, dim 128]; PEFT adds (B·A)ᵀ, so element (v, d) is Σ_k B[d, k]·A[k, v].
+        double error = 0;
+        for (int v = 0; v < 256; v++)
+            for (int d = 0; d < 128; d++)
+            {
+                double x = 0;
+                for (int k = 0; k < rank; k++) x += (double)b[d * rank + k] * a[k * 256 + v];
+                error += (delta[v * 128 + d] - x) * (delta[v * 128 + d] - x);
+            }
+        double[] sigma = ExactSvd.SingularValues(delta, 256, 128);
+        double optimum = 0;
+        for (int i = rank; i < sigma.Length; i++) optimum += sigma[i] * sigma[i];
+        Assert.True(Math.Sqrt(error) <= Math.Sqrt(optimum) * 1.01, $"error {Math.Sqrt(error)}, optimum {Math.Sqrt(optimum)}");
+    }
+
+    [Fact]
     public void Bad_options_and_mismatched_models_are_weld_errors()
     {
         string dir = TestPaths.NewTempDir();
