@@ -587,20 +587,13 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
         call.Download(data, values);
     }
 
-    private void Widen(string kernel, ReadOnlySpan<ushort> source, Span<float> destination)
-    {
-        if (destination.Length < source.Length)
-            throw new ArgumentException($"Destination holds {destination.Length} elements, fewer than the {source.Length} source elements.", nameof(destination));
-        if (source.Length == 0)
-            return;
-        using var call = new Call(this);
-        DeviceBuffer input = call.Upload(source);
-        DeviceBuffer output = call.Rent((long)source.Length * sizeof(float));
-        LaunchConversion(kernel, input.Pointer, output.Pointer, source.Length);
-        call.Download(output, destination[..source.Length]);
-    }
+    private void Widen(string kernel, ReadOnlySpan<ushort> source, Span<float> destination) => Convert(kernel, source, destination);
 
-    private void Narrow(string kernel, ReadOnlySpan<float> source, Span<ushort> destination)
+    private void Narrow(string kernel, ReadOnlySpan<float> source, Span<ushort> destination) => Convert(kernel, source, destination);
+
+    /// <summary>One conversion kernel over a host span: upload, convert element by element, download.</summary>
+    private void Convert<TSource, TDestination>(string kernel, ReadOnlySpan<TSource> source, Span<TDestination> destination)
+        where TSource : unmanaged where TDestination : unmanaged
     {
         if (destination.Length < source.Length)
             throw new ArgumentException($"Destination holds {destination.Length} elements, fewer than the {source.Length} source elements.", nameof(destination));
@@ -608,7 +601,7 @@ public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
             return;
         using var call = new Call(this);
         DeviceBuffer input = call.Upload(source);
-        DeviceBuffer output = call.Rent((long)source.Length * sizeof(ushort));
+        DeviceBuffer output = call.Rent((long)source.Length * sizeof(TDestination));
         LaunchConversion(kernel, input.Pointer, output.Pointer, source.Length);
         call.Download(output, destination[..source.Length]);
     }

@@ -37,7 +37,7 @@ public class GroupAssignmentTests
                 for (int g = 0; g < k; g++) score += unitGroups[g * k + p[g * groupSize] / groupSize];
                 best = Math.Max(best, score);
             }
-            while (NextPermutation(p));
+            while (Permutations.Next(p));
             Assert.Equal(best, GroupAssignment.Objective(group, units, unitGroups, solved), 9);
         }
     }
@@ -52,15 +52,4 @@ public class GroupAssignmentTests
         Assert.Equal([3, 4, 5, 0, 1, 2], group.IndexMap(new PermutedAxis("k", 0, 3, PerUnitGroup: true), permutation));
     }
 
-    private static bool NextPermutation(int[] p)
-    {
-        int i = p.Length - 2;
-        while (i >= 0 && p[i] >= p[i + 1]) i--;
-        if (i < 0) return false;
-        int j = p.Length - 1;
-        while (p[j] <= p[i]) j--;
-        (p[i], p[j]) = (p[j], p[i]);
-        Array.Reverse(p, i + 1, p.Length - i - 1);
-        return true;
-    }
 }

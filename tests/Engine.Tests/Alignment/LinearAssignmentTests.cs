@@ -107,21 +107,10 @@ public class LinearAssignmentTests
             for (int i = 0; i < n; i++) sum += score[i * n + permutation[i]];
             best = Math.Max(best, sum);
         }
-        while (NextPermutation(permutation));
+        while (Permutations.Next(permutation));
         return best;
     }
 
-    private static bool NextPermutation(int[] p)
-    {
-        int i = p.Length - 2;
-        while (i >= 0 && p[i] >= p[i + 1]) i--;
-        if (i < 0) return false;
-        int j = p.Length - 1;
-        while (p[j] <= p[i]) j--;
-        (p[i], p[j]) = (p[j], p[i]);
-        Array.Reverse(p, i + 1, p.Length - i - 1);
-        return true;
-    }
 
     /// <summary>
     /// Maximisation via the classic Hungarian method on an explicit matrix: subtract potentials until a perfect
