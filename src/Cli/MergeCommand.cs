@@ -48,6 +48,9 @@ internal sealed class MergeOptions
     [Option("part", HelpText = "Compute only part I of N of the output shards (I/N, 1-based); then run `weld finalize OUT`.")]
     public string? Part { get; set; }
 
+    [Option("no-direct-io", HelpText = "Write shards through the page cache instead of with O_DIRECT (Linux; the default falls back by itself where the file system refuses it).")]
+    public bool NoDirectIo { get; set; }
+
     [Option("overwrite", HelpText = "Replace an existing output folder.")]
     public bool Overwrite { get; set; }
 
@@ -127,6 +130,7 @@ internal static class MergeCommand
             Kernels = kernels,
             MemoryLimitBytes = ParseMemoryLimit(options.MemoryLimit),
             Resume = options.Resume,
+            DirectIo = !options.NoDirectIo,
             Part = options.Part is null ? null : PartSelection.Parse(options.Part),
         };
         MergeSummary summary;

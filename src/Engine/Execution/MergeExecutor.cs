@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Diagnostics;
 using System.Threading.Channels;
 using Weld.Engine.Methods;
@@ -5,6 +6,7 @@ using Weld.Engine.Models;
 using Weld.Engine.Planning;
 using Weld.Engine.SafeTensors;
 using Weld.Kernels;
+using Weld.Kernels.Cpu;
 
 namespace Weld.Engine.Execution;
 
@@ -37,7 +39,15 @@ public sealed record MergeSummary(int Tensors, long BytesRead, long BytesWritten
 public sealed class MergeExecutor
 {
     private const int ReadChunk = TensorMergeInputs.ChunkAlignment;
+
+    /// <summary>
+    /// Elements per tile of the fused elementwise path: the rows of one tile (a few inputs × 64 KiB of float32) stay
+    /// in the core's L2 cache between decoding, merging and encoding.
+    /// </summary>
+    internal const int TileElements = 1 << 14;
+
     private readonly IMergeKernels _kernels;
+    private readonly CpuKernels _tileKernels = new(1);
     private readonly int _parallelism;
     private readonly FloatBufferPool _pool;
 
@@ -51,6 +61,16 @@ public sealed class MergeExecutor
         _parallelism = parallelism;
         _pool = new FloatBufferPool(memoryLimitBytes);
     }
+
+    /// <summary>
+    /// Run elementwise methods on the CPU tile by tile (default on): each tile's inputs are decoded from the mapped
+    /// files into cache-sized float32 rows, merged and encoded straight into the output dtype, so no tensor-sized
+    /// float32 copy of any input or of the result is ever made. Output bytes are the same either way.
+    /// </summary>
+    public bool FuseElementwise { get; init; } = true;
+
+    /// <summary>Write shards with <c>O_DIRECT</c> where the file system allows it (see <see cref="MergeOptions.DirectIo"/>).</summary>
+    public bool DirectIo { get; init; }
 
     /// <summary>Peak working-buffer bytes of the runs so far.</summary>
     public long PeakBufferBytes => _pool.PeakBytes;
@@ -80,7 +100,7 @@ public sealed class MergeExecutor
         var counters = new Counters();
 
         Task loader = Task.Run(() => Stage(stop, loaded.Writer, () => Load(plan, models, selected, taskIndex, loaded.Writer, counters, stop.Token)));
-        Task compute = Task.Run(() => Stage(stop, computed.Writer, () => Compute(plan, loaded.Reader, computed.Writer, stop.Token)));
+        Task compute = Task.Run(() => Stage(stop, computed.Writer, () => Compute(plan, models, loaded.Reader, computed.Writer, stop.Token)));
         Task writer = Task.Run(() => Stage(stop, null, () => Write(folder, selected, computed.Reader, counters, tensorCount, shardDone, progress, stop.Token)));
         try
         {
@@ -120,6 +140,16 @@ public sealed class MergeExecutor
     private void CheckFits(MergePlan plan, TensorTask task)
     {
         long rows = task.Rows;
+        if (IsFused(plan, task))
+        {
+            // One item's encoded output plus the tiles' scratch rows of every worker.
+            long chunk = Math.Min(task.ElementCount, TensorMergeInputs.ChunkAlignment);
+            long floats = (chunk * DTypes.SizeOf(task.Header.DType) + 3) / 4 + Environment.ProcessorCount * (rows + 1) * Math.Min(chunk, TileElements);
+            if (_pool.CanFit(floats)) return;
+            throw new WeldException(
+                $"tensor {task.Header.Name}: one chunk of {chunk:N0} elements and its tiles ({floats * sizeof(float):N0} bytes) " +
+                $"are above the memory limit of {_pool.LimitBytes:N0} bytes; raise --memory-limit");
+        }
         long whole = (rows + 1) * task.ElementCount;
         if (_pool.CanFit(whole) || plan.Method.Traits.Elementwise || CanStream(plan, task))
         {
@@ -160,7 +190,14 @@ public sealed class MergeExecutor
                 // A tensor whose buffers take more than half the budget is cut into chunks (keeping two items in
                 // flight): in one pass for elementwise methods, in statistics passes + an apply pass for streaming ones.
                 bool large = (rows + 1) * n * sizeof(float) > _pool.LimitBytes / 2;
-                if (plan.Method.Traits.Elementwise)
+                bool fused = IsFused(plan, task);
+                if (fused)
+                {
+                    // Only the encoded output is buffered: items of about a quarter of the budget each.
+                    long target = _pool.LimitBytes / 4 / DTypes.SizeOf(header.DType);
+                    chunk = Math.Min(n, Math.Max(TensorMergeInputs.ChunkAlignment, target / TensorMergeInputs.ChunkAlignment * TensorMergeInputs.ChunkAlignment));
+                }
+                else if (plan.Method.Traits.Elementwise)
                 {
                     chunk = Math.Min(n, ChunkElements(rows));
                 }
@@ -178,6 +215,23 @@ public sealed class MergeExecutor
                     for (long offset = 0; offset < n || (n == 0 && offset == 0); offset += Math.Max(chunk, 1))
                     {
                         int length = (int)Math.Min(chunk, n - offset);
+                        if (fused)
+                        {
+                            // The compute stage reads the tiles itself; here the pages are mapped ahead of it.
+                            long fusedBytes = 0;
+                            foreach (TensorSource source in RowSources(task))
+                            {
+                                ModelTensor tensor = Resolve(models, source, offset, length, header.Name);
+                                tensor.Prefetch(offset, length);
+                                fusedBytes += (long)length * DTypes.SizeOf(tensor.Info.DType);
+                            }
+                            Interlocked.Add(ref counters.BytesRead, fusedBytes);
+                            var tiled = new WorkItem(task, offset, length, offset + length >= n, null, null, Fused: true);
+                            if (!output.TryWrite(tiled))
+                                output.WriteAsync(tiled, cancel).AsTask().GetAwaiter().GetResult();
+                            if (n == 0) break;
+                            continue;
+                        }
                         NativeFloatBuffer inputs = _pool.Rent(rows * length, cancel);
                         NativeFloatBuffer? result = apply ? _pool.Rent(length, cancel) : null;
                         long bytes = 0;
@@ -202,7 +256,7 @@ public sealed class MergeExecutor
 
     /// <summary>What the method sees for one tensor or one chunk of it.</summary>
     private TensorMergeInputs Inputs(MergePlan plan, TensorTask task, Memory<float> models, ReadOnlyMemory<float> baseline, long offset, long length,
-        ReadOnlyMemory<float> auxiliary = default)
+        ReadOnlyMemory<float> auxiliary = default, IMergeKernels? kernels = null)
     {
         int k = task.Inputs.Count;
         var indices = new int[k];
@@ -210,7 +264,7 @@ public sealed class MergeExecutor
         bool whole = offset == 0 && length == task.ElementCount;
         return new TensorMergeInputs
         {
-            Kernels = _kernels,
+            Kernels = kernels ?? _kernels,
             TensorName = task.Header.Name,
             Shape = whole ? task.Header.Shape : [length],
             Models = models,
@@ -226,13 +280,20 @@ public sealed class MergeExecutor
         };
     }
 
-    private void Compute(MergePlan plan, ChannelReader<WorkItem> input, ChannelWriter<WorkItem> output, CancellationToken cancel)
+    private void Compute(MergePlan plan, IReadOnlyList<ModelFolder> models, ChannelReader<WorkItem> input, ChannelWriter<WorkItem> output, CancellationToken cancel)
     {
         while (input.WaitToReadAsync(cancel).AsTask().GetAwaiter().GetResult())
         {
             while (input.TryRead(out WorkItem? item))
             {
                 TensorTask task = item.Task;
+                if (item.Fused)
+                {
+                    NativeFloatBuffer encoded = _pool.Rent(checked((int)(((long)item.Length * DTypes.SizeOf(task.Header.DType) + 3) / 4)), cancel);
+                    MergeTiles(plan, task, models, item.Offset, item.Length, encoded, cancel);
+                    output.WriteAsync(item with { Output = encoded }, cancel).AsTask().GetAwaiter().GetResult();
+                    continue;
+                }
                 int k = task.Inputs.Count;
                 Memory<float> data = item.Inputs!.Memory;
                 TensorMergeInputs inputs = Inputs(plan, task, data.Slice(0, k * item.Length),
@@ -269,7 +330,7 @@ public sealed class MergeExecutor
         {
             foreach (ShardPlan shard in shards)
             {
-                var writer = new SafeTensorsWriter(Path.Combine(folder, shard.FileName), shard.Tensors, null);
+                var writer = new SafeTensorsWriter(Path.Combine(folder, shard.FileName), shard.Tensors, null, DirectIo);
                 try
                 {
                     foreach (TensorHeader header in shard.Tensors)
@@ -279,7 +340,10 @@ public sealed class MergeExecutor
                         {
                             WorkItem item = ReadNext(input, cancel);
                             Debug.Assert(item.Task.Header.Name == header.Name);
-                            writer.WriteFloat32(item.Output!.Span.Slice(0, item.Length));
+                            if (item.Fused)
+                                writer.WriteBytes(MemoryMarshal.AsBytes(item.Output!.Span).Slice(0, item.Length * DTypes.SizeOf(header.DType)));
+                            else
+                                writer.WriteFloat32(item.Output!.Span.Slice(0, item.Length));
                             _pool.Return(item.Output);
                             if (item.Last) break;
                         }
@@ -322,9 +386,7 @@ public sealed class MergeExecutor
     /// <summary>Reads elements [offset, offset + destination.Length) of a source tensor as float32, in parallel chunks.</summary>
     private long Read(IReadOnlyList<ModelFolder> models, TensorSource source, long offset, Memory<float> destination, string outputName)
     {
-        ModelTensor tensor = models[source.Model].GetTensor(source.TensorName);
-        if (tensor.Info.ElementCount < offset + destination.Length)
-            throw new WeldException($"{models[source.Model].Path}: tensor {source.TensorName} has {tensor.Info.ElementCount:N0} elements, {outputName} needs {offset + destination.Length:N0}");
+        ModelTensor tensor = Resolve(models, source, offset, destination.Length, outputName);
         int length = destination.Length;
         int chunks = (length + ReadChunk - 1) / ReadChunk;
         if (chunks <= 1)
@@ -338,12 +400,82 @@ public sealed class MergeExecutor
         return (long)length * DTypes.SizeOf(tensor.Info.DType);
     }
 
+    private static ModelTensor Resolve(IReadOnlyList<ModelFolder> models, TensorSource source, long offset, long length, string outputName)
+    {
+        ModelTensor tensor = models[source.Model].GetTensor(source.TensorName);
+        if (tensor.Info.ElementCount < offset + length)
+            throw new WeldException($"{models[source.Model].Path}: tensor {source.TensorName} has {tensor.Info.ElementCount:N0} elements, {outputName} needs {offset + length:N0}");
+        return tensor;
+    }
+
+    /// <summary>The sources of a task's input rows in stacking order: inputs, the base, auxiliary tensors.</summary>
+    private static IEnumerable<TensorSource> RowSources(TensorTask task)
+    {
+        foreach (TensorSource source in task.Inputs) yield return source;
+        if (task.Base is { } b) yield return b;
+        foreach (TensorSource source in task.Auxiliary) yield return source;
+    }
+
+    /// <summary>True when the tensor runs on the fused elementwise path (CPU kernels, an elementwise method, a float output).</summary>
+    private bool IsFused(MergePlan plan, TensorTask task) =>
+        FuseElementwise && plan.Method.Traits.Elementwise && _kernels is CpuKernels && DTypes.IsFloatingPoint(task.Header.DType);
+
+    /// <summary>
+    /// Merges elements [offset, offset + length) tile by tile on all workers: decode each input's tile from its
+    /// mapping, run the method on the tile with single-threaded kernels, encode the result into
+    /// <paramref name="encoded"/>. Tiles are assigned to workers round-robin; every tile's bytes depend only on its
+    /// inputs (the method is elementwise), so the output is the same on any number of threads.
+    /// </summary>
+    private void MergeTiles(MergePlan plan, TensorTask task, IReadOnlyList<ModelFolder> models, long offset, int length,
+        NativeFloatBuffer encoded, CancellationToken cancel)
+    {
+        TensorSource[] sources = RowSources(task).ToArray();
+        var tensors = new ModelTensor[sources.Length];
+        for (int i = 0; i < sources.Length; i++) tensors[i] = Resolve(models, sources[i], offset, length, task.Header.Name);
+        int rows = sources.Length, k = task.Inputs.Count, auxiliaryStart = rows - task.Auxiliary.Count;
+        int tileLength = Math.Max(1, Math.Min(TileElements, length));
+        int tiles = length == 0 ? 0 : (length + tileLength - 1) / tileLength;
+        int workers = Math.Max(1, Math.Min(tiles, _parallelism == -1 ? Environment.ProcessorCount : _parallelism));
+        int stride = (rows + 1) * tileLength;
+        NativeFloatBuffer scratch = _pool.Rent(workers * stride, cancel);
+        DType dtype = task.Header.DType;
+        int size = DTypes.SizeOf(dtype);
+        try
+        {
+            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers, CancellationToken = cancel }, worker =>
+            {
+                Memory<float> own = scratch.Memory.Slice(worker * stride, stride);
+                for (int tile = worker; tile < tiles; tile += workers)
+                {
+                    int start = tile * tileLength;
+                    int count = Math.Min(tileLength, length - start);
+                    Memory<float> data = own.Slice(0, rows * count);
+                    for (int r = 0; r < rows; r++)
+                        tensors[r].ReadFloat32(offset + start, data.Span.Slice(r * count, count));
+                    Span<float> result = own.Span.Slice(rows * count, count);
+                    TensorMergeInputs inputs = Inputs(plan, task, data.Slice(0, k * count),
+                        task.Base is null ? ReadOnlyMemory<float>.Empty : data.Slice(k * count, count),
+                        offset + start, count, data.Slice(auxiliaryStart * count, task.Auxiliary.Count * count), _tileKernels);
+                    plan.Method.Merge(inputs, result);
+                    if (task.LinesScale is double scale)
+                        LayerScaling.Apply(inputs.Base.Span, result, (float)scale);
+                    FloatEncoding.Encode(dtype, result, MemoryMarshal.AsBytes(encoded.Span).Slice(start * size, count * size));
+                }
+            });
+        }
+        finally
+        {
+            _pool.Return(scratch);
+        }
+    }
+
     /// <summary>
     /// One tensor (or one chunk of it) travelling through the pipeline; a streamed tensor's chunks come once per
-    /// statistics pass (no output buffer) and once more for the apply pass (<c>Pass == StatisticsPasses</c>).
+    /// statistics pass (no output buffer) and once more for the apply pass (<c>Pass == StatisticsPasses</c>); a fused
+    /// item carries no inputs (the compute stage reads its tiles) and its output buffer holds encoded bytes.
     /// </summary>
     private sealed record WorkItem(TensorTask Task, long Offset, int Length, bool Last, NativeFloatBuffer? Inputs, NativeFloatBuffer? Output,
-        IStreamingTensorMerge? Stream = null, int Pass = 0);
+        IStreamingTensorMerge? Stream = null, int Pass = 0, bool Fused = false);
 
     private sealed class Counters
     {

@@ -38,6 +38,18 @@ public sealed class MergeOptions
     /// <summary>Compute only this part of the shards (scale-out); <c>weld finalize</c> assembles the parts.</summary>
     public PartSelection? Part { get; init; }
 
+    /// <summary>
+    /// Write output shards with <c>O_DIRECT</c> (default on; Linux, where the file system allows it): the bytes go
+    /// from Weld's buffers to the device without being copied into the page cache. Output bytes are the same either way.
+    /// </summary>
+    public bool DirectIo { get; init; } = true;
+
+    /// <summary>
+    /// Run elementwise methods tile by tile on the CPU, decoding inputs and encoding the output in cache-sized tiles
+    /// (default on). Output bytes are the same either way; off is the plain path that converts whole chunks to float32.
+    /// </summary>
+    public bool FuseElementwise { get; init; } = true;
+
     /// <summary>Threads for kernels and reads (-1: all cores).</summary>
     public int Threads { get; init; } = -1;
 
@@ -96,7 +108,7 @@ public static class MergeRunner
         record.Write(output.WorkPath);
 
         IMergeKernels kernels = options.Kernels ?? new CpuKernels(options.Threads);
-        var executor = new MergeExecutor(kernels, options.MemoryLimitBytes, options.Threads);
+        var executor = new MergeExecutor(kernels, options.MemoryLimitBytes, options.Threads) { DirectIo = options.DirectIo, FuseElementwise = options.FuseElementwise };
         MergeSummary summary;
         try
         {

@@ -21,4 +21,7 @@ public readonly record struct ModelTensor(SafeTensorsFile File, TensorInfo Info)
 
     /// <summary>Converts elements <c>[firstElement, firstElement + destination.Length)</c> to float32.</summary>
     public void ReadFloat32(long firstElement, Span<float> destination) => File.ReadFloat32(Info, firstElement, destination);
+
+    /// <summary>Maps the pages of elements <c>[firstElement, firstElement + count)</c> ahead of many small reads.</summary>
+    public void Prefetch(long firstElement, long count) => File.Prefetch(Info, firstElement, count);
 }

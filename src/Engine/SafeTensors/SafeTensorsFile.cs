@@ -166,6 +166,23 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         }
     }
 
+    /// <summary>
+    /// Maps the pages of elements <c>[firstElement, firstElement + count)</c> of <paramref name="tensor"/> in one call
+    /// (<c>MADV_POPULATE_READ</c>), so that later small reads of the range take no page faults.
+    /// </summary>
+    public void Prefetch(TensorInfo tensor, long firstElement, long count)
+    {
+        CheckTensor(tensor);
+        int elementSize = DTypes.SizeOf(tensor.DType);
+        long elementCount = tensor.ByteLength / elementSize;
+        if (firstElement < 0 || count < 0 || firstElement > elementCount - count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(firstElement),
+                $"{FilePath}: elements [{firstElement}, {firstElement + count}) are outside tensor '{tensor.Name}' ({elementCount} elements).");
+        }
+        MappedPages.Populate(_data + tensor.Offset + firstElement * elementSize, count * elementSize);
+    }
+
     private static void Convert(DType dtype, byte* source, int count, Span<float> destination)
     {
         switch (dtype)

@@ -16,19 +16,16 @@ namespace Weld.Engine.SafeTensors;
 /// </remarks>
 public sealed class SafeTensorsWriter : IDisposable
 {
-    private const int StreamBufferBytes = 1 << 20;
-    private const int ConversionBufferBytes = 1 << 16;
-
     private static readonly IReadOnlyDictionary<string, string> s_defaultMetadata =
         new Dictionary<string, string> { ["format"] = "pt" };
 
     private readonly string _path;
     private readonly IReadOnlyList<TensorHeader> _tensors;
-    private readonly FileStream _stream;
-    private readonly byte[] _conversionBuffer = new byte[ConversionBufferBytes];
+    private readonly ShardFileSink _sink;
     private int _current;          // index of the tensor the next byte belongs to
     private long _writtenInCurrent; // bytes of that tensor already written
     private bool _completed;
+    private bool _disposed;
 
     /// <summary>
     /// Creates (or replaces) <paramref name="path"/> and writes the header for <paramref name="tensors"/>.
@@ -36,26 +33,31 @@ public sealed class SafeTensorsWriter : IDisposable
     /// <param name="path">The file to write.</param>
     /// <param name="tensors">The tensors, in the order their data will be written.</param>
     /// <param name="metadata">The header's <c>__metadata__</c>; null writes <c>{"format":"pt"}</c>, empty writes none.</param>
+    /// <param name="directIo">
+    /// Write with <c>O_DIRECT</c> (Linux), bypassing the page cache, where the file system allows it; otherwise, and
+    /// when false, write through the page cache.
+    /// </param>
     /// <exception cref="WeldException">A name is empty, reserved or repeated, or a shape is invalid.</exception>
-    public SafeTensorsWriter(string path, IReadOnlyList<TensorHeader> tensors, IReadOnlyDictionary<string, string>? metadata)
+    public SafeTensorsWriter(string path, IReadOnlyList<TensorHeader> tensors, IReadOnlyDictionary<string, string>? metadata,
+        bool directIo = false)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(tensors);
         _path = Path.GetFullPath(path);
         _tensors = tensors;
         byte[] header = BuildHeader(_path, tensors, metadata ?? s_defaultMetadata);
-        _stream = new FileStream(_path, FileMode.Create, FileAccess.Write, FileShare.None, StreamBufferBytes);
+        _sink = ShardFileSink.Create(_path, directIo);
         try
         {
             Span<byte> prefix = stackalloc byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
-            _stream.Write(prefix);
-            _stream.Write(header);
+            _sink.Write(prefix);
+            _sink.Write(header);
             SkipEmptyTensors();
         }
         catch
         {
-            _stream.Dispose();
+            _sink.Dispose();
             throw;
         }
     }
@@ -81,7 +83,7 @@ public sealed class SafeTensorsWriter : IDisposable
 
             long left = _tensors[_current].ByteLength - _writtenInCurrent;
             int take = (int)Math.Min(left, data.Length);
-            _stream.Write(data[..take]);
+            _sink.Write(data[..take]);
             Advance(take);
             data = data[take..];
         }
@@ -120,42 +122,28 @@ public sealed class SafeTensorsWriter : IDisposable
                 $"{_path}: {values.Length} values written to tensor '{tensor.Name}', which has only {elementsLeft} elements left.");
         }
 
-        if (tensor.DType == DType.F32)
-        {
-            long bytes = (long)values.Length * size;
-            // Slices keep the byte view within int range (a span of more than 2^29 floats has more than 2^31 bytes).
-            for (int start = 0; start < values.Length; start += 1 << 28)
-                _stream.Write(MemoryMarshal.AsBytes(values.Slice(start, Math.Min(1 << 28, values.Length - start))));
-            Advance(bytes);
-            return;
-        }
-
         long totalBytes = (long)values.Length * size;
-        int chunk = ConversionBufferBytes / size;
+        Span<byte> one = stackalloc byte[8];
         while (!values.IsEmpty)
         {
-            int take = Math.Min(chunk, values.Length);
-            Span<byte> converted = _conversionBuffer.AsSpan(0, take * size);
-            Convert(tensor.DType, values[..take], converted);
-            _stream.Write(converted);
+            // Convert straight into the sink's buffer.
+            Span<byte> target = _sink.GetSpan(size);
+            int take = Math.Min(target.Length / size, values.Length);
+            if (take == 0)
+            {
+                // A value straddles the end of the sink's buffer (an odd-sized tensor came before this one).
+                FloatEncoding.Encode(tensor.DType, values[..1], one[..size]);
+                _sink.Write(one[..size]);
+                values = values[1..];
+                continue;
+            }
+            FloatEncoding.Encode(tensor.DType, values[..take], target[..(take * size)]);
+            _sink.Advance(take * size);
             values = values[take..];
         }
 
         // Advance once at the end: the conversion loop stays within this tensor.
         Advance(totalBytes);
-    }
-
-    private static void Convert(DType dtype, ReadOnlySpan<float> values, Span<byte> destination)
-    {
-        switch (dtype)
-        {
-            case DType.BF16: FloatConversions.SingleToBf16(values, MemoryMarshal.Cast<byte, ushort>(destination)); break;
-            case DType.F16: FloatConversions.SingleToHalf(values, MemoryMarshal.Cast<byte, ushort>(destination)); break;
-            case DType.F64: FloatConversions.SingleToDouble(values, MemoryMarshal.Cast<byte, double>(destination)); break;
-            case DType.F8_E4M3: FloatConversions.SingleToFp8E4M3(values, destination); break;
-            case DType.F8_E5M2: FloatConversions.SingleToFp8E5M2(values, destination); break;
-            default: throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Not a narrowing float dtype.");
-        }
     }
 
     /// <summary>
@@ -173,13 +161,16 @@ public sealed class SafeTensorsWriter : IDisposable
                 (_current + 1 < _tensors.Count ? $" and {_tensors.Count - _current - 1} more tensors follow it." : "."));
         }
 
-        _stream.Flush(flushToDisk: true);
-        _stream.Dispose();
+        _sink.Complete();
         _completed = true;
     }
 
     /// <summary>Closes the file; a file not completed is left incomplete (the caller's output folder discards it).</summary>
-    public void Dispose() => _stream.Dispose();
+    public void Dispose()
+    {
+        _disposed = true;
+        _sink.Dispose();
+    }
 
     private void Advance(long bytes)
     {
@@ -200,7 +191,7 @@ public sealed class SafeTensorsWriter : IDisposable
     private void ThrowIfClosed()
     {
         if (_completed) throw new InvalidOperationException($"{_path}: the file is already complete.");
-        ObjectDisposedException.ThrowIf(!_stream.CanWrite, this);
+        ObjectDisposedException.ThrowIf(_disposed, this);
     }
 
     private static byte[] BuildHeader(string path, IReadOnlyList<TensorHeader> tensors, IReadOnlyDictionary<string, string> metadata)

@@ -2,6 +2,7 @@ using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Weld.Kernels;
 
@@ -54,21 +55,31 @@ public static class FloatConversions
     public static void Bf16ToSingle(ReadOnlySpan<ushort> source, Span<float> destination)
     {
         CheckLengths(source.Length, destination.Length);
-        Span<uint> output = MemoryMarshal.Cast<float, uint>(destination);
-        int i = 0;
-        if (Vector.IsHardwareAccelerated && source.Length >= Vector<ushort>.Count)
+        ref ushort input = ref MemoryMarshal.GetReference(source);
+        ref uint output = ref Unsafe.As<float, uint>(ref MemoryMarshal.GetReference(destination));
+        nuint n = (nuint)source.Length, i = 0;
+        // Explicit 512/256-bit widening (vpmovzxwd + shift): this runs on every input byte of a merge.
+        if (Vector512.IsHardwareAccelerated)
         {
-            int last = source.Length - Vector<ushort>.Count;
-            for (; i <= last; i += Vector<ushort>.Count)
+            for (; i + (nuint)Vector512<ushort>.Count <= n; i += (nuint)Vector512<ushort>.Count)
             {
-                Vector.Widen(new Vector<ushort>(source.Slice(i)), out Vector<uint> low, out Vector<uint> high);
-                Vector.ShiftLeft(low, 16).CopyTo(output.Slice(i));
-                Vector.ShiftLeft(high, 16).CopyTo(output.Slice(i + Vector<uint>.Count));
+                (Vector512<uint> low, Vector512<uint> high) = Vector512.Widen(Vector512.LoadUnsafe(ref input, i));
+                Vector512.ShiftLeft(low, 16).StoreUnsafe(ref output, i);
+                Vector512.ShiftLeft(high, 16).StoreUnsafe(ref output, i + (nuint)Vector512<uint>.Count);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + (nuint)Vector256<ushort>.Count <= n; i += (nuint)Vector256<ushort>.Count)
+            {
+                (Vector256<uint> low, Vector256<uint> high) = Vector256.Widen(Vector256.LoadUnsafe(ref input, i));
+                Vector256.ShiftLeft(low, 16).StoreUnsafe(ref output, i);
+                Vector256.ShiftLeft(high, 16).StoreUnsafe(ref output, i + (nuint)Vector256<uint>.Count);
             }
         }
 
-        for (; i < source.Length; i++)
-            output[i] = (uint)source[i] << 16;
+        for (; i < n; i++)
+            Unsafe.Add(ref output, i) = (uint)Unsafe.Add(ref input, i) << 16;
     }
 
     /// <summary>
@@ -78,31 +89,49 @@ public static class FloatConversions
     public static void SingleToBf16(ReadOnlySpan<float> source, Span<ushort> destination)
     {
         CheckLengths(source.Length, destination.Length);
-        ReadOnlySpan<uint> input = MemoryMarshal.Cast<float, uint>(source);
-        int i = 0;
-        if (Vector.IsHardwareAccelerated && source.Length >= Vector<ushort>.Count)
+        ref uint input = ref Unsafe.As<float, uint>(ref MemoryMarshal.GetReference(source));
+        ref ushort output = ref MemoryMarshal.GetReference(destination);
+        nuint n = (nuint)source.Length, i = 0;
+        if (Vector512.IsHardwareAccelerated)
         {
-            int last = source.Length - Vector<ushort>.Count;
-            for (; i <= last; i += Vector<ushort>.Count)
+            for (; i + (nuint)Vector512<ushort>.Count <= n; i += (nuint)Vector512<ushort>.Count)
             {
-                Vector<uint> low = RoundToBf16(new Vector<uint>(input.Slice(i)));
-                Vector<uint> high = RoundToBf16(new Vector<uint>(input.Slice(i + Vector<uint>.Count)));
-                Vector.Narrow(low, high).CopyTo(destination.Slice(i));
+                Vector512<uint> low = RoundToBf16(Vector512.LoadUnsafe(ref input, i));
+                Vector512<uint> high = RoundToBf16(Vector512.LoadUnsafe(ref input, i + (nuint)Vector512<uint>.Count));
+                Vector512.Narrow(low, high).StoreUnsafe(ref output, i);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + (nuint)Vector256<ushort>.Count <= n; i += (nuint)Vector256<ushort>.Count)
+            {
+                Vector256<uint> low = RoundToBf16(Vector256.LoadUnsafe(ref input, i));
+                Vector256<uint> high = RoundToBf16(Vector256.LoadUnsafe(ref input, i + (nuint)Vector256<uint>.Count));
+                Vector256.Narrow(low, high).StoreUnsafe(ref output, i);
             }
         }
 
-        for (; i < source.Length; i++)
-            destination[i] = SingleToBf16(source[i]);
+        for (; i < n; i++)
+            Unsafe.Add(ref output, i) = SingleToBf16(BitConverter.UInt32BitsToSingle(Unsafe.Add(ref input, i)));
+    }
+
+    // Round to nearest even on the upper 16 bits; a NaN keeps its sign and top payload bits and is made quiet.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<uint> RoundToBf16(Vector512<uint> bits)
+    {
+        Vector512<uint> isNaN = Vector512.GreaterThan(bits & Vector512.Create(AbsMask), Vector512.Create(SingleInfinityBits));
+        Vector512<uint> top = Vector512.ShiftRightLogical(bits, 16);
+        Vector512<uint> rounded = Vector512.ShiftRightLogical(bits + Vector512.Create(0x7FFFu) + (top & Vector512<uint>.One), 16);
+        return Vector512.ConditionalSelect(isNaN, top | Vector512.Create(0x0040u), rounded);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector<uint> RoundToBf16(Vector<uint> bits)
+    private static Vector256<uint> RoundToBf16(Vector256<uint> bits)
     {
-        Vector<uint> isNaN = Vector.GreaterThan(bits & new Vector<uint>(AbsMask), new Vector<uint>(SingleInfinityBits));
-        Vector<uint> odd = Vector.ShiftRightLogical(bits, 16) & Vector<uint>.One;
-        Vector<uint> rounded = Vector.ShiftRightLogical(bits + new Vector<uint>(0x7FFFu) + odd, 16);
-        Vector<uint> quietNaN = Vector.ShiftRightLogical(bits, 16) | new Vector<uint>(0x0040u);
-        return Vector.ConditionalSelect(isNaN, quietNaN, rounded);
+        Vector256<uint> isNaN = Vector256.GreaterThan(bits & Vector256.Create(AbsMask), Vector256.Create(SingleInfinityBits));
+        Vector256<uint> top = Vector256.ShiftRightLogical(bits, 16);
+        Vector256<uint> rounded = Vector256.ShiftRightLogical(bits + Vector256.Create(0x7FFFu) + (top & Vector256<uint>.One), 16);
+        return Vector256.ConditionalSelect(isNaN, top | Vector256.Create(0x0040u), rounded);
     }
 
     // ---------------------------------------------------------------- fp16

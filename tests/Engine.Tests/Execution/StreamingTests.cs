@@ -173,7 +173,7 @@ public class StreamingTests
         MergeRecipe recipe = RecipeParser.Parse(yaml, "stream.yml");
         string whole = Output(), streamed = Output();
         // 3 inputs + base + output of 3,003,000 float32 = 60 MB: whole under 500 MB, 1M-element chunks under 30 MB.
-        var big = MergeRunner.Run(recipe, new MergeOptions { OutputPath = whole, MemoryLimitBytes = 500_000_000, Seed = 7 });
+        var big = MergeRunner.Run(recipe, new MergeOptions { OutputPath = whole, MemoryLimitBytes = 500_000_000, Seed = 7, FuseElementwise = false });
         var small = MergeRunner.Run(recipe, new MergeOptions { OutputPath = streamed, MemoryLimitBytes = 30_000_000, Threads = 1, Seed = 7 });
         Assert.True(big.PeakBufferBytes >= 5L * 3_003_000 * 4, "the reference run did not hold the whole tensor");
         Assert.InRange(small.PeakBufferBytes, 1, 30_000_000);
@@ -212,7 +212,7 @@ public class StreamingTests
             """;
         MergeRecipe recipe = RecipeParser.Parse(yaml, "chunks.yml");
         string whole = Output(), chunked = Output();
-        var big = MergeRunner.Run(recipe, new MergeOptions { OutputPath = whole, MemoryLimitBytes = 500_000_000 });
+        var big = MergeRunner.Run(recipe, new MergeOptions { OutputPath = whole, MemoryLimitBytes = 500_000_000, FuseElementwise = false });
         var small = MergeRunner.Run(recipe, new MergeOptions { OutputPath = chunked, MemoryLimitBytes = 30_000_000 });
         Assert.True(small.PeakBufferBytes <= 30_000_000);
         Assert.True(small.PeakBufferBytes < 3 * 3_000_000 * 4, "the tensor was not cut into chunks");

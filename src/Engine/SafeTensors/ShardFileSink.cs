@@ -1,0 +1,66 @@
+using System.Buffers;
+
+namespace Weld.Engine.SafeTensors;
+
+/// <summary>
+/// Where a <see cref="SafeTensorsWriter"/>'s bytes go: a sequential byte stream from offset 0 that the writer fills
+/// through <see cref="IBufferWriter{T}"/> (so narrowing conversions write straight into the sink's buffer), then
+/// completes (flushed to disk) or abandons.
+/// </summary>
+internal abstract class ShardFileSink : IBufferWriter<byte>, IDisposable
+{
+    /// <summary>Opens <paramref name="path"/> for writing (created or truncated): direct I/O when asked and the file system allows it.</summary>
+    public static ShardFileSink Create(string path, bool directIo) =>
+        (directIo ? DirectShardFileSink.TryCreate(path) : null) ?? (ShardFileSink)new BufferedShardFileSink(path);
+
+    /// <inheritdoc />
+    public abstract Span<byte> GetSpan(int sizeHint = 0);
+
+    /// <inheritdoc />
+    public Memory<byte> GetMemory(int sizeHint = 0) => throw new NotSupportedException("Shard sinks hand out spans only.");
+
+    /// <inheritdoc />
+    public abstract void Advance(int count);
+
+    /// <summary>Writes all of <paramref name="data"/>.</summary>
+    public void Write(ReadOnlySpan<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            Span<byte> target = GetSpan();
+            int take = Math.Min(target.Length, data.Length);
+            data[..take].CopyTo(target);
+            Advance(take);
+            data = data[take..];
+        }
+    }
+
+    /// <summary>Writes what is buffered, makes the file durable (fsync) and closes it.</summary>
+    public abstract void Complete();
+
+    /// <summary>Closes the file without completing it.</summary>
+    public abstract void Dispose();
+}
+
+/// <summary>Through the page cache: a <see cref="FileStream"/> and a 64 KiB staging span (small writes copy fastest).</summary>
+internal sealed class BufferedShardFileSink : ShardFileSink
+{
+    private const int StagingBytes = 1 << 16;
+    private readonly FileStream _stream;
+    private readonly byte[] _staging = new byte[StagingBytes];
+
+    public BufferedShardFileSink(string path) =>
+        _stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0);
+
+    public override Span<byte> GetSpan(int sizeHint = 0) => _staging;
+
+    public override void Advance(int count) => _stream.Write(_staging, 0, count);
+
+    public override void Complete()
+    {
+        _stream.Flush(flushToDisk: true);
+        _stream.Dispose();
+    }
+
+    public override void Dispose() => _stream.Dispose();
+}
