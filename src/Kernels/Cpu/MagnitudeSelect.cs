@@ -36,6 +36,21 @@ internal static unsafe class MagnitudeSelect
     /// <param name="equalPerChunk">Receives per-chunk counts of elements equal to the key (ChunkCount entries).</param>
     public static MagnitudeRank Select(float* values, int length, long rank, ParallelOptions options, Span<int> equalPerChunk)
     {
+        if (SampledMagnitudeSelect.TrySelect(values, length, rank, options, equalPerChunk, out MagnitudeRank sampled))
+            return sampled;
+        return SelectByRadix(values, length, rank, options, equalPerChunk);
+    }
+
+    /// <summary>Span form of <see cref="SelectByRadix(float*, int, long, ParallelOptions, Span{int})"/>.</summary>
+    internal static MagnitudeRank SelectByRadix(ReadOnlySpan<float> values, long rank, ParallelOptions options, Span<int> equalPerChunk)
+    {
+        fixed (float* data = values)
+            return SelectByRadix(data, values.Length, rank, options, equalPerChunk);
+    }
+
+    /// <summary>The three-pass radix select (what <see cref="Select"/> falls back to when sampling does not pay).</summary>
+    internal static MagnitudeRank SelectByRadix(float* values, int length, long rank, ParallelOptions options, Span<int> equalPerChunk)
+    {
         int chunks = ChunkedParallel.ChunkCount(length);
         int[] chunkHistograms = ArrayPool<int>.Shared.Rent(chunks * MaxBins);
         try
