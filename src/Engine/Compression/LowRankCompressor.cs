@@ -274,6 +274,11 @@ public static class LowRankCompressor
                     (long)rank * (m + n) * sizeof(float));
             }
             if (sketchRank == maxRank) return Exact();
+            // Give up early when even an optimistic spectrum (every σ beyond the sketch as large as 1.25·σ_k) could not
+            // meet the budget at the largest rank that pays: a full-rank residual would otherwise cost a sketch of
+            // every doubling up to maxRank only to be stored exactly. The margin covers the sketch's underestimate of σ_k.
+            double last = 1.25 * svd.S[sketchRank - 1];
+            if (deltaEnergy - kept - (maxRank - sketchRank) * last * last > budget * budget) return Exact();
             sketchRank = Math.Min(maxRank, sketchRank * 2);
         }
     }
