@@ -70,6 +70,8 @@ public static class LowRankCompressor
 
     private const int CopyChunkBytes = 1 << 24;
 
+    private const long SmallTensorElements = 1 << 20;
+
     /// <summary>Compresses <paramref name="fineTunePath"/> relative to <paramref name="basePath"/> into the folder <paramref name="outputFolder"/>.</summary>
     /// <param name="fineTunePath">The fine-tuned model (folder or file).</param>
     /// <param name="basePath">The base model it was tuned from.</param>
@@ -252,7 +254,7 @@ public static class LowRankCompressor
         int sketchRank = Math.Min(maxRank, InitialRank);
         while (true)
         {
-            TruncatedSvd svd = RandomizedSvd.Compute(delta, m, n, sketchRank, options.Seed);
+            TruncatedSvd svd = RandomizedSvd.Compute(delta, m, n, sketchRank, options.Seed, maxDegreeOfParallelism: Parallelism(count));
             // Tail-energy identity: U_r Σ_r V_rᵀ is the projection of ΔW on span(U_r), so its error is ‖ΔW‖² − Σ_{i<r} σ_i².
             // It picks the first candidate; the error that counts is then measured on the rounded restored weight.
             double kept = 0;
@@ -283,6 +285,9 @@ public static class LowRankCompressor
         }
     }
 
+    /// <summary>Threads for the products of an m·n-element tensor: one for small ones, where scheduling costs more than it saves (the result is the same).</summary>
+    private static int Parallelism(long elements) => elements < SmallTensorElements ? 1 : -1;
+
     private static float[] FactorA(TruncatedSvd svd, int rank)
     {
         var a = new float[svd.Rows * rank];
@@ -295,7 +300,7 @@ public static class LowRankCompressor
     /// <summary>W_base + A·B in float32: the one computation both the compressor's check and decompress run.</summary>
     private static void Restore(ReadOnlySpan<float> baseValues, ReadOnlySpan<float> a, ReadOnlySpan<float> b, int m, int rank, int n, Span<float> destination)
     {
-        Gemm.Multiply(a, b, destination, m, rank, n);
+        Gemm.Multiply(a, b, destination, m, rank, n, maxDegreeOfParallelism: Parallelism((long)m * n));
         for (int i = 0; i < baseValues.Length; i++) destination[i] += baseValues[i];
     }
 
