@@ -48,7 +48,7 @@ internal sealed class CompressOptions
 /// <summary><c>weld compress --tall</c> and <c>weld compress --restore</c>.</summary>
 internal static class CompressCommand
 {
-    public static int Run(CompressOptions options, CliConsole console)
+    public static int Run(CompressOptions options, CliConsole console, CancellationToken cancel = default)
     {
         var inv = CultureInfo.InvariantCulture;
         if (options.Error is not null)
@@ -58,7 +58,7 @@ internal static class CompressCommand
                 console.Error("--error (low-rank compression) cannot be combined with --tall or --restore");
                 return ExitCodes.UsageError;
             }
-            return LowRankCommand.Compress(options, console);
+            return LowRankCommand.Compress(options, console, cancel);
         }
         if (options.Tall == (options.Restore is not null))
         {

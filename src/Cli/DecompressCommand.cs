@@ -37,7 +37,7 @@ internal sealed class DecompressOptions
 /// <summary><c>weld compress FT --base BASE --error E</c> and <c>weld decompress</c>.</summary>
 internal static class LowRankCommand
 {
-    public static int Compress(CompressOptions options, CliConsole console)
+    public static int Compress(CompressOptions options, CliConsole console, CancellationToken cancel)
     {
         string[] models = options.Models.ToArray();
         if (models.Length != 1)
@@ -50,7 +50,7 @@ internal static class LowRankCommand
             throw new WeldException(string.Create(CultureInfo.InvariantCulture, $"--error {budget} must be a finite number >= 0"));
         var settings = new LowRankCompressionOptions(budget, options.Seed, options.Overwrite);
         LowRankCompressionResult result = WithProgress(console, options.Quiet || options.Json, "compressing",
-            progress => LowRankCompressor.Compress(models[0], options.Base, options.Output, settings, progress));
+            progress => LowRankCompressor.Compress(models[0], options.Base, options.Output, settings, progress, cancel));
         if (options.Json)
         {
             console.Out.WriteLine(ToJson(result, options.Output).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -67,11 +67,11 @@ internal static class LowRankCommand
         return ExitCodes.Ok;
     }
 
-    public static int Decompress(DecompressOptions options, CliConsole console)
+    public static int Decompress(DecompressOptions options, CliConsole console, CancellationToken cancel)
     {
         long shardBytes = ByteSize.Parse(options.OutShardSize);
         LowRankDecompressionResult result = WithProgress(console, options.Quiet || options.Json, "decompressing",
-            progress => LowRankCompressor.Decompress(options.Compressed, options.Base, options.Output, shardBytes, options.Overwrite, progress));
+            progress => LowRankCompressor.Decompress(options.Compressed, options.Base, options.Output, shardBytes, options.Overwrite, progress, cancel));
         if (options.Json)
         {
             var json = new JsonObject

@@ -40,11 +40,11 @@ internal static class WeldCommandLine
                 EvalOptions o => EvalCommand.Run(o, console),
                 DiffOptions o => DiffCommand.Run(o, console),
                 ReportOptions o => ReportCommand.Run(o, console),
-                CompressOptions o => CompressCommand.Run(o, console),
+                CompressOptions o => CompressCommand.Run(o, console, cancel.Token),
                 AlignOptions o => AlignCommand.Run(o, console),
                 ExtractLoraOptions o => ExtractLoraCommand.Run(o, console),
                 ApplyLoraOptions o => ApplyLoraCommand.Run(o, console),
-                DecompressOptions o => LowRankCommand.Decompress(o, console),
+                DecompressOptions o => LowRankCommand.Decompress(o, console, cancel.Token),
                 _ => ExitCodes.UsageError,
             };
         }

@@ -314,6 +314,22 @@ public class LowRankCompressorTests
     }
 
     [Fact]
+    public void A_cancelled_run_leaves_nothing_behind()
+    {
+        string dir = TestPaths.NewTempDir();
+        using var cancel = new CancellationTokenSource();
+        var progress = new SynchronousProgress(p => { if (p.TensorsDone == 5) cancel.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() => LowRankCompressor.Compress(TestPaths.Model("lm-ft-c"), TestPaths.Model("lm-base"),
+            Path.Combine(dir, "c"), new LowRankCompressionOptions(0.1), progress, cancel.Token));
+        Assert.Empty(Directory.GetFileSystemEntries(dir));
+    }
+
+    private sealed class SynchronousProgress(Action<LowRankProgress> report) : IProgress<LowRankProgress>
+    {
+        public void Report(LowRankProgress value) => report(value);
+    }
+
+    [Fact]
     public void A_negative_budget_is_refused()
     {
         var e = Assert.Throws<WeldException>(() => LowRankCompressor.Compress(TestPaths.Model("lm-ft-c"), TestPaths.Model("lm-base"),
