@@ -22,7 +22,7 @@ internal static class WeldCommandLine
             settings.AutoVersion = true;
             settings.AutoHelp = true;
         });
-        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, CompressOptions, AlignOptions, ExtractLoraOptions, ApplyLoraOptions>(args);
+        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, CompressOptions, AlignOptions, ExtractLoraOptions, ApplyLoraOptions, DecompressOptions>(args);
         if (result.Tag == ParserResultType.NotParsed)
             return WriteHelp(result, ((NotParsed<object>)result).Errors.ToList(), stdout, stderr);
 
@@ -40,10 +40,11 @@ internal static class WeldCommandLine
                 EvalOptions o => EvalCommand.Run(o, console),
                 DiffOptions o => DiffCommand.Run(o, console),
                 ReportOptions o => ReportCommand.Run(o, console),
-                CompressOptions o => CompressCommand.Run(o, console),
+                CompressOptions o => CompressCommand.Run(o, console, cancel.Token),
                 AlignOptions o => AlignCommand.Run(o, console),
                 ExtractLoraOptions o => ExtractLoraCommand.Run(o, console),
                 ApplyLoraOptions o => ApplyLoraCommand.Run(o, console),
+                DecompressOptions o => LowRankCommand.Decompress(o, console, cancel.Token),
                 _ => ExitCodes.UsageError,
             };
         }
