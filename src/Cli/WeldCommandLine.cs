@@ -22,7 +22,7 @@ internal static class WeldCommandLine
             settings.AutoVersion = true;
             settings.AutoHelp = true;
         });
-        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, CompressOptions, AlignOptions, ExtractLoraOptions, ApplyLoraOptions>(args);
+        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, CompressOptions, AlignOptions, ExtractLoraOptions, ApplyLoraOptions, CombineLoraOptions>(args);
         if (result.Tag == ParserResultType.NotParsed)
             return WriteHelp(result, ((NotParsed<object>)result).Errors.ToList(), stdout, stderr);
 
@@ -44,6 +44,7 @@ internal static class WeldCommandLine
                 AlignOptions o => AlignCommand.Run(o, console),
                 ExtractLoraOptions o => ExtractLoraCommand.Run(o, console),
                 ApplyLoraOptions o => ApplyLoraCommand.Run(o, console),
+                CombineLoraOptions o => CombineLoraCommand.Run(o, console),
                 _ => ExitCodes.UsageError,
             };
         }

@@ -71,7 +71,7 @@ public static class LoraExtractor
         if (modules.Count == 0) throw new WeldException($"{baseline.Path}: no 2-D weight matches the module selection; nothing to extract");
 
         var reports = new List<LoraModuleReport>();
-        var factors = new List<(string Module, bool Embedding, int Rows, int Columns, int Rank, float[] A, float[] B)>();
+        var factors = new List<PeftLoraFactors>();
         foreach (string module in modules)
         {
             string name = module + ".weight";
@@ -92,29 +92,12 @@ public static class LoraExtractor
             }
             (LoraModuleReport report, float[] a, float[] bFactor) = Factorize(module, delta, rows, columns, options);
             reports.Add(report);
-            if (report.Rank > 0) factors.Add((module, embedding, rows, columns, report.Rank, a, bFactor));
+            if (report.Rank > 0) factors.Add(new PeftLoraFactors(module, embedding, rows, columns, report.Rank, a, bFactor));
         }
         if (factors.Count == 0) throw new WeldException($"{finetuned.Path}: every selected module's ΔW is zero (or below --sv-epsilon); nothing to extract");
 
-        using var output = new OutputFolder(outputFolder, overwrite);
-        var headers = new List<TensorHeader>();
-        foreach (var f in factors)
-        {
-            headers.Add(new TensorHeader(PeftLoraNames.A(f.Module, f.Embedding), DType.F32, [f.Rank, f.Columns]));
-            headers.Add(new TensorHeader(PeftLoraNames.B(f.Module, f.Embedding), DType.F32, [f.Rows, f.Rank]));
-        }
-        using (var writer = new SafeTensorsWriter(Path.Combine(output.WorkPath, PeftLoraNames.WeightsFileName), headers, null))
-        {
-            foreach (var f in factors)
-            {
-                writer.WriteFloat32(f.A);
-                writer.WriteFloat32(f.B);
-            }
-            writer.Complete();
-        }
-        File.WriteAllText(Path.Combine(output.WorkPath, PeftLoraNames.ConfigFileName),
+        PeftAdapterWriter.Write(outputFolder, overwrite, factors,
             BuildConfig(basePath, baseline, options.Rank, factors.Select(f => (f.Module, f.Rank)).ToList()));
-        output.Commit();
         return reports;
     }
 

@@ -1,5 +1,5 @@
 using MathNet.Numerics.LinearAlgebra;
-using MathNet.Numerics.LinearAlgebra.Factorization;
+using Weld.Engine.Compression;
 
 namespace Weld.Engine.Methods;
 
@@ -86,7 +86,7 @@ public sealed class Tsv : IMergeMethod
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < n; j++)
                     delta[i, j] = row[i * n + j];
-            (Matrix<double> u, double[] s, Matrix<double> vt) = ThinSvd(delta);
+            (Matrix<double> u, double[] s, Matrix<double> vt) = ThinSvd.Compute(delta);
             stackedU.SetSubMatrix(0, t * k, u.SubMatrix(0, m, 0, k));
             stackedV.SetSubMatrix(0, t * k, vt.SubMatrix(0, k, 0, n).Transpose());
             Array.Copy(s, 0, sigma, t * k, k);
@@ -102,23 +102,7 @@ public sealed class Tsv : IMergeMethod
     /// </summary>
     internal static Matrix<double> PolarFactor(Matrix<double> x)
     {
-        (Matrix<double> p, _, Matrix<double> qt) = ThinSvd(x);
+        (Matrix<double> p, _, Matrix<double> qt) = ThinSvd.Compute(x);
         return p.Multiply(qt);
-    }
-
-    /// <summary>
-    /// X = U·diag(S)·Vᵀ with r = min(rows, columns) triplets. A tall X is first reduced by a thin QR (X = Q·R, then
-    /// R = U_R·S·Vᵀ, U = Q·U_R), so no factor larger than the input is formed; a wide X is handled through Xᵀ.
-    /// </summary>
-    internal static (Matrix<double> U, double[] S, Matrix<double> Vt) ThinSvd(Matrix<double> x)
-    {
-        if (x.RowCount < x.ColumnCount)
-        {
-            (Matrix<double> u, double[] s, Matrix<double> vt) = ThinSvd(x.Transpose());
-            return (vt.Transpose(), s, u.Transpose());
-        }
-        QR<double> qr = x.QR(QRMethod.Thin);
-        Svd<double> small = qr.R.Svd(computeVectors: true);
-        return (qr.Q.Multiply(small.U), small.S.ToArray(), small.VT);
     }
 }
