@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Weld.Engine.Models;
 using Weld.Engine.SafeTensors;
+using Weld.Kernels;
 using Weld.Kernels.Cpu;
 
 namespace Weld.Engine.Compression;
@@ -15,7 +16,11 @@ namespace Weld.Engine.Compression;
 /// <param name="EmbedLora">Also extract embeddings (<c>lora_embedding_A/B</c>) and <c>lm_head</c> (a Linear).</param>
 /// <param name="Seed">Seed of the randomized SVD's sketch.</param>
 public sealed record LoraExtractionOptions(int Rank, double SingularValueEpsilon = 0, string? Include = null, string? Exclude = null,
-    bool EmbedLora = false, ulong Seed = 0);
+    bool EmbedLora = false, ulong Seed = 0)
+{
+    /// <summary>Where the randomized SVD's matrix products run; null for the CPU (<see cref="CpuGemm.Default"/>).</summary>
+    public IGemm? Gemm { get; init; }
+}
 
 /// <summary>One extracted module.</summary>
 /// <param name="Module">The module path, e.g. <c>model.layers.0.self_attn.q_proj</c>.</param>
@@ -110,7 +115,7 @@ public static class LoraExtractor
         int maxRank = Math.Min(options.Rank, Math.Min(rows, columns));
         if (total == 0) return (new LoraModuleReport(module, rows, columns, 0, 0, 1), [], []);
 
-        TruncatedSvd svd = RandomizedSvd.Compute(delta, rows, columns, maxRank, options.Seed);
+        TruncatedSvd svd = RandomizedSvd.Compute(delta, rows, columns, maxRank, options.Seed, options.Gemm ?? CpuGemm.Default);
         int rank = 0;
         while (rank < maxRank && svd.S[rank] > options.SingularValueEpsilon * svd.S[0] && svd.S[rank] > 0) rank++;
         if (rank == 0) return (new LoraModuleReport(module, rows, columns, 0, 1, 0), [], []);
