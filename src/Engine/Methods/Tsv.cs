@@ -1,5 +1,6 @@
 using MathNet.Numerics.LinearAlgebra;
 using Weld.Engine.Compression;
+using Weld.Kernels.Cpu;
 
 namespace Weld.Engine.Methods;
 
@@ -73,26 +74,34 @@ public sealed class Tsv : IMergeMethod
     internal static int RankPerTask(double reduction, int fullRank) => (int)Math.Floor(reduction * fullRank + 1e-9);
 
     /// <summary>U_⊥ Σ V_⊥ᵀ of the task vectors held in the rows of <paramref name="inputs"/> (already minus the base).</summary>
+    /// <remarks>
+    /// The T factorisations are independent, as are the two polar factors, so they run side by side; each is computed
+    /// whole by one thread, so the result does not depend on the thread count.
+    /// </remarks>
     private static Matrix<double> MergedTaskMatrix(TensorMergeInputs inputs, int m, int n, int k)
     {
         int columns = inputs.Count * k;
         var stackedU = Matrix<double>.Build.Dense(m, columns);
         var stackedV = Matrix<double>.Build.Dense(n, columns);
         var sigma = new double[columns];
-        for (int t = 0; t < inputs.Count; t++)
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = inputs.Kernels is CpuKernels cpu ? cpu.MaxDegreeOfParallelism : -1 };
+        Memory<float> models = inputs.Models;
+        int length = inputs.Length;
+        Parallel.For(0, inputs.Count, parallel, t =>
         {
-            Span<float> row = inputs.Row(t);
+            ReadOnlySpan<float> row = models.Span.Slice(t * length, length);
             var delta = Matrix<double>.Build.Dense(m, n);
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < n; j++)
                     delta[i, j] = row[i * n + j];
             (Matrix<double> u, double[] s, Matrix<double> vt) = ThinSvd.Compute(delta);
+            // Each task writes its own block of columns.
             stackedU.SetSubMatrix(0, t * k, u.SubMatrix(0, m, 0, k));
             stackedV.SetSubMatrix(0, t * k, vt.SubMatrix(0, k, 0, n).Transpose());
             Array.Copy(s, 0, sigma, t * k, k);
-        }
-        Matrix<double> uPerp = PolarFactor(stackedU);
-        Matrix<double> vPerp = PolarFactor(stackedV);
+        });
+        Matrix<double> uPerp = null!, vPerp = null!;
+        Parallel.Invoke(parallel, () => uPerp = PolarFactor(stackedU), () => vPerp = PolarFactor(stackedV));
         return uPerp.Multiply(Matrix<double>.Build.Diagonal(sigma)).TransposeAndMultiply(vPerp);
     }
 

@@ -17,7 +17,7 @@ public class NewMethodRecipeTests
     public static TheoryData<string> Examples => new()
     {
         "della", "della-linear", "sce", "nuslerp", "multislerp", "karcher", "nearswap", "arcee-fusion", "ram",
-        "ramplus-tl", "magmax", "breadcrumbs-paper", "consensus", "divergence-weights", "lines-task-arithmetic", "tsv",
+        "ramplus-tl", "magmax", "breadcrumbs-paper", "consensus", "divergence-weights", "lines-task-arithmetic",
     };
 
     private static MergeRecipe Example(string name)
