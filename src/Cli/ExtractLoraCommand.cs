@@ -1,6 +1,9 @@
 using System.Globalization;
 using CommandLine;
+using Weld.Engine;
 using Weld.Engine.Compression;
+using Weld.Kernels;
+using Weld.Kernels.Cuda;
 
 namespace Weld.Cli;
 
@@ -34,6 +37,12 @@ internal sealed class ExtractLoraOptions
     [Option("seed", Default = 0UL, HelpText = "Seed of the randomized SVD's Gaussian sketch.")]
     public ulong Seed { get; set; }
 
+    [Option("device", Default = "cpu", HelpText = "Where the randomized SVD's matrix products run: auto | cpu | cuda[:N] (cuBLAS). cpu by default: cuBLAS agrees with the CPU to float rounding, not bit for bit.")]
+    public string Device { get; set; } = "cpu";
+
+    [Option("threads", Default = -1, HelpText = "CPU threads for the products (-1: all cores); the result does not depend on it.")]
+    public int Threads { get; set; }
+
     [Option("overwrite", HelpText = "Replace an existing output folder.")]
     public bool Overwrite { get; set; }
 }
@@ -44,8 +53,25 @@ internal static class ExtractLoraCommand
     public static int Run(ExtractLoraOptions options, CliConsole console)
     {
         var inv = CultureInfo.InvariantCulture;
-        var settings = new LoraExtractionOptions(options.Rank, options.SvEpsilon, options.Include, options.Exclude, options.EmbedLora, options.Seed);
-        IReadOnlyList<LoraModuleReport> reports = LoraExtractor.Extract(options.Model, options.Base, settings, options.Output, options.Overwrite);
+        IGemm gemm = SelectGemm(options.Device, options.Threads);
+        IReadOnlyList<LoraModuleReport> reports;
+        try
+        {
+            var settings = new LoraExtractionOptions(options.Rank, options.SvEpsilon, options.Include, options.Exclude, options.EmbedLora, options.Seed)
+            {
+                Gemm = gemm,
+            };
+            reports = LoraExtractor.Extract(options.Model, options.Base, settings, options.Output, options.Overwrite);
+        }
+        catch (CudaException error)
+        {
+            // A device failure mid-run (out of device memory, a lost device): name the device, not a stack trace.
+            throw new WeldException($"--device {options.Device} ({gemm.Name}): {error.Message}");
+        }
+        finally
+        {
+            (gemm as IDisposable)?.Dispose();
+        }
         int width = Math.Max("module".Length, reports.Max(r => r.Module.Length));
         TextWriter w = console.Out;
         w.WriteLine(string.Create(inv, $"{"module".PadRight(width)}  {"shape",-12} {"rank",4}  {"rel. error",10}  {"energy kept",11}"));
@@ -57,5 +83,22 @@ internal static class ExtractLoraCommand
         int written = reports.Count(r => r.Rank > 0);
         w.WriteLine(string.Create(inv, $"wrote {written} module(s) into {options.Output} ({reports.Count - written} skipped: zero ΔW or no singular value above --sv-epsilon)"));
         return ExitCodes.Ok;
+    }
+
+    private static IGemm SelectGemm(string device, int threads)
+    {
+        if (threads == 0 || threads < -1) throw new WeldException($"--threads {threads}: expected -1 (all cores) or a positive count");
+        try
+        {
+            return GemmBackends.Select(device, threads, out _);
+        }
+        catch (ArgumentException error)
+        {
+            throw new WeldException($"--device {device}: {error.Message}");
+        }
+        catch (CudaException error)
+        {
+            throw new WeldException($"--device {device}: {error.Message}");
+        }
     }
 }

@@ -22,7 +22,7 @@ internal static class WeldCommandLine
             settings.AutoVersion = true;
             settings.AutoHelp = true;
         });
-        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, CompressOptions, AlignOptions, ExtractLoraOptions, ApplyLoraOptions, DecompressOptions>(args);
+        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, CompressOptions, AlignOptions, ExtractLoraOptions, ApplyLoraOptions, DecompressOptions, CombineLoraOptions>(args);
         if (result.Tag == ParserResultType.NotParsed)
             return WriteHelp(result, ((NotParsed<object>)result).Errors.ToList(), stdout, stderr);
 
@@ -45,6 +45,7 @@ internal static class WeldCommandLine
                 ExtractLoraOptions o => ExtractLoraCommand.Run(o, console),
                 ApplyLoraOptions o => ApplyLoraCommand.Run(o, console),
                 DecompressOptions o => LowRankCommand.Decompress(o, console, cancel.Token),
+                CombineLoraOptions o => CombineLoraCommand.Run(o, console),
                 _ => ExitCodes.UsageError,
             };
         }

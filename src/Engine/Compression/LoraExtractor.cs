@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Weld.Engine.Models;
 using Weld.Engine.SafeTensors;
+using Weld.Kernels;
 using Weld.Kernels.Cpu;
 
 namespace Weld.Engine.Compression;
@@ -15,7 +16,11 @@ namespace Weld.Engine.Compression;
 /// <param name="EmbedLora">Also extract embeddings (<c>lora_embedding_A/B</c>) and <c>lm_head</c> (a Linear).</param>
 /// <param name="Seed">Seed of the randomized SVD's sketch.</param>
 public sealed record LoraExtractionOptions(int Rank, double SingularValueEpsilon = 0, string? Include = null, string? Exclude = null,
-    bool EmbedLora = false, ulong Seed = 0);
+    bool EmbedLora = false, ulong Seed = 0)
+{
+    /// <summary>Where the randomized SVD's matrix products run; null for the CPU (<see cref="CpuGemm.Default"/>).</summary>
+    public IGemm? Gemm { get; init; }
+}
 
 /// <summary>One extracted module.</summary>
 /// <param name="Module">The module path, e.g. <c>model.layers.0.self_attn.q_proj</c>.</param>
@@ -71,7 +76,7 @@ public static class LoraExtractor
         if (modules.Count == 0) throw new WeldException($"{baseline.Path}: no 2-D weight matches the module selection; nothing to extract");
 
         var reports = new List<LoraModuleReport>();
-        var factors = new List<(string Module, bool Embedding, int Rows, int Columns, int Rank, float[] A, float[] B)>();
+        var factors = new List<PeftLoraFactors>();
         foreach (string module in modules)
         {
             string name = module + ".weight";
@@ -92,29 +97,12 @@ public static class LoraExtractor
             }
             (LoraModuleReport report, float[] a, float[] bFactor) = Factorize(module, delta, rows, columns, options);
             reports.Add(report);
-            if (report.Rank > 0) factors.Add((module, embedding, rows, columns, report.Rank, a, bFactor));
+            if (report.Rank > 0) factors.Add(new PeftLoraFactors(module, embedding, rows, columns, report.Rank, a, bFactor));
         }
         if (factors.Count == 0) throw new WeldException($"{finetuned.Path}: every selected module's ΔW is zero (or below --sv-epsilon); nothing to extract");
 
-        using var output = new OutputFolder(outputFolder, overwrite);
-        var headers = new List<TensorHeader>();
-        foreach (var f in factors)
-        {
-            headers.Add(new TensorHeader(PeftLoraNames.A(f.Module, f.Embedding), DType.F32, [f.Rank, f.Columns]));
-            headers.Add(new TensorHeader(PeftLoraNames.B(f.Module, f.Embedding), DType.F32, [f.Rows, f.Rank]));
-        }
-        using (var writer = new SafeTensorsWriter(Path.Combine(output.WorkPath, PeftLoraNames.WeightsFileName), headers, null))
-        {
-            foreach (var f in factors)
-            {
-                writer.WriteFloat32(f.A);
-                writer.WriteFloat32(f.B);
-            }
-            writer.Complete();
-        }
-        File.WriteAllText(Path.Combine(output.WorkPath, PeftLoraNames.ConfigFileName),
+        PeftAdapterWriter.Write(outputFolder, overwrite, factors,
             BuildConfig(basePath, baseline, options.Rank, factors.Select(f => (f.Module, f.Rank)).ToList()));
-        output.Commit();
         return reports;
     }
 
@@ -127,7 +115,7 @@ public static class LoraExtractor
         int maxRank = Math.Min(options.Rank, Math.Min(rows, columns));
         if (total == 0) return (new LoraModuleReport(module, rows, columns, 0, 0, 1), [], []);
 
-        TruncatedSvd svd = RandomizedSvd.Compute(delta, rows, columns, maxRank, options.Seed);
+        TruncatedSvd svd = RandomizedSvd.Compute(delta, rows, columns, maxRank, options.Seed, options.Gemm ?? CpuGemm.Default);
         int rank = 0;
         while (rank < maxRank && svd.S[rank] > options.SingularValueEpsilon * svd.S[0] && svd.S[rank] > 0) rank++;
         if (rank == 0) return (new LoraModuleReport(module, rows, columns, 0, 1, 0), [], []);

@@ -1,4 +1,5 @@
 using MathNet.Numerics.LinearAlgebra;
+using Weld.Kernels;
 using Weld.Kernels.Cpu;
 using Weld.Kernels.Random;
 
@@ -8,7 +9,7 @@ namespace Weld.Engine.Compression;
 /// Truncated SVD by randomized range finding (Halko, Martinsson and Tropp, "Finding structure with randomness",
 /// SIAM Review 2011, algorithms 4.4 and 5.1): a Gaussian sketch Y = A·Ω of r + p columns, q power iterations
 /// Y = A·(Aᵀ·Y) with re-orthonormalisation between the products, Q = qr(Y), B = Qᵀ·A, a small dense SVD of B,
-/// U = Q·Ũ. Every product with A goes through <see cref="Gemm.Multiply"/>; only the (r + p)² factorisation uses
+/// U = Q·Ũ. Every product with A goes through an <see cref="IGemm"/> (Weld's <see cref="Gemm"/> on the CPU by default, cuBLAS on a GPU); only the (r + p)² factorisation uses
 /// MathNet.Numerics.
 /// </summary>
 /// <remarks>
@@ -39,8 +40,28 @@ public static class RandomizedSvd
     /// <returns>The truncated decomposition.</returns>
     /// <exception cref="ArgumentOutOfRangeException">A dimension, the rank, p or q is out of range, or <paramref name="a"/> is short.</exception>
     public static TruncatedSvd Compute(ReadOnlySpan<float> a, int rows, int columns, int rank, ulong seed,
-        int oversampling = DefaultOversampling, int powerIterations = DefaultPowerIterations, int maxDegreeOfParallelism = -1)
+        int oversampling = DefaultOversampling, int powerIterations = DefaultPowerIterations, int maxDegreeOfParallelism = -1) =>
+        Compute(a, rows, columns, rank, seed, new CpuGemm(maxDegreeOfParallelism), oversampling, powerIterations);
+
+    /// <summary>
+    /// The top <paramref name="rank"/> singular triplets of <paramref name="a"/>, with every product against A (and the
+    /// two small products that assemble U and Vᵀ) run by <paramref name="gemm"/>: <see cref="CpuGemm"/> gives the
+    /// same bits as the overload above, <see cref="Weld.Kernels.Cuda.CudaGemm"/> (cuBLAS) agrees to float rounding.
+    /// </summary>
+    /// <param name="a">The matrix, row-major float32.</param>
+    /// <param name="rows">Rows (m).</param>
+    /// <param name="columns">Columns (n).</param>
+    /// <param name="rank">Triplets to keep (r); at most min(m, n).</param>
+    /// <param name="seed">Seed of the Gaussian sketch.</param>
+    /// <param name="gemm">Where the matrix products run.</param>
+    /// <param name="oversampling">Extra sketch columns p (clamped so r + p ≤ min(m, n)).</param>
+    /// <param name="powerIterations">Power iterations q.</param>
+    /// <returns>The truncated decomposition.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">A dimension, the rank, p or q is out of range, or <paramref name="a"/> is short.</exception>
+    public static TruncatedSvd Compute(ReadOnlySpan<float> a, int rows, int columns, int rank, ulong seed, IGemm gemm,
+        int oversampling = DefaultOversampling, int powerIterations = DefaultPowerIterations)
     {
+        ArgumentNullException.ThrowIfNull(gemm);
         ValidateShape(a, rows, columns, rank);
         ArgumentOutOfRangeException.ThrowIfNegative(oversampling);
         ArgumentOutOfRangeException.ThrowIfNegative(powerIterations);
@@ -52,23 +73,23 @@ public static class RandomizedSvd
         float[] omegaT = new float[l * n];
         FillGaussian(omegaT, seed);
         float[] qt = new float[l * m];
-        Gemm.Multiply(omegaT, a, qt, l, n, m, transposeB: true, maxDegreeOfParallelism);
+        gemm.Multiply(omegaT, a, qt, l, n, m, transposeB: true);
         OrthonormalizeRows(qt, l, m, null);
 
         float[] zt = omegaT; // l × n, reused for Zᵀ = Qᵀ·A
         for (int iteration = 0; iteration < powerIterations; iteration++)
         {
             // Orthonormalising after each product keeps the small singular directions from drowning in rounding (HMT alg. 4.4).
-            Gemm.Multiply(qt, a, zt, l, m, n, transposeB: false, maxDegreeOfParallelism);
+            gemm.Multiply(qt, a, zt, l, m, n, transposeB: false);
             OrthonormalizeRows(zt, l, n, null);
-            Gemm.Multiply(zt, a, qt, l, n, m, transposeB: true, maxDegreeOfParallelism);
+            gemm.Multiply(zt, a, qt, l, n, m, transposeB: true);
             OrthonormalizeRows(qt, l, m, null);
         }
 
         // B = Qᵀ·A (l × n). Its rows factor as B = Rᵀ·W (W orthonormal rows, R upper triangular l × l), so the SVD of
         // the small Rᵀ = Ur·Σ·Vrᵀ gives B = Ur·Σ·(Vrᵀ·W) without ever forming an n × n factor.
         float[] w = zt;
-        Gemm.Multiply(qt, a, w, l, m, n, transposeB: false, maxDegreeOfParallelism);
+        gemm.Multiply(qt, a, w, l, m, n, transposeB: false);
         var r = new double[l * l];
         OrthonormalizeRows(w, l, n, r);
         var rt = Matrix<double>.Build.Dense(l, l, (i, j) => r[j * l + i]);
@@ -88,9 +109,9 @@ public static class RandomizedSvd
         }
 
         var vt = new float[rank * n];
-        Gemm.Multiply(vrT, w, vt, rank, l, n, transposeB: false, maxDegreeOfParallelism);
+        gemm.Multiply(vrT, w, vt, rank, l, n, transposeB: false);
         var ut = new float[rank * m]; // Uᵀ = Urᵀ·Qᵀ
-        Gemm.Multiply(urT, qt, ut, rank, l, m, transposeB: false, maxDegreeOfParallelism);
+        gemm.Multiply(urT, qt, ut, rank, l, m, transposeB: false);
         var u = new float[m * rank];
         for (int k = 0; k < rank; k++)
             for (int i = 0; i < m; i++)

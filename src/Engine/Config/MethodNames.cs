@@ -15,7 +15,7 @@ public static class MethodNames
     ];
 
     /// <summary>Merge methods Weld adds beyond mergekit's (papers' variants mergekit does not offer).</summary>
-    public static IReadOnlyList<string> Weld { get; } = ["magmax", "breadcrumbs_paper", "fisher", "consensus", "divergence_weights"];
+    public static IReadOnlyList<string> Weld { get; } = ["magmax", "breadcrumbs_paper", "fisher", "consensus", "divergence_weights", "tsv"];
 
     /// <summary>Every name the parser accepts: <see cref="MergeKit"/> followed by <see cref="Weld"/>.</summary>
     public static IReadOnlyList<string> Known { get; } = [.. MergeKit, .. Weld];

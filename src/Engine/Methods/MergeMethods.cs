@@ -10,7 +10,7 @@ public static class MergeMethods
         new Della(), new DellaLinear(), new Sce(), new NuSlerp(), new MultiSlerp(), new Karcher(), new NearSwap(),
         new ArceeFusion(), new Ram(), new RamPlusTl(),
         // Weld's own (MethodNames.Weld): papers' variants mergekit does not offer.
-        new MagMax(), new BreadcrumbsPaper(), new Fisher(), new Consensus(), new DivergenceWeights(),
+        new MagMax(), new BreadcrumbsPaper(), new Fisher(), new Consensus(), new DivergenceWeights(), new Tsv(),
     ];
 
     /// <summary>Every method, in documentation order.</summary>
