@@ -1,0 +1,147 @@
+namespace Weld.Kernels.Tests;
+
+/// <summary>
+/// Plain scalar references for the newer methods' kernels, written from the <see cref="IMergeKernels"/> contract
+/// (float32 operations as float64 rounded once, see <see cref="ScalarReference"/>).
+/// </summary>
+internal static class MethodScalarReference
+{
+    public static float Sub(float a, float b) => (float)((double)a - b);
+
+    /// <summary>Per element: the largest key over the rows first, then the first row holding it.</summary>
+    public static float[] LargestMagnitude(float[] stacked, int rows, int n)
+    {
+        var output = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            uint largest = 0;
+            for (int k = 0; k < rows; k++)
+                largest = Math.Max(largest, ScalarReference.Key(stacked[k * n + i]));
+            int first = 0;
+            while (ScalarReference.Key(stacked[first * n + i]) != largest)
+                first++;
+            output[i] = stacked[first * n + i];
+        }
+        return output;
+    }
+
+    public static bool TallBit(float own, float all, float lambda) =>
+        Math.Abs(own) >= ScalarReference.Mul(lambda, Math.Abs(Sub(all, own)));
+
+    public static (byte[] Packed, long Set) TallMask(float[] task, float[] multiTask, float lambda)
+    {
+        var packed = new byte[(task.Length + 7) / 8];
+        long set = 0;
+        for (int i = 0; i < task.Length; i++)
+        {
+            if (!TallBit(task[i], multiTask[i], lambda))
+                continue;
+            packed[i / 8] += (byte)(1 << (i % 8));
+            set++;
+        }
+        return (packed, set);
+    }
+
+    public static float[] Consensus(float[] stacked, float[] lambdas, int minAgreeing, int n)
+    {
+        var output = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            float sum = 0f;
+            for (int k = 0; k < lambdas.Length; k++)
+                sum = ScalarReference.Add(sum, stacked[k * n + i]);
+            int agreeing = 0;
+            for (int k = 0; k < lambdas.Length; k++)
+                agreeing += TallBit(stacked[k * n + i], sum, lambdas[k]) ? 1 : 0;
+            output[i] = agreeing >= minAgreeing ? sum : 0f;
+        }
+        return output;
+    }
+
+    public static float[] Fisher(float[] models, float[] fisher, float[] weights, float epsilon, int n)
+    {
+        var output = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            float numerator = 0f, denominator = 0f;
+            for (int k = 0; k < weights.Length; k++)
+            {
+                float f = ScalarReference.Mul(weights[k], fisher[k * n + i]);
+                numerator = ScalarReference.Add(numerator, ScalarReference.Mul(f, models[k * n + i]));
+                denominator = ScalarReference.Add(denominator, f);
+            }
+            // MathF.Max keeps a NaN; ε > 0 in every test.
+            output[i] = ScalarReference.Div(numerator, MathF.Max(denominator, epsilon));
+        }
+        return output;
+    }
+
+    public static float[] NearSwap(float[] v0, float[] v1, float t)
+    {
+        var output = new float[v0.Length];
+        for (int i = 0; i < v0.Length; i++)
+        {
+            float w = ScalarReference.Mul(ScalarReference.Div(1f, Math.Abs(Sub(v0[i], v1[i]))), t);
+            if (float.IsNaN(w) || float.IsInfinity(w))
+                w = 1f;
+            else if (w < 0f)
+                w = 0f;
+            else if (w > 1f)
+                w = 1f;
+            output[i] = ScalarReference.Add(ScalarReference.Mul(w, v1[i]), ScalarReference.Mul(Sub(1f, w), v0[i]));
+        }
+        return output;
+    }
+
+    public static int Contributors(float[] deltas, int rows, int n, int i, float epsilon)
+    {
+        int contributors = 0;
+        for (int k = 0; k < rows; k++)
+            contributors += Math.Abs(deltas[k * n + i]) > epsilon ? 1 : 0;
+        return contributors;
+    }
+
+    public static float[] Ram(float[] deltas, float[] baseline, float[] scales, float epsilon)
+    {
+        int n = baseline.Length, rows = scales.Length;
+        var output = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            int c = Contributors(deltas, rows, n, i, epsilon);
+            float unique = c == 1 ? 1f : 0f, shared = c > 1 ? 1f : 0f, divisor = Math.Max(c, 1);
+            float merged = 0f;
+            for (int k = 0; k < rows; k++)
+            {
+                float delta = deltas[k * n + i];
+                float z = ScalarReference.Mul(delta, Math.Abs(delta) > epsilon ? 1f : 0f);
+                float term = ScalarReference.Add(
+                    ScalarReference.Mul(ScalarReference.Mul(z, unique), scales[k]),
+                    ScalarReference.Div(ScalarReference.Mul(z, shared), divisor));
+                merged = ScalarReference.Add(merged, term);
+            }
+            output[i] = ScalarReference.Add(baseline[i], merged);
+        }
+        return output;
+    }
+
+    public static (long[] Shared, long[] Unique) RamCounts(float[] deltas, int rows, float epsilon)
+    {
+        int n = rows == 0 ? 0 : deltas.Length / rows;
+        var shared = new long[rows];
+        var unique = new long[rows];
+        for (int i = 0; i < n; i++)
+        {
+            int c = Contributors(deltas, rows, n, i, epsilon);
+            for (int k = 0; k < rows; k++)
+            {
+                if (!(Math.Abs(deltas[k * n + i]) > epsilon))
+                    continue;
+                if (c == 1)
+                    unique[k]++;
+                else
+                    shared[k]++;
+            }
+        }
+        return (shared, unique);
+    }
+}
