@@ -58,6 +58,9 @@ internal static class MethodKernelInputs
 /// <summary>The newer methods' CPU kernels against <see cref="MethodScalarReference"/>, on one thread and on all.</summary>
 public sealed class MethodKernelsTests
 {
+    /// <summary>Empty, scalar tails, and two chunks (one a single element): enough for the many-parameter kernels.</summary>
+    private static readonly int[] s_smallSizes = [0, 1, 7, 65537];
+
     public static TheoryData<int> ThreadCounts() => new() { 1, -1 };
 
     [Theory]
@@ -136,7 +139,7 @@ public sealed class MethodKernelsTests
                     kernels.ConsensusMerge(stacked, lambdas, minAgreeing, actual);
                     BitAssert.Equal(MethodScalarReference.Consensus(stacked, lambdas, minAgreeing, n), actual,
                         $"{context}, λ [{string.Join(", ", lambdas)}], k {minAgreeing}");
-                }, [0, 7, 65537]);
+                }, s_smallSizes);
             }
         }
     }
@@ -160,7 +163,7 @@ public sealed class MethodKernelsTests
                     kernels.FisherMerge(models, fisher, weights, epsilon, actual);
                     BitAssert.Equal(MethodScalarReference.Fisher(models, fisher, weights, epsilon, n), actual,
                         $"{context}, w [{string.Join(", ", weights)}], ε {epsilon}");
-                });
+                }, s_smallSizes);
             }
         }
     }
@@ -223,7 +226,7 @@ public sealed class MethodKernelsTests
                         actualShared[k] -= 7;
                     MethodKernelInputs.SameCounts(shared, actualShared, where + " shared");
                     MethodKernelInputs.SameCounts(unique, actualUnique, where + " unique");
-                });
+                }, s_smallSizes);
             }
         }
     }
