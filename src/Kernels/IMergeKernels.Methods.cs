@@ -62,4 +62,25 @@ public partial interface IMergeKernels
     /// shared.Length = unique.Length); counts are exact integers.
     /// </summary>
     void RamContributionCounts(ReadOnlySpan<float> stackedDeltas, float epsilon, Span<long> shared, Span<long> unique);
+
+    /// <summary>
+    /// SCE's selection score: the population variance across the <c>count</c> stacked rows (count = stacked.Length / n,
+    /// n = output.Length), in float64: μ = (Σ_k x_k) / count and v = (Σ_k (x_k − μ)²) / count, each sum from +0 in k order,
+    /// every operation rounded to float64 (no FMA); output[i] = (float)v. Returns how many outputs are not ±0 (NaN counts).
+    /// </summary>
+    long VarianceAcrossRows(ReadOnlySpan<float> stacked, Span<float> output);
+
+    /// <summary>
+    /// stacked[k·n + i] = +0 in every row wherever <c>selector[i]</c> is ±0 (a NaN selector is not zero), n = selector.Length.
+    /// SCE zeroes the elements its variance top-k did not select.
+    /// </summary>
+    void ClearRowsWhereZero(Span<float> stacked, ReadOnlySpan<float> selector);
+
+    /// <summary>
+    /// SCE's erase and mix over <c>count</c> stacked task vectors (count = weights.Length): s = Σ_k δ_k (float32 from +0
+    /// in k order), elected = s ≥ 0 ? +1 : −1 (a NaN sum elects −1); e_k = sign(δ_k) == elected ? w_k : 0 with
+    /// sign(0) = sign(NaN) = 0; mixed = Σ_k δ_k·e_k, divisor = Σ_k e_k (float32 from +0 in k order, no FMA);
+    /// output[i] = mixed / (divisor &lt; floor ? floor : divisor), one IEEE division.
+    /// </summary>
+    void SignErasedMix(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights, float divisorFloor, Span<float> output);
 }

@@ -231,6 +231,50 @@ public sealed class MethodKernelsTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(ThreadCounts))]
+    public void VarianceAcrossRows_and_ClearRowsWhereZero_match_reference(int threads)
+    {
+        var kernels = new CpuKernels(threads);
+        int seed = TestData.NewSeed();
+        foreach (int rows in new[] { 1, 2, 3, 5 })
+        {
+            MethodKernelInputs.ForEach(seed + rows, rows, (context, stacked, n) =>
+            {
+                (float[] expected, long expectedNonzero) = MethodScalarReference.Variance(stacked, rows, n);
+                var actual = new float[n];
+                long nonzero = kernels.VarianceAcrossRows(stacked, actual);
+                BitAssert.Equal(expected, actual, context);
+                Assert.Equal(expectedNonzero, nonzero);
+
+                // The tie-heavy rows make many selector zeros (and −0s); a NaN selector keeps the column.
+                float[] selector = stacked[..n];
+                float[] cleared = (float[])stacked.Clone();
+                kernels.ClearRowsWhereZero(cleared, selector);
+                BitAssert.Identical(MethodScalarReference.ClearRowsWhereZero(stacked, selector), cleared, context + " clear");
+            }, s_smallSizes);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(ThreadCounts))]
+    public void SignErasedMix_matches_reference_bit_for_bit(int threads)
+    {
+        var kernels = new CpuKernels(threads);
+        int seed = TestData.NewSeed();
+        float[][] weightSets = [[1f], [0.5f, 0.5f], [0.2f, 0.7f, 0.1f], [0f, 0f, 0f], [0.1f, 0.4f, 0.2f, 0.2f, 0.1f]];
+        foreach (float[] weights in weightSets)
+        {
+            MethodKernelInputs.ForEach(seed + weights.Length, weights.Length, (context, stacked, n) =>
+            {
+                var actual = new float[n];
+                kernels.SignErasedMix(stacked, weights, 1e-6f, actual);
+                BitAssert.Equal(MethodScalarReference.SignErasedMix(stacked, weights, 1e-6f, n), actual,
+                    $"{context}, w [{string.Join(", ", weights)}]");
+            }, s_smallSizes);
+        }
+    }
+
     [Fact]
     public void Stacked_inputs_of_the_wrong_length_throw()
     {

@@ -144,4 +144,57 @@ internal static class MethodScalarReference
         }
         return (shared, unique);
     }
+
+    /// <summary>Population variance across rows in float64, rounded once; the count of outputs that are not ±0.</summary>
+    public static (float[] Variance, long Nonzero) Variance(float[] stacked, int rows, int n)
+    {
+        var output = new float[n];
+        long nonzero = 0;
+        for (int i = 0; i < n; i++)
+        {
+            double total = 0;
+            for (int k = 0; k < rows; k++)
+                total += stacked[k * n + i];
+            double mean = total / rows, squares = 0;
+            for (int k = 0; k < rows; k++)
+                squares += (stacked[k * n + i] - mean) * (stacked[k * n + i] - mean);
+            output[i] = (float)(squares / rows);
+            nonzero += output[i] == 0f ? 0 : 1;
+        }
+        return (output, nonzero);
+    }
+
+    public static float[] ClearRowsWhereZero(float[] stacked, float[] selector)
+    {
+        float[] output = (float[])stacked.Clone();
+        for (int j = 0; j < output.Length; j++)
+        {
+            if (selector[j % selector.Length] == 0f)
+                output[j] = 0f;
+        }
+        return output;
+    }
+
+    public static float[] SignErasedMix(float[] deltas, float[] weights, float floor, int n)
+    {
+        var output = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            float sum = 0f;
+            for (int k = 0; k < weights.Length; k++)
+                sum = ScalarReference.Add(sum, deltas[k * n + i]);
+            int elected = sum >= 0f ? 1 : -1;
+            float mixed = 0f, divisor = 0f;
+            for (int k = 0; k < weights.Length; k++)
+            {
+                float delta = deltas[k * n + i];
+                int sign = delta > 0f ? 1 : delta < 0f ? -1 : 0;
+                float erased = sign == elected ? weights[k] : 0f;
+                mixed = ScalarReference.Add(mixed, ScalarReference.Mul(delta, erased));
+                divisor = ScalarReference.Add(divisor, erased);
+            }
+            output[i] = ScalarReference.Div(mixed, divisor < floor ? floor : divisor);
+        }
+        return output;
+    }
 }

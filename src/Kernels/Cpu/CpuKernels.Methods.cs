@@ -172,6 +172,77 @@ public sealed unsafe partial class CpuKernels
         }
     }
 
+    /// <inheritdoc />
+    public long VarianceAcrossRows(ReadOnlySpan<float> stacked, Span<float> output)
+    {
+        int length = output.Length;
+        int rows = RowsOf(stacked.Length, length, nameof(stacked));
+        int chunks = ChunkedParallel.ChunkCount(length);
+        if (chunks == 0)
+            return 0;
+        long[] nonzeroPerChunk = new long[chunks];
+        fixed (float* source = stacked)
+        fixed (float* destination = output)
+        {
+            nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
+            ChunkedParallel.ForEachIndex(chunks, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                nonzeroPerChunk[chunk] = MethodKernels.VarianceAcrossRows((float*)sourceAddress + start, length, rows,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+        long nonzero = 0;
+        foreach (long count in nonzeroPerChunk)
+            nonzero += count;
+        return nonzero;
+    }
+
+    /// <inheritdoc />
+    public void ClearRowsWhereZero(Span<float> stacked, ReadOnlySpan<float> selector)
+    {
+        int length = selector.Length;
+        if (length == 0 ? stacked.Length != 0 : stacked.Length % length != 0)
+            throw new ArgumentException(
+                $"The stacked rows hold {stacked.Length} elements, not a whole number of rows of {length}.", nameof(stacked));
+        if (length == 0)
+            return;
+        int rows = stacked.Length / length;
+        int chunksPerRow = ChunkedParallel.ChunkCount(length);
+        fixed (float* rowsStart = stacked)
+        fixed (float* selectorStart = selector)
+        {
+            nint rowsAddress = (nint)rowsStart, selectorAddress = (nint)selectorStart;
+            ChunkedParallel.ForEachIndex(rows * chunksPerRow, _parallel, item =>
+            {
+                int row = item / chunksPerRow;
+                int chunk = item % chunksPerRow;
+                long start = ChunkedParallel.ChunkStart(chunk);
+                MethodKernels.ClearWhereZero((float*)rowsAddress + (long)row * length + start, (float*)selectorAddress + start,
+                    ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void SignErasedMix(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights, float divisorFloor, Span<float> output)
+    {
+        int length = output.Length;
+        RequireStacked(stackedDeltas.Length, weights.Length, length, nameof(stackedDeltas));
+        float[] weightCopy = weights.ToArray();
+        fixed (float* source = stackedDeltas)
+        fixed (float* destination = output)
+        {
+            nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                MethodKernels.SignErasedMix((float*)sourceAddress + start, length, weightCopy, divisorFloor,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
     /// <summary>Rows of a stacked input whose row length is the output's; at least one when there is data.</summary>
     internal static int RowsOf(int stackedLength, int rowLength, string parameter)
     {

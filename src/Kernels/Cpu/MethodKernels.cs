@@ -267,4 +267,127 @@ internal static unsafe class MethodKernels
             }
         }
     }
+
+    /// <summary>output[i] = (float)(Σ_k (x_k − μ)² / rows) in float64, μ = Σ_k x_k / rows; returns the outputs ≠ 0.</summary>
+    public static long VarianceAcrossRows(float* stacked, long rowLength, int rows, float* output, int count)
+    {
+        int i = 0;
+        long zeros = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var divisor = new Vector<double>(rows);
+            Vector<int> zeroCount = Vector<int>.Zero;
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                // Float32 lanes widened into two float64 halves; the same operations as the scalar path, lane by lane.
+                Vector<double> meanLow = Vector<double>.Zero, meanHigh = Vector<double>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector.Widen(Vector.Load(stacked + k * rowLength + i), out Vector<double> low, out Vector<double> high);
+                    meanLow += low;
+                    meanHigh += high;
+                }
+                meanLow /= divisor;
+                meanHigh /= divisor;
+                Vector<double> sumLow = Vector<double>.Zero, sumHigh = Vector<double>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector.Widen(Vector.Load(stacked + k * rowLength + i), out Vector<double> low, out Vector<double> high);
+                    Vector<double> deviationLow = low - meanLow, deviationHigh = high - meanHigh;
+                    sumLow += deviationLow * deviationLow;
+                    sumHigh += deviationHigh * deviationHigh;
+                }
+                Vector<float> variance = Vector.Narrow(sumLow / divisor, sumHigh / divisor);
+                Vector.Store(variance, output + i);
+                zeroCount -= Vector.Equals(variance, Vector<float>.Zero);
+            }
+            zeros = Vector.Sum(zeroCount);
+        }
+
+        for (; i < count; i++)
+        {
+            double mean = 0;
+            for (int k = 0; k < rows; k++)
+                mean += stacked[k * rowLength + i];
+            mean /= rows;
+            double sum = 0;
+            for (int k = 0; k < rows; k++)
+            {
+                double deviation = stacked[k * rowLength + i] - mean;
+                sum += deviation * deviation;
+            }
+            float variance = (float)(sum / rows);
+            output[i] = variance;
+            if (variance == 0f)
+                zeros++;
+        }
+        return count - zeros;
+    }
+
+    /// <summary>row[i] = +0 where selector[i] is ±0.</summary>
+    public static void ClearWhereZero(float* row, float* selector, int count)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<int> zero = Vector.Equals(Vector.Load(selector + i), Vector<float>.Zero);
+                Vector.Store(Vector.ConditionalSelect(zero, Vector<float>.Zero, Vector.Load(row + i)), row + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            if (selector[i] == 0f)
+                row[i] = 0f;
+        }
+    }
+
+    /// <summary>SCE's erase and mix: the elected sign's weights e_k, output = Σ δ_k·e_k / (Σ e_k floored).</summary>
+    public static void SignErasedMix(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
+        float* output, int count)
+    {
+        int rows = weights.Length;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var floor = new Vector<float>(divisorFloor);
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<float> sum = Vector<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                    sum += Vector.Load(deltas + k * rowLength + i);
+                Vector<int> positive = Vector.GreaterThanOrEqual(sum, Vector<float>.Zero); // NaN: false, elects −1
+                Vector<float> mixed = Vector<float>.Zero, divisor = Vector<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector<float> delta = Vector.Load(deltas + k * rowLength + i);
+                    Vector<int> agree = Vector.ConditionalSelect(positive,
+                        Vector.GreaterThan(delta, Vector<float>.Zero), Vector.LessThan(delta, Vector<float>.Zero));
+                    Vector<float> erased = Vector.ConditionalSelect(agree, new Vector<float>(weights[k]), Vector<float>.Zero);
+                    mixed += delta * erased;
+                    divisor += erased;
+                }
+                Vector.Store(mixed / Vector.ConditionalSelect(Vector.LessThan(divisor, floor), floor, divisor), output + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            float sum = 0f;
+            for (int k = 0; k < rows; k++)
+                sum += deltas[k * rowLength + i];
+            bool positive = sum >= 0f;
+            float mixed = 0f, divisor = 0f;
+            for (int k = 0; k < rows; k++)
+            {
+                float delta = deltas[k * rowLength + i];
+                float erased = (positive ? delta > 0f : delta < 0f) ? weights[k] : 0f;
+                mixed += delta * erased;
+                divisor += erased;
+            }
+            output[i] = mixed / (divisor < divisorFloor ? divisorFloor : divisor);
+        }
+    }
 }

@@ -140,6 +140,55 @@ public sealed unsafe partial class CudaKernels
         }
     }
 
+    /// <inheritdoc />
+    public long VarianceAcrossRows(ReadOnlySpan<float> stacked, Span<float> output)
+    {
+        int length = output.Length;
+        int rows = Cpu.CpuKernels.RowsOf(stacked.Length, length, nameof(stacked));
+        if (length == 0)
+            return 0;
+        using var call = new Call(this);
+        DeviceBuffer source = call.Upload(stacked);
+        DeviceBuffer result = call.Rent((long)length * sizeof(float));
+        DeviceBuffer count = call.Rent(sizeof(ulong));
+        LaunchVarianceAcrossRows(source.Pointer, rows, length, result.Pointer, count.Pointer);
+        call.Download(result, output);
+        ulong nonzero = 0;
+        _staging.Download(count.Pointer, &nonzero, sizeof(ulong));
+        return (long)nonzero;
+    }
+
+    /// <inheritdoc />
+    public void ClearRowsWhereZero(Span<float> stacked, ReadOnlySpan<float> selector)
+    {
+        int length = selector.Length;
+        if (length == 0 ? stacked.Length != 0 : stacked.Length % length != 0)
+            throw new ArgumentException(
+                $"The stacked rows hold {stacked.Length} elements, not a whole number of rows of {length}.", nameof(stacked));
+        if (length == 0 || stacked.Length == 0)
+            return;
+        using var call = new Call(this);
+        DeviceBuffer data = call.Upload(stacked);
+        DeviceBuffer selectorBuffer = call.Upload(selector);
+        LaunchClearRowsWhereZero(data.Pointer, stacked.Length / length, selectorBuffer.Pointer, length);
+        call.Download(data, stacked);
+    }
+
+    /// <inheritdoc />
+    public void SignErasedMix(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights, float divisorFloor, Span<float> output)
+    {
+        int length = output.Length;
+        RequireStacked(stackedDeltas.Length, weights.Length, length, nameof(stackedDeltas));
+        if (length == 0)
+            return;
+        using var call = new Call(this);
+        DeviceBuffer deltas = call.Upload(NonEmpty(stackedDeltas));
+        DeviceBuffer weightBuffer = call.Upload(NonEmpty(weights));
+        DeviceBuffer result = call.Rent((long)length * sizeof(float));
+        LaunchSignErasedMix(deltas.Pointer, weightBuffer.Pointer, weights.Length, length, divisorFloor, result.Pointer);
+        call.Download(result, output);
+    }
+
     // ------------------------------------------------------------------ launches on device buffers (also used by the bench)
 
     internal void LaunchSelectLargestMagnitude(ulong stacked, int rows, long length, ulong output)
@@ -195,6 +244,34 @@ public sealed unsafe partial class CudaKernels
         CudaDriverNative.Check(CudaDriverNative.cuMemsetD32Async(counts, 0, (nuint)(4 * rows), _device.ComputeStream), "cuMemsetD32Async");
         void** arguments = stackalloc void*[] { &deltas, &rows, &n, &epsilon, &counts };
         _module.Launch("ram_contribution_counts", GridFor(length), (uint)rows, Threads, _device.ComputeStream, arguments);
+    }
+
+    /// <summary>Zeroes the non-zero counter and computes the variances.</summary>
+    internal void LaunchVarianceAcrossRows(ulong stacked, int rows, long length, ulong output, ulong nonzeroCount)
+    {
+        long n = length;
+        CudaDriverNative.Check(CudaDriverNative.cuMemsetD32Async(nonzeroCount, 0, 2, _device.ComputeStream), "cuMemsetD32Async");
+        void** arguments = stackalloc void*[] { &stacked, &rows, &n, &output, &nonzeroCount };
+        _module.Launch("variance_across_rows", GridFor(length), 1, Threads, _device.ComputeStream, arguments);
+    }
+
+    internal void LaunchClearRowsWhereZero(ulong stacked, int rows, ulong selector, long length)
+    {
+        ulong rowsPointer = stacked;
+        long n = length;
+        void** arguments = stackalloc void*[] { &rowsPointer, &selector, &n };
+        for (int firstRow = 0; firstRow < rows; firstRow += 65535) // gridDim.y is at most 65535
+        {
+            rowsPointer = stacked + (ulong)firstRow * (ulong)length * sizeof(float);
+            _module.Launch("clear_rows_where_zero", GridFor(length), (uint)Math.Min(65535, rows - firstRow), Threads, _device.ComputeStream, arguments);
+        }
+    }
+
+    internal void LaunchSignErasedMix(ulong deltas, ulong weights, int rows, long length, float divisorFloor, ulong output)
+    {
+        long n = length;
+        void** arguments = stackalloc void*[] { &deltas, &weights, &rows, &n, &divisorFloor, &output };
+        _module.Launch("sign_erased_mix", GridFor(length), 1, Threads, _device.ComputeStream, arguments);
     }
 
     /// <summary>A zero-row input still needs a device pointer: upload one float instead of nothing.</summary>

@@ -175,3 +175,70 @@ extern "C" __global__ void ram_contribution_counts(const float* __restrict__ del
             atomicAdd(counts + rows + model, (weld_u64)unique);
     }
 }
+
+// SCE's variance across rows in float64 (every operation rounded: __dadd_rn / __dmul_rn / __ddiv_rn, no DFMA), rounded
+// once to float32; the outputs that are not ±0 (NaN included) are summed per warp into *nonzero_count.
+extern "C" __global__ void variance_across_rows(const float* __restrict__ stacked, int rows, weld_i64 length,
+    float* __restrict__ output, weld_u64* __restrict__ nonzero_count)
+{
+    weld_i64 rounds = (length + WELD_THREAD_COUNT - 1) / WELD_THREAD_COUNT; // every lane runs every round for the shuffle
+    weld_u32 nonzero = 0;
+    double count = (double)rows;
+    for (weld_i64 round = 0; round < rounds; round++)
+    {
+        weld_i64 i = round * WELD_THREAD_COUNT + WELD_THREAD_INDEX;
+        if (i < length)
+        {
+            double mean = 0.0;
+            for (int k = 0; k < rows; k++)
+                mean = __dadd_rn(mean, (double)__ldg(stacked + k * length + i));
+            mean = __ddiv_rn(mean, count);
+            double sum = 0.0;
+            for (int k = 0; k < rows; k++)
+            {
+                double deviation = __dsub_rn((double)__ldg(stacked + k * length + i), mean);
+                sum = __dadd_rn(sum, __dmul_rn(deviation, deviation));
+            }
+            float variance = __double2float_rn(__ddiv_rn(sum, count));
+            output[i] = variance;
+            if (!(variance == 0.0f))
+                nonzero++;
+        }
+    }
+    for (int offset = 16; offset > 0; offset >>= 1)
+        nonzero += __shfl_down_sync(0xFFFFFFFFu, nonzero, offset);
+    if ((threadIdx.x & 31) == 0 && nonzero != 0)
+        atomicAdd(nonzero_count, (weld_u64)nonzero);
+}
+
+// stacked[k·length + i] = +0 where selector[i] is ±0; blockIdx.y is the row.
+extern "C" __global__ void clear_rows_where_zero(float* __restrict__ stacked, const float* __restrict__ selector, weld_i64 length)
+{
+    float* row = stacked + (weld_i64)blockIdx.y * length;
+    WELD_GRID_STRIDE(i, length)
+        if (__ldg(selector + i) == 0.0f)
+            row[i] = 0.0f;
+}
+
+// SCE's erase and mix: elected = (Σ δ_k >= 0) ? + : − (NaN: −); e_k = sign(δ_k) == elected ? w_k : 0;
+// output = Σ δ_k·e_k / (Σ e_k < floor ? floor : Σ e_k).
+extern "C" __global__ void sign_erased_mix(const float* __restrict__ deltas, const float* __restrict__ weights, int rows,
+    weld_i64 length, float divisor_floor, float* __restrict__ output)
+{
+    WELD_GRID_STRIDE(i, length)
+    {
+        float sum = 0.0f;
+        for (int k = 0; k < rows; k++)
+            sum = __fadd_rn(sum, __ldg(deltas + k * length + i));
+        bool positive = sum >= 0.0f;
+        float mixed = 0.0f, divisor = 0.0f;
+        for (int k = 0; k < rows; k++)
+        {
+            float delta = __ldg(deltas + k * length + i);
+            float erased = (positive ? delta > 0.0f : delta < 0.0f) ? __ldg(weights + k) : 0.0f;
+            mixed = __fadd_rn(mixed, __fmul_rn(delta, erased));
+            divisor = __fadd_rn(divisor, erased);
+        }
+        output[i] = __fdiv_rn(mixed, divisor < divisor_floor ? divisor_floor : divisor);
+    }
+}

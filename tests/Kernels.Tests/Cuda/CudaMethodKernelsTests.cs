@@ -125,4 +125,42 @@ public sealed class CudaMethodKernelsTests
             }
         }
     }
+
+    [CudaFact]
+    public void VarianceAcrossRows_and_ClearRowsWhereZero_match_reference()
+    {
+        int seed = TestData.NewSeed();
+        foreach (int rows in new[] { 1, 3, 5 })
+        {
+            MethodKernelInputs.ForEach(seed + rows, rows, (context, stacked, n) =>
+            {
+                (float[] expected, long expectedNonzero) = MethodScalarReference.Variance(stacked, rows, n);
+                var actual = new float[n];
+                long nonzero = Gpu.VarianceAcrossRows(stacked, actual);
+                BitAssert.Equal(expected, actual, context);
+                Assert.Equal(expectedNonzero, nonzero);
+
+                float[] selector = stacked[..n];
+                float[] cleared = (float[])stacked.Clone();
+                Gpu.ClearRowsWhereZero(cleared, selector);
+                BitAssert.Identical(MethodScalarReference.ClearRowsWhereZero(stacked, selector), cleared, context + " clear");
+            }, s_sizes);
+        }
+    }
+
+    [CudaFact]
+    public void SignErasedMix_matches_reference()
+    {
+        int seed = TestData.NewSeed();
+        float[][] weightSets = [[1f], [0.2f, 0.7f, 0.1f], [0f, 0f, 0f]];
+        foreach (float[] weights in weightSets)
+        {
+            MethodKernelInputs.ForEach(seed + weights.Length, weights.Length, (context, stacked, n) =>
+            {
+                var actual = new float[n];
+                Gpu.SignErasedMix(stacked, weights, 1e-6f, actual);
+                BitAssert.Equal(MethodScalarReference.SignErasedMix(stacked, weights, 1e-6f, n), actual, context);
+            }, s_sizes);
+        }
+    }
 }
