@@ -135,6 +135,10 @@ public static unsafe class CudaKernelBenchmarks
                 kernels.LaunchRamMerge(stacked, single, weights, Models, n, 1e-3f, output)), 0),
             new($"RAM+ contribution counts (K={Models})", Models * floatBytes, events.Time(stream, () =>
                 kernels.LaunchRamContributionCounts(stacked, Models, n, 1e-3f, counters)), 0),
+            new($"SCE variance across rows (K={Models}, f64)", (Models + 1) * floatBytes, events.Time(stream, () =>
+                kernels.LaunchVarianceAcrossRows(stacked, Models, n, output, counters)), 0),
+            new($"SCE sign-erased mix (K={Models})", (Models + 1) * floatBytes, events.Time(stream, () =>
+                kernels.LaunchSignErasedMix(stacked, weights, Models, n, 1e-6f, output)), 0),
         ];
     }
 

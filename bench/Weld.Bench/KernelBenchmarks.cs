@@ -119,6 +119,16 @@ public class KernelBenchmarks
     [InputBytes(Models * Length * sizeof(float))]
     public void RamContributionCounts() => _kernels.RamContributionCounts(_stacked, 1e-3f, _shared, _unique);
 
+    /// <summary>SCE's variance across K = 3 tensors (float64 per element) and the count of non-zero variances.</summary>
+    [Benchmark]
+    [InputBytes(Models * Length * sizeof(float))]
+    public long VarianceAcrossRows() => _kernels.VarianceAcrossRows(_stacked, _output);
+
+    /// <summary>SCE's erase (sign of the plain sum) and weighted mix of K = 3 task vectors.</summary>
+    [Benchmark]
+    [InputBytes(Models * Length * sizeof(float))]
+    public void SignErasedMix() => _kernels.SignErasedMix(_stacked, _weights, 1e-6f, _output);
+
     /// <summary>DARE with density 0.3 and rescaling, in place.</summary>
     [Benchmark]
     [InputBytes(Length * sizeof(float))]
