@@ -24,6 +24,13 @@ public partial interface IMergeKernels
     long TallMask(ReadOnlySpan<float> task, ReadOnlySpan<float> multiTask, float lambda, Span<byte> packed);
 
     /// <summary>
+    /// Restores a task from a packed TALL mask (layout of <see cref="TallMask"/>): output[i] = baseline[i] + multiTask[i]
+    /// (one float32 sum) where bit i is set, else baseline[i]. <paramref name="packed"/> holds exactly ⌈n / 8⌉ bytes;
+    /// its trailing bits are ignored.
+    /// </summary>
+    void TallRestore(ReadOnlySpan<float> baseline, ReadOnlySpan<float> multiTask, ReadOnlySpan<byte> packed, Span<float> output);
+
+    /// <summary>
     /// Consensus (TALL) merge over <c>count</c> stacked task vectors τ_k (count = lambdas.Length):
     /// s = Σ_k τ_k summed from +0 in k order in float32; agreeing = #{k : |τ_k| ≥ λ_k · |s − τ_k|} (float32
     /// difference and product, NaN never agrees); output[i] = agreeing ≥ <paramref name="minAgreeing"/> ? s : +0.

@@ -113,6 +113,24 @@ public sealed class MethodKernelsTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(ThreadCounts))]
+    public void TallRestore_matches_reference_bit_for_bit(int threads)
+    {
+        var kernels = new CpuKernels(threads);
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        MethodKernelInputs.ForEach(seed, 2, (context, stacked, n) =>
+        {
+            float[] baseline = stacked[..n], multiTask = stacked[n..];
+            var packed = new byte[(n + 7) / 8];
+            random.NextBytes(packed); // trailing bits set too: they must be ignored
+            var actual = new float[n];
+            kernels.TallRestore(baseline, multiTask, packed, actual);
+            BitAssert.Equal(MethodScalarReference.TallRestore(baseline, multiTask, packed), actual, context);
+        });
+    }
+
     [Fact]
     public void TallMask_rejects_a_packed_buffer_of_the_wrong_size()
     {

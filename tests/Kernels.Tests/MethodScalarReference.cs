@@ -42,6 +42,17 @@ internal static class MethodScalarReference
         return (packed, set);
     }
 
+    public static float[] TallRestore(float[] baseline, float[] multiTask, byte[] packed)
+    {
+        var output = new float[baseline.Length];
+        for (int i = 0; i < output.Length; i++)
+        {
+            bool kept = (packed[i / 8] & (1 << (i % 8))) != 0;
+            output[i] = kept ? ScalarReference.Add(baseline[i], multiTask[i]) : baseline[i];
+        }
+        return output;
+    }
+
     public static float[] Consensus(float[] stacked, float[] lambdas, int minAgreeing, int n)
     {
         var output = new float[n];

@@ -49,11 +49,20 @@ public static class TallMasks
     /// <param name="multiTask">τ_MTL.</param>
     /// <param name="packed">The task's packed mask.</param>
     /// <param name="output">Receives θ_t.</param>
-    public static void Restore(ReadOnlySpan<float> baseline, ReadOnlySpan<float> multiTask, ReadOnlySpan<byte> packed, Span<float> output)
+    public static void Restore(ReadOnlySpan<float> baseline, ReadOnlySpan<float> multiTask, ReadOnlySpan<byte> packed, Span<float> output) =>
+        Restore(s_cpu, baseline, multiTask, packed, output);
+
+    /// <summary>Restores a task on <paramref name="kernels"/>: θ_t = θ_base + m_t ⊙ τ_MTL (<see cref="IMergeKernels.TallRestore"/>).</summary>
+    /// <param name="kernels">The backend to run on.</param>
+    /// <param name="baseline">θ_base.</param>
+    /// <param name="multiTask">τ_MTL.</param>
+    /// <param name="packed">The task's packed mask.</param>
+    /// <param name="output">Receives θ_t.</param>
+    public static void Restore(IMergeKernels kernels, ReadOnlySpan<float> baseline, ReadOnlySpan<float> multiTask, ReadOnlySpan<byte> packed,
+        Span<float> output)
     {
         if (multiTask.Length != baseline.Length || output.Length != baseline.Length || packed.Length != PackedLength(baseline.Length))
             throw new ArgumentException($"restore of {baseline.Length} elements: τ_MTL has {multiTask.Length}, the mask {packed.Length} bytes, the output {output.Length}");
-        for (int i = 0; i < baseline.Length; i++)
-            output[i] = (packed[i >> 3] >> (i & 7) & 1) != 0 ? baseline[i] + multiTask[i] : baseline[i];
+        kernels.TallRestore(baseline, multiTask, packed, output);
     }
 }

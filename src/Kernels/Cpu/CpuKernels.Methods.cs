@@ -53,6 +53,29 @@ public sealed unsafe partial class CpuKernels
     }
 
     /// <inheritdoc />
+    public void TallRestore(ReadOnlySpan<float> baseline, ReadOnlySpan<float> multiTask, ReadOnlySpan<byte> packed, Span<float> output)
+    {
+        int length = output.Length;
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        RequireSameLength(length, multiTask.Length, nameof(multiTask));
+        if (packed.Length != (length + 7L) / 8)
+            throw new ArgumentException($"A mask of {length} elements packs into {(length + 7L) / 8} bytes, got {packed.Length}.", nameof(packed));
+        fixed (float* baseStart = baseline)
+        fixed (float* all = multiTask)
+        fixed (byte* bits = packed)
+        fixed (float* destination = output)
+        {
+            nint baseAddress = (nint)baseStart, allAddress = (nint)all, bitsAddress = (nint)bits, destinationAddress = (nint)destination;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk); // a multiple of 8: each chunk owns whole bytes
+                MethodKernels.TallRestore((float*)baseAddress + start, (float*)allAddress + start, (byte*)bitsAddress + start / 8,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
     public void ConsensusMerge(ReadOnlySpan<float> stackedTaskVectors, ReadOnlySpan<float> lambdas, int minAgreeing, Span<float> output)
     {
         int length = output.Length;

@@ -91,6 +91,26 @@ internal static unsafe class MethodKernels
         return set;
     }
 
+    /// <summary>output[i] = bit i ? base[i] + τ_MTL[i] : base[i]; the chunk starts on a byte boundary.</summary>
+    public static void TallRestore(float* baseline, float* multiTask, byte* packed, float* output, int count)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            // Lane j tests bit j of the byte.
+            Vector256<int> lanes = Vector256.Create(1, 2, 4, 8, 16, 32, 64, 128);
+            for (; i <= count - 8; i += 8)
+            {
+                Vector256<float> clear = Vector256.Equals(Vector256.Create((int)packed[i >> 3]) & lanes, Vector256<int>.Zero).AsSingle();
+                Vector256<float> b = Vector256.Load(baseline + i);
+                Vector256.ConditionalSelect(clear, b, b + Vector256.Load(multiTask + i)).Store(output + i);
+            }
+        }
+
+        for (; i < count; i++)
+            output[i] = (packed[i >> 3] >> (i & 7) & 1) != 0 ? baseline[i] + multiTask[i] : baseline[i];
+    }
+
     /// <summary>output[i] = (#{k : |τ_k| ≥ λ_k·|s − τ_k|} ≥ minAgreeing) ? s : +0 with s = Σ_k τ_k.</summary>
     public static void ConsensusMerge(float* stacked, long rowLength, ReadOnlySpan<float> lambdas, int minAgreeing,
         float* output, int count)

@@ -40,6 +40,27 @@ public sealed unsafe partial class CudaKernels
     }
 
     /// <inheritdoc />
+    public void TallRestore(ReadOnlySpan<float> baseline, ReadOnlySpan<float> multiTask, ReadOnlySpan<byte> packed, Span<float> output)
+    {
+        int length = output.Length;
+        if (baseline.Length != length)
+            throw new ArgumentException($"Expected {length} elements, got {baseline.Length}.", nameof(baseline));
+        if (multiTask.Length != length)
+            throw new ArgumentException($"Expected {length} elements, got {multiTask.Length}.", nameof(multiTask));
+        if (packed.Length != (length + 7L) / 8)
+            throw new ArgumentException($"A mask of {length} elements packs into {(length + 7L) / 8} bytes, got {packed.Length}.", nameof(packed));
+        if (length == 0)
+            return;
+        using var call = new Call(this);
+        DeviceBuffer baseBuffer = call.Upload(baseline);
+        DeviceBuffer all = call.Upload(multiTask);
+        DeviceBuffer bits = call.Upload(packed);
+        DeviceBuffer result = call.Rent((long)length * sizeof(float));
+        LaunchTallRestore(baseBuffer.Pointer, all.Pointer, bits.Pointer, length, result.Pointer);
+        call.Download(result, output);
+    }
+
+    /// <inheritdoc />
     public void ConsensusMerge(ReadOnlySpan<float> stackedTaskVectors, ReadOnlySpan<float> lambdas, int minAgreeing, Span<float> output)
     {
         int length = output.Length;
@@ -205,6 +226,13 @@ public sealed unsafe partial class CudaKernels
         CudaDriverNative.Check(CudaDriverNative.cuMemsetD32Async(setCount, 0, 2, _device.ComputeStream), "cuMemsetD32Async");
         void** arguments = stackalloc void*[] { &task, &multiTask, &lambda, &n, &packed, &setCount };
         _module.Launch("tall_mask", GridFor((length + 7) / 8), 1, Threads, _device.ComputeStream, arguments);
+    }
+
+    internal void LaunchTallRestore(ulong baseline, ulong multiTask, ulong packed, long length, ulong output)
+    {
+        long n = length;
+        void** arguments = stackalloc void*[] { &baseline, &multiTask, &packed, &n, &output };
+        _module.Launch("tall_restore", GridFor(length), 1, Threads, _device.ComputeStream, arguments);
     }
 
     internal void LaunchConsensusMerge(ulong stacked, ulong lambdas, int rows, long length, int minAgreeing, ulong output)

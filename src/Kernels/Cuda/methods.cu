@@ -60,6 +60,17 @@ extern "C" __global__ void tall_mask(const float* __restrict__ task, const float
         atomicAdd(set_count, (weld_u64)set);
 }
 
+// output[i] = bit i of the packed mask ? base[i] + τ_MTL[i] : base[i].
+extern "C" __global__ void tall_restore(const float* __restrict__ baseline, const float* __restrict__ multi_task,
+    const unsigned char* __restrict__ packed, weld_i64 length, float* __restrict__ output)
+{
+    WELD_GRID_STRIDE(i, length)
+    {
+        float b = __ldg(baseline + i);
+        output[i] = ((__ldg(packed + (i >> 3)) >> (i & 7)) & 1) ? __fadd_rn(b, __ldg(multi_task + i)) : b;
+    }
+}
+
 // output[i] = (#{k : |τ_k| >= λ_k·|s − τ_k|} >= min_agreeing) ? s : +0, s = ((0 + τ_0) + τ_1) + …
 extern "C" __global__ void consensus_merge(const float* __restrict__ stacked, const float* __restrict__ lambdas, int rows,
     weld_i64 length, int min_agreeing, float* __restrict__ output)

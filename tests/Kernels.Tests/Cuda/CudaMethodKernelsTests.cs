@@ -48,6 +48,22 @@ public sealed class CudaMethodKernelsTests
     }
 
     [CudaFact]
+    public void TallRestore_matches_reference()
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        MethodKernelInputs.ForEach(seed, 2, (context, stacked, n) =>
+        {
+            float[] baseline = stacked[..n], multiTask = stacked[n..];
+            var packed = new byte[(n + 7) / 8];
+            random.NextBytes(packed);
+            var actual = new float[n];
+            Gpu.TallRestore(baseline, multiTask, packed, actual);
+            BitAssert.Equal(MethodScalarReference.TallRestore(baseline, multiTask, packed), actual, context);
+        }, s_sizes);
+    }
+
+    [CudaFact]
     public void ConsensusMerge_matches_reference()
     {
         int seed = TestData.NewSeed();
