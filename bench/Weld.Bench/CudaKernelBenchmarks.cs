@@ -126,6 +126,8 @@ public static unsafe class CudaKernelBenchmarks
                 kernels.LaunchSelectLargestMagnitude(stacked, Models, n, output)), 0),
             new("TALL mask (packed bits + count)", 2 * floatBytes + (n + 7) / 8, events.Time(stream, () =>
                 kernels.LaunchTallMask(stacked, secondRow, 0.4f, n, packed, counters)), 0),
+            new("TALL restore (base + masked τ_MTL)", 3 * floatBytes + (n + 7) / 8, events.Time(stream, () =>
+                kernels.LaunchTallRestore(single, secondRow, packed, n, output)), 0),
             new($"Consensus merge (K={Models})", (Models + 1) * floatBytes, events.Time(stream, () =>
                 kernels.LaunchConsensusMerge(stacked, weights, Models, n, 2, output)), 0),
             new($"Fisher merge (K={Models})", (2 * Models + 1) * floatBytes, events.Time(stream, () =>

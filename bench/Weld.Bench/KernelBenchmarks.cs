@@ -94,6 +94,11 @@ public class KernelBenchmarks
     [InputBytes(2 * Length * sizeof(float))]
     public long TallMask() => _kernels.TallMask(_stacked.AsSpan(0, Length), _stacked.AsSpan(Length, Length), 0.4f, _packed);
 
+    /// <summary>TALL restore: base + τ_MTL where the packed mask (from the last TallMask run, or zeros) is set.</summary>
+    [Benchmark]
+    [InputBytes(2 * Length * sizeof(float) + Length / 8)]
+    public void TallRestore() => _kernels.TallRestore(_pristine, _stacked.AsSpan(Length, Length), _packed, _output);
+
     /// <summary>Consensus (TALL, k = 2) merge of K = 3 task vectors.</summary>
     [Benchmark]
     [InputBytes(Models * Length * sizeof(float))]
