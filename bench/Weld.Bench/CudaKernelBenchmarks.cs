@@ -70,6 +70,8 @@ public static unsafe class CudaKernelBenchmarks
         ulong halves = pool.Rent(halfBytes).Pointer;
         ulong weights = pool.Rent(Models * sizeof(float)).Pointer;
         ulong partials = pool.Rent((long)CudaKernels.ReductionPartialsFor(n) * sizeof(double)).Pointer;
+        ulong packed = pool.Rent((n + 7) / 8).Pointer;
+        ulong counters = pool.Rent(2 * Models * sizeof(ulong)).Pointer;
         Fill(kernels, stacked, Models * n, pristine, n, weights);
 
         var events = new EventPair();
@@ -97,6 +99,7 @@ public static unsafe class CudaKernelBenchmarks
                 new("sum of squares (f64)", floatBytes, events.Time(stream, () => kernels.LaunchReduction("sum_of_squares_f64", pristine, 0, n, partials)), 0),
                 new("sum of abs (f64)", floatBytes, events.Time(stream, () => kernels.LaunchReduction("sum_of_abs_f64", pristine, 0, n, partials)), 0),
             };
+            figures.AddRange(MeasureMethodKernels(kernels, events, stacked, pristine, weights, packed, counters, output, n));
             figures.Add(TimeTopK(kernels, pristine, work, n));
             figures.AddRange(TimeHostTransfers(kernels, events, n));
             return figures;
@@ -105,6 +108,40 @@ public static unsafe class CudaKernelBenchmarks
         {
             events.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The newer methods' kernels (methods.cu) on device buffers: the K = 3 stacked rows serve as task vectors, models
+    /// and (for Fisher) Fisher tensors alike, the three weights as λ_k and RAM's scales. Report-only (no target yet).
+    /// </summary>
+    private static IEnumerable<Figure> MeasureMethodKernels(CudaKernels kernels, EventPair events, ulong stacked, ulong single,
+        ulong weights, ulong packed, ulong counters, ulong output, long n)
+    {
+        nint stream = kernels.Device.ComputeStream;
+        long floatBytes = n * sizeof(float);
+        ulong secondRow = stacked + (ulong)floatBytes;
+        return
+        [
+            new($"MagMax select largest |x| (K={Models})", (Models + 1) * floatBytes, events.Time(stream, () =>
+                kernels.LaunchSelectLargestMagnitude(stacked, Models, n, output)), 0),
+            new("TALL mask (packed bits + count)", 2 * floatBytes + (n + 7) / 8, events.Time(stream, () =>
+                kernels.LaunchTallMask(stacked, secondRow, 0.4f, n, packed, counters)), 0),
+            new("TALL restore (base + masked τ_MTL)", 3 * floatBytes + (n + 7) / 8, events.Time(stream, () =>
+                kernels.LaunchTallRestore(single, secondRow, packed, n, output)), 0),
+            new($"Consensus merge (K={Models})", (Models + 1) * floatBytes, events.Time(stream, () =>
+                kernels.LaunchConsensusMerge(stacked, weights, Models, n, 2, output)), 0),
+            new($"Fisher merge (K={Models})", (2 * Models + 1) * floatBytes, events.Time(stream, () =>
+                kernels.LaunchFisherMerge(stacked, stacked, weights, Models, n, 1e-8f, output)), 0),
+            new("NearSwap", 3 * floatBytes, events.Time(stream, () => kernels.LaunchNearSwap(single, stacked, 0.001f, n, output)), 0),
+            new($"RAM merge (K={Models})", (Models + 2) * floatBytes, events.Time(stream, () =>
+                kernels.LaunchRamMerge(stacked, single, weights, Models, n, 1e-3f, output)), 0),
+            new($"RAM+ contribution counts (K={Models})", Models * floatBytes, events.Time(stream, () =>
+                kernels.LaunchRamContributionCounts(stacked, Models, n, 1e-3f, counters)), 0),
+            new($"SCE variance across rows (K={Models}, f64)", (Models + 1) * floatBytes, events.Time(stream, () =>
+                kernels.LaunchVarianceAcrossRows(stacked, Models, n, output, counters)), 0),
+            new($"SCE sign-erased mix (K={Models})", (Models + 1) * floatBytes, events.Time(stream, () =>
+                kernels.LaunchSignErasedMix(stacked, weights, Models, n, 1e-6f, output)), 0),
+        ];
     }
 
     /// <summary>

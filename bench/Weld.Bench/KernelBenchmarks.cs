@@ -29,6 +29,9 @@ public class KernelBenchmarks
     private float[] _pristine = [];
     private float[] _work = [];
     private float[] _output = [];
+    private byte[] _packed = [];
+    private readonly long[] _shared = new long[Models];
+    private readonly long[] _unique = new long[Models];
     private CpuKernels _kernels = null!;
 
     /// <summary>Threads the kernels use (−1: every core).</summary>
@@ -48,6 +51,7 @@ public class KernelBenchmarks
         _pristine = _stacked.AsSpan(0, Length).ToArray();
         _work = new float[Length];
         _output = new float[Length];
+        _packed = new byte[Length / 8];
         _pristine.CopyTo(_work, 0);
     }
 
@@ -79,6 +83,56 @@ public class KernelBenchmarks
     [Benchmark]
     [InputBytes(Length * sizeof(float))]
     public void KeepMagnitudeBand() => _kernels.KeepMagnitudeBand(_work, Length / 10 * 7, Length / 100);
+
+    /// <summary>MagMax: per element the largest magnitude of K = 3 tensors.</summary>
+    [Benchmark]
+    [InputBytes(Models * Length * sizeof(float))]
+    public void SelectLargestMagnitude() => _kernels.SelectLargestMagnitude(_stacked, _output);
+
+    /// <summary>TALL mask of one task against τ_MTL (the second row), packed to bits.</summary>
+    [Benchmark]
+    [InputBytes(2 * Length * sizeof(float))]
+    public long TallMask() => _kernels.TallMask(_stacked.AsSpan(0, Length), _stacked.AsSpan(Length, Length), 0.4f, _packed);
+
+    /// <summary>TALL restore: base + τ_MTL where the packed mask (from the last TallMask run, or zeros) is set.</summary>
+    [Benchmark]
+    [InputBytes(2 * Length * sizeof(float) + Length / 8)]
+    public void TallRestore() => _kernels.TallRestore(_pristine, _stacked.AsSpan(Length, Length), _packed, _output);
+
+    /// <summary>Consensus (TALL, k = 2) merge of K = 3 task vectors.</summary>
+    [Benchmark]
+    [InputBytes(Models * Length * sizeof(float))]
+    public void ConsensusMerge() => _kernels.ConsensusMerge(_stacked, _weights, 2, _output);
+
+    /// <summary>Fisher-weighted average of K = 3 models (the stacked rows serve as Fisher tensors too).</summary>
+    [Benchmark]
+    [InputBytes(2 * Models * Length * sizeof(float))]
+    public void FisherMerge() => _kernels.FisherMerge(_stacked, _stacked, _weights, 1e-8f, _output);
+
+    /// <summary>NearSwap of one tensor against a base.</summary>
+    [Benchmark]
+    [InputBytes(2 * Length * sizeof(float))]
+    public void NearSwap() => _kernels.NearSwap(_pristine, _stacked.AsSpan(Length, Length), 0.001f, _output);
+
+    /// <summary>RAM merge of K = 3 task vectors onto a base.</summary>
+    [Benchmark]
+    [InputBytes((Models + 1) * Length * sizeof(float))]
+    public void RamMerge() => _kernels.RamMerge(_stacked, _pristine, _weights, 1e-3f, _output);
+
+    /// <summary>RAM+'s shared/unique contribution counts over K = 3 task vectors.</summary>
+    [Benchmark]
+    [InputBytes(Models * Length * sizeof(float))]
+    public void RamContributionCounts() => _kernels.RamContributionCounts(_stacked, 1e-3f, _shared, _unique);
+
+    /// <summary>SCE's variance across K = 3 tensors (float64 per element) and the count of non-zero variances.</summary>
+    [Benchmark]
+    [InputBytes(Models * Length * sizeof(float))]
+    public long VarianceAcrossRows() => _kernels.VarianceAcrossRows(_stacked, _output);
+
+    /// <summary>SCE's erase (sign of the plain sum) and weighted mix of K = 3 task vectors.</summary>
+    [Benchmark]
+    [InputBytes(Models * Length * sizeof(float))]
+    public void SignErasedMix() => _kernels.SignErasedMix(_stacked, _weights, 1e-6f, _output);
 
     /// <summary>DARE with density 0.3 and rescaling, in place.</summary>
     [Benchmark]

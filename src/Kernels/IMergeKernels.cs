@@ -15,7 +15,7 @@ namespace Weld.Kernels;
 /// Magnitude order uses the key <c>bits(x) &amp; 0x7FFFFFFF</c>: ±0 tie, NaN ranks above +∞.
 /// Length mismatches are caller bugs and throw <see cref="ArgumentException"/>.
 /// </remarks>
-public interface IMergeKernels
+public partial interface IMergeKernels
 {
     /// <summary>Backend name for logs ("cpu", "cuda:0").</summary>
     string Name { get; }

@@ -34,22 +34,11 @@ public sealed class Consensus : IMergeMethod
         IMergeKernels kernels = inputs.Kernels;
         ReadOnlySpan<float> baseline = inputs.Base.Span;
         kernels.SubtractRows(inputs.Models.Span, baseline);
-        ReadOnlySpan<float> tau = inputs.Models.Span;
         float[] maskLambda = inputs.PerModel("mask_lambda");
-        double k = inputs.Global.Number("k");
-        int n = inputs.Length, count = inputs.Count;
-        for (int i = 0; i < n; i++)
-        {
-            float sum = 0f;
-            for (int t = 0; t < count; t++) sum += tau[t * n + i];
-            int agreeing = 0;
-            for (int t = 0; t < count; t++)
-            {
-                float own = tau[t * n + i];
-                if (MathF.Abs(own) >= maskLambda[t] * MathF.Abs(sum - own)) agreeing++;
-            }
-            output[i] = agreeing >= k ? sum : 0f;
-        }
+        // Σ_k m_k ≥ k for an integer count is Σ_k m_k ≥ ⌈k⌉; a k above any count keeps nothing.
+        double k = Math.Ceiling(inputs.Global.Number("k"));
+        int minAgreeing = k > inputs.Count ? inputs.Count + 1 : (int)k;
+        kernels.ConsensusMerge(inputs.Models.Span, maskLambda, minAgreeing, output); // τ_MTL ⊙ [Σ_k m_k ≥ k]
         float lambda = (float)inputs.Global.Number("lambda");
         if (lambda != 1f) kernels.Scale(output, lambda);
         kernels.Axpby(1f, baseline, 1f, output, output);

@@ -40,16 +40,6 @@ public sealed class Fisher : IMergeMethod
         int n = inputs.Length, count = inputs.Count;
         if (fisher.Length != count * n)
             throw new WeldException($"tensor {inputs.TensorName}: fisher needs one Fisher tensor per model ({count}), got {fisher.Length / Math.Max(n, 1)}");
-        for (int i = 0; i < n; i++)
-        {
-            float numerator = 0f, denominator = 0f;
-            for (int k = 0; k < count; k++)
-            {
-                float f = weights[k] * fisher[k * n + i];
-                numerator += f * models[k * n + i];
-                denominator += f;
-            }
-            output[i] = numerator / MathF.Max(denominator, epsilon);
-        }
+        inputs.Kernels.FisherMerge(models, fisher, weights, epsilon, output);
     }
 }

@@ -29,28 +29,9 @@ public sealed class MagMax : IMergeMethod
         IMergeKernels kernels = inputs.Kernels;
         ReadOnlySpan<float> baseline = inputs.Base.Span;
         kernels.SubtractRows(inputs.Models.Span, baseline);
-        ReadOnlySpan<float> deltas = inputs.Models.Span;
-        int n = inputs.Length, count = inputs.Count;
-        for (int i = 0; i < n; i++)
-        {
-            float best = deltas[i];
-            uint bestKey = MagnitudeKey(best);
-            for (int k = 1; k < count; k++)
-            {
-                float candidate = deltas[k * n + i];
-                uint key = MagnitudeKey(candidate);
-                if (key > bestKey)
-                {
-                    best = candidate;
-                    bestKey = key;
-                }
-            }
-            output[i] = best;
-        }
+        kernels.SelectLargestMagnitude(inputs.Models.Span, output); // τ_k*(i),i
         float lambda = (float)inputs.Global.Number("lambda");
         if (lambda != 1f) kernels.Scale(output, lambda);
         kernels.Axpby(1f, baseline, 1f, output, output);
     }
-
-    private static uint MagnitudeKey(float x) => BitConverter.SingleToUInt32Bits(x) & 0x7FFFFFFFu;
 }

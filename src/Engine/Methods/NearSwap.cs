@@ -28,11 +28,6 @@ public sealed class NearSwap : IMergeMethod
         float t = (float)inputs.Global.Number("t");
         ReadOnlySpan<float> v0 = inputs.Base.Span;
         ReadOnlySpan<float> v1 = inputs.Row(0);
-        for (int i = 0; i < output.Length; i++)
-        {
-            float w = 1f / MathF.Abs(v0[i] - v1[i]) * t;
-            w = float.IsFinite(w) ? Math.Clamp(w, 0f, 1f) : 1f;
-            output[i] = w * v1[i] + (1f - w) * v0[i];
-        }
+        inputs.Kernels.NearSwap(v0, v1, t, output);
     }
 }

@@ -27,40 +27,6 @@ public sealed class Ram : IMergeMethod
         inputs.Kernels.SubtractRows(inputs.Models.Span, inputs.Base.Span);
         var uniqueScale = new float[inputs.Count];
         Array.Fill(uniqueScale, 1f);
-        Combine(inputs, (float)inputs.Global.Number("epsilon"), uniqueScale, output);
-    }
-
-    /// <summary>
-    /// θ_i = θ_base,i + Σ_k [(z_k,i · unique_i) · scale_k + (z_k,i · shared_i) / max(c_i, 1)] with z = δ·[|δ| &gt; ε],
-    /// in mergekit's float32 operation order (a NaN entry stays NaN, as NaN · 0 does in torch).
-    /// </summary>
-    internal static void Combine(TensorMergeInputs inputs, float epsilon, float[] uniqueScale, Span<float> output)
-    {
-        int n = inputs.Length, count = inputs.Count;
-        ReadOnlySpan<float> deltas = inputs.Models.Span;
-        ReadOnlySpan<float> baseline = inputs.Base.Span;
-        for (int i = 0; i < n; i++)
-        {
-            int contributors = Contributors(deltas, n, count, i, epsilon);
-            float unique = contributors == 1 ? 1f : 0f, shared = contributors > 1 ? 1f : 0f;
-            float divisor = Math.Max(contributors, 1);
-            float merged = 0;
-            for (int k = 0; k < count; k++)
-            {
-                float delta = deltas[k * n + i];
-                float z = delta * (MathF.Abs(delta) > epsilon ? 1f : 0f);
-                merged += z * unique * uniqueScale[k] + z * shared / divisor;
-            }
-            output[i] = baseline[i] + merged;
-        }
-    }
-
-    /// <summary>How many task vectors have |δ_k,i| &gt; ε at element <paramref name="i"/>.</summary>
-    internal static int Contributors(ReadOnlySpan<float> deltas, int n, int count, int i, float epsilon)
-    {
-        int contributors = 0;
-        for (int k = 0; k < count; k++)
-            if (MathF.Abs(deltas[k * n + i]) > epsilon) contributors++;
-        return contributors;
+        inputs.Kernels.RamMerge(inputs.Models.Span, inputs.Base.Span, uniqueScale, (float)inputs.Global.Number("epsilon"), output);
     }
 }

@@ -31,19 +31,10 @@ public sealed class RamPlusTl : IMergeMethod
         inputs.Kernels.SubtractRows(inputs.Models.Span, inputs.Base.Span);
         float epsilon = (float)inputs.Global.Number("epsilon");
         float r = (float)inputs.Global.Number("r"), alpha = (float)inputs.Global.Number("alpha");
-        int n = inputs.Length, count = inputs.Count;
-        ReadOnlySpan<float> deltas = inputs.Models.Span;
-
+        int count = inputs.Count;
         var sharedCounts = new long[count];
         var uniqueCounts = new long[count];
-        for (int i = 0; i < n; i++)
-        {
-            int contributors = Ram.Contributors(deltas, n, count, i, epsilon);
-            if (contributors == 0) continue;
-            long[] counts = contributors == 1 ? uniqueCounts : sharedCounts;
-            for (int k = 0; k < count; k++)
-                if (MathF.Abs(deltas[k * n + i]) > epsilon) counts[k]++;
-        }
+        inputs.Kernels.RamContributionCounts(inputs.Models.Span, epsilon, sharedCounts, uniqueCounts);
 
         var amplification = new float[count];
         for (int k = 0; k < count; k++)
@@ -52,6 +43,6 @@ public sealed class RamPlusTl : IMergeMethod
             float rho = sharedCounts[k] / Math.Max((float)uniqueCounts[k], epsilon);
             amplification[k] = 1f + r * MathF.Min(MathF.Max(rho, 0f), alpha); // torch.clamp: max wins when min > max
         }
-        Ram.Combine(inputs, epsilon, amplification, output);
+        inputs.Kernels.RamMerge(inputs.Models.Span, inputs.Base.Span, amplification, epsilon, output);
     }
 }

@@ -52,30 +52,12 @@ public sealed class Sce : IMergeMethod
     /// <summary>Zeroes, in every task vector, the positions outside the top-k population variance across models.</summary>
     private static void SelectByVariance(TensorMergeInputs inputs, double topK, Span<float> variance)
     {
-        int n = inputs.Length, count = inputs.Count;
+        IMergeKernels kernels = inputs.Kernels;
         Span<float> models = inputs.Models.Span;
-        long nonzero = 0;
-        for (int i = 0; i < n; i++)
-        {
-            double mean = 0;
-            for (int k = 0; k < count; k++) mean += models[k * n + i];
-            mean /= count;
-            double sum = 0;
-            for (int k = 0; k < count; k++)
-            {
-                double d = models[k * n + i] - mean;
-                sum += d * d;
-            }
-            variance[i] = (float)(sum / count);
-            if (variance[i] != 0) nonzero++;
-        }
+        long nonzero = kernels.VarianceAcrossRows(models, variance);
         // mergekit: k = int(topk · count_nonzero(var)); torch.topk of |var| (Weld breaks ties by lowest index).
-        inputs.Kernels.KeepTopK(variance, (long)(topK * nonzero));
-        for (int i = 0; i < n; i++)
-        {
-            if (variance[i] != 0) continue;
-            for (int k = 0; k < count; k++) models[k * n + i] = 0f;
-        }
+        kernels.KeepTopK(variance, (long)(topK * nonzero));
+        kernels.ClearRowsWhereZero(models, variance);
     }
 
     /// <summary>
@@ -97,28 +79,10 @@ public sealed class Sce : IMergeMethod
         return weights;
     }
 
-    /// <summary>output = Σ_k δ_k·(w_k e_k) / max(Σ_k w_k e_k, 1e-6), float32 sums in model order as mergekit's tensors do.</summary>
-    private static void EraseAndMix(TensorMergeInputs inputs, float[] weights, Span<float> output)
-    {
-        int n = inputs.Length, count = inputs.Count;
-        ReadOnlySpan<float> deltas = inputs.Models.Span;
-        for (int i = 0; i < n; i++)
-        {
-            float sum = 0;
-            for (int k = 0; k < count; k++) sum += deltas[k * n + i];
-            float elected = sum >= 0 ? 1f : -1f; // a NaN sum elects −1, as (NaN ≥ 0) is false in torch
-            float mixed = 0, divisor = 0;
-            for (int k = 0; k < count; k++)
-            {
-                float delta = deltas[k * n + i];
-                float erased = Sign(delta) == elected ? weights[k] : 0f;
-                mixed += delta * erased;
-                divisor += erased;
-            }
-            output[i] = mixed / Math.Max(divisor, DivisorFloor);
-        }
-    }
-
-    /// <summary>torch.sign without the throw of <see cref="MathF.Sign(float)"/>: NaN gives 0, which never matches ±1.</summary>
-    private static float Sign(float x) => x > 0 ? 1f : x < 0 ? -1f : 0f;
+    /// <summary>
+    /// output = Σ_k δ_k·(w_k e_k) / max(Σ_k w_k e_k, 1e-6), float32 sums in model order as mergekit's tensors do;
+    /// torch.sign's NaN gives 0, which never matches the elected ±1.
+    /// </summary>
+    private static void EraseAndMix(TensorMergeInputs inputs, float[] weights, Span<float> output) =>
+        inputs.Kernels.SignErasedMix(inputs.Models.Span, weights, DivisorFloor, output);
 }

@@ -12,7 +12,7 @@ namespace Weld.Kernels.Cpu;
 /// rounded), matching the CUDA backend's <c>__fmul_rn</c> / <c>__fadd_rn</c>. Length mismatches are programming
 /// errors of the caller and throw <see cref="ArgumentException"/>.
 /// </remarks>
-public sealed unsafe class CpuKernels : IMergeKernels
+public sealed unsafe partial class CpuKernels : IMergeKernels
 {
     private readonly ParallelOptions _parallel;
 

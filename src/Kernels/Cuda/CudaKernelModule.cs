@@ -13,6 +13,8 @@ internal sealed unsafe class CudaKernelModule : IDisposable
         ["convert.cu"] = ["bf16_to_f32", "f16_to_f32", "f32_to_bf16", "f32_to_f16"],
         ["dare.cu"] = ["drop_and_rescale"],
         ["elementwise.cu"] = ["weighted_sum", "subtract_rows", "scale", "divide", "axpby"],
+        ["methods.cu"] = ["select_largest_magnitude", "tall_mask", "tall_restore", "consensus_merge", "fisher_merge", "near_swap", "ram_merge",
+            "ram_contribution_counts", "variance_across_rows", "clear_rows_where_zero", "sign_erased_mix"],
         ["reduce.cu"] = ["dot_f64", "sum_of_squares_f64", "sum_of_abs_f64"],
         ["select.cu"] = ["radix_histogram", "count_key_per_tile", "magnitude_mask"],
         ["ties.cu"] = ["sign_consensus_merge"],

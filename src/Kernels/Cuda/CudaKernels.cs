@@ -14,7 +14,7 @@ namespace Weld.Kernels.Cuda;
 /// add in the CPU's order too, so they return the same bits. Calls are serialised by a lock: one backend, one device,
 /// one call at a time.
 /// </remarks>
-public sealed unsafe class CudaKernels : IMergeKernels, IDisposable
+public sealed unsafe partial class CudaKernels : IMergeKernels, IDisposable
 {
     private const int Threads = 256;
     private const int ReductionThreads = 64; // WELD_REDUCE_THREADS in reduce.cu

@@ -1,0 +1,283 @@
+namespace Weld.Kernels.Cpu;
+
+/// <remarks>The newer methods' kernels (<see cref="MethodKernels"/>) over the same fixed 64K-element chunks.</remarks>
+public sealed unsafe partial class CpuKernels
+{
+    /// <inheritdoc />
+    public void SelectLargestMagnitude(ReadOnlySpan<float> stacked, Span<float> output)
+    {
+        int length = output.Length;
+        int rows = RowsOf(stacked.Length, length, nameof(stacked));
+        if (length == 0)
+            return;
+        fixed (float* source = stacked)
+        fixed (float* destination = output)
+        {
+            nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                MethodKernels.SelectLargestMagnitude((float*)sourceAddress + start, length, rows,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public long TallMask(ReadOnlySpan<float> task, ReadOnlySpan<float> multiTask, float lambda, Span<byte> packed)
+    {
+        int length = task.Length;
+        RequireSameLength(length, multiTask.Length, nameof(multiTask));
+        if (packed.Length != (length + 7L) / 8)
+            throw new ArgumentException($"A mask of {length} elements packs into {(length + 7L) / 8} bytes, got {packed.Length}.", nameof(packed));
+        int chunks = ChunkedParallel.ChunkCount(length);
+        if (chunks == 0)
+            return 0;
+        long[] setPerChunk = new long[chunks];
+        fixed (float* own = task)
+        fixed (float* all = multiTask)
+        fixed (byte* bits = packed)
+        {
+            nint ownAddress = (nint)own, allAddress = (nint)all, bitsAddress = (nint)bits;
+            ChunkedParallel.ForEachIndex(chunks, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk); // a multiple of 8: each chunk owns whole bytes
+                setPerChunk[chunk] = MethodKernels.TallMask((float*)ownAddress + start, (float*)allAddress + start, lambda,
+                    (byte*)bitsAddress + start / 8, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+        long set = 0;
+        foreach (long count in setPerChunk)
+            set += count;
+        return set;
+    }
+
+    /// <inheritdoc />
+    public void TallRestore(ReadOnlySpan<float> baseline, ReadOnlySpan<float> multiTask, ReadOnlySpan<byte> packed, Span<float> output)
+    {
+        int length = output.Length;
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        RequireSameLength(length, multiTask.Length, nameof(multiTask));
+        if (packed.Length != (length + 7L) / 8)
+            throw new ArgumentException($"A mask of {length} elements packs into {(length + 7L) / 8} bytes, got {packed.Length}.", nameof(packed));
+        fixed (float* baseStart = baseline)
+        fixed (float* all = multiTask)
+        fixed (byte* bits = packed)
+        fixed (float* destination = output)
+        {
+            nint baseAddress = (nint)baseStart, allAddress = (nint)all, bitsAddress = (nint)bits, destinationAddress = (nint)destination;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk); // a multiple of 8: each chunk owns whole bytes
+                MethodKernels.TallRestore((float*)baseAddress + start, (float*)allAddress + start, (byte*)bitsAddress + start / 8,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void ConsensusMerge(ReadOnlySpan<float> stackedTaskVectors, ReadOnlySpan<float> lambdas, int minAgreeing, Span<float> output)
+    {
+        int length = output.Length;
+        RequireStacked(stackedTaskVectors.Length, lambdas.Length, length, nameof(stackedTaskVectors));
+        float[] lambdaCopy = lambdas.ToArray(); // a lambda cannot capture a span; K floats per call
+        fixed (float* source = stackedTaskVectors)
+        fixed (float* destination = output)
+        {
+            nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                MethodKernels.ConsensusMerge((float*)sourceAddress + start, length, lambdaCopy, minAgreeing,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void FisherMerge(ReadOnlySpan<float> stackedModels, ReadOnlySpan<float> stackedFisher, ReadOnlySpan<float> weights,
+        float epsilon, Span<float> output)
+    {
+        int length = output.Length;
+        RequireStacked(stackedModels.Length, weights.Length, length, nameof(stackedModels));
+        RequireStacked(stackedFisher.Length, weights.Length, length, nameof(stackedFisher));
+        float[] weightCopy = weights.ToArray();
+        fixed (float* models = stackedModels)
+        fixed (float* fisher = stackedFisher)
+        fixed (float* destination = output)
+        {
+            nint modelsAddress = (nint)models, fisherAddress = (nint)fisher, destinationAddress = (nint)destination;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                MethodKernels.FisherMerge((float*)modelsAddress + start, (float*)fisherAddress + start, length, weightCopy, epsilon,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void NearSwap(ReadOnlySpan<float> baseline, ReadOnlySpan<float> other, float t, Span<float> output)
+    {
+        int length = output.Length;
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        RequireSameLength(length, other.Length, nameof(other));
+        fixed (float* v0 = baseline)
+        fixed (float* v1 = other)
+        fixed (float* destination = output)
+        {
+            nint v0Address = (nint)v0, v1Address = (nint)v1, destinationAddress = (nint)destination;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                MethodKernels.NearSwap((float*)v0Address + start, (float*)v1Address + start, t,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void RamMerge(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> baseline, ReadOnlySpan<float> uniqueScales,
+        float epsilon, Span<float> output)
+    {
+        int length = output.Length;
+        RequireStacked(stackedDeltas.Length, uniqueScales.Length, length, nameof(stackedDeltas));
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        float[] scaleCopy = uniqueScales.ToArray();
+        fixed (float* deltas = stackedDeltas)
+        fixed (float* baseStart = baseline)
+        fixed (float* destination = output)
+        {
+            nint deltasAddress = (nint)deltas, baseAddress = (nint)baseStart, destinationAddress = (nint)destination;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                MethodKernels.RamMerge((float*)deltasAddress + start, length, (float*)baseAddress + start, scaleCopy, epsilon,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void RamContributionCounts(ReadOnlySpan<float> stackedDeltas, float epsilon, Span<long> shared, Span<long> unique)
+    {
+        int rows = shared.Length;
+        RequireSameLength(rows, unique.Length, nameof(unique));
+        if (rows == 0)
+        {
+            if (stackedDeltas.Length != 0)
+                throw new ArgumentException("Deltas without models to count them for.", nameof(stackedDeltas));
+            return;
+        }
+        if (stackedDeltas.Length % rows != 0)
+            throw new ArgumentException($"The stacked rows hold {stackedDeltas.Length} elements, not {rows} equal rows.", nameof(stackedDeltas));
+        int length = stackedDeltas.Length / rows;
+        int chunks = ChunkedParallel.ChunkCount(length);
+        // Per chunk: rows shared counts, then rows unique counts; integers, so any summing order gives the same totals.
+        long[] perChunk = new long[(long)chunks * 2 * rows];
+        fixed (float* deltas = stackedDeltas)
+        {
+            nint deltasAddress = (nint)deltas;
+            ChunkedParallel.ForEachIndex(chunks, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                MethodKernels.RamContributionCounts((float*)deltasAddress + start, length, rows, epsilon,
+                    perChunk.AsSpan(chunk * 2 * rows, 2 * rows), ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+        for (int chunk = 0; chunk < chunks; chunk++)
+        {
+            for (int k = 0; k < rows; k++)
+            {
+                shared[k] += perChunk[(long)chunk * 2 * rows + k];
+                unique[k] += perChunk[(long)chunk * 2 * rows + rows + k];
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public long VarianceAcrossRows(ReadOnlySpan<float> stacked, Span<float> output)
+    {
+        int length = output.Length;
+        int rows = RowsOf(stacked.Length, length, nameof(stacked));
+        int chunks = ChunkedParallel.ChunkCount(length);
+        if (chunks == 0)
+            return 0;
+        long[] nonzeroPerChunk = new long[chunks];
+        fixed (float* source = stacked)
+        fixed (float* destination = output)
+        {
+            nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
+            ChunkedParallel.ForEachIndex(chunks, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                nonzeroPerChunk[chunk] = MethodKernels.VarianceAcrossRows((float*)sourceAddress + start, length, rows,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+        long nonzero = 0;
+        foreach (long count in nonzeroPerChunk)
+            nonzero += count;
+        return nonzero;
+    }
+
+    /// <inheritdoc />
+    public void ClearRowsWhereZero(Span<float> stacked, ReadOnlySpan<float> selector)
+    {
+        int length = selector.Length;
+        if (length == 0 ? stacked.Length != 0 : stacked.Length % length != 0)
+            throw new ArgumentException(
+                $"The stacked rows hold {stacked.Length} elements, not a whole number of rows of {length}.", nameof(stacked));
+        if (length == 0)
+            return;
+        int rows = stacked.Length / length;
+        int chunksPerRow = ChunkedParallel.ChunkCount(length);
+        fixed (float* rowsStart = stacked)
+        fixed (float* selectorStart = selector)
+        {
+            nint rowsAddress = (nint)rowsStart, selectorAddress = (nint)selectorStart;
+            ChunkedParallel.ForEachIndex(rows * chunksPerRow, _parallel, item =>
+            {
+                int row = item / chunksPerRow;
+                int chunk = item % chunksPerRow;
+                long start = ChunkedParallel.ChunkStart(chunk);
+                MethodKernels.ClearWhereZero((float*)rowsAddress + (long)row * length + start, (float*)selectorAddress + start,
+                    ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void SignErasedMix(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights, float divisorFloor, Span<float> output)
+    {
+        int length = output.Length;
+        RequireStacked(stackedDeltas.Length, weights.Length, length, nameof(stackedDeltas));
+        float[] weightCopy = weights.ToArray();
+        fixed (float* source = stackedDeltas)
+        fixed (float* destination = output)
+        {
+            nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                MethodKernels.SignErasedMix((float*)sourceAddress + start, length, weightCopy, divisorFloor,
+                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <summary>Rows of a stacked input whose row length is the output's; at least one when there is data.</summary>
+    internal static int RowsOf(int stackedLength, int rowLength, string parameter)
+    {
+        if (rowLength == 0)
+        {
+            if (stackedLength != 0)
+                throw new ArgumentException($"Expected no stacked elements for an empty output, got {stackedLength}.", parameter);
+            return 0;
+        }
+        if (stackedLength == 0 || stackedLength % rowLength != 0)
+            throw new ArgumentException(
+                $"Expected one or more stacked rows of {rowLength} elements, got {stackedLength} elements.", parameter);
+        return stackedLength / rowLength;
+    }
+}

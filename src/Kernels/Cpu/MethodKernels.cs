@@ -1,0 +1,413 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
+
+namespace Weld.Kernels.Cpu;
+
+/// <summary>
+/// One chunk of each newer method's per-element kernel (MagMax, TALL, Consensus, Fisher, NearSwap, RAM):
+/// a <see cref="Vector{T}"/> body and a scalar tail doing the same operations in the same order, so the split point
+/// never changes a bit. Products and sums are rounded on their own (the JIT does not contract to FMA).
+/// </summary>
+internal static unsafe class MethodKernels
+{
+    private const uint MagnitudeMask = 0x7FFFFFFFu;
+
+    /// <summary>output[i] = the row value of largest magnitude key, the first row winning ties.</summary>
+    public static void SelectLargestMagnitude(float* stacked, long rowLength, int rows, float* output, int count)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var keyMask = new Vector<uint>(MagnitudeMask);
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<float> best = Vector.Load(stacked + i);
+                Vector<uint> bestKey = Vector.AsVectorUInt32(best) & keyMask;
+                for (int k = 1; k < rows; k++)
+                {
+                    Vector<float> candidate = Vector.Load(stacked + k * rowLength + i);
+                    Vector<uint> key = Vector.AsVectorUInt32(candidate) & keyMask;
+                    // Strictly larger only: an equal key leaves the earlier row in place.
+                    Vector<int> larger = Vector.AsVectorInt32(Vector.GreaterThan(key, bestKey));
+                    best = Vector.ConditionalSelect(larger, candidate, best);
+                    bestKey = Vector.Max(key, bestKey);
+                }
+                Vector.Store(best, output + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            float best = stacked[i];
+            uint bestKey = BitConverter.SingleToUInt32Bits(best) & MagnitudeMask;
+            for (int k = 1; k < rows; k++)
+            {
+                float candidate = stacked[k * rowLength + i];
+                uint key = BitConverter.SingleToUInt32Bits(candidate) & MagnitudeMask;
+                if (key > bestKey)
+                {
+                    best = candidate;
+                    bestKey = key;
+                }
+            }
+            output[i] = best;
+        }
+    }
+
+    /// <summary>
+    /// Packs [ |τ| ≥ λ·|τ_MTL − τ| ] for <paramref name="count"/> elements into ⌈count / 8⌉ bytes and returns the bits
+    /// set. The chunk starts on a byte boundary (chunks are multiples of 8 elements).
+    /// </summary>
+    public static long TallMask(float* task, float* multiTask, float lambda, byte* packed, int count)
+    {
+        int i = 0;
+        long set = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            // Eight floats, eight mask bits: the compare's sign bits are the packed byte, least significant first.
+            Vector256<float> scale = Vector256.Create(lambda);
+            for (; i <= count - 8; i += 8)
+            {
+                Vector256<float> own = Vector256.Load(task + i);
+                Vector256<float> rest = scale * Vector256.Abs(Vector256.Load(multiTask + i) - own);
+                uint bits = Vector256.GreaterThanOrEqual(Vector256.Abs(own), rest).ExtractMostSignificantBits();
+                packed[i >> 3] = (byte)bits;
+                set += BitOperations.PopCount(bits);
+            }
+        }
+
+        for (; i < count; i += 8)
+        {
+            int end = Math.Min(count, i + 8);
+            uint bits = 0;
+            for (int j = i; j < end; j++)
+            {
+                if (MathF.Abs(task[j]) >= lambda * MathF.Abs(multiTask[j] - task[j]))
+                    bits |= 1u << (j - i);
+            }
+            packed[i >> 3] = (byte)bits;
+            set += BitOperations.PopCount(bits);
+        }
+        return set;
+    }
+
+    /// <summary>output[i] = bit i ? base[i] + τ_MTL[i] : base[i]; the chunk starts on a byte boundary.</summary>
+    public static void TallRestore(float* baseline, float* multiTask, byte* packed, float* output, int count)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            // Lane j tests bit j of the byte.
+            Vector256<int> lanes = Vector256.Create(1, 2, 4, 8, 16, 32, 64, 128);
+            for (; i <= count - 8; i += 8)
+            {
+                Vector256<float> clear = Vector256.Equals(Vector256.Create((int)packed[i >> 3]) & lanes, Vector256<int>.Zero).AsSingle();
+                Vector256<float> b = Vector256.Load(baseline + i);
+                Vector256.ConditionalSelect(clear, b, b + Vector256.Load(multiTask + i)).Store(output + i);
+            }
+        }
+
+        for (; i < count; i++)
+            output[i] = (packed[i >> 3] >> (i & 7) & 1) != 0 ? baseline[i] + multiTask[i] : baseline[i];
+    }
+
+    /// <summary>output[i] = (#{k : |τ_k| ≥ λ_k·|s − τ_k|} ≥ minAgreeing) ? s : +0 with s = Σ_k τ_k.</summary>
+    public static void ConsensusMerge(float* stacked, long rowLength, ReadOnlySpan<float> lambdas, int minAgreeing,
+        float* output, int count)
+    {
+        int rows = lambdas.Length;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var threshold = new Vector<int>(minAgreeing);
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<float> sum = Vector<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                    sum += Vector.Load(stacked + k * rowLength + i);
+                Vector<int> agreeing = Vector<int>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector<float> own = Vector.Load(stacked + k * rowLength + i);
+                    // A true compare is −1 in every bit: subtracting it counts one agreeing task.
+                    agreeing -= Vector.GreaterThanOrEqual(Vector.Abs(own), new Vector<float>(lambdas[k]) * Vector.Abs(sum - own));
+                }
+                Vector.Store(Vector.ConditionalSelect(Vector.GreaterThanOrEqual(agreeing, threshold), sum, Vector<float>.Zero), output + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            float sum = 0f;
+            for (int k = 0; k < rows; k++)
+                sum += stacked[k * rowLength + i];
+            int agreeing = 0;
+            for (int k = 0; k < rows; k++)
+            {
+                float own = stacked[k * rowLength + i];
+                if (MathF.Abs(own) >= lambdas[k] * MathF.Abs(sum - own))
+                    agreeing++;
+            }
+            output[i] = agreeing >= minAgreeing ? sum : 0f;
+        }
+    }
+
+    /// <summary>output[i] = Σ_k f_k·θ_k / (den &lt; ε ? ε : den), f_k = w_k·F_k, den = Σ_k f_k.</summary>
+    public static void FisherMerge(float* models, float* fisher, long rowLength, ReadOnlySpan<float> weights, float epsilon,
+        float* output, int count)
+    {
+        int rows = weights.Length;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var floor = new Vector<float>(epsilon);
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<float> numerator = Vector<float>.Zero, denominator = Vector<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector<float> f = new Vector<float>(weights[k]) * Vector.Load(fisher + k * rowLength + i);
+                    numerator += f * Vector.Load(models + k * rowLength + i);
+                    denominator += f;
+                }
+                // A NaN denominator compares false and stays NaN, as MathF.Max keeps it.
+                Vector<float> divisor = Vector.ConditionalSelect(Vector.LessThan(denominator, floor), floor, denominator);
+                Vector.Store(numerator / divisor, output + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            float numerator = 0f, denominator = 0f;
+            for (int k = 0; k < rows; k++)
+            {
+                float f = weights[k] * fisher[k * rowLength + i];
+                numerator += f * models[k * rowLength + i];
+                denominator += f;
+            }
+            output[i] = numerator / (denominator < epsilon ? epsilon : denominator);
+        }
+    }
+
+    /// <summary>w = clamp((1 / |v0 − v1|)·t, 0, 1) or 1 when not finite; output = w·v1 + (1 − w)·v0.</summary>
+    public static void NearSwap(float* v0, float* v1, float t, float* output, int count)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var scale = new Vector<float>(t);
+            var infinity = new Vector<float>(float.PositiveInfinity);
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<float> a = Vector.Load(v0 + i), b = Vector.Load(v1 + i);
+                Vector<float> w = Vector<float>.One / Vector.Abs(a - b) * scale;
+                Vector<int> finite = Vector.LessThan(Vector.Abs(w), infinity); // NaN and ±∞ compare false
+                w = Vector.ConditionalSelect(Vector.LessThan(w, Vector<float>.Zero), Vector<float>.Zero, w);
+                w = Vector.ConditionalSelect(Vector.GreaterThan(w, Vector<float>.One), Vector<float>.One, w);
+                w = Vector.ConditionalSelect(finite, w, Vector<float>.One);
+                Vector.Store(w * b + (Vector<float>.One - w) * a, output + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            float w = 1f / MathF.Abs(v0[i] - v1[i]) * t;
+            w = float.IsFinite(w) ? Math.Clamp(w, 0f, 1f) : 1f;
+            output[i] = w * v1[i] + (1f - w) * v0[i];
+        }
+    }
+
+    /// <summary>output[i] = base[i] + Σ_k ((z_k·u)·a_k + (z_k·s) / max(c, 1)); see <see cref="IMergeKernels.RamMerge"/>.</summary>
+    public static void RamMerge(float* deltas, long rowLength, float* baseline, ReadOnlySpan<float> uniqueScales, float epsilon,
+        float* output, int count)
+    {
+        int rows = uniqueScales.Length;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var floor = new Vector<float>(epsilon);
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<int> contributors = Vector<int>.Zero;
+                for (int k = 0; k < rows; k++)
+                    contributors -= Vector.GreaterThan(Vector.Abs(Vector.Load(deltas + k * rowLength + i)), floor);
+                Vector<float> unique = Vector.ConditionalSelect(Vector.Equals(contributors, Vector<int>.One), Vector<float>.One, Vector<float>.Zero);
+                Vector<float> shared = Vector.ConditionalSelect(Vector.GreaterThan(contributors, Vector<int>.One), Vector<float>.One, Vector<float>.Zero);
+                Vector<float> divisor = Vector.ConvertToSingle(Vector.Max(contributors, Vector<int>.One));
+                Vector<float> merged = Vector<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector<float> delta = Vector.Load(deltas + k * rowLength + i);
+                    Vector<float> z = delta * Vector.ConditionalSelect(Vector.GreaterThan(Vector.Abs(delta), floor), Vector<float>.One, Vector<float>.Zero);
+                    merged += z * unique * new Vector<float>(uniqueScales[k]) + z * shared / divisor;
+                }
+                Vector.Store(Vector.Load(baseline + i) + merged, output + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            int contributors = 0;
+            for (int k = 0; k < rows; k++)
+            {
+                if (MathF.Abs(deltas[k * rowLength + i]) > epsilon)
+                    contributors++;
+            }
+            float unique = contributors == 1 ? 1f : 0f, shared = contributors > 1 ? 1f : 0f;
+            float divisor = Math.Max(contributors, 1);
+            float merged = 0f;
+            for (int k = 0; k < rows; k++)
+            {
+                float delta = deltas[k * rowLength + i];
+                float z = delta * (MathF.Abs(delta) > epsilon ? 1f : 0f);
+                merged += z * unique * uniqueScales[k] + z * shared / divisor;
+            }
+            output[i] = baseline[i] + merged;
+        }
+    }
+
+    /// <summary>Adds one chunk's RAM+ contribution counts: counts[k] shared, counts[rows + k] unique.</summary>
+    public static void RamContributionCounts(float* deltas, long rowLength, int rows, float epsilon, Span<long> counts, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            int contributors = 0;
+            for (int k = 0; k < rows; k++)
+            {
+                if (MathF.Abs(deltas[k * rowLength + i]) > epsilon)
+                    contributors++;
+            }
+            if (contributors == 0)
+                continue;
+            int offset = contributors == 1 ? rows : 0;
+            for (int k = 0; k < rows; k++)
+            {
+                if (MathF.Abs(deltas[k * rowLength + i]) > epsilon)
+                    counts[offset + k]++;
+            }
+        }
+    }
+
+    /// <summary>output[i] = (float)(Σ_k (x_k − μ)² / rows) in float64, μ = Σ_k x_k / rows; returns the outputs ≠ 0.</summary>
+    public static long VarianceAcrossRows(float* stacked, long rowLength, int rows, float* output, int count)
+    {
+        int i = 0;
+        long zeros = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var divisor = new Vector<double>(rows);
+            Vector<int> zeroCount = Vector<int>.Zero;
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                // Float32 lanes widened into two float64 halves; the same operations as the scalar path, lane by lane.
+                Vector<double> meanLow = Vector<double>.Zero, meanHigh = Vector<double>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector.Widen(Vector.Load(stacked + k * rowLength + i), out Vector<double> low, out Vector<double> high);
+                    meanLow += low;
+                    meanHigh += high;
+                }
+                meanLow /= divisor;
+                meanHigh /= divisor;
+                Vector<double> sumLow = Vector<double>.Zero, sumHigh = Vector<double>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector.Widen(Vector.Load(stacked + k * rowLength + i), out Vector<double> low, out Vector<double> high);
+                    Vector<double> deviationLow = low - meanLow, deviationHigh = high - meanHigh;
+                    sumLow += deviationLow * deviationLow;
+                    sumHigh += deviationHigh * deviationHigh;
+                }
+                Vector<float> variance = Vector.Narrow(sumLow / divisor, sumHigh / divisor);
+                Vector.Store(variance, output + i);
+                zeroCount -= Vector.Equals(variance, Vector<float>.Zero);
+            }
+            zeros = Vector.Sum(zeroCount);
+        }
+
+        for (; i < count; i++)
+        {
+            double mean = 0;
+            for (int k = 0; k < rows; k++)
+                mean += stacked[k * rowLength + i];
+            mean /= rows;
+            double sum = 0;
+            for (int k = 0; k < rows; k++)
+            {
+                double deviation = stacked[k * rowLength + i] - mean;
+                sum += deviation * deviation;
+            }
+            float variance = (float)(sum / rows);
+            output[i] = variance;
+            if (variance == 0f)
+                zeros++;
+        }
+        return count - zeros;
+    }
+
+    /// <summary>row[i] = +0 where selector[i] is ±0.</summary>
+    public static void ClearWhereZero(float* row, float* selector, int count)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<int> zero = Vector.Equals(Vector.Load(selector + i), Vector<float>.Zero);
+                Vector.Store(Vector.ConditionalSelect(zero, Vector<float>.Zero, Vector.Load(row + i)), row + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            if (selector[i] == 0f)
+                row[i] = 0f;
+        }
+    }
+
+    /// <summary>SCE's erase and mix: the elected sign's weights e_k, output = Σ δ_k·e_k / (Σ e_k floored).</summary>
+    public static void SignErasedMix(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
+        float* output, int count)
+    {
+        int rows = weights.Length;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var floor = new Vector<float>(divisorFloor);
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<float> sum = Vector<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                    sum += Vector.Load(deltas + k * rowLength + i);
+                Vector<int> positive = Vector.GreaterThanOrEqual(sum, Vector<float>.Zero); // NaN: false, elects −1
+                Vector<float> mixed = Vector<float>.Zero, divisor = Vector<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector<float> delta = Vector.Load(deltas + k * rowLength + i);
+                    Vector<int> agree = Vector.ConditionalSelect(positive,
+                        Vector.GreaterThan(delta, Vector<float>.Zero), Vector.LessThan(delta, Vector<float>.Zero));
+                    Vector<float> erased = Vector.ConditionalSelect(agree, new Vector<float>(weights[k]), Vector<float>.Zero);
+                    mixed += delta * erased;
+                    divisor += erased;
+                }
+                Vector.Store(mixed / Vector.ConditionalSelect(Vector.LessThan(divisor, floor), floor, divisor), output + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            float sum = 0f;
+            for (int k = 0; k < rows; k++)
+                sum += deltas[k * rowLength + i];
+            bool positive = sum >= 0f;
+            float mixed = 0f, divisor = 0f;
+            for (int k = 0; k < rows; k++)
+            {
+                float delta = deltas[k * rowLength + i];
+                float erased = (positive ? delta > 0f : delta < 0f) ? weights[k] : 0f;
+                mixed += delta * erased;
+                divisor += erased;
+            }
+            output[i] = mixed / (divisor < divisorFloor ? divisorFloor : divisor);
+        }
+    }
+}
