@@ -43,7 +43,6 @@ internal static class AlignCommand
         PermutationSpec spec = RecipeAlignment.SpecFor(model);
         TextWriter stdout = console.Out;
         ISimilarityGemm gemm = SimilarityGemms.Select(options.Device, out string deviceReason);
-        console.Info($"device: {deviceReason}");
         WeightMatchingResult result;
         try
         {
@@ -70,6 +69,8 @@ internal static class AlignCommand
         }
 
         PermutedModelWriter.Write(model, spec, result.Permutations, options.Output, options.Overwrite);
+        // After the run, so an input error is the first thing on stderr.
+        console.Info($"device: {deviceReason}");
         console.Info($"wrote {options.Output}");
         return ExitCodes.Ok;
     }

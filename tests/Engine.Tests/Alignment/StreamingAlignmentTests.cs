@@ -16,31 +16,36 @@ public class StreamingAlignmentTests
     /// <summary>Small enough that every lm-base product is split into several k chunks and row blocks.</summary>
     private const int TinyTile = 1000;
 
-    [Theory]
-    [InlineData(StreamingSimilarity.DefaultTileElements)]
-    [InlineData(TinyTile)]
-    public void Similarity_of_every_group_equals_a_scalar_reference_from_whole_float32_tensors(int tileElements)
+    [Fact]
+    public void Similarity_equals_a_scalar_reference_from_whole_float32_tensors_whole_or_chunked()
     {
         using var reference = ModelFolder.Open(TestPaths.Model("lm-base"));
         using var model = ModelFolder.Open(TestPaths.Model("lm-ft-c"));
         PermutationSpec spec = RecipeAlignment.SpecFor(model);
         int[][] permutations = RandomPermutations(spec, new Random(7));
         TensorSet a = TensorSet.Load(reference), b = TensorSet.Load(model);
-        var similarity = new StreamingSimilarity(spec, AlignmentTensors.Of(reference), AlignmentTensors.Of(model), CpuSimilarityGemm.Instance, tileElements);
+        var whole = new StreamingSimilarity(spec, AlignmentTensors.Of(reference), AlignmentTensors.Of(model), CpuSimilarityGemm.Instance);
+        var chunked = new StreamingSimilarity(spec, AlignmentTensors.Of(reference), AlignmentTensors.Of(model), CpuSimilarityGemm.Instance, TinyTile);
         // The residual stream (every tensor, axes 0 and 1), one attention group (blocks of head_dim, GQA unit groups)
         // and one MLP group cover every kind of axis; the scalar reference is too slow to run on all nine.
         foreach (string name in (string[])["residual", "attn.1", "mlp.2"])
         {
             int g = spec.Groups.ToList().FindIndex(group => group.Name == name);
-            (double[] units, double[] unitGroups) = similarity.Build(g, permutations);
             (double[] expectedUnits, double[] unitsScale, double[] expectedGroups, double[] groupsScale) = ScalarSimilarity(spec, g, a, b, permutations);
-            AssertClose(expectedUnits, unitsScale, units, spec.Groups[g].Name);
-            if (unitGroups.Length == 0) Assert.All(expectedGroups, value => Assert.Equal(0, value));
-            else AssertClose(expectedGroups, groupsScale, unitGroups, spec.Groups[g].Name + " (unit groups)");
+            foreach (StreamingSimilarity similarity in (StreamingSimilarity[])[whole, chunked])
+            {
+                (double[] units, double[] unitGroups) = similarity.Build(g, permutations);
+                AssertClose(expectedUnits, unitsScale, units, $"{name} (tile {similarity.TileElements})");
+                if (unitGroups.Length == 0) Assert.All(expectedGroups, value => Assert.Equal(0, value));
+                else AssertClose(expectedGroups, groupsScale, unitGroups, $"{name} unit groups (tile {similarity.TileElements})");
+            }
         }
 
         // The buffers never outgrow three tiles and one row of each model (lm-base's longest row: 384 elements).
-        Assert.InRange(similarity.BufferElements, 1, 3L * tileElements + 2 * 384);
+        Assert.InRange(chunked.BufferElements, 1, 3L * TinyTile + 2 * 384);
+        // Untiled, the largest tiles are 128 × 384 (down_proj for the residual, gate/up for an MLP group) and the
+        // largest product block the MLP group's 384 × 384.
+        Assert.InRange(whole.BufferElements, 1, 2L * 128 * 384 + 384 * 384 + 2 * 384);
     }
 
     [Fact]
