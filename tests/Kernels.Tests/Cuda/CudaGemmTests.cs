@@ -1,10 +1,9 @@
-using Weld.Kernels.Cpu;
 using Weld.Kernels.Cuda;
 using Xunit;
 
 namespace Weld.Kernels.Tests.Cuda;
 
-/// <summary>cuBLAS sgemm (<see cref="CudaGemm"/>) against a float64 scalar reference and the CPU <see cref="Gemm"/>.</summary>
+/// <summary>cuBLAS sgemm (<see cref="CudaGemm"/>) against a float64 scalar reference and the CPU <see cref="Weld.Kernels.Cpu.Gemm"/>.</summary>
 public class CudaGemmTests
 {
     [CudaTheory]
@@ -13,7 +12,7 @@ public class CudaGemmTests
     [InlineData(256, 2048, 384)]
     public void Product_a_times_b_transposed_matches_the_scalar_reference(int m, int k, int n)
     {
-        var random = new Random(m * 31 + k * 7 + n);
+        var random = new System.Random(m * 31 + k * 7 + n);
         float[] a = Values(random, m * k), b = Values(random, n * k);
         float[] gpu = new float[m * n], cpu = new float[m * n];
         using (var gemm = new CudaGemm(0))
@@ -21,7 +20,7 @@ public class CudaGemmTests
             gemm.MultiplyTransposed(a, b, gpu, m, k, n);
         }
 
-        Gemm.Multiply(a, b, cpu, m, k, n, transposeB: true);
+        Weld.Kernels.Cpu.Gemm.Multiply(a, b, cpu, m, k, n, transposeB: true);
         for (int i = 0; i < m; i++)
         {
             for (int j = 0; j < n; j++)
@@ -42,7 +41,7 @@ public class CudaGemmTests
         }
     }
 
-    private static float[] Values(Random random, int count)
+    private static float[] Values(System.Random random, int count)
     {
         var values = new float[count];
         for (int i = 0; i < count; i++) values[i] = (float)(random.NextDouble() * 2 - 1);
