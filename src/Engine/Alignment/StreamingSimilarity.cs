@@ -25,6 +25,13 @@ internal sealed class StreamingSimilarity
     private readonly ISimilarityGemm _gemm;
     private float[] _tileA = [], _tileB = [], _product = [], _rowA = [], _rowB = [];
 
+    /// <summary>
+    /// The similarity matrices handed out by <see cref="Build"/>, one per length: the descent is done with a
+    /// group's matrices before it asks for the next group's, and reusing them keeps a 1B model's 512 MiB MLP
+    /// matrix from being reallocated (and left to the GC) on every visit.
+    /// </summary>
+    private readonly Dictionary<int, double[]> _matrices = [];
+
     public StreamingSimilarity(PermutationSpec spec, AlignmentTensors reference, AlignmentTensors model, ISimilarityGemm gemm, int tileElements = DefaultTileElements)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(tileElements, 1);
@@ -44,21 +51,24 @@ internal sealed class StreamingSimilarity
     /// <summary>Most floats one tile buffer (A's tile, B's tile, the product block) holds.</summary>
     public int TileElements { get; }
 
-    /// <summary>The float32 working buffers' total length now (they only grow, up to 3 tiles plus two rows).</summary>
+    /// <summary>The float32 working buffers' total length now (they only grow, up to 3 tiles plus two rows); the
+    /// float64 similarity matrices (one n × n per distinct group size) come on top.</summary>
     public long BufferElements => (long)_tileA.Length + _tileB.Length + _product.Length + _rowA.Length + _rowB.Length;
 
     /// <summary>
     /// The similarity matrices of group <paramref name="group"/> with every other group's permutation applied to the
     /// model: <c>units</c> (Size × Size) and <c>unitGroups</c> (UnitGroups × UnitGroups; empty when no axis of the
-    /// group is indexed by unit groups, so a plain group needs one n × n matrix, not two).
+    /// group is indexed by unit groups, so a plain group needs one n × n matrix, not two). The arrays are reused:
+    /// valid until the next call.
     /// </summary>
     public (double[] Units, double[] UnitGroups) Build(int group, int[][] permutations)
     {
         PermutationGroup g = _spec.Groups[group];
-        var units = new double[checked(g.Size * g.Size)];
         bool anyPerGroup = false;
         foreach (PermutedAxis axis in g.Axes) anyPerGroup |= axis.PerUnitGroup;
-        double[] unitGroups = anyPerGroup ? new double[g.UnitGroups * g.UnitGroups] : [];
+        double[] units = Matrix(checked(g.Size * g.Size));
+        // With groups of one unit both matrices have the same length: the unit-group one must be a second array.
+        double[] unitGroups = !anyPerGroup ? [] : g.GroupSize == 1 ? new double[g.Size * g.Size] : Matrix(g.UnitGroups * g.UnitGroups);
         foreach (PermutedAxis axis in g.Axes)
         {
             long[] shape = _model.ShapeOf(axis.Tensor)!;
@@ -105,6 +115,14 @@ internal sealed class StreamingSimilarity
         }
 
         return total;
+    }
+
+    /// <summary>The zeroed reusable matrix of <paramref name="length"/> entries (valid until the next <see cref="Build"/>).</summary>
+    private double[] Matrix(int length)
+    {
+        if (!_matrices.TryGetValue(length, out double[]? matrix)) _matrices[length] = matrix = new double[length];
+        else Array.Clear(matrix);
+        return matrix;
     }
 
     /// <summary>Adds <c>A_units · B_unitsᵀ</c> of one tensor axis to <paramref name="target"/> (n × n), chunk by chunk of k.</summary>
