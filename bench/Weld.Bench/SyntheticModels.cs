@@ -11,6 +11,10 @@ namespace Weld.Bench;
 /// </summary>
 internal static class SyntheticModels
 {
+    /// <summary>Decoder layers: 16 (Llama-3.2-1B), or WELD_BENCH_LAYERS for reduced scaling checks.</summary>
+    private static readonly int s_layers =
+        int.TryParse(Environment.GetEnvironmentVariable("WELD_BENCH_LAYERS"), out int layers) && layers > 0 ? layers : 16;
+
     public static void Write(string folder, int fineTunes)
     {
         var tensors = Layout();
@@ -22,7 +26,8 @@ internal static class SyntheticModels
 
     private static List<TensorHeader> Layout()
     {
-        const int hidden = 2048, layers = 16, intermediate = 8192, vocab = 128256, kv = 512;
+        int layers = s_layers;
+        const int hidden = 2048, intermediate = 8192, vocab = 128256, kv = 512;
         var t = new List<TensorHeader> { new("model.embed_tokens.weight", DType.BF16, [vocab, hidden]) };
         for (int l = 0; l < layers; l++)
         {
@@ -78,7 +83,7 @@ internal static class SyntheticModels
         var config = new JsonObject
         {
             ["architectures"] = new JsonArray("LlamaForCausalLM"), ["model_type"] = "llama", ["hidden_size"] = 2048,
-            ["intermediate_size"] = 8192, ["num_hidden_layers"] = 16, ["num_attention_heads"] = 32, ["num_key_value_heads"] = 8,
+            ["intermediate_size"] = 8192, ["num_hidden_layers"] = s_layers, ["num_attention_heads"] = 32, ["num_key_value_heads"] = 8,
             ["head_dim"] = 64, ["vocab_size"] = 128256, ["rms_norm_eps"] = 1e-5, ["rope_theta"] = 500000.0,
             ["tie_word_embeddings"] = true, ["torch_dtype"] = "bfloat16", ["hidden_act"] = "silu", ["max_position_embeddings"] = 131072,
         };

@@ -2,8 +2,8 @@ using System.Globalization;
 using CommandLine;
 using Weld.Engine;
 using Weld.Engine.Alignment;
-using Weld.Engine.Evaluation;
 using Weld.Engine.Models;
+using Weld.Kernels.Cuda;
 
 namespace Weld.Cli;
 
@@ -25,6 +25,9 @@ internal sealed class AlignOptions
     [Option("max-iter", Default = 100, HelpText = "Most sweeps over the permutations.")]
     public int MaxIterations { get; set; }
 
+    [Option("device", Default = "auto", HelpText = "Where the similarity products run: auto | cpu | cuda[:N] (cuBLAS sgemm).")]
+    public string Device { get; set; } = "auto";
+
     [Option("overwrite", HelpText = "Replace an existing output folder.")]
     public bool Overwrite { get; set; }
 }
@@ -38,10 +41,24 @@ internal static class AlignCommand
         using var reference = ModelFolder.Open(options.Reference);
         using var model = ModelFolder.Open(options.Model);
         PermutationSpec spec = RecipeAlignment.SpecFor(model);
-        TensorSet referenceTensors = TensorSet.Load(reference), modelTensors = TensorSet.Load(model);
         TextWriter stdout = console.Out;
-        WeightMatchingResult result = WeightMatching.Run(spec, referenceTensors, modelTensors, options.Seed, options.MaxIterations,
-            (iteration, objective) => stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"iteration {iteration}: objective {objective:R}")));
+        ISimilarityGemm gemm = SimilarityGemms.Select(options.Device, out string deviceReason);
+        WeightMatchingResult result;
+        try
+        {
+            result = WeightMatching.Run(spec, reference, model, options.Seed, options.MaxIterations,
+                (iteration, objective) => stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"iteration {iteration}: objective {objective:R}")), gemm);
+        }
+        catch (CudaException error)
+        {
+            // A device failure mid-run (out of device memory, a lost device): name the device, not a stack trace.
+            throw new WeldException($"--device {options.Device} ({deviceReason}): {error.Message}");
+        }
+        finally
+        {
+            (gemm as IDisposable)?.Dispose();
+        }
+
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"objective {result.Objectives[0]:R} -> {result.Objectives[^1]:R} after {result.Iterations} iterations ({(result.Converged ? "converged" : "stopped at --max-iter")})"));
         for (int g = 0; g < spec.Groups.Count; g++)
@@ -52,6 +69,8 @@ internal static class AlignCommand
         }
 
         PermutedModelWriter.Write(model, spec, result.Permutations, options.Output, options.Overwrite);
+        // After the run, so an input error is the first thing on stderr.
+        console.Info($"device: {deviceReason}");
         console.Info($"wrote {options.Output}");
         return ExitCodes.Ok;
     }

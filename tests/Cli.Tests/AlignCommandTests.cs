@@ -23,6 +23,24 @@ public sealed class AlignCommandTests
     }
 
     [Fact]
+    public void Align_on_device_cpu_gives_the_same_file_and_a_bad_device_is_refused()
+    {
+        string output = Path.Combine(TestPaths.NewTempDir(), "aligned");
+        CliResult result = WeldCli.Run("align", "--reference", TestPaths.Model("mlp-digits-a"),
+            "--model", TestPaths.Model("mlp-digits-a-permuted"), "-o", output, "--device", "cpu");
+        CliAssert.Succeeded(result);
+        Assert.Contains("device: cpu (requested)", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(TestPaths.Model("mlp-digits-a"), "model.safetensors")),
+            File.ReadAllBytes(Path.Combine(output, "model.safetensors")));
+
+        string other = Path.Combine(TestPaths.NewTempDir(), "aligned");
+        CliResult refused = WeldCli.Run("align", "--reference", TestPaths.Model("mlp-digits-a"),
+            "--model", TestPaths.Model("mlp-digits-b"), "-o", other, "--device", "tpu");
+        CliAssert.InputError(refused, "--device tpu: expected auto, cpu or cuda[:N]");
+        CliAssert.NoOutputLeft(other);
+    }
+
+    [Fact]
     public void Align_prints_a_non_decreasing_objective_and_honours_max_iter()
     {
         string output = Path.Combine(TestPaths.NewTempDir(), "aligned");

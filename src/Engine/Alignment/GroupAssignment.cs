@@ -15,10 +15,13 @@ internal static class GroupAssignment
     /// <summary>The permutation maximising <see cref="Objective"/>.</summary>
     /// <param name="group">The group (its size and unit-group size).</param>
     /// <param name="units">S: Size × Size similarities of single units.</param>
-    /// <param name="unitGroups">C: UnitGroups × UnitGroups similarities of unit groups.</param>
+    /// <param name="unitGroups">C: UnitGroups × UnitGroups similarities of unit groups; empty when no axis is indexed by unit groups (C = 0).</param>
     public static int[] Solve(PermutationGroup group, double[] units, double[] unitGroups)
     {
         int n = group.Size, r = group.GroupSize, k = group.UnitGroups;
+        bool hasGroupTerm = unitGroups.Length != 0;
+        // Without a group term S is solved in place: at n = 8192 a combined copy would be another 512 MiB.
+        if (r == 1 && !hasGroupTerm) return LinearAssignment.Solve(units, n);
         if (r == 1)
         {
             var combined = (double[])units.Clone();
@@ -37,7 +40,7 @@ internal static class GroupAssignment
                     for (int u = 0; u < r; u++) block[t * r + u] = units[(g * r + t) * n + h * r + u];
                 int[] within = LinearAssignment.Solve(block, r);
                 inner[g * k + h] = within;
-                outer[g * k + h] = unitGroups[g * k + h] + LinearAssignment.Objective(block, r, within);
+                outer[g * k + h] = (hasGroupTerm ? unitGroups[g * k + h] : 0) + LinearAssignment.Objective(block, r, within);
             }
         }
 
@@ -57,6 +60,7 @@ internal static class GroupAssignment
     {
         int n = group.Size, r = group.GroupSize, k = group.UnitGroups;
         double total = LinearAssignment.Objective(units, n, permutation);
+        if (unitGroups.Length == 0) return total;
         for (int g = 0; g < k; g++) total += unitGroups[g * k + permutation[g * r] / r];
         return total;
     }

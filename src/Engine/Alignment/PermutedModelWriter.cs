@@ -6,10 +6,14 @@ namespace Weld.Engine.Alignment;
 /// <summary>
 /// Writes a model folder with permutations applied to its stored tensors: the same files (shards and index
 /// included), tensors, dtypes, order and metadata; permuted tensors hold the original bits in a new order.
-/// The folder appears atomically (<see cref="OutputFolder"/>).
+/// The folder appears atomically (<see cref="OutputFolder"/>). Streams: tensors are read in place from the
+/// mapped files and written row by row, so the working set is one row, whatever the model's size.
 /// </summary>
 public static class PermutedModelWriter
 {
+    /// <summary>Bytes per write of an unpermuted tensor.</summary>
+    private const int CopyPiece = 64 << 20;
+
     /// <summary>Writes <paramref name="source"/> permuted to <paramref name="outputPath"/>.</summary>
     /// <param name="source">The model to permute (not an adapter).</param>
     /// <param name="spec">Which axes each permutation reorders (validated against the source's shapes).</param>
@@ -33,6 +37,7 @@ public static class PermutedModelWriter
 
         spec.Validate(source.Path, name => source.Contains(name) ? source.GetTensor(name).Shape : null);
         using var output = new OutputFolder(outputPath, overwrite);
+        byte[] rowBuffer = [];
         foreach (SafeTensorsFile file in source.Files)
         {
             var headers = new List<TensorHeader>(file.Tensors.Count);
@@ -40,19 +45,9 @@ public static class PermutedModelWriter
             using var writer = new SafeTensorsWriter(Path.Combine(output.WorkPath, Path.GetFileName(file.FilePath)), headers, file.Metadata);
             foreach (TensorInfo info in file.Tensors)
             {
-                if (info.ByteLength > Array.MaxLength)
-                    throw new InvalidModelFileException(file.FilePath, $"tensor '{info.Name}' has {info.ByteLength} bytes, more than one buffer can hold.");
-                ReadOnlySpan<byte> bytes = file.GetBytes(info, 0, (int)info.ByteLength);
                 int[]? groups = spec.GroupsOf(info.Name);
-                if (groups is null)
-                {
-                    writer.WriteBytes(bytes);
-                    continue;
-                }
-
-                var permuted = new byte[bytes.Length];
-                TensorPermuter.Permute(bytes, permuted, info.Shape, spec.IndexMaps(info.Name, info.Shape.Length, permutations), DTypes.SizeOf(info.DType));
-                writer.WriteBytes(permuted);
+                if (groups is null) CopyBytes(file, info, writer);
+                else WriteRows(file, info, spec.IndexMaps(info.Name, info.Shape.Length, permutations), writer, ref rowBuffer);
             }
 
             writer.Complete();
@@ -67,5 +62,45 @@ public static class PermutedModelWriter
 
         foreach (string file in source.SideFiles) File.Copy(file, Path.Combine(output.WorkPath, Path.GetFileName(file)), overwrite: true);
         output.Commit();
+    }
+
+    /// <summary>Copies a tensor's stored bytes in bounded pieces (any size; the mapping is read in place).</summary>
+    private static void CopyBytes(SafeTensorsFile file, TensorInfo info, SafeTensorsWriter writer)
+    {
+        for (long done = 0; done < info.ByteLength;)
+        {
+            int count = (int)Math.Min(CopyPiece, info.ByteLength - done);
+            writer.WriteBytes(file.GetBytes(info, done, count));
+            done += count;
+        }
+    }
+
+    /// <summary>
+    /// Writes a permuted tensor row by row: output row i is stored row <c>rowMap[i]</c> with its elements gathered
+    /// through <c>columnMap</c>, so one row buffer is the whole working set (never a permuted copy of the tensor).
+    /// </summary>
+    private static void WriteRows(SafeTensorsFile file, TensorInfo info, int[]?[] maps, SafeTensorsWriter writer, ref byte[] rowBuffer)
+    {
+        int elementSize = DTypes.SizeOf(info.DType);
+        // A 1-D tensor is one row whose only axis is the column axis.
+        int rows = info.Shape.Length == 1 ? 1 : checked((int)info.Shape[0]);
+        long columns = info.Shape[^1];
+        int[]? rowMap = info.Shape.Length == 1 ? null : maps[0];
+        int[]? columnMap = maps[^1];
+        int rowBytes = checked((int)(columns * elementSize));
+        if (rowBuffer.Length < rowBytes) rowBuffer = new byte[rowBytes];
+        Span<byte> gathered = rowBuffer.AsSpan(0, rowBytes);
+        for (int i = 0; i < rows; i++)
+        {
+            ReadOnlySpan<byte> row = file.GetBytes(info, (long)(rowMap is null ? i : rowMap[i]) * rowBytes, rowBytes);
+            if (columnMap is null)
+            {
+                writer.WriteBytes(row);
+                continue;
+            }
+
+            TensorPermuter.Permute(row, gathered, [columns], [columnMap], elementSize);
+            writer.WriteBytes(gathered);
+        }
     }
 }

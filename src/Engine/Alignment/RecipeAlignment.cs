@@ -40,12 +40,11 @@ public sealed class RecipeAlignment : IDisposable
         var alignment = new RecipeAlignment(work);
         try
         {
-            TensorSet referenceTensors = TensorSet.Load(reference);
             for (int i = 0; i < others.Count; i++)
             {
                 ModelFolder model = others[i];
                 PermutationSpec spec = SpecFor(model, $"{recipe.SourceName}:{target.Line}");
-                WeightMatchingResult result = WeightMatching.Run(spec, referenceTensors, TensorSet.Load(model));
+                WeightMatchingResult result = WeightMatching.Run(spec, reference, model);
                 string output = Path.Combine(work, $"{i}-{Path.GetFileName(model.Path)}");
                 PermutedModelWriter.Write(model, spec, result.Permutations, output, overwrite: false);
                 alignment._aligned[model.Path] = output;

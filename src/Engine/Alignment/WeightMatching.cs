@@ -1,4 +1,5 @@
 using Weld.Engine.Evaluation;
+using Weld.Engine.Models;
 using Weld.Kernels.Cpu;
 
 namespace Weld.Engine.Alignment;
@@ -52,10 +53,65 @@ public static class WeightMatching
             }
         }
 
+        return Descend(spec, seed, maxIterations, onIteration,
+            (g, permutations) => Similarity(spec, g, reference, model, permutations),
+            permutations => Objective(spec, reference, model, permutations));
+    }
+
+    /// <summary>
+    /// Runs weight matching on two model folders read in place: tensors stay in their stored dtype (mapped
+    /// safetensors) and are converted to float32 tile by tile as each similarity matrix is built; the permutations
+    /// are index arrays applied while tiles are gathered (no permuted copy of the model). Visits groups in the same
+    /// seeded order and gives the same permutations as the <see cref="TensorSet"/> overload (whose tensors are held
+    /// whole as float32); see the README for the memory bound.
+    /// </summary>
+    /// <param name="spec">The permutation symmetry.</param>
+    /// <param name="reference">The model to align to (A).</param>
+    /// <param name="model">The model to permute (B).</param>
+    /// <param name="seed">Seeds the order in which the groups are visited.</param>
+    /// <param name="maxIterations">Most sweeps; at least 1.</param>
+    /// <param name="onIteration">Called after each sweep with its number (1-based) and the objective.</param>
+    /// <param name="gemm">Where the similarity products run; null for the CPU (<see cref="CpuSimilarityGemm"/>).</param>
+    /// <exception cref="InvalidModelFileException">A permuted tensor is missing or misshapen in either model.</exception>
+    /// <exception cref="WeldException">The two models' tensors differ in shape.</exception>
+    public static WeightMatchingResult Run(PermutationSpec spec, ModelFolder reference, ModelFolder model, int seed = 0,
+        int maxIterations = 100, Action<int, double>? onIteration = null, ISimilarityGemm? gemm = null)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(reference);
+        ArgumentNullException.ThrowIfNull(model);
+        var similarity = new StreamingSimilarity(spec, AlignmentTensors.Of(reference), AlignmentTensors.Of(model), gemm ?? CpuSimilarityGemm.Instance);
+        return Run(spec, similarity, seed, maxIterations, onIteration);
+    }
+
+    /// <summary>The streaming path on an already built <see cref="StreamingSimilarity"/> (tests set its tile size and read its buffer accounting).</summary>
+    internal static WeightMatchingResult Run(PermutationSpec spec, StreamingSimilarity similarity, int seed, int maxIterations, Action<int, double>? onIteration)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxIterations, 1);
+        AlignmentTensors reference = similarity.Reference, model = similarity.Model;
+        spec.Validate(reference.SourceName, reference.ShapeOf);
+        spec.Validate(model.SourceName, model.ShapeOf);
+        foreach (string name in spec.PermutedTensors)
+        {
+            long[] a = reference.ShapeOf(name)!, b = model.ShapeOf(name)!;
+            if (!a.AsSpan().SequenceEqual(b))
+            {
+                throw new WeldException($"tensor '{name}' has shape [{string.Join(", ", a)}] in {reference.SourceName} " +
+                    $"but [{string.Join(", ", b)}] in {model.SourceName}; cannot align.");
+            }
+        }
+
+        return Descend(spec, seed, maxIterations, onIteration, similarity.Build, similarity.Objective);
+    }
+
+    /// <summary>The coordinate descent shared by both paths; <paramref name="similarity"/> gives a group's (S, C), <paramref name="objective"/> the total.</summary>
+    private static WeightMatchingResult Descend(PermutationSpec spec, int seed, int maxIterations, Action<int, double>? onIteration,
+        Func<int, int[][], (double[] Units, double[] UnitGroups)> similarity, Func<int[][], double> objective)
+    {
         int groupCount = spec.Groups.Count;
         var permutations = new int[groupCount][];
         for (int g = 0; g < groupCount; g++) permutations[g] = Identity(spec.Groups[g].Size);
-        var objectives = new List<double> { Objective(spec, reference, model, permutations) };
+        var objectives = new List<double> { objective(permutations) };
         var random = new Random(seed);
         var order = new int[groupCount];
         for (int g = 0; g < groupCount; g++) order[g] = g;
@@ -68,7 +124,7 @@ public static class WeightMatching
             foreach (int g in order)
             {
                 PermutationGroup group = spec.Groups[g];
-                (double[] units, double[] unitGroups) = Similarity(spec, g, reference, model, permutations);
+                (double[] units, double[] unitGroups) = similarity(g, permutations);
                 int[] candidate = GroupAssignment.Solve(group, units, unitGroups);
                 double before = GroupAssignment.Objective(group, units, unitGroups, permutations[g]);
                 double after = GroupAssignment.Objective(group, units, unitGroups, candidate);
@@ -80,9 +136,9 @@ public static class WeightMatching
                 }
             }
 
-            double objective = Objective(spec, reference, model, permutations);
-            objectives.Add(objective);
-            onIteration?.Invoke(iteration, objective);
+            double total = objective(permutations);
+            objectives.Add(total);
+            onIteration?.Invoke(iteration, total);
             converged = !improved;
         }
 

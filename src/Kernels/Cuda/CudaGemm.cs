@@ -34,6 +34,19 @@ public sealed unsafe class CudaGemm : IGemm, IDisposable
         _ownsKernels = ownsKernels;
     }
 
+    /// <summary>Opens device <paramref name="ordinal"/> (a backend of its own) with a cuBLAS handle on its compute stream.</summary>
+    /// <exception cref="CudaException">The device, NVRTC or cuBLAS cannot be used.</exception>
+    public CudaGemm(int ordinal)
+        : this(new CudaKernels(ordinal), ownsKernels: true)
+    {
+    }
+
+    /// <summary>The device ordinal (N of cuda:N).</summary>
+    public int Ordinal => _kernels.Device.Ordinal;
+
+    /// <summary>The device's name.</summary>
+    public string DeviceName => _kernels.Device.Name;
+
     /// <summary>Whether a <see cref="CudaGemm"/> can start on device <paramref name="deviceOrdinal"/>: driver, device, NVRTC and cuBLAS present.</summary>
     /// <param name="deviceOrdinal">The N of cuda:N.</param>
     /// <param name="reason">Why not, in one line ("" when it can).</param>
@@ -69,6 +82,13 @@ public sealed unsafe class CudaGemm : IGemm, IDisposable
             n, m, k, &one, deviceB.Pointer, transposeB ? k : n, deviceA.Pointer, k, &zero, deviceC.Pointer, n), "cublasSgemm_v2");
         call.Download(deviceC, c[..(m * n)]);
     }
+
+    /// <summary>
+    /// Computes <c>C = A·Bᵀ</c>, all row-major: A is <paramref name="m"/> × <paramref name="k"/>, B is
+    /// <paramref name="n"/> × <paramref name="k"/>, C is <paramref name="m"/> × <paramref name="n"/> (overwritten).
+    /// </summary>
+    public void MultiplyTransposed(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n) =>
+        Multiply(a, b, c, m, k, n, transposeB: true);
 
     /// <summary>Destroys the cuBLAS handle (and the backend when this instance owns it).</summary>
     public void Dispose()
