@@ -24,6 +24,13 @@ rm -rf "$work/floor-out"
 t0=$(now); cat $inputs > /dev/null; cp -r "$work/base" "$work/floor-out"; sync; t1=$(now)
 floor=$(echo "$t1 - $t0" | bc -l)
 rm -rf "$work/floor-out"
+# The same floor with the output written by dd with O_DIRECT, as Weld writes its shards (no page-cache copy).
+mkdir -p "$work/floor-out"
+t0=$(now); cat $inputs > /dev/null
+for f in "$work"/base/*.safetensors; do dd if="$f" of="$work/floor-out/$(basename "$f")" bs=4M oflag=direct status=none; done
+sync; t1=$(now)
+floor_direct=$(echo "$t1 - $t0" | bc -l)
+rm -rf "$work/floor-out"
 
 run() { # name, extra flags, recipe text
   local name=$1 flags=$2 recipe="$work/$1.yml"
@@ -56,6 +63,7 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(un
 echo "inputs: $in_bytes bytes in 3 models; output: $out_bytes bytes"
 printf '| run | flags | seconds | ratio to floor | peak RssAnon MiB |\n|---|---|---:|---:|---:|\n'
 printf '| floor (cat inputs + cp one model + sync) | | %.2f | 1.00 | |\n' "$floor"
+printf '| floor, direct write (cat inputs + dd oflag=direct one model) | | %.2f | %.2f | |\n' "$floor_direct" "$(echo "$floor_direct / $floor" | bc -l)"
 models="models:
   - model: $work/base
     parameters: {weight: 0.34}
