@@ -72,6 +72,20 @@ public static class LowRankCompressor
 
     private const long SmallTensorElements = 1 << 20;
 
+    // A tensor this large leaves gigabytes of float32 arrays behind (target, base, residual, restored, the sketch).
+    private const long LargeTensorElements = 16 << 20;
+
+    /// <summary>
+    /// Returns a large tensor's arrays to the OS before the next tensor allocates its own: left to itself the GC lets
+    /// large-object garbage pile up on a machine with free RAM (24 GB RSS for a 1B model), so peak memory would grow
+    /// with the model instead of with its largest tensor.
+    /// </summary>
+    private static void ReleaseLargeArrays(long elements)
+    {
+        if (elements >= LargeTensorElements)
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+    }
+
     /// <summary>Compresses <paramref name="fineTunePath"/> relative to <paramref name="basePath"/> into the folder <paramref name="outputFolder"/>.</summary>
     /// <param name="fineTunePath">The fine-tuned model (folder or file).</param>
     /// <param name="basePath">The base model it was tuned from.</param>
@@ -104,7 +118,9 @@ public static class LowRankCompressor
             {
                 cancel.ThrowIfCancellationRequested();
                 scratchOffsets.Add(scratch.Position);
-                entries.Add(CompressTensor(fineTune.GetTensor(name), baseline, options, scratch));
+                ModelTensor tensor = fineTune.GetTensor(name);
+                entries.Add(CompressTensor(tensor, baseline, options, scratch));
+                ReleaseLargeArrays(tensor.ElementCount);
                 progress?.Report(new LowRankProgress(++done, fineTune.TensorNames.Count, name));
             }
 
@@ -198,6 +214,7 @@ public static class LowRankCompressor
                     case LowRankTensorKind.Exact: CopyTensorBytes(new ModelTensor(data, data.GetTensor(e.Name)), writer); break;
                     default: writer.WriteFloat32(RestoreLowRank(e, baseline, data)); break;
                 }
+                ReleaseLargeArrays(header.ElementCount);
                 bytes += header.ByteLength;
                 progress?.Report(new LowRankProgress(++done, headers.Length, e.Name));
             }
