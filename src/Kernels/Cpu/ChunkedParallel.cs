@@ -38,4 +38,18 @@ internal static class ChunkedParallel
 
         Parallel.For(0, count, options, body);
     }
+
+    /// <summary>
+    /// Runs <paramref name="body"/>(row, start, size) for every chunk of every one of <paramref name="rows"/> rows of
+    /// <paramref name="length"/> elements: the chunks are the same as for one row, whatever the thread count.
+    /// </summary>
+    public static void ForEachRowChunk(int rows, long length, ParallelOptions options, Action<int, long, int> body)
+    {
+        int chunksPerRow = ChunkCount(length);
+        ForEachIndex(rows * chunksPerRow, options, item =>
+        {
+            int chunk = item % chunksPerRow;
+            body(item / chunksPerRow, ChunkStart(chunk), ChunkSize(chunk, length));
+        });
+    }
 }

@@ -225,25 +225,13 @@ public sealed unsafe partial class CpuKernels
     public void ClearRowsWhereZero(Span<float> stacked, ReadOnlySpan<float> selector)
     {
         int length = selector.Length;
-        if (length == 0 ? stacked.Length != 0 : stacked.Length % length != 0)
-            throw new ArgumentException(
-                $"The stacked rows hold {stacked.Length} elements, not a whole number of rows of {length}.", nameof(stacked));
-        if (length == 0)
-            return;
-        int rows = stacked.Length / length;
-        int chunksPerRow = ChunkedParallel.ChunkCount(length);
+        int rows = StackedRows.Count(stacked.Length, length, nameof(stacked));
         fixed (float* rowsStart = stacked)
         fixed (float* selectorStart = selector)
         {
             nint rowsAddress = (nint)rowsStart, selectorAddress = (nint)selectorStart;
-            ChunkedParallel.ForEachIndex(rows * chunksPerRow, _parallel, item =>
-            {
-                int row = item / chunksPerRow;
-                int chunk = item % chunksPerRow;
-                long start = ChunkedParallel.ChunkStart(chunk);
-                MethodKernels.ClearWhereZero((float*)rowsAddress + (long)row * length + start, (float*)selectorAddress + start,
-                    ChunkedParallel.ChunkSize(chunk, length));
-            });
+            ChunkedParallel.ForEachRowChunk(rows, length, _parallel, (row, start, size) =>
+                MethodKernels.ClearWhereZero((float*)rowsAddress + (long)row * length + start, (float*)selectorAddress + start, size));
         }
     }
 

@@ -55,28 +55,15 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
     public void SubtractRows(Span<float> stacked, ReadOnlySpan<float> baseline)
     {
         int length = baseline.Length;
-        if (length == 0 ? stacked.Length != 0 : stacked.Length % length != 0)
-            throw new ArgumentException(
-                $"The stacked rows hold {stacked.Length} elements, not a whole number of rows of {length}.", nameof(stacked));
-        if (length == 0)
-            return;
-
-        int rows = stacked.Length / length;
-        int chunksPerRow = ChunkedParallel.ChunkCount(length);
+        int rows = StackedRows.Count(stacked.Length, length, nameof(stacked));
         fixed (float* rowsStart = stacked)
         fixed (float* baselineStart = baseline)
         {
             nint rowsAddress = (nint)rowsStart, baselineAddress = (nint)baselineStart;
-            ChunkedParallel.ForEachIndex(rows * chunksPerRow, _parallel, item =>
-            {
-                int row = item / chunksPerRow;
-                int chunk = item % chunksPerRow;
-                long start = ChunkedParallel.ChunkStart(chunk);
-                int size = ChunkedParallel.ChunkSize(chunk, length);
+            ChunkedParallel.ForEachRowChunk(rows, length, _parallel, (row, start, size) =>
                 ElementwiseKernels.Subtract(
                     new Span<float>((float*)rowsAddress + (long)row * length + start, size),
-                    new ReadOnlySpan<float>((float*)baselineAddress + start, size));
-            });
+                    new ReadOnlySpan<float>((float*)baselineAddress + start, size)));
         }
     }
 

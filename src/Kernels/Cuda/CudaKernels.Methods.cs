@@ -183,15 +183,13 @@ public sealed unsafe partial class CudaKernels
     public void ClearRowsWhereZero(Span<float> stacked, ReadOnlySpan<float> selector)
     {
         int length = selector.Length;
-        if (length == 0 ? stacked.Length != 0 : stacked.Length % length != 0)
-            throw new ArgumentException(
-                $"The stacked rows hold {stacked.Length} elements, not a whole number of rows of {length}.", nameof(stacked));
-        if (length == 0 || stacked.Length == 0)
+        int rows = StackedRows.Count(stacked.Length, length, nameof(stacked));
+        if (rows == 0)
             return;
         using var call = new Call(this);
         DeviceBuffer data = call.Upload(stacked);
         DeviceBuffer selectorBuffer = call.Upload(selector);
-        LaunchClearRowsWhereZero(data.Pointer, stacked.Length / length, selectorBuffer.Pointer, length);
+        LaunchClearRowsWhereZero(data.Pointer, rows, selectorBuffer.Pointer, length);
         call.Download(data, stacked);
     }
 

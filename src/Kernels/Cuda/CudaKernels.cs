@@ -107,12 +107,9 @@ public sealed unsafe partial class CudaKernels : IMergeKernels, IDisposable
     public void SubtractRows(Span<float> stacked, ReadOnlySpan<float> baseline)
     {
         int length = baseline.Length;
-        if (length == 0 ? stacked.Length != 0 : stacked.Length % length != 0)
-            throw new ArgumentException(
-                $"The stacked rows hold {stacked.Length} elements, not a whole number of rows of {length}.", nameof(stacked));
-        if (length == 0 || stacked.Length == 0)
+        int rows = StackedRows.Count(stacked.Length, length, nameof(stacked));
+        if (rows == 0)
             return;
-        int rows = stacked.Length / length;
         using var call = new Call(this);
         DeviceBuffer data = call.Upload(stacked);
         DeviceBuffer baselineBuffer = call.Upload(baseline);
