@@ -144,7 +144,8 @@ public sealed class MergeExecutor
         {
             // One item's encoded output plus the tiles' scratch rows of every worker.
             long chunk = Math.Min(task.ElementCount, TensorMergeInputs.ChunkAlignment);
-            long floats = (chunk * DTypes.SizeOf(task.Header.DType) + 3) / 4 + Environment.ProcessorCount * (rows + 1) * Math.Min(chunk, TileElements);
+            int tileLength = (int)Math.Max(1, Math.Min(chunk, TileElements));
+            long floats = (chunk * DTypes.SizeOf(task.Header.DType) + 3) / 4 + (long)TileWorkers((int)((chunk + tileLength - 1) / tileLength)) * (rows + 1) * tileLength;
             if (_pool.CanFit(floats)) return;
             throw new WeldException(
                 $"tensor {task.Header.Name}: one chunk of {chunk:N0} elements and its tiles ({floats * sizeof(float):N0} bytes) " +
@@ -420,6 +421,9 @@ public sealed class MergeExecutor
     private bool IsFused(MergePlan plan, TensorTask task) =>
         FuseElementwise && plan.Method.Traits.Elementwise && _kernels is CpuKernels && DTypes.IsFloatingPoint(task.Header.DType);
 
+    /// <summary>Workers for <paramref name="tiles"/> tiles: one per thread allowed, never more than there are tiles.</summary>
+    private int TileWorkers(int tiles) => Math.Max(1, Math.Min(tiles, _parallelism == -1 ? Environment.ProcessorCount : _parallelism));
+
     /// <summary>
     /// Merges elements [offset, offset + length) tile by tile on all workers: decode each input's tile from its
     /// mapping, run the method on the tile with single-threaded kernels, encode the result into
@@ -435,7 +439,7 @@ public sealed class MergeExecutor
         int rows = sources.Length, k = task.Inputs.Count, auxiliaryStart = rows - task.Auxiliary.Count;
         int tileLength = Math.Max(1, Math.Min(TileElements, length));
         int tiles = length == 0 ? 0 : (length + tileLength - 1) / tileLength;
-        int workers = Math.Max(1, Math.Min(tiles, _parallelism == -1 ? Environment.ProcessorCount : _parallelism));
+        int workers = TileWorkers(tiles);
         int stride = (rows + 1) * tileLength;
         NativeFloatBuffer scratch = _pool.Rent(workers * stride, cancel);
         DType dtype = task.Header.DType;
