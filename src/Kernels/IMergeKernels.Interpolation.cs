@@ -1,0 +1,23 @@
+namespace Weld.Kernels;
+
+/// <remarks>
+/// Interpolation against the base model (LiNeS' layer scaling, Model Stock's final mix) and DELLA's per-fiber
+/// magnitude-rank sampling: the last per-element loops that the methods ran on the host. Exact like the rest of the
+/// interface: every product, sum and quotient rounded to float32 on its own (no FMA).
+/// </remarks>
+public partial interface IMergeKernels
+{
+    /// <summary>
+    /// LiNeS: merged[i] = baseline[i] + scale · (merged[i] − baseline[i]), the difference, the product and the sum each
+    /// rounded to float32 in that order. Applies the formula for every scale (s = 1 is not skipped here: the caller
+    /// decides whether the round trip is wanted).
+    /// </summary>
+    void ScaleFromBase(ReadOnlySpan<float> baseline, Span<float> merged, float scale);
+
+    /// <summary>
+    /// A row-wise <see cref="Axpby"/>: with m = values.Length / rows (rows = valueWeights.Length = baseWeights.Length ≥ 1
+    /// when there are values), values[r·m + j] = valueWeights[r] · values[r·m + j] + baseWeights[r] · baseline[r·m + j],
+    /// the two products rounded before the sum (Model Stock's θ = t · θ_avg + (1 − t) · θ_base per row).
+    /// </summary>
+    void AxpbyRows(Span<float> values, ReadOnlySpan<float> valueWeights, ReadOnlySpan<float> baseline, ReadOnlySpan<float> baseWeights);
+}

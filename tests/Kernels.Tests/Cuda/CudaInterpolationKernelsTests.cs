@@ -1,0 +1,41 @@
+using Weld.Kernels.Cuda;
+
+namespace Weld.Kernels.Tests.Cuda;
+
+/// <summary>
+/// The interpolation CUDA kernels (<c>interpolate.cu</c>) against <see cref="InterpolationScalarReference"/> on fresh
+/// random inputs: odd sizes, more than one 64K chunk, NaN/±∞ and ties. Bit for bit. Skipped without a device.
+/// </summary>
+public sealed class CudaInterpolationKernelsTests
+{
+    private static readonly int[] s_sizes = [1, 7, 1024, 4099, 65537, 200003];
+
+    private static CudaKernels Gpu => CudaBackend.Instance;
+
+    [CudaFact]
+    public void ScaleFromBase_matches_reference()
+    {
+        int seed = TestData.NewSeed();
+        foreach (float scale in InterpolationInputs.Scales)
+        {
+            MethodKernelInputs.ForEach(seed, 2, (context, stacked, n) =>
+            {
+                float[] baseline = stacked[..n], merged = stacked[n..];
+                float[] expected = InterpolationScalarReference.ScaleFromBase(baseline, merged, scale);
+                Gpu.ScaleFromBase(baseline, merged, scale);
+                BitAssert.Equal(expected, merged, $"{context}, scale {scale}");
+            }, s_sizes);
+        }
+    }
+
+    [CudaFact]
+    public void AxpbyRows_matches_reference()
+    {
+        InterpolationInputs.ForEachRowMix(TestData.NewSeed(), (context, values, baseline, valueWeights, baseWeights) =>
+        {
+            float[] expected = InterpolationScalarReference.AxpbyRows(values, valueWeights, baseline, baseWeights);
+            Gpu.AxpbyRows(values, valueWeights, baseline, baseWeights);
+            BitAssert.Equal(expected, values, context);
+        });
+    }
+}

@@ -1,0 +1,67 @@
+namespace Weld.Kernels.Tests;
+
+/// <summary>
+/// Plain scalar references for the interpolation kernels, written from the <see cref="IMergeKernels"/> contract
+/// (float32 operations as float64 rounded once, see <see cref="ScalarReference"/>).
+/// </summary>
+internal static class InterpolationScalarReference
+{
+    public static float[] ScaleFromBase(float[] baseline, float[] merged, float scale)
+    {
+        var output = new float[merged.Length];
+        for (int i = 0; i < output.Length; i++)
+            output[i] = ScalarReference.Add(baseline[i], ScalarReference.Mul(scale, MethodScalarReference.Sub(merged[i], baseline[i])));
+        return output;
+    }
+
+    public static float[] AxpbyRows(float[] values, float[] valueWeights, float[] baseline, float[] baseWeights)
+    {
+        var output = new float[values.Length];
+        int rowLength = valueWeights.Length == 0 ? 0 : values.Length / valueWeights.Length;
+        for (int r = 0; r < valueWeights.Length; r++)
+        {
+            for (int j = 0; j < rowLength; j++)
+            {
+                int i = r * rowLength + j;
+                output[i] = ScalarReference.Add(ScalarReference.Mul(valueWeights[r], values[i]), ScalarReference.Mul(baseWeights[r], baseline[i]));
+            }
+        }
+        return output;
+    }
+}
+
+/// <summary>Inputs shared by the CPU and CUDA interpolation tests.</summary>
+internal static class InterpolationInputs
+{
+    /// <summary>Scales LiNeS uses (below 1), the identity, an extrapolation, and the edge values.</summary>
+    public static readonly float[] Scales = [0.37f, 1f, 2.5f, 0f, -0f, float.NaN, float.PositiveInfinity];
+
+    /// <summary>(rows, row length) pairs: single elements, scalar tails, rows across a 64K chunk boundary.</summary>
+    public static readonly (int Rows, int RowLength)[] Shapes = [(0, 5), (1, 1), (3, 7), (5, 13), (1, 200003), (3, 65537)];
+
+    /// <summary>Per-row weights with ±0, NaN and ±∞ among ordinary ratios.</summary>
+    public static float[] Weights(System.Random random, int rows)
+    {
+        float[] specials = [0f, -0f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, 1f];
+        var weights = new float[rows];
+        for (int r = 0; r < rows; r++)
+            weights[r] = random.Next(4) == 0 ? specials[random.Next(specials.Length)] : (float)(random.NextDouble() * 3 - 1);
+        return weights;
+    }
+
+    /// <summary>Calls <paramref name="check"/>(context, values, baseline, valueWeights, baseWeights) for every shape and kind.</summary>
+    public static void ForEachRowMix(int seed, Action<string, float[], float[], float[], float[]> check)
+    {
+        var random = new System.Random(seed);
+        foreach ((int rows, int rowLength) in Shapes)
+        {
+            foreach (string kind in new[] { "plain", "ties", "plain+specials", "ties+specials" })
+            {
+                int n = rows * rowLength;
+                float[] stacked = MethodKernelInputs.Stacked(random, kind, 2, n);
+                check($"seed {seed}, rows {rows}, row length {rowLength}, {kind}", stacked[..n], stacked[n..],
+                    Weights(random, rows), Weights(random, rows));
+            }
+        }
+    }
+}
