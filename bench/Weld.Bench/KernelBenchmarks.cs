@@ -67,7 +67,7 @@ public class KernelBenchmarks
 
     /// <summary>Restores the input of in-place kernels.</summary>
     [IterationSetup(Targets = [nameof(KeepTopK), nameof(KeepMagnitudeBand), nameof(DropAndRescale), nameof(ScaleFromBase),
-        nameof(AxpbyRows), nameof(SampleByMagnitudeRank)])]
+        nameof(AxpbyRows), nameof(SampleByMagnitudeRank), nameof(KeepImportantChanges)])]
     public void RestoreInput() => _pristine.CopyTo(_work, 0);
 
     /// <summary>Baseline: copy one tensor (64 MiB) with the kernels' chunking and threads.</summary>
@@ -159,6 +159,11 @@ public class KernelBenchmarks
     [Benchmark]
     [InputBytes(2 * Length * sizeof(float))]
     public void AxpbyRows() => _kernels.AxpbyRows(_work, _rowWeights, _pristine, _rowBaseWeights);
+
+    /// <summary>Arcee Fusion's gate: base + Δ where the score clears the threshold, in place over the scores.</summary>
+    [Benchmark]
+    [InputBytes(3 * Length * sizeof(float))]
+    public void KeepImportantChanges() => _kernels.KeepImportantChanges(_pristine, _stacked.AsSpan(Length, Length), 0f, _work);
 
     /// <summary>DELLA's MagPrune (a sort per fiber of 4096, Philox draws, rescaling), in place.</summary>
     [Benchmark]

@@ -1,7 +1,7 @@
 namespace Weld.Kernels;
 
 /// <remarks>
-/// Interpolation against the base model (LiNeS' layer scaling, Model Stock's final mix) and DELLA's per-fiber
+/// Interpolation against the base model (LiNeS' layer scaling, Model Stock's final mix, Arcee Fusion's gate) and DELLA's per-fiber
 /// magnitude-rank sampling: the last per-element loops that the methods ran on the host. Exact like the rest of the
 /// interface: every product, sum and quotient rounded to float32 on its own (no FMA).
 /// </remarks>
@@ -20,4 +20,11 @@ public partial interface IMergeKernels
     /// the two products rounded before the sum (Model Stock's θ = t · θ_avg + (1 − t) · θ_base per row).
     /// </summary>
     void AxpbyRows(Span<float> values, ReadOnlySpan<float> valueWeights, ReadOnlySpan<float> baseline, ReadOnlySpan<float> baseWeights);
+
+    /// <summary>
+    /// Arcee Fusion's gate: scores[i] = baseline[i] + (model[i] − baseline[i]) · m with m = 1 when
+    /// scores[i] ≥ <paramref name="threshold"/> and m = 0 otherwise (a NaN score or threshold gives 0); the difference,
+    /// the product and the sum each rounded to float32, so a non-finite change times 0 is NaN, as in the method's formula.
+    /// </summary>
+    void KeepImportantChanges(ReadOnlySpan<float> baseline, ReadOnlySpan<float> model, float threshold, Span<float> scores);
 }

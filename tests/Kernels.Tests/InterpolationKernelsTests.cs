@@ -28,6 +28,24 @@ public sealed class InterpolationKernelsTests
 
     [Theory]
     [MemberData(nameof(ThreadCounts))]
+    public void KeepImportantChanges_matches_reference_bit_for_bit(int threads)
+    {
+        var kernels = new CpuKernels(threads);
+        int seed = TestData.NewSeed();
+        foreach (float threshold in InterpolationInputs.Thresholds)
+        {
+            MethodKernelInputs.ForEach(seed, 3, (context, stacked, n) =>
+            {
+                float[] baseline = stacked[..n], model = stacked[n..(2 * n)], scores = stacked[(2 * n)..];
+                float[] expected = InterpolationScalarReference.KeepImportantChanges(baseline, model, threshold, scores);
+                kernels.KeepImportantChanges(baseline, model, threshold, scores);
+                BitAssert.Equal(expected, scores, $"{context}, threshold {threshold}");
+            });
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(ThreadCounts))]
     public void AxpbyRows_matches_reference_bit_for_bit(int threads)
     {
         var kernels = new CpuKernels(threads);
@@ -54,6 +72,8 @@ public sealed class InterpolationKernelsTests
     {
         var kernels = new CpuKernels(1);
         Assert.Throws<ArgumentException>(() => kernels.ScaleFromBase(new float[3], new float[4], 0.5f));
+        Assert.Throws<ArgumentException>(() => kernels.KeepImportantChanges(new float[3], new float[4], 0f, new float[3]));
+        Assert.Throws<ArgumentException>(() => kernels.KeepImportantChanges(new float[4], new float[3], 0f, new float[3]));
         Assert.Throws<ArgumentException>(() => kernels.AxpbyRows(new float[6], [1f, 1f], new float[5], [0f, 0f]));
         Assert.Throws<ArgumentException>(() => kernels.AxpbyRows(new float[6], [1f, 1f], new float[6], [0f]));
         Assert.Throws<ArgumentException>(() => kernels.AxpbyRows(new float[7], [1f, 1f], new float[7], [0f, 0f]));

@@ -14,6 +14,17 @@ internal static class InterpolationScalarReference
         return output;
     }
 
+    public static float[] KeepImportantChanges(float[] baseline, float[] model, float threshold, float[] scores)
+    {
+        var output = new float[scores.Length];
+        for (int i = 0; i < output.Length; i++)
+        {
+            float gate = scores[i] >= threshold ? 1f : 0f;
+            output[i] = ScalarReference.Add(baseline[i], ScalarReference.Mul(MethodScalarReference.Sub(model[i], baseline[i]), gate));
+        }
+        return output;
+    }
+
     public static float[] AxpbyRows(float[] values, float[] valueWeights, float[] baseline, float[] baseWeights)
     {
         var output = new float[values.Length];
@@ -35,6 +46,9 @@ internal static class InterpolationInputs
 {
     /// <summary>Scales LiNeS uses (below 1), the identity, an extrapolation, and the edge values.</summary>
     public static readonly float[] Scales = [0.37f, 1f, 2.5f, 0f, -0f, float.NaN, float.PositiveInfinity];
+
+    /// <summary>Gate thresholds: ordinary, zero (every +0/−0 score passes), the edges.</summary>
+    public static readonly float[] Thresholds = [0.001f, 0f, float.NegativeInfinity, float.PositiveInfinity, float.NaN];
 
     /// <summary>(rows, row length) pairs: single elements, scalar tails, rows across a 64K chunk boundary.</summary>
     public static readonly (int Rows, int RowLength)[] Shapes = [(0, 5), (1, 1), (3, 7), (5, 13), (1, 200003), (3, 65537)];

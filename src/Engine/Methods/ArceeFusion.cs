@@ -40,11 +40,7 @@ public sealed class ArceeFusion : IMergeMethod
         Importance(model, baseline, rowLength, output);
         float threshold = Threshold(output, inputs.RandomKey(0));
 
-        for (int i = 0; i < n; i++)
-        {
-            float delta = model[i] - baseline[i];
-            output[i] = baseline[i] + delta * (output[i] >= threshold ? 1f : 0f);
-        }
+        inputs.Kernels.KeepImportantChanges(baseline, model, threshold, output.Slice(0, n));
     }
 
     /// <summary>s_ij = |Δ_ij| · KL(P_i ‖ Q_i) per row, the KL in float64 over float32 probabilities.</summary>

@@ -45,6 +45,26 @@ public sealed unsafe partial class CpuKernels
         }
     }
 
+    /// <inheritdoc />
+    public void KeepImportantChanges(ReadOnlySpan<float> baseline, ReadOnlySpan<float> model, float threshold, Span<float> scores)
+    {
+        int length = scores.Length;
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        RequireSameLength(length, model.Length, nameof(model));
+        fixed (float* baseStart = baseline)
+        fixed (float* modelStart = model)
+        fixed (float* scoresStart = scores)
+        {
+            nint baseAddress = (nint)baseStart, modelAddress = (nint)modelStart, scoresAddress = (nint)scoresStart;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                InterpolationKernels.KeepImportantChanges((float*)baseAddress + start, (float*)modelAddress + start, threshold,
+                    (float*)scoresAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
     /// <summary>The row length of <see cref="AxpbyRows"/>: <paramref name="length"/> split into <paramref name="rows"/> equal rows.</summary>
     internal static int InterpolationRowLength(int length, int rows)
     {

@@ -25,4 +25,23 @@ internal static unsafe class InterpolationKernels
         for (; i < count; i++)
             merged[i] = baseline[i] + scale * (merged[i] - baseline[i]);
     }
+
+    /// <summary>scores[i] = base[i] + (model[i] − base[i])·(scores[i] ≥ τ ? 1 : 0).</summary>
+    public static void KeepImportantChanges(float* baseline, float* model, float threshold, float* scores, int count)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var limit = new Vector<float>(threshold);
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<float> b = Vector.Load(baseline + i);
+                Vector<float> gate = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(Vector.Load(scores + i), limit), Vector<float>.One, Vector<float>.Zero);
+                Vector.Store(b + (Vector.Load(model + i) - b) * gate, scores + i);
+            }
+        }
+
+        for (; i < count; i++)
+            scores[i] = baseline[i] + (model[i] - baseline[i]) * (scores[i] >= threshold ? 1f : 0f);
+    }
 }

@@ -38,6 +38,31 @@ public sealed unsafe partial class CudaKernels
         call.Download(valueBuffer, values);
     }
 
+    /// <inheritdoc />
+    public void KeepImportantChanges(ReadOnlySpan<float> baseline, ReadOnlySpan<float> model, float threshold, Span<float> scores)
+    {
+        int length = scores.Length;
+        if (baseline.Length != length)
+            throw new ArgumentException($"Expected {length} elements, got {baseline.Length}.", nameof(baseline));
+        if (model.Length != length)
+            throw new ArgumentException($"Expected {length} elements, got {model.Length}.", nameof(model));
+        if (length == 0)
+            return;
+        using var call = new Call(this);
+        DeviceBuffer baseBuffer = call.Upload(baseline);
+        DeviceBuffer modelBuffer = call.Upload(model);
+        DeviceBuffer scoreBuffer = call.Upload(scores);
+        LaunchKeepImportantChanges(baseBuffer.Pointer, modelBuffer.Pointer, threshold, scoreBuffer.Pointer, length);
+        call.Download(scoreBuffer, scores);
+    }
+
+    internal void LaunchKeepImportantChanges(ulong baseline, ulong model, float threshold, ulong scores, long length)
+    {
+        long n = length;
+        void** arguments = stackalloc void*[] { &baseline, &model, &threshold, &scores, &n };
+        _module.Launch("keep_important_changes", GridFor(length), 1, Threads, _device.ComputeStream, arguments);
+    }
+
     internal void LaunchScaleFromBase(ulong baseline, ulong merged, float scale, long length)
     {
         long n = length;

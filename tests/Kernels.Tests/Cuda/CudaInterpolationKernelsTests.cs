@@ -29,6 +29,22 @@ public sealed class CudaInterpolationKernelsTests
     }
 
     [CudaFact]
+    public void KeepImportantChanges_matches_reference()
+    {
+        int seed = TestData.NewSeed();
+        foreach (float threshold in InterpolationInputs.Thresholds)
+        {
+            MethodKernelInputs.ForEach(seed, 3, (context, stacked, n) =>
+            {
+                float[] baseline = stacked[..n], model = stacked[n..(2 * n)], scores = stacked[(2 * n)..];
+                float[] expected = InterpolationScalarReference.KeepImportantChanges(baseline, model, threshold, scores);
+                Gpu.KeepImportantChanges(baseline, model, threshold, scores);
+                BitAssert.Equal(expected, scores, $"{context}, threshold {threshold}");
+            }, s_sizes);
+        }
+    }
+
+    [CudaFact]
     public void AxpbyRows_matches_reference()
     {
         InterpolationInputs.ForEachRowMix(TestData.NewSeed(), (context, values, baseline, valueWeights, baseWeights) =>
