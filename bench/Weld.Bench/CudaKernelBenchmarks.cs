@@ -148,6 +148,8 @@ public static unsafe class CudaKernelBenchmarks
                 kernels.LaunchAxpbyRows(output, weights, single, weights, (n + Models - 1) / Models, n)), 0),
             new("Arcee Fusion gate (in place over the scores)", 4 * floatBytes, events.Time(stream, () =>
                 kernels.LaunchKeepImportantChanges(single, secondRow, 0f, output, n)), 0),
+            new("Arcee Fusion scores (rows of 4096, f64 softmax + KL, a thread per row)", 3 * (n / 4096 * 4096) * sizeof(float), events.Time(stream, () =>
+                kernels.LaunchSoftmaxDivergenceScores(secondRow, single, 4096, n / 4096, output)), 0),
             new("DELLA rank sampling (fibers of 4096, shared-memory sort)", 2 * (n / 4096 * 4096) * sizeof(float), events.Time(stream, () =>
                 kernels.LaunchRankMagnitudeSample(single, output, n / 4096, 4096, 1, 0.4f, 0.1f, 0.5f, true, new PhiloxKey(1, 2, 3))), 0),
             new("DELLA rank sampling (64 fibers of 14336, counted ranks)", 2L * Math.Min(64, n / 14336) * 14336 * sizeof(float), events.Time(stream, () =>

@@ -165,6 +165,11 @@ public class KernelBenchmarks
     [InputBytes(3 * Length * sizeof(float))]
     public void KeepImportantChanges() => _kernels.KeepImportantChanges(_pristine, _stacked.AsSpan(Length, Length), 0f, _work);
 
+    /// <summary>Arcee Fusion's importance: two float64 softmaxes and a KL divergence per row of 4096.</summary>
+    [Benchmark]
+    [InputBytes(2 * Length * sizeof(float))]
+    public void SoftmaxDivergenceScores() => _kernels.SoftmaxDivergenceScores(_stacked.AsSpan(Length, Length), _pristine, FiberLength, _output);
+
     /// <summary>DELLA's MagPrune (a sort per fiber of 4096, Philox draws, rescaling), in place.</summary>
     [Benchmark]
     [InputBytes(Length * sizeof(float))]

@@ -27,4 +27,14 @@ public partial interface IMergeKernels
     /// the product and the sum each rounded to float32, so a non-finite change times 0 is NaN, as in the method's formula.
     /// </summary>
     void KeepImportantChanges(ReadOnlySpan<float> baseline, ReadOnlySpan<float> model, float threshold, Span<float> scores);
+
+    /// <summary>
+    /// Arcee Fusion's importance, row by row (rows of <paramref name="rowLength"/> ≥ 1 elements; the length is a multiple
+    /// of it): P = softmax(model row) + 1e-8 and Q = softmax(baseline row) + 1e-8, each softmax in float64 over
+    /// x − max (max as <see cref="MathF.Max(float, float)"/>: a NaN anywhere makes it NaN), the sum of exponentials from 0
+    /// in row order, each probability rounded to float32 before the float32 floor is added; D = (float)Σ_j P_j·log(P_j / Q_j)
+    /// in float64 in row order; scores[j] = |model[j] − baseline[j]| · D in float32. The exponential and logarithm are the
+    /// backend's float64 functions, so like the float64 reductions the scores may differ between backends in the last bits.
+    /// </summary>
+    void SoftmaxDivergenceScores(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> scores);
 }

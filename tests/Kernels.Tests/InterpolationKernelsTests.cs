@@ -57,6 +57,30 @@ public sealed class InterpolationKernelsTests
         });
     }
 
+    [Theory]
+    [MemberData(nameof(ThreadCounts))]
+    public void SoftmaxDivergenceScores_match_reference_bit_for_bit(int threads)
+    {
+        var kernels = new CpuKernels(threads);
+        InterpolationInputs.ForEachScoreRows(TestData.NewSeed(), (context, model, baseline, rowLength) =>
+        {
+            var scores = new float[model.Length];
+            kernels.SoftmaxDivergenceScores(model, baseline, rowLength, scores);
+            BitAssert.Equal(InterpolationScalarReference.SoftmaxDivergenceScores(model, baseline, rowLength), scores, context);
+        });
+    }
+
+    [Fact]
+    public void SoftmaxDivergenceScores_of_equal_distributions_are_zero()
+    {
+        // Logits shifted by a constant have the same softmax: D = 0, so every score is +0 (|Δ| · 0).
+        var kernels = new CpuKernels(1);
+        float[] model = [1f, 2f, 3f, 4f], baseline = [11f, 12f, 13f, 14f];
+        var scores = new float[4];
+        kernels.SoftmaxDivergenceScores(model, baseline, 4, scores);
+        BitAssert.Identical([0f, 0f, 0f, 0f], scores, "shifted logits");
+    }
+
     [Fact]
     public void AxpbyRows_uses_each_rows_own_weights()
     {
@@ -74,6 +98,9 @@ public sealed class InterpolationKernelsTests
         Assert.Throws<ArgumentException>(() => kernels.ScaleFromBase(new float[3], new float[4], 0.5f));
         Assert.Throws<ArgumentException>(() => kernels.KeepImportantChanges(new float[3], new float[4], 0f, new float[3]));
         Assert.Throws<ArgumentException>(() => kernels.KeepImportantChanges(new float[4], new float[3], 0f, new float[3]));
+        Assert.Throws<ArgumentException>(() => kernels.SoftmaxDivergenceScores(new float[6], new float[6], 4, new float[6]));
+        Assert.Throws<ArgumentException>(() => kernels.SoftmaxDivergenceScores(new float[6], new float[6], 0, new float[6]));
+        Assert.Throws<ArgumentException>(() => kernels.SoftmaxDivergenceScores(new float[6], new float[5], 3, new float[6]));
         Assert.Throws<ArgumentException>(() => kernels.AxpbyRows(new float[6], [1f, 1f], new float[5], [0f, 0f]));
         Assert.Throws<ArgumentException>(() => kernels.AxpbyRows(new float[6], [1f, 1f], new float[6], [0f]));
         Assert.Throws<ArgumentException>(() => kernels.AxpbyRows(new float[7], [1f, 1f], new float[7], [0f, 0f]));

@@ -65,6 +65,36 @@ public sealed unsafe partial class CpuKernels
         }
     }
 
+    /// <inheritdoc />
+    public void SoftmaxDivergenceScores(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> scores)
+    {
+        int length = scores.Length;
+        RequireSameLength(length, model.Length, nameof(model));
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        if (length == 0)
+            return;
+        if (rowLength < 1 || length % rowLength != 0)
+            throw new ArgumentException($"{length} values do not split into rows of {rowLength}.", nameof(rowLength));
+        fixed (float* modelStart = model)
+        fixed (float* baseStart = baseline)
+        fixed (float* scoresStart = scores)
+        {
+            nint modelAddress = (nint)modelStart, baseAddress = (nint)baseStart, scoresAddress = (nint)scoresStart;
+            // Rows are independent and each is computed in row order, so the thread count never changes a bit.
+            Parallel.For(0, length / rowLength, _parallel,
+                () => new float[2 * rowLength],
+                (row, _, scratch) =>
+                {
+                    long start = (long)row * rowLength;
+                    SoftmaxDivergence.ScoreRow(new ReadOnlySpan<float>((float*)modelAddress + start, rowLength),
+                        new ReadOnlySpan<float>((float*)baseAddress + start, rowLength), new Span<float>((float*)scoresAddress + start, rowLength),
+                        scratch.AsSpan(0, rowLength), scratch.AsSpan(rowLength));
+                    return scratch;
+                },
+                static _ => { });
+        }
+    }
+
     /// <summary>The row length of <see cref="AxpbyRows"/>: <paramref name="length"/> split into <paramref name="rows"/> equal rows.</summary>
     internal static int InterpolationRowLength(int length, int rows)
     {

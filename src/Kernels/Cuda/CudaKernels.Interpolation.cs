@@ -56,6 +56,32 @@ public sealed unsafe partial class CudaKernels
         call.Download(scoreBuffer, scores);
     }
 
+    /// <inheritdoc />
+    public void SoftmaxDivergenceScores(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> scores)
+    {
+        int length = scores.Length;
+        if (model.Length != length)
+            throw new ArgumentException($"Expected {length} elements, got {model.Length}.", nameof(model));
+        if (baseline.Length != length)
+            throw new ArgumentException($"Expected {length} elements, got {baseline.Length}.", nameof(baseline));
+        if (length == 0)
+            return;
+        if (rowLength < 1 || length % rowLength != 0)
+            throw new ArgumentException($"{length} values do not split into rows of {rowLength}.", nameof(rowLength));
+        using var call = new Call(this);
+        DeviceBuffer modelBuffer = call.Upload(model);
+        DeviceBuffer baseBuffer = call.Upload(baseline);
+        DeviceBuffer result = call.Rent((long)length * sizeof(float));
+        LaunchSoftmaxDivergenceScores(modelBuffer.Pointer, baseBuffer.Pointer, rowLength, length / rowLength, result.Pointer);
+        call.Download(result, scores);
+    }
+
+    internal void LaunchSoftmaxDivergenceScores(ulong model, ulong baseline, long rowLength, long rows, ulong scores)
+    {
+        void** arguments = stackalloc void*[] { &model, &baseline, &rowLength, &rows, &scores };
+        _module.Launch("softmax_divergence_scores", GridFor(rows), 1, Threads, _device.ComputeStream, arguments);
+    }
+
     internal void LaunchKeepImportantChanges(ulong baseline, ulong model, float threshold, ulong scores, long length)
     {
         long n = length;
