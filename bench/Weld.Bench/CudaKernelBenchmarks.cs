@@ -141,6 +141,19 @@ public static unsafe class CudaKernelBenchmarks
                 kernels.LaunchVarianceAcrossRows(stacked, Models, n, output, counters)), 0),
             new($"SCE sign-erased mix (K={Models})", (Models + 1) * floatBytes, events.Time(stream, () =>
                 kernels.LaunchSignErasedMix(stacked, weights, Models, n, 1e-6f, output)), 0),
+            new("LiNeS scale from base (in place)", 3 * floatBytes, events.Time(stream, () =>
+                kernels.LaunchScaleFromBase(single, output, 0.5f, n)), 0),
+            // K rows of ⌈n / K⌉ so the K weights on the device serve as the per-row ratios.
+            new($"Model Stock axpby rows ({Models} rows, in place)", 3 * floatBytes, events.Time(stream, () =>
+                kernels.LaunchAxpbyRows(output, weights, single, weights, (n + Models - 1) / Models, n)), 0),
+            new("Arcee Fusion gate (in place over the scores)", 4 * floatBytes, events.Time(stream, () =>
+                kernels.LaunchKeepImportantChanges(single, secondRow, 0f, output, n)), 0),
+            new("Arcee Fusion scores (rows of 4096, f64 softmax + KL, a thread per row)", 3 * (n / 4096 * 4096) * sizeof(float), events.Time(stream, () =>
+                kernels.LaunchSoftmaxDivergenceScores(secondRow, single, 4096, n / 4096, output)), 0),
+            new("DELLA rank sampling (fibers of 4096, shared-memory sort)", 2 * (n / 4096 * 4096) * sizeof(float), events.Time(stream, () =>
+                kernels.LaunchRankMagnitudeSample(single, output, n / 4096, 4096, 1, 0.4f, 0.1f, 0.5f, true, new PhiloxKey(1, 2, 3))), 0),
+            new("DELLA rank sampling (64 fibers of 14336, counted ranks)", 2L * Math.Min(64, n / 14336) * 14336 * sizeof(float), events.Time(stream, () =>
+                kernels.LaunchRankMagnitudeSample(single, output, Math.Min(64, n / 14336), 14336, 1, 0.4f, 0.1f, 0.5f, true, new PhiloxKey(1, 2, 3))), 0),
         ];
     }
 

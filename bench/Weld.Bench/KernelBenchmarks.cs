@@ -23,6 +23,7 @@ public class KernelBenchmarks
 {
     private const int Length = 16 << 20;
     private const int Models = 3;
+    private const int FiberLength = 4096; // a row of a [4096, 4096] projection: della's fibers, Model Stock's filter-wise rows
 
     private float[] _stacked = [];
     private float[] _weights = [];
@@ -32,6 +33,8 @@ public class KernelBenchmarks
     private byte[] _packed = [];
     private readonly long[] _shared = new long[Models];
     private readonly long[] _unique = new long[Models];
+    private float[] _rowWeights = [];
+    private float[] _rowBaseWeights = [];
     private CpuKernels _kernels = null!;
 
     /// <summary>Threads the kernels use (−1: every core).</summary>
@@ -53,10 +56,18 @@ public class KernelBenchmarks
         _output = new float[Length];
         _packed = new byte[Length / 8];
         _pristine.CopyTo(_work, 0);
+        _rowWeights = new float[Length / FiberLength];
+        _rowBaseWeights = new float[Length / FiberLength];
+        for (int r = 0; r < _rowWeights.Length; r++)
+        {
+            _rowWeights[r] = (float)random.NextDouble();
+            _rowBaseWeights[r] = 1f - _rowWeights[r];
+        }
     }
 
     /// <summary>Restores the input of in-place kernels.</summary>
-    [IterationSetup(Targets = [nameof(KeepTopK), nameof(KeepMagnitudeBand), nameof(DropAndRescale)])]
+    [IterationSetup(Targets = [nameof(KeepTopK), nameof(KeepMagnitudeBand), nameof(DropAndRescale), nameof(ScaleFromBase),
+        nameof(AxpbyRows), nameof(SampleByMagnitudeRank), nameof(KeepImportantChanges)])]
     public void RestoreInput() => _pristine.CopyTo(_work, 0);
 
     /// <summary>Baseline: copy one tensor (64 MiB) with the kernels' chunking and threads.</summary>
@@ -138,6 +149,32 @@ public class KernelBenchmarks
     [Benchmark]
     [InputBytes(Length * sizeof(float))]
     public void DropAndRescale() => _kernels.DropAndRescale(_work, 0.3f, true, new PhiloxKey(42, 0x1234, 1));
+
+    /// <summary>LiNeS: θ_base + s·(θ − θ_base), in place.</summary>
+    [Benchmark]
+    [InputBytes(2 * Length * sizeof(float))]
+    public void ScaleFromBase() => _kernels.ScaleFromBase(_pristine, _work, 0.5f);
+
+    /// <summary>Model Stock's filter-wise mix: a per-row axpby with the base over rows of 4096, in place.</summary>
+    [Benchmark]
+    [InputBytes(2 * Length * sizeof(float))]
+    public void AxpbyRows() => _kernels.AxpbyRows(_work, _rowWeights, _pristine, _rowBaseWeights);
+
+    /// <summary>Arcee Fusion's gate: base + Δ where the score clears the threshold, in place over the scores.</summary>
+    [Benchmark]
+    [InputBytes(3 * Length * sizeof(float))]
+    public void KeepImportantChanges() => _kernels.KeepImportantChanges(_pristine, _stacked.AsSpan(Length, Length), 0f, _work);
+
+    /// <summary>Arcee Fusion's importance: two float64 softmaxes and a KL divergence per row of 4096.</summary>
+    [Benchmark]
+    [InputBytes(2 * Length * sizeof(float))]
+    public void SoftmaxDivergenceScores() => _kernels.SoftmaxDivergenceScores(_stacked.AsSpan(Length, Length), _pristine, FiberLength, _output);
+
+    /// <summary>DELLA's MagPrune (a sort per fiber of 4096, Philox draws, rescaling), in place.</summary>
+    [Benchmark]
+    [InputBytes(Length * sizeof(float))]
+    public void SampleByMagnitudeRank() =>
+        _kernels.SampleByMagnitudeRank(_work, FiberLength, 1, 0.4f, 0.1f, 0.5f, true, new PhiloxKey(42, 0x1234, 1));
 
     internal static void ChunkedCopy(float[] source, float[] destination, int threads)
     {

@@ -313,7 +313,7 @@ public sealed class MergeExecutor
                 else
                     plan.Method.Merge(inputs, result);
                 if (task.LinesScale is double scale)
-                    LayerScaling.Apply(inputs.Base.Span, result, (float)scale);
+                    LayerScaling.Apply(inputs.Kernels, inputs.Base.Span, result, (float)scale);
                 _pool.Return(item.Inputs);
                 output.WriteAsync(item with { Inputs = null }, cancel).AsTask().GetAwaiter().GetResult();
             }
@@ -462,7 +462,7 @@ public sealed class MergeExecutor
                         offset + start, count, data.Slice(auxiliaryStart * count, task.Auxiliary.Count * count), _tileKernels);
                     plan.Method.Merge(inputs, result);
                     if (task.LinesScale is double scale)
-                        LayerScaling.Apply(inputs.Base.Span, result, (float)scale);
+                        LayerScaling.Apply(inputs.Kernels, inputs.Base.Span, result, (float)scale);
                     FloatEncoding.Encode(dtype, result, MemoryMarshal.AsBytes(encoded.Span).Slice(start * size, count * size));
                 }
             });

@@ -18,7 +18,6 @@ namespace Weld.Engine.Methods;
 public sealed class ArceeFusion : IMergeMethod
 {
     private const int SampleSize = 1_000_000;
-    private const float ProbabilityFloor = 1e-8f;
 
     /// <inheritdoc />
     public string Name => "arcee_fusion";
@@ -37,41 +36,10 @@ public sealed class ArceeFusion : IMergeMethod
         int n = inputs.Length;
         int rowLength = inputs.Shape.Length >= 1 && inputs.Shape[^1] > 0 ? (int)inputs.Shape[^1] : n;
 
-        Importance(model, baseline, rowLength, output);
+        inputs.Kernels.SoftmaxDivergenceScores(model, baseline, rowLength, output.Slice(0, n));
         float threshold = Threshold(output, inputs.RandomKey(0));
 
-        for (int i = 0; i < n; i++)
-        {
-            float delta = model[i] - baseline[i];
-            output[i] = baseline[i] + delta * (output[i] >= threshold ? 1f : 0f);
-        }
-    }
-
-    /// <summary>s_ij = |Δ_ij| · KL(P_i ‖ Q_i) per row, the KL in float64 over float32 probabilities.</summary>
-    private static void Importance(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> importance)
-    {
-        var p = new float[rowLength];
-        var q = new float[rowLength];
-        for (int start = 0; start < model.Length; start += rowLength)
-        {
-            ReadOnlySpan<float> rowP = model.Slice(start, rowLength), rowQ = baseline.Slice(start, rowLength);
-            Softmax(rowP, p);
-            Softmax(rowQ, q);
-            double kl = 0;
-            for (int j = 0; j < rowLength; j++) kl += p[j] * Math.Log((double)p[j] / q[j]);
-            float divergence = (float)kl;
-            for (int j = 0; j < rowLength; j++) importance[start + j] = MathF.Abs(rowP[j] - rowQ[j]) * divergence;
-        }
-    }
-
-    /// <summary>softmax(x) + 1e-8, computed in float64 and rounded to float32 as torch's float32 softmax gives.</summary>
-    private static void Softmax(ReadOnlySpan<float> x, Span<float> probabilities)
-    {
-        float max = float.NegativeInfinity;
-        foreach (float v in x) max = MathF.Max(max, v);
-        double sum = 0;
-        for (int j = 0; j < x.Length; j++) sum += Math.Exp(x[j] - (double)max);
-        for (int j = 0; j < x.Length; j++) probabilities[j] = (float)(Math.Exp(x[j] - (double)max) / sum) + ProbabilityFloor;
+        inputs.Kernels.KeepImportantChanges(baseline, model, threshold, output.Slice(0, n));
     }
 
     /// <summary>median + 1.5 · IQR of the scores (of a Philox sample of them above 10⁶ elements).</summary>

@@ -40,12 +40,16 @@ public sealed class ModelStock : IMergeMethod
         kernels.Divide(output, n);
 
         kernels.SubtractRows(inputs.Models.Span, baseline);
-        for (int start = 0; start < inputs.Length; start += rowLength)
+        // The ratios come from float64 reductions per row; the mix itself is one kernel call over all rows.
+        int rows = rowLength == 0 ? 0 : inputs.Length / rowLength;
+        float[] averageWeights = new float[rows], baseWeights = new float[rows];
+        for (int row = 0; row < rows; row++)
         {
-            double t = InterpolationRatio(inputs, start, rowLength);
-            Span<float> average = output.Slice(start, rowLength);
-            kernels.Axpby((float)t, average, (float)(1 - t), baseline.Slice(start, rowLength), average);
+            double t = InterpolationRatio(inputs, row * rowLength, rowLength);
+            averageWeights[row] = (float)t;
+            baseWeights[row] = (float)(1 - t);
         }
+        kernels.AxpbyRows(output.Slice(0, rows * rowLength), averageWeights, baseline.Slice(0, rows * rowLength), baseWeights);
     }
 
     private static double InterpolationRatio(TensorMergeInputs inputs, int start, int length)

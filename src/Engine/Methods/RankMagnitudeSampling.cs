@@ -1,5 +1,4 @@
 using Weld.Kernels;
-using Weld.Kernels.Random;
 
 namespace Weld.Engine.Methods;
 
@@ -15,7 +14,7 @@ namespace Weld.Engine.Methods;
 /// Equal magnitudes are ranked by position (a stable sort; torch's argsort leaves their order unspecified), with the
 /// magnitude key <c>bits(x) &amp; 0x7FFFFFFF</c> so NaN ranks highest as in torch. A fiber of one element has no rank
 /// spread (mergekit divides 0 by 0 and fails); Weld gives it the midpoint p = density. Fibers are independent, so
-/// they run in parallel and the result does not depend on the thread count.
+/// they run in parallel (<see cref="IMergeKernels.SampleByMagnitudeRank"/>) and the result does not depend on the thread count.
 /// </remarks>
 internal static class RankMagnitudeSampling
 {
@@ -40,19 +39,14 @@ internal static class RankMagnitudeSampling
                 + $"got density {density} and epsilon {epsilon}");
 
         var (outer, length, inner) = Fibers(inputs.Shape, values.Length);
-        float low = (float)(density - epsilon);
-        float eps = (float)epsilon;
-        PhiloxKey key = inputs.RandomKey(row);
-        Memory<float> memory = inputs.Models.Slice(row * inputs.Length, inputs.Length);
-        Parallel.For(0, outer * inner,
-            () => new ulong[length],
-            (fiber, _, order) =>
-            {
-                SampleFiber(memory.Span, fiber / inner * length * inner + fiber % inner, length, inner, low, eps, key,
-                    (float)density, divideByProbability, order);
-                return order;
-            },
-            static _ => { });
+        if (length == 0 || inner == 0)
+            return; // an empty tensor: no fibers
+        if ((long)outer * length * inner != values.Length)
+            throw new WeldException(
+                $"{inputs.TensorName}: della samples along dim 1 of the whole tensor, but shape [{string.Join(", ", inputs.Shape)}] "
+                + $"does not hold the {values.Length} elements given");
+        inputs.Kernels.SampleByMagnitudeRank(values, length, inner, (float)(density - epsilon), (float)epsilon, (float)density,
+            divideByProbability, inputs.RandomKey(row));
     }
 
     /// <summary>Splits a tensor into fibers along dim 1: (count before, fiber length, stride).</summary>
@@ -62,26 +56,5 @@ internal static class RankMagnitudeSampling
         int outer = (int)shape[0], length = (int)shape[1];
         int inner = outer == 0 || length == 0 ? 0 : elementCount / (outer * length);
         return (outer, length, inner);
-    }
-
-    private static void SampleFiber(Span<float> values, int first, int length, int stride, float low, float epsilon,
-        PhiloxKey key, float density, bool divideByProbability, ulong[] order)
-    {
-        // Sort (magnitude key, position) pairs: the sorted position of an element is its rank − 1.
-        for (int r = 0; r < length; r++)
-        {
-            uint magnitude = BitConverter.SingleToUInt32Bits(values[first + r * stride]) & 0x7FFFFFFFu;
-            order[r] = ((ulong)magnitude << 32) | (uint)r;
-        }
-        Array.Sort(order, 0, length);
-        float span = length - 1;
-        for (int s = 0; s < length; s++)
-        {
-            int index = first + (int)(uint)order[s] * stride;
-            float p = length == 1 ? density : low + s / span * 2f * epsilon;
-            float value = values[index];
-            bool keep = Philox4x32.ToUniform(Philox4x32.ElementBits(key, index)) < p;
-            values[index] = keep ? (divideByProbability ? value / p : value) : 0f;
-        }
     }
 }

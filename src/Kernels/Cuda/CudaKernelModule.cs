@@ -11,8 +11,9 @@ internal sealed unsafe class CudaKernelModule : IDisposable
     private static readonly Dictionary<string, string[]> s_kernelsByFile = new(StringComparer.Ordinal)
     {
         ["convert.cu"] = ["bf16_to_f32", "f16_to_f32", "f32_to_bf16", "f32_to_f16"],
-        ["dare.cu"] = ["drop_and_rescale"],
+        ["dare.cu"] = ["drop_and_rescale", "rank_magnitude_sample"],
         ["elementwise.cu"] = ["weighted_sum", "subtract_rows", "scale", "divide", "axpby"],
+        ["interpolate.cu"] = ["scale_from_base", "axpby_rows", "keep_important_changes", "softmax_divergence_scores"],
         ["methods.cu"] = ["select_largest_magnitude", "tall_mask", "tall_restore", "consensus_merge", "fisher_merge", "near_swap", "ram_merge",
             "ram_contribution_counts", "variance_across_rows", "clear_rows_where_zero", "sign_erased_mix"],
         ["reduce.cu"] = ["dot_f64", "sum_of_squares_f64", "sum_of_abs_f64"],

@@ -21,7 +21,7 @@ public sealed class NvrtcCompileTests
     [Fact]
     public void The_sources_are_embedded()
     {
-        string[] expected = ["convert.cu", "dare.cu", "elementwise.cu", "methods.cu", "reduce.cu", "select.cu", "ties.cu"];
+        string[] expected = ["convert.cu", "dare.cu", "elementwise.cu", "interpolate.cu", "methods.cu", "reduce.cu", "select.cu", "ties.cu"];
         Assert.Equal(expected, CudaKernelSources.KernelFileNames);
         Assert.Contains("weld_f32_to_bf16", CudaKernelSources.Read(CudaKernelSources.PreludeName), StringComparison.Ordinal);
     }

@@ -1,0 +1,111 @@
+namespace Weld.Kernels.Cpu;
+
+/// <remarks>Interpolation against the base (<see cref="InterpolationKernels"/>) over the fixed 64K-element chunks.</remarks>
+public sealed unsafe partial class CpuKernels
+{
+    /// <inheritdoc />
+    public void ScaleFromBase(ReadOnlySpan<float> baseline, Span<float> merged, float scale)
+    {
+        int length = merged.Length;
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        fixed (float* baseStart = baseline)
+        fixed (float* mergedStart = merged)
+        {
+            nint baseAddress = (nint)baseStart, mergedAddress = (nint)mergedStart;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                InterpolationKernels.ScaleFromBase((float*)baseAddress + start, (float*)mergedAddress + start, scale,
+                    ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void AxpbyRows(Span<float> values, ReadOnlySpan<float> valueWeights, ReadOnlySpan<float> baseline, ReadOnlySpan<float> baseWeights)
+    {
+        int length = values.Length;
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        RequireSameLength(valueWeights.Length, baseWeights.Length, nameof(baseWeights));
+        int rows = valueWeights.Length;
+        int rowLength = InterpolationRowLength(length, rows);
+        if (length == 0)
+            return;
+        float[] valueCopy = valueWeights.ToArray(), baseCopy = baseWeights.ToArray(); // a lambda cannot capture a span
+        fixed (float* valuesStart = values)
+        fixed (float* baseStart = baseline)
+        {
+            nint valuesAddress = (nint)valuesStart, baseAddress = (nint)baseStart;
+            ChunkedParallel.ForEachRowChunk(rows, rowLength, _parallel, (row, start, size) =>
+            {
+                long offset = (long)row * rowLength + start;
+                float* target = (float*)valuesAddress + offset;
+                ElementwiseKernels.Axpby(valueCopy[row], target, baseCopy[row], (float*)baseAddress + offset, target, size);
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void KeepImportantChanges(ReadOnlySpan<float> baseline, ReadOnlySpan<float> model, float threshold, Span<float> scores)
+    {
+        int length = scores.Length;
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        RequireSameLength(length, model.Length, nameof(model));
+        fixed (float* baseStart = baseline)
+        fixed (float* modelStart = model)
+        fixed (float* scoresStart = scores)
+        {
+            nint baseAddress = (nint)baseStart, modelAddress = (nint)modelStart, scoresAddress = (nint)scoresStart;
+            ChunkedParallel.For(length, _parallel, chunk =>
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                InterpolationKernels.KeepImportantChanges((float*)baseAddress + start, (float*)modelAddress + start, threshold,
+                    (float*)scoresAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void SoftmaxDivergenceScores(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> scores)
+    {
+        int length = scores.Length;
+        RequireSameLength(length, model.Length, nameof(model));
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        if (length == 0)
+            return;
+        if (rowLength < 1 || length % rowLength != 0)
+            throw new ArgumentException($"{length} values do not split into rows of {rowLength}.", nameof(rowLength));
+        fixed (float* modelStart = model)
+        fixed (float* baseStart = baseline)
+        fixed (float* scoresStart = scores)
+        {
+            nint modelAddress = (nint)modelStart, baseAddress = (nint)baseStart, scoresAddress = (nint)scoresStart;
+            // Rows are independent and each is computed in row order, so the thread count never changes a bit.
+            Parallel.For(0, length / rowLength, _parallel,
+                () => new float[2 * rowLength],
+                (row, _, scratch) =>
+                {
+                    long start = (long)row * rowLength;
+                    SoftmaxDivergence.ScoreRow(new ReadOnlySpan<float>((float*)modelAddress + start, rowLength),
+                        new ReadOnlySpan<float>((float*)baseAddress + start, rowLength), new Span<float>((float*)scoresAddress + start, rowLength),
+                        scratch.AsSpan(0, rowLength), scratch.AsSpan(rowLength));
+                    return scratch;
+                },
+                static _ => { });
+        }
+    }
+
+    /// <summary>The row length of <see cref="AxpbyRows"/>: <paramref name="length"/> split into <paramref name="rows"/> equal rows.</summary>
+    internal static int InterpolationRowLength(int length, int rows)
+    {
+        if (rows == 0)
+        {
+            if (length != 0)
+                throw new ArgumentException($"{length} values without row weights.", nameof(rows));
+            return 0;
+        }
+        if (length % rows != 0)
+            throw new ArgumentException($"{length} values do not split into {rows} equal rows.", nameof(rows));
+        return length / rows;
+    }
+}
