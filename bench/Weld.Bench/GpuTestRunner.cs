@@ -10,7 +10,7 @@ namespace Weld.Bench;
 /// </summary>
 /// <remarks>
 /// Attributes are recognised by name (<c>CudaFactAttribute</c>, <c>CudaTheoryAttribute</c>, <c>CudaDeviceTheoryAttribute</c>,
-/// <c>NvrtcFactAttribute</c>, <c>NvrtcTheoryAttribute</c>) so the bench needs no reference to xunit; theory rows come
+/// <c>NvrtcFactAttribute</c>, <c>NvrtcTheoryAttribute</c>, <c>CublasFactAttribute</c>, <c>CudaGemmFactAttribute</c>) so the bench needs no reference to xunit; theory rows come
 /// from each data attribute's own <c>GetData(MethodInfo)</c>, as xunit takes them.
 /// </remarks>
 public static class GpuTestRunner
@@ -18,6 +18,7 @@ public static class GpuTestRunner
     private static readonly HashSet<string> s_testAttributes = new(StringComparer.Ordinal)
     {
         "CudaFactAttribute", "CudaTheoryAttribute", "CudaDeviceTheoryAttribute", "NvrtcFactAttribute", "NvrtcTheoryAttribute",
+        "CublasFactAttribute", "CudaGemmFactAttribute",
     };
 
     /// <summary>Runs the GPU tests of <paramref name="assemblyPaths"/>.</summary>
