@@ -26,6 +26,10 @@ internal static class ChunkedParallel
     public static void For(long length, ParallelOptions options, Action<int> body) =>
         ForEachIndex(ChunkCount(length), options, body);
 
+    /// <summary>Runs <paramref name="body"/>(chunk, start, size) for every chunk of <paramref name="length"/> elements.</summary>
+    public static void ForEachChunk(long length, ParallelOptions options, Action<int, long, int> body) =>
+        ForEachIndex(ChunkCount(length), options, chunk => body(chunk, ChunkStart(chunk), ChunkSize(chunk, length)));
+
     /// <summary>Runs <paramref name="body"/>(i) for i in [0, count): inline when one worker suffices.</summary>
     public static void ForEachIndex(int count, ParallelOptions options, Action<int> body)
     {

@@ -12,11 +12,10 @@ public sealed unsafe partial class CpuKernels
         fixed (float* mergedStart = merged)
         {
             nint baseAddress = (nint)baseStart, mergedAddress = (nint)mergedStart;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 InterpolationKernels.ScaleFromBase((float*)baseAddress + start, (float*)mergedAddress + start, scale,
-                    ChunkedParallel.ChunkSize(chunk, length));
+                    size);
             });
         }
     }
@@ -56,11 +55,10 @@ public sealed unsafe partial class CpuKernels
         fixed (float* scoresStart = scores)
         {
             nint baseAddress = (nint)baseStart, modelAddress = (nint)modelStart, scoresAddress = (nint)scoresStart;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 InterpolationKernels.KeepImportantChanges((float*)baseAddress + start, (float*)modelAddress + start, threshold,
-                    (float*)scoresAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+                    (float*)scoresAddress + start, size);
             });
         }
     }

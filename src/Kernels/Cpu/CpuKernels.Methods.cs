@@ -14,11 +14,10 @@ public sealed unsafe partial class CpuKernels
         fixed (float* destination = output)
         {
             nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 MethodKernels.SelectLargestMagnitude((float*)sourceAddress + start, length, rows,
-                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+                    (float*)destinationAddress + start, size);
             });
         }
     }
@@ -39,11 +38,11 @@ public sealed unsafe partial class CpuKernels
         fixed (byte* bits = packed)
         {
             nint ownAddress = (nint)own, allAddress = (nint)all, bitsAddress = (nint)bits;
-            ChunkedParallel.ForEachIndex(chunks, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk); // a multiple of 8: each chunk owns whole bytes
+                // start is a multiple of 8: each chunk owns whole bytes
                 setPerChunk[chunk] = MethodKernels.TallMask((float*)ownAddress + start, (float*)allAddress + start, lambda,
-                    (byte*)bitsAddress + start / 8, ChunkedParallel.ChunkSize(chunk, length));
+                    (byte*)bitsAddress + start / 8, size);
             });
         }
         long set = 0;
@@ -66,11 +65,11 @@ public sealed unsafe partial class CpuKernels
         fixed (float* destination = output)
         {
             nint baseAddress = (nint)baseStart, allAddress = (nint)all, bitsAddress = (nint)bits, destinationAddress = (nint)destination;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk); // a multiple of 8: each chunk owns whole bytes
+                // start is a multiple of 8: each chunk owns whole bytes
                 MethodKernels.TallRestore((float*)baseAddress + start, (float*)allAddress + start, (byte*)bitsAddress + start / 8,
-                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+                    (float*)destinationAddress + start, size);
             });
         }
     }
@@ -85,11 +84,10 @@ public sealed unsafe partial class CpuKernels
         fixed (float* destination = output)
         {
             nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 MethodKernels.ConsensusMerge((float*)sourceAddress + start, length, lambdaCopy, minAgreeing,
-                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+                    (float*)destinationAddress + start, size);
             });
         }
     }
@@ -107,11 +105,10 @@ public sealed unsafe partial class CpuKernels
         fixed (float* destination = output)
         {
             nint modelsAddress = (nint)models, fisherAddress = (nint)fisher, destinationAddress = (nint)destination;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 MethodKernels.FisherMerge((float*)modelsAddress + start, (float*)fisherAddress + start, length, weightCopy, epsilon,
-                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+                    (float*)destinationAddress + start, size);
             });
         }
     }
@@ -127,11 +124,10 @@ public sealed unsafe partial class CpuKernels
         fixed (float* destination = output)
         {
             nint v0Address = (nint)v0, v1Address = (nint)v1, destinationAddress = (nint)destination;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 MethodKernels.NearSwap((float*)v0Address + start, (float*)v1Address + start, t,
-                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+                    (float*)destinationAddress + start, size);
             });
         }
     }
@@ -149,11 +145,10 @@ public sealed unsafe partial class CpuKernels
         fixed (float* destination = output)
         {
             nint deltasAddress = (nint)deltas, baseAddress = (nint)baseStart, destinationAddress = (nint)destination;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 MethodKernels.RamMerge((float*)deltasAddress + start, length, (float*)baseAddress + start, scaleCopy, epsilon,
-                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+                    (float*)destinationAddress + start, size);
             });
         }
     }
@@ -178,11 +173,10 @@ public sealed unsafe partial class CpuKernels
         fixed (float* deltas = stackedDeltas)
         {
             nint deltasAddress = (nint)deltas;
-            ChunkedParallel.ForEachIndex(chunks, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 MethodKernels.RamContributionCounts((float*)deltasAddress + start, length, rows, epsilon,
-                    perChunk.AsSpan(chunk * 2 * rows, 2 * rows), ChunkedParallel.ChunkSize(chunk, length));
+                    perChunk.AsSpan(chunk * 2 * rows, 2 * rows), size);
             });
         }
         for (int chunk = 0; chunk < chunks; chunk++)
@@ -208,11 +202,10 @@ public sealed unsafe partial class CpuKernels
         fixed (float* destination = output)
         {
             nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
-            ChunkedParallel.ForEachIndex(chunks, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 nonzeroPerChunk[chunk] = MethodKernels.VarianceAcrossRows((float*)sourceAddress + start, length, rows,
-                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+                    (float*)destinationAddress + start, size);
             });
         }
         long nonzero = 0;
@@ -245,11 +238,10 @@ public sealed unsafe partial class CpuKernels
         fixed (float* destination = output)
         {
             nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 MethodKernels.SignErasedMix((float*)sourceAddress + start, length, weightCopy, divisorFloor,
-                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+                    (float*)destinationAddress + start, size);
             });
         }
     }

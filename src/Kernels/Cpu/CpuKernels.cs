@@ -42,11 +42,10 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
         fixed (float* destination = output)
         {
             nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 ElementwiseKernels.WeightedSum((float*)sourceAddress + start, length, weightCopy,
-                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+                    (float*)destinationAddress + start, size);
             });
         }
     }
@@ -171,10 +170,9 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
         fixed (float* data = values)
         {
             nint address = (nint)data;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
-                DropAndRescaleKernel.Apply((float*)address + start, firstIndex + start, ChunkedParallel.ChunkSize(chunk, length),
+                DropAndRescaleKernel.Apply((float*)address + start, firstIndex + start, size,
                     density, rescale, key);
             });
         }
@@ -230,11 +228,10 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
         fixed (float* destination = output)
         {
             nint sourceAddress = (nint)source, destinationAddress = (nint)destination;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 SignConsensusKernel.Merge((float*)sourceAddress + start, length, weightCopy, election, normalize,
-                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+                    (float*)destinationAddress + start, size);
             });
         }
     }
@@ -273,11 +270,10 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
         fixed (float* destination = output)
         {
             nint leftAddress = (nint)left, rightAddress = (nint)right, destinationAddress = (nint)destination;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
-                long start = ChunkedParallel.ChunkStart(chunk);
                 ElementwiseKernels.Axpby(a, (float*)leftAddress + start, b, (float*)rightAddress + start,
-                    (float*)destinationAddress + start, ChunkedParallel.ChunkSize(chunk, length));
+                    (float*)destinationAddress + start, size);
             });
         }
     }
@@ -289,9 +285,9 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
         fixed (float* data = values)
         {
             nint address = (nint)data;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
                 ElementwiseKernels.Scale(
-                    new Span<float>((float*)address + ChunkedParallel.ChunkStart(chunk), ChunkedParallel.ChunkSize(chunk, length)),
+                    new Span<float>((float*)address + start, size),
                     factor));
         }
     }
@@ -303,9 +299,9 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
         fixed (float* data = values)
         {
             nint address = (nint)data;
-            ChunkedParallel.For(length, _parallel, chunk =>
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
                 ElementwiseKernels.Divide(
-                    new Span<float>((float*)address + ChunkedParallel.ChunkStart(chunk), ChunkedParallel.ChunkSize(chunk, length)),
+                    new Span<float>((float*)address + start, size),
                     divisor));
         }
     }
@@ -327,8 +323,8 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
         double[] partials = ArrayPool<double>.Shared.Rent(chunks);
         try
         {
-            ChunkedParallel.ForEachIndex(chunks, _parallel, chunk =>
-                partials[chunk] = chunkSum(ChunkedParallel.ChunkStart(chunk), ChunkedParallel.ChunkSize(chunk, length)));
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+                partials[chunk] = chunkSum(start, size));
             double total = 0;
             for (int chunk = 0; chunk < chunks; chunk++)
                 total += partials[chunk];
