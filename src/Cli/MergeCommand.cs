@@ -51,6 +51,9 @@ internal sealed class MergeOptions
     [Option("no-direct-io", HelpText = "Write shards through the page cache instead of with O_DIRECT (Linux; the default falls back by itself where the file system refuses it).")]
     public bool NoDirectIo { get; set; }
 
+    [Option("allow-non-finite", HelpText = "Merge input tensors that hold NaN or Inf (mergekit's behaviour); by default the first one is an error naming the file and tensor.")]
+    public bool AllowNonFinite { get; set; }
+
     [Option("overwrite", HelpText = "Replace an existing output folder.")]
     public bool Overwrite { get; set; }
 
@@ -131,6 +134,7 @@ internal static class MergeCommand
             MemoryLimitBytes = ParseMemoryLimit(options.MemoryLimit),
             Resume = options.Resume,
             DirectIo = !options.NoDirectIo,
+            AllowNonFinite = options.AllowNonFinite,
             Part = options.Part is null ? null : PartSelection.Parse(options.Part),
         };
         MergeSummary summary;

@@ -12,11 +12,28 @@ public sealed class ParameterSet
     /// <param name="values">The settings by parameter name.</param>
     /// <param name="line">The recipe line of the <c>parameters:</c> mapping (0 when absent or built in code).</param>
     public ParameterSet(IReadOnlyDictionary<string, ParameterValue> values, int line = 0)
+        : this(values, line, null)
+    {
+    }
+
+    /// <summary>Creates the set, remembering the recipe line of each parameter name.</summary>
+    /// <param name="values">The settings by parameter name.</param>
+    /// <param name="line">The recipe line of the <c>parameters:</c> mapping (0 when absent or built in code).</param>
+    /// <param name="keyLines">The recipe line of each name, for messages (missing names fall back to <paramref name="line"/>).</param>
+    public ParameterSet(IReadOnlyDictionary<string, ParameterValue> values, int line, IReadOnlyDictionary<string, int>? keyLines)
     {
         ArgumentNullException.ThrowIfNull(values);
         _values = new Dictionary<string, ParameterValue>(values, StringComparer.Ordinal);
         Line = line;
+        _keyLines = keyLines is null ? null : new Dictionary<string, int>(keyLines, StringComparer.Ordinal);
     }
+
+    private readonly Dictionary<string, int>? _keyLines;
+
+    /// <summary>The recipe line where <paramref name="name"/> is written (the mapping's line when unknown).</summary>
+    /// <param name="name">The parameter name.</param>
+    /// <returns>The line.</returns>
+    public int LineOf(string name) => _keyLines is not null && _keyLines.TryGetValue(name, out int line) ? line : Line;
 
     /// <summary>The recipe line of the mapping.</summary>
     public int Line { get; }

@@ -80,7 +80,7 @@ internal sealed class RecipeReader(string sourceName)
             OptionalDType(entries, "out_dtype"),
             tokenizerSource,
             tokenizer,
-            Optional(entries, "chat_template", node => ReadString(node, "chat_template")),
+            Optional(entries, "chat_template", ReadChatTemplate),
             Optional(entries, "name", node => ReadString(node, "name")),
             yamlText,
             sourceName)
@@ -88,6 +88,13 @@ internal sealed class RecipeReader(string sourceName)
             Lines = Optional(entries, "lines", ReadLines),
             AlignTo = Optional(entries, "align_to", ReadModelReference),
         };
+    }
+
+    /// <summary>Reads <c>chat_template:</c>: a built-in name, <c>auto</c>, or Jinja text (mergekit refuses anything else).</summary>
+    private string ReadChatTemplate(YamlNode node)
+    {
+        string value = ReadString(node, "chat_template");
+        return Weld.Engine.Execution.ChatTemplates.Problem(value) is { } problem ? throw Fail(node, problem) : value;
     }
 
     /// <summary>Reads <c>lines: {alpha: A, beta: B}</c>; β defaults to 0 (a uniform scale α).</summary>
@@ -178,6 +185,7 @@ internal sealed class RecipeReader(string sourceName)
         YamlMappingNode map = node as YamlMappingNode
             ?? throw Fail(node, "'parameters' must be a mapping of parameter names to values");
         var values = new Dictionary<string, ParameterValue>(StringComparer.Ordinal);
+        var lines = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (keyNode, valueNode) in map.Children)
         {
             string name = KeyName(keyNode);
@@ -185,9 +193,11 @@ internal sealed class RecipeReader(string sourceName)
             {
                 throw Fail(keyNode, $"parameter '{name}' is given twice");
             }
+
+            lines[name] = Line(keyNode);
         }
 
-        return new ParameterSet(values, Line(map));
+        return new ParameterSet(values, Line(map), lines);
     }
 
     private ParameterValue ReadParameterValue(YamlNode node, string name)

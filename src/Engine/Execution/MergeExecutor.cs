@@ -40,6 +40,9 @@ public sealed class MergeExecutor
 {
     private const int ReadChunk = TensorMergeInputs.ChunkAlignment;
 
+    /// <summary>Bytes per item when an integer / boolean tensor is copied unchanged.</summary>
+    private const int CopyChunkBytes = 4 << 20;
+
     /// <summary>
     /// Elements per tile of the fused elementwise path: the rows of one tile (a few inputs × 64 KiB of float32) stay
     /// in the core's L2 cache between decoding, merging and encoding.
@@ -71,6 +74,13 @@ public sealed class MergeExecutor
 
     /// <summary>Write shards with <c>O_DIRECT</c> where the file system allows it (see <see cref="MergeOptions.DirectIo"/>).</summary>
     public bool DirectIo { get; init; }
+
+    /// <summary>
+    /// Let NaN and ±Inf in input tensors through (mergekit's behaviour). Off by default: every value read is checked
+    /// (a SIMD scan of the stored bits fused into the read) and the first non-finite one stops the merge with
+    /// <see cref="NonFiniteInputException"/>, naming the file and tensor, before the output is committed.
+    /// </summary>
+    public bool AllowNonFinite { get; init; }
 
     /// <summary>Peak working-buffer bytes of the runs so far.</summary>
     public long PeakBufferBytes => _pool.PeakBytes;
@@ -139,6 +149,12 @@ public sealed class MergeExecutor
 
     private void CheckFits(MergePlan plan, TensorTask task)
     {
+        if (task.CopyFrom is not null)
+        {
+            long floats = (Math.Min(task.Header.ByteLength, CopyChunkBytes) + 3) / 4;
+            if (_pool.CanFit(floats)) return;
+            throw new WeldException($"tensor {task.Header.Name}: a copy chunk of {floats * 4:N0} bytes is above the memory limit of {_pool.LimitBytes:N0} bytes; raise --memory-limit");
+        }
         long rows = task.Rows;
         if (IsFused(plan, task))
         {
@@ -183,6 +199,11 @@ public sealed class MergeExecutor
             foreach (TensorHeader header in shard.Tensors)
             {
                 TensorTask task = plan.Tensors[taskIndex[header.Name]];
+                if (task.CopyFrom is { } copy)
+                {
+                    LoadCopy(models, task, copy, output, counters, cancel);
+                    continue;
+                }
                 int rows = task.Rows;
                 long n = task.ElementCount;
                 long chunk = n;
@@ -255,6 +276,27 @@ public sealed class MergeExecutor
         }
     }
 
+    /// <summary>Queues the stored bytes of a copied (integer / boolean) tensor in chunks; the writer appends them as they are.</summary>
+    private void LoadCopy(IReadOnlyList<ModelFolder> models, TensorTask task, TensorSource copy, ChannelWriter<WorkItem> output,
+        Counters counters, CancellationToken cancel)
+    {
+        ModelTensor tensor = models[copy.Model].GetTensor(copy.TensorName);
+        int size = DTypes.SizeOf(task.Header.DType);
+        long n = task.ElementCount;
+        long chunk = Math.Max(1, CopyChunkBytes / size);
+        for (long offset = 0; offset < n || (n == 0 && offset == 0); offset += chunk)
+        {
+            int length = (int)Math.Min(chunk, n - offset);
+            NativeFloatBuffer bytes = _pool.Rent(checked((int)(((long)length * size + 3) / 4)), cancel);
+            tensor.ReadBytes(offset * size, MemoryMarshal.AsBytes(bytes.Span).Slice(0, length * size));
+            Interlocked.Add(ref counters.BytesRead, (long)length * size);
+            var item = new WorkItem(task, offset, length, offset + length >= n, null, bytes, Fused: true, Copy: true);
+            if (!output.TryWrite(item))
+                output.WriteAsync(item, cancel).AsTask().GetAwaiter().GetResult();
+            if (n == 0) break;
+        }
+    }
+
     /// <summary>What the method sees for one tensor or one chunk of it.</summary>
     private TensorMergeInputs Inputs(MergePlan plan, TensorTask task, Memory<float> models, ReadOnlyMemory<float> baseline, long offset, long length,
         ReadOnlyMemory<float> auxiliary = default, IMergeKernels? kernels = null)
@@ -288,6 +330,11 @@ public sealed class MergeExecutor
             while (input.TryRead(out WorkItem? item))
             {
                 TensorTask task = item.Task;
+                if (item.Copy)
+                {
+                    output.WriteAsync(item, cancel).AsTask().GetAwaiter().GetResult();
+                    continue;
+                }
                 if (item.Fused)
                 {
                     NativeFloatBuffer encoded = _pool.Rent(checked((int)(((long)item.Length * DTypes.SizeOf(task.Header.DType) + 3) / 4)), cancel);
@@ -390,13 +437,14 @@ public sealed class MergeExecutor
         ModelTensor tensor = Resolve(models, source, offset, destination.Length, outputName);
         int length = destination.Length;
         int chunks = (length + ReadChunk - 1) / ReadChunk;
+        bool check = !AllowNonFinite;
         if (chunks <= 1)
-            tensor.ReadFloat32(offset, destination.Span);
+            tensor.ReadFloat32(offset, destination.Span, check);
         else
             Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = _parallelism }, c =>
             {
                 int start = c * ReadChunk;
-                tensor.ReadFloat32(offset + start, destination.Span.Slice(start, Math.Min(ReadChunk, length - start)));
+                tensor.ReadFloat32(offset + start, destination.Span.Slice(start, Math.Min(ReadChunk, length - start)), check);
             });
         return (long)length * DTypes.SizeOf(tensor.Info.DType);
     }
@@ -455,7 +503,7 @@ public sealed class MergeExecutor
                     int count = Math.Min(tileLength, length - start);
                     Memory<float> data = own.Slice(0, rows * count);
                     for (int r = 0; r < rows; r++)
-                        tensors[r].ReadFloat32(offset + start, data.Span.Slice(r * count, count));
+                        tensors[r].ReadFloat32(offset + start, data.Span.Slice(r * count, count), !AllowNonFinite);
                     Span<float> result = own.Span.Slice(rows * count, count);
                     TensorMergeInputs inputs = Inputs(plan, task, data.Slice(0, k * count),
                         task.Base is null ? ReadOnlyMemory<float>.Empty : data.Slice(k * count, count),
@@ -479,7 +527,7 @@ public sealed class MergeExecutor
     /// item carries no inputs (the compute stage reads its tiles) and its output buffer holds encoded bytes.
     /// </summary>
     private sealed record WorkItem(TensorTask Task, long Offset, int Length, bool Last, NativeFloatBuffer? Inputs, NativeFloatBuffer? Output,
-        IStreamingTensorMerge? Stream = null, int Pass = 0, bool Fused = false);
+        IStreamingTensorMerge? Stream = null, int Pass = 0, bool Fused = false, bool Copy = false);
 
     private sealed class Counters
     {

@@ -50,6 +50,12 @@ public sealed class MergeOptions
     /// </summary>
     public bool FuseElementwise { get; init; } = true;
 
+    /// <summary>
+    /// Merge input tensors that hold NaN or ±Inf, as mergekit does (default off: the first one is an error naming the
+    /// file and tensor; see <see cref="MergeExecutor.AllowNonFinite"/>).
+    /// </summary>
+    public bool AllowNonFinite { get; init; }
+
     /// <summary>Threads for kernels and reads (-1: all cores).</summary>
     public int Threads { get; init; } = -1;
 
@@ -108,7 +114,7 @@ public static class MergeRunner
         record.Write(output.WorkPath);
 
         IMergeKernels kernels = options.Kernels ?? new CpuKernels(options.Threads);
-        var executor = new MergeExecutor(kernels, options.MemoryLimitBytes, options.Threads) { DirectIo = options.DirectIo, FuseElementwise = options.FuseElementwise };
+        var executor = new MergeExecutor(kernels, options.MemoryLimitBytes, options.Threads) { DirectIo = options.DirectIo, FuseElementwise = options.FuseElementwise, AllowNonFinite = options.AllowNonFinite };
         MergeSummary summary;
         try
         {
@@ -131,7 +137,7 @@ public static class MergeRunner
             return summary;
         }
         cancel.ThrowIfCancellationRequested();
-        Assemble(recipe, models, plan, shards, output, options.CopyTokenizer, options.WriteModelCard);
+        Assemble(recipe, models, plan, shards, output, options.CopyTokenizer, options.WriteModelCard, log);
         return summary;
     }
 
@@ -197,7 +203,7 @@ public static class MergeRunner
     }
 
     private static void Assemble(MergeRecipe recipe, ModelSet models, MergePlan plan, IReadOnlyList<ShardPlan> shards,
-        OutputFolder output, bool copyTokenizer, bool writeModelCard)
+        OutputFolder output, bool copyTokenizer, bool writeModelCard, Action<string>? log = null)
     {
         foreach (string file in Directory.GetFiles(output.WorkPath, "weld-progress-*.json")) File.Delete(file);
         if (shards.Count > 1) ShardIndex.Write(output.WorkPath, shards);
@@ -205,6 +211,7 @@ public static class MergeRunner
         DType outputDType = plan.Tensors.Count > 0 ? plan.Tensors[0].Header.DType : DType.F32;
         OutputSideFiles.WriteConfig(output.WorkPath, template.Config, outputDType, plan.OutputLayerCount);
         if (copyTokenizer) OutputSideFiles.CopySideFiles(output.WorkPath, TokenizerModel(recipe, models, template));
+        ChatTemplates.Apply(recipe, output.WorkPath, copyTokenizer, ChatTemplateCandidates(recipe, models), log);
         if (writeModelCard)
         {
             OutputSideFiles.WriteRecipe(output.WorkPath, recipe.YamlText);
@@ -223,6 +230,15 @@ public static class MergeRunner
 
     private static ModelFolder TokenizerModel(MergeRecipe recipe, ModelSet models, ModelFolder template) =>
         recipe.TokenizerSource is { Kind: TokenizerSourceKind.Model, Model: { } m } ? models[m] : template;
+
+    /// <summary>The models <c>chat_template: auto</c> polls: the base, then every model in recipe order.</summary>
+    private static IEnumerable<ModelFolder> ChatTemplateCandidates(MergeRecipe recipe, ModelSet models)
+    {
+        if (recipe.BaseModel is { } b) yield return models[b];
+        for (int s = 0; s < recipe.SliceCount; s++)
+            foreach (ModelReference r in RecipeParameters.SourceModels(recipe, s))
+                if (!r.Equals(recipe.BaseModel)) yield return models[r];
+    }
 
     private static List<string> ReferencedModels(MergeRecipe recipe)
     {

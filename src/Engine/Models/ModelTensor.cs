@@ -22,6 +22,13 @@ public readonly record struct ModelTensor(SafeTensorsFile File, TensorInfo Info)
     /// <summary>Converts elements <c>[firstElement, firstElement + destination.Length)</c> to float32.</summary>
     public void ReadFloat32(long firstElement, Span<float> destination) => File.ReadFloat32(Info, firstElement, destination);
 
+    /// <summary>As <see cref="ReadFloat32(long, Span{float})"/>, refusing NaN / ±Inf when <paramref name="rejectNonFinite"/>.</summary>
+    public void ReadFloat32(long firstElement, Span<float> destination, bool rejectNonFinite) =>
+        File.ReadFloat32(Info, firstElement, destination, rejectNonFinite);
+
+    /// <summary>Copies stored bytes of the tensor (positional reads).</summary>
+    public void ReadBytes(long byteOffset, Span<byte> destination) => File.ReadBytes(Info, byteOffset, destination);
+
     /// <summary>Maps the pages of elements <c>[firstElement, firstElement + count)</c> ahead of many small reads.</summary>
     public void Prefetch(long firstElement, long count) => File.Prefetch(Info, firstElement, count);
 }

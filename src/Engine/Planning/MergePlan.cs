@@ -52,6 +52,12 @@ public sealed class TensorTask
     public TensorSource? Base { get; init; }
 
     /// <summary>
+    /// For a tensor of an integer or boolean dtype: the input whose stored bytes are copied unchanged (every input
+    /// holds the same bytes, checked when planning); null for a merged tensor. Such a task has no inputs or parameters.
+    /// </summary>
+    public TensorSource? CopyFrom { get; init; }
+
+    /// <summary>
     /// Extra per-model tensors (<see cref="ParameterSpec.TensorFile"/>, e.g. Fisher diagonals), one per entry of
     /// <see cref="Inputs"/>, or empty when the method reads none.
     /// </summary>

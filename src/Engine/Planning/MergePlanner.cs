@@ -16,6 +16,7 @@ public static class MergePlanner
     public static MergePlan Plan(MergeRecipe recipe, ModelSet models, ulong seed = 0)
     {
         IMergeMethod method = ResolveMethod(recipe);
+        RecipeParameterCheck.Check(recipe, method);
         if (recipe.TokenizerSource is { Kind: TokenizerSourceKind.Union } union)
             throw new RecipeException($"{recipe.SourceName}:{union.Line}: tokenizer_source: union is not supported yet; use base or a model");
         if (recipe.Tokenizer is { } tokenizer)
@@ -117,6 +118,8 @@ public static class MergePlanner
             // Shapes: every input must match the template, except vocabulary matrices, cropped to common rows.
             ModelFolder templateModel = models.Folders[slice.Sources[0].Model];
             ModelTensor templateTensor = Tensor(templateModel, templateName);
+            if (!DTypes.IsFloatingPoint(templateTensor.Info.DType))
+                return CopyTask(slice, inputs, baseInput, outputName, templateModel, templateTensor);
             long[] shape = (long[])templateTensor.Info.Shape.Clone();
             var all = new List<(SliceSource Source, string Name)>(inputs);
             if (baseInput is { } b) all.Add(b);
@@ -134,8 +137,6 @@ public static class MergePlanner
                 notes.Add($"{outputName}: vocabulary sizes differ; using the common {shape[0]} rows (as mergekit does)");
 
             DType outputDType = recipe.OutDType ?? recipe.DType ?? templateTensor.Info.DType;
-            if (!DTypes.IsFloatingPoint(templateTensor.Info.DType))
-                throw new RecipeException($"tensor {templateName} of {templateModel.Path} has dtype {DTypes.ToName(templateTensor.Info.DType)}; Weld merges floating-point tensors only");
 
             var perModel = new ResolvedParameters[inputs.Count];
             for (int k = 0; k < inputs.Count; k++)
@@ -154,6 +155,59 @@ public static class MergePlanner
                 Auxiliary = auxiliary,
                 LinesScale = recipe.Lines?.ScaleFor(outputLayer, outputLayers),
             };
+        }
+
+        /// <summary>
+        /// A tensor of an integer or boolean dtype (position ids, masks, quantisation tables) is never merged
+        /// arithmetically: it is copied from the base model (else the first input) when every input holds the same dtype,
+        /// shape and bytes, and is an error naming the tensor otherwise. The bytes are compared here, before any output.
+        /// </summary>
+        private TensorTask CopyTask(SliceLayout slice, List<(SliceSource Source, string Name)> inputs, (SliceSource Source, string Name)? baseInput,
+            string outputName, ModelFolder templateModel, ModelTensor templateTensor)
+        {
+            var all = new List<(SliceSource Source, string Name)>();
+            if (baseInput is { } b) all.Add(b);
+            all.AddRange(inputs);
+            if (all.Count == 0) all.Add((slice.Sources[0], templateTensor.Name));
+            var (firstSource, firstName) = all[0];
+            ModelFolder firstFolder = models.Folders[firstSource.Model];
+            ModelTensor first = Tensor(firstFolder, firstName);
+            string dtype = DTypes.ToName(first.Info.DType);
+            foreach (var (source, name) in all.Skip(1))
+            {
+                ModelFolder folder = models.Folders[source.Model];
+                ModelTensor other = Tensor(folder, name);
+                if (other.Info.DType != first.Info.DType || !other.Info.Shape.AsSpan().SequenceEqual(first.Info.Shape))
+                    throw new RecipeException($"tensor {name} has dtype {dtype} (not floating point, so it is copied, never merged), but " +
+                        $"{folder.Path} has {DTypes.ToName(other.Info.DType)} [{string.Join(", ", other.Info.Shape)}] and {firstFolder.Path} has {dtype} [{string.Join(", ", first.Info.Shape)}]");
+                if (!SameBytes(first, other))
+                    throw new RecipeException($"tensor {name} has dtype {dtype}, which Weld copies rather than merges, but its values differ between " +
+                        $"{firstFolder.Path} and {folder.Path}; integer and boolean tensors must be identical in every model");
+            }
+            return new TensorTask
+            {
+                Header = new TensorHeader(outputName, first.Info.DType, (long[])first.Info.Shape.Clone()),
+                Inputs = [],
+                Base = null,
+                CopyFrom = new TensorSource(firstSource.Model, firstName, firstSource.RecipeIndex),
+                ModelParameters = [],
+                Global = new ResolvedParameters(),
+            };
+        }
+
+        private static bool SameBytes(ModelTensor a, ModelTensor b)
+        {
+            const int Chunk = 1 << 20;
+            long length = a.Info.ByteLength;
+            byte[] x = new byte[(int)Math.Min(Chunk, Math.Max(length, 1))], y = new byte[x.Length];
+            for (long offset = 0; offset < length; offset += Chunk)
+            {
+                int count = (int)Math.Min(Chunk, length - offset);
+                a.ReadBytes(offset, x.AsSpan(0, count));
+                b.ReadBytes(offset, y.AsSpan(0, count));
+                if (!x.AsSpan(0, count).SequenceEqual(y.AsSpan(0, count))) return false;
+            }
+            return true;
         }
 
         /// <summary>

@@ -55,6 +55,7 @@ public sealed class ModelSet : IDisposable
     private string Fold(ModelReference reference, string model, string adapter)
     {
         string folder = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"weld-lora-{Guid.NewGuid():N}");
+        _foldedFolders.Add(folder); // before the fold: a failed fold's half-written copy is removed too
         try
         {
             LoraApplier.Apply(model, adapter, folder);
@@ -63,7 +64,6 @@ public sealed class ModelSet : IDisposable
         {
             throw new RecipeException($"{_recipeName}:{reference.Line}: {reference.Raw}: {e.Message}");
         }
-        _foldedFolders.Add(folder);
         return folder;
     }
 

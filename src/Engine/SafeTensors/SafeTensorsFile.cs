@@ -5,8 +5,10 @@ using Weld.Kernels;
 namespace Weld.Engine.SafeTensors;
 
 /// <summary>
-/// A safetensors file opened read-only through a memory map: the header is parsed and validated at
-/// <see cref="Open"/>, tensor bytes are read in place (zero copy) and converted to float32 on demand.
+/// A safetensors file opened read-only: the header is parsed and validated at <see cref="Open"/>; tensor values are
+/// read with positional reads (<c>pread</c>) into small per-thread buffers and converted to float32 on demand, so a
+/// file truncated or shrunk while it is read is an <see cref="InvalidModelFileException"/> naming the file, never a
+/// SIGBUS. <see cref="GetBytes"/> still hands out the memory map in place (zero copy) for the tools that copy bytes.
 /// </summary>
 /// <remarks>
 /// Every read method is thread-safe: the map is created once and only read, so many threads may read
@@ -15,9 +17,11 @@ namespace Weld.Engine.SafeTensors;
 /// </remarks>
 public sealed unsafe class SafeTensorsFile : IDisposable
 {
-    /// <summary>Elements converted per step in <see cref="ReadFloat32"/>, so that byte counts stay within int.</summary>
+    /// <summary>Elements converted per step in <see cref="ReadFloat32(TensorInfo, long, Span{float}, bool)"/>, so that byte counts stay within int.</summary>
     private const int ConversionChunk = 1 << 20;
 
+    private readonly FileStream _stream;
+    private readonly long _dataStart;
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;
     private readonly byte* _data;
@@ -25,10 +29,12 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     private readonly Dictionary<string, TensorInfo> _byName;
     private int _disposed;
 
-    private SafeTensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* data, long dataLength,
+    private SafeTensorsFile(string path, FileStream stream, long dataStart, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* data, long dataLength,
         List<TensorInfo> tensors, Dictionary<string, string> metadata)
     {
         FilePath = path;
+        _stream = stream;
+        _dataStart = dataStart;
         _map = map;
         _view = view;
         _data = data;
@@ -81,7 +87,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             }
 
             map = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read,
-                HandleInheritability.None, leaveOpen: false);
+                HandleInheritability.None, leaveOpen: true);
             view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
             byte* start = pointer + view.PointerOffset;
@@ -104,7 +110,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             long dataLength = fileLength - 8 - (long)headerLength;
             (List<TensorInfo> tensors, Dictionary<string, string> metadata) =
                 SafeTensorsHeader.Parse(fullPath, json, dataLength);
-            return new SafeTensorsFile(fullPath, map, view, start + 8 + (long)headerLength, dataLength, tensors, metadata);
+            return new SafeTensorsFile(fullPath, stream, 8 + (long)headerLength, map, view, start + 8 + (long)headerLength, dataLength, tensors, metadata);
         }
         catch
         {
@@ -146,7 +152,15 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     /// Converts elements <c>[firstElement, firstElement + destination.Length)</c> of <paramref name="tensor"/> to
     /// float32 (exact for every dtype except I32/I64 values beyond 2^24 and F64, which round to nearest).
     /// </summary>
-    public void ReadFloat32(TensorInfo tensor, long firstElement, Span<float> destination)
+    public void ReadFloat32(TensorInfo tensor, long firstElement, Span<float> destination) =>
+        ReadFloat32(tensor, firstElement, destination, rejectNonFinite: false);
+
+    /// <summary>
+    /// As <see cref="ReadFloat32(TensorInfo, long, Span{float})"/>; with <paramref name="rejectNonFinite"/> the stored
+    /// bits are scanned first and a NaN or ±Inf throws <see cref="NonFiniteInputException"/> naming the file and tensor.
+    /// </summary>
+    /// <exception cref="InvalidModelFileException">The file is shorter than when it was opened (truncated while read) or cannot be read.</exception>
+    public void ReadFloat32(TensorInfo tensor, long firstElement, Span<float> destination, bool rejectNonFinite)
     {
         CheckTensor(tensor);
         int elementSize = DTypes.SizeOf(tensor.DType);
@@ -157,18 +171,93 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                 $"{FilePath}: elements [{firstElement}, {firstElement + destination.Length}) are outside tensor '{tensor.Name}' ({elementCount} elements).");
         }
 
-        byte* source = _data + tensor.Offset + firstElement * elementSize;
-        MappedPages.Populate(source, (long)destination.Length * elementSize);
+        long position = _dataStart + tensor.Offset + firstElement * elementSize;
+        if (tensor.DType == DType.F32)
+        {
+            // Straight into the destination: no staging copy.
+            Span<byte> bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(destination);
+            ReadExactly(tensor, position, bytes);
+            if (rejectNonFinite) CheckFinite(tensor, firstElement, bytes);
+            return;
+        }
+
+        byte[] buffer = StagingBuffer(Math.Min(ConversionChunk, destination.Length) * elementSize);
         for (int done = 0; done < destination.Length; done += ConversionChunk)
         {
             int count = Math.Min(ConversionChunk, destination.Length - done);
-            Convert(tensor.DType, source + (long)done * elementSize, count, destination.Slice(done, count));
+            Span<byte> bytes = buffer.AsSpan(0, count * elementSize);
+            ReadExactly(tensor, position + (long)done * elementSize, bytes);
+            if (rejectNonFinite) CheckFinite(tensor, firstElement + done, bytes);
+            fixed (byte* source = bytes)
+                Convert(tensor.DType, source, count, destination.Slice(done, count));
         }
     }
 
     /// <summary>
-    /// Maps the pages of elements <c>[firstElement, firstElement + count)</c> of <paramref name="tensor"/> in one call
-    /// (<c>MADV_POPULATE_READ</c>), so that later small reads of the range take no page faults.
+    /// Copies the stored bytes <c>[byteOffset, byteOffset + destination.Length)</c> of <paramref name="tensor"/> into
+    /// <paramref name="destination"/> with positional reads (safe against a file truncated meanwhile).
+    /// </summary>
+    /// <exception cref="InvalidModelFileException">The file is shorter than when it was opened, or cannot be read.</exception>
+    public void ReadBytes(TensorInfo tensor, long byteOffset, Span<byte> destination)
+    {
+        CheckTensor(tensor);
+        if (byteOffset < 0 || byteOffset > tensor.ByteLength - destination.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(byteOffset),
+                $"{FilePath}: bytes [{byteOffset}, {byteOffset + destination.Length}) are outside tensor '{tensor.Name}' ({tensor.ByteLength} bytes).");
+        }
+        ReadExactly(tensor, _dataStart + tensor.Offset + byteOffset, destination);
+    }
+
+    [ThreadStatic] private static byte[]? t_staging;
+
+    /// <summary>A per-thread staging buffer of at least <paramref name="bytes"/> bytes (grown, never shrunk below 64 KiB).</summary>
+    private static byte[] StagingBuffer(int bytes)
+    {
+        byte[]? buffer = t_staging;
+        if (buffer is null || buffer.Length < bytes)
+            t_staging = buffer = GC.AllocateUninitializedArray<byte>(Math.Max(bytes, 1 << 16));
+        return buffer;
+    }
+
+    /// <summary>Test seam: runs before each positional read with the file and the tensor about to be read.</summary>
+    internal static Action<SafeTensorsFile, TensorInfo>? BeforeRead { get; set; }
+
+    private void ReadExactly(TensorInfo tensor, long position, Span<byte> destination)
+    {
+        BeforeRead?.Invoke(this, tensor);
+        int done = 0;
+        try
+        {
+            while (done < destination.Length)
+            {
+                int read = RandomAccess.Read(_stream.SafeFileHandle, destination.Slice(done), position + done);
+                if (read <= 0)
+                {
+                    long now = RandomAccess.GetLength(_stream.SafeFileHandle);
+                    throw new InvalidModelFileException(FilePath,
+                        $"the file ends at byte {now:N0} but tensor '{tensor.Name}' needs bytes up to {position + destination.Length:N0} " +
+                        $"(it was {_dataStart + _dataLength:N0} bytes when opened): it was truncated or replaced while Weld read it.");
+                }
+                done += read;
+            }
+        }
+        catch (IOException e)
+        {
+            throw new InvalidModelFileException(FilePath, $"cannot read tensor '{tensor.Name}': {e.Message}");
+        }
+    }
+
+    private void CheckFinite(TensorInfo tensor, long firstElement, ReadOnlySpan<byte> bytes)
+    {
+        long bad = NonFiniteScan.IndexOfNonFinite(tensor.DType, bytes);
+        if (bad >= 0)
+            throw new NonFiniteInputException(FilePath, tensor.Name, firstElement + bad, NonFiniteScan.IsNaN(tensor.DType, bytes, bad));
+    }
+
+    /// <summary>
+    /// Checks that elements <c>[firstElement, firstElement + count)</c> lie in <paramref name="tensor"/>. Reads are
+    /// positional now (the kernel's read-ahead streams the file), so nothing is mapped ahead any more.
     /// </summary>
     public void Prefetch(TensorInfo tensor, long firstElement, long count)
     {
@@ -180,7 +269,6 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             throw new ArgumentOutOfRangeException(nameof(firstElement),
                 $"{FilePath}: elements [{firstElement}, {firstElement + count}) are outside tensor '{tensor.Name}' ({elementCount} elements).");
         }
-        MappedPages.Populate(_data + tensor.Offset + firstElement * elementSize, count * elementSize);
     }
 
     private static void Convert(DType dtype, byte* source, int count, Span<float> destination)
@@ -223,6 +311,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _map.Dispose();
+        _stream.Dispose();
     }
 
     /// <inheritdoc />
