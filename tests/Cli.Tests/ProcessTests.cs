@@ -46,6 +46,29 @@ public sealed class ProcessTests
         Assert.Equal(File.ReadAllText(Path.Combine(Recipes.ExamplesFolder, "slerp.yml")), File.ReadAllText(Path.Combine(merged, "mergekit_config.yml")));
     }
 
+    [Fact]
+    public void Example_RunsUnchangedFromAnyWorkingDirectory()
+    {
+        // The examples name their models relative to their own folder: run one from an unrelated folder, with the
+        // recipe named by a relative path too, and it merges the same bytes as from the repository root.
+        string temp = TestPaths.NewTempDir("weld-cli");
+        try
+        {
+            string elsewhere = Directory.CreateDirectory(Path.Combine(temp, "cwd")).FullName;
+            string recipe = Path.GetRelativePath(elsewhere, Path.Combine(Recipes.ExamplesFolder, "ties.yml"));
+            (int exitCode, string stdout, string stderr) = RunWeldIn(elsewhere, "merge", recipe, "-o", "out", "-q");
+            Assert.True(exitCode == 0, $"exit {exitCode}\n{stdout}\n{stderr}");
+            (exitCode, stdout, stderr) = RunWeldIn(TestPaths.RepoRoot, "merge", "examples/ties.yml", "-o", Path.Combine(temp, "from-root"), "-q");
+            Assert.True(exitCode == 0, $"exit {exitCode}\n{stdout}\n{stderr}");
+            Assert.Equal(File.ReadAllBytes(Path.Combine(temp, "from-root", "model.safetensors")),
+                File.ReadAllBytes(Path.Combine(elsewhere, "out", "model.safetensors")));
+        }
+        finally
+        {
+            Directory.Delete(temp, recursive: true);
+        }
+    }
+
     private static (int ExitCode, string Stdout, string Stderr) RunWeld(params string[] args) => RunWeldIn(Path.GetTempPath(), args);
 
     private static (int ExitCode, string Stdout, string Stderr) RunWeldIn(string workingDirectory, params string[] args)

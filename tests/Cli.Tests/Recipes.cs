@@ -3,12 +3,12 @@ using Weld.Tests;
 namespace Weld.Cli.Tests;
 
 /// <summary>
-/// Recipe files for the tests. The examples name models relative to the repository root, while the in-process
-/// CLI resolves paths against the test's working directory: copies are written with absolute model paths.
+/// Recipe files for the tests. The examples name models relative to their own folder (<c>models/...</c>, found beside
+/// the recipe wherever it is run from); copies written elsewhere get absolute model paths.
 /// </summary>
 internal static class Recipes
 {
-    private const string ExampleModelsPrefix = "examples/models/";
+    private const string ExampleModelsPrefix = ": models/";
 
     public static string ExamplesFolder => Path.Combine(TestPaths.RepoRoot, "examples");
 
@@ -25,7 +25,7 @@ internal static class Recipes
         string text = File.ReadAllText(Path.Combine(ExamplesFolder, name));
         if (!text.Contains(ExampleModelsPrefix, StringComparison.Ordinal))
             throw new InvalidOperationException($"{name} names no model under {ExampleModelsPrefix}");
-        return Write(folder, text.Replace(ExampleModelsPrefix, Path.Combine(ExamplesFolder, "models") + "/", StringComparison.Ordinal), name);
+        return Write(folder, text.Replace(ExampleModelsPrefix, ": " + Path.Combine(ExamplesFolder, "models") + "/", StringComparison.Ordinal), name);
     }
 
     /// <summary>Writes <paramref name="text"/> as <paramref name="folder"/>/<paramref name="fileName"/>; returns its path.</summary>

@@ -65,6 +65,12 @@ public static class RecipeParser
 
             throw new RecipeException($"{sourceName}:{e.Start.Line}: invalid YAML: {message}");
         }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or OverflowException)
+        {
+            // YamlDotNet fails on some malformed input without a position (e.g. an unclosed flow list at the end):
+            // name the line of the last token it could read.
+            throw new RecipeException($"{sourceName}:{LastGoodLine(yaml)}: invalid YAML: the parser stopped here ({e.Message})");
+        }
 
         if (stream.Documents.Count == 0)
         {
@@ -79,5 +85,21 @@ public static class RecipeParser
         }
 
         return reader.ReadRecipe(stream.Documents[0].RootNode, yaml);
+    }
+
+    /// <summary>The line where YAML scanning of <paramref name="yaml"/> last succeeded (1 when nothing could be read).</summary>
+    private static long LastGoodLine(string yaml)
+    {
+        long line = 1;
+        try
+        {
+            var scanner = new Scanner(new StringReader(yaml));
+            while (scanner.MoveNext()) line = Math.Max(line, scanner.Current!.End.Line);
+        }
+        catch (Exception)
+        {
+            // the scanner stops where the parser stopped
+        }
+        return line;
     }
 }

@@ -119,7 +119,11 @@ public sealed class MergeExecutor
         catch (AggregateException e)
         {
             // Report the first real failure, not the cancellations it caused downstream.
-            Exception first = e.InnerExceptions.FirstOrDefault(x => x is not OperationCanceledException) ?? e.InnerExceptions[0];
+            // Parallel loops inside a stage wrap their errors once more, and a stage reading a failed channel sees
+            // ChannelClosedException around the real cause: unwrap both, so a bad input stays a WeldException.
+            var all = e.Flatten().InnerExceptions.Select(Unwrap).ToList();
+            Exception first = all.FirstOrDefault(x => x is WeldException)
+                ?? all.FirstOrDefault(x => x is not OperationCanceledException) ?? all[0];
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
         }
         finally
@@ -129,6 +133,21 @@ public sealed class MergeExecutor
         }
         return new MergeSummary(counters.Tensors, counters.BytesRead, counters.BytesWritten, clock.Elapsed, shards,
             selected.Select(s => s.FileName).ToArray(), _pool.PeakBytes);
+    }
+
+    /// <summary>The cause under <see cref="ChannelClosedException"/> and (single-cause) <see cref="AggregateException"/> wrappers.</summary>
+    private static Exception Unwrap(Exception e)
+    {
+        while (true)
+        {
+            if (e is ChannelClosedException { InnerException: { } inner }) e = inner;
+            else if (e is AggregateException aggregate)
+            {
+                var causes = aggregate.Flatten().InnerExceptions;
+                e = causes.FirstOrDefault(x => x is not OperationCanceledException) ?? causes[0];
+            }
+            else return e;
+        }
     }
 
     /// <summary>Runs a stage; on failure cancels the others and fails its output channel.</summary>

@@ -18,6 +18,22 @@ internal static class SafeTensorsHeader
     public static (List<TensorInfo> Tensors, Dictionary<string, string> Metadata) Parse(
         string path, ReadOnlyMemory<byte> json, long dataLength)
     {
+        // JsonDocument accepts invalid UTF-8 inside strings and only fails when a name is read back: check first.
+        if (!System.Text.Unicode.Utf8.IsValid(json.Span))
+        {
+            int valid = 0;
+            try
+            {
+                _ = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetCharCount(json.Span);
+            }
+            catch (System.Text.DecoderFallbackException e)
+            {
+                valid = e.Index;
+            }
+            throw new InvalidModelFileException(path,
+                $"the safetensors header is not valid UTF-8 (bad byte near header offset {valid}): the file is corrupt or not a safetensors file.");
+        }
+
         JsonDocument document;
         try
         {

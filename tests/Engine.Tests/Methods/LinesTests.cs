@@ -115,7 +115,7 @@ public class LinesTests
         {
             float[] tuned = (float[])baseline.Clone();
             for (int i = 0; i < tuned.Length; i++) tuned[i] += (float)(random.NextDouble() - 0.5) * 0.01f;
-            entries.Add($"  - model: {Write("m" + k, tuned)}\n    parameters: {{weight: 0.5, density: 0.5}}");
+            entries.Add($"  - model: {Write("m" + k, tuned)}\n    parameters: {(method == "ties" ? "{weight: 0.5, density: 0.5}" : "{}")}");
         }
         MergeRecipe recipe = RecipeParser.Parse($"""
             models:

@@ -23,7 +23,7 @@ public class NewMethodRecipeTests
     private static MergeRecipe Example(string name)
     {
         string path = Path.Combine(TestPaths.RepoRoot, "examples", name + ".yml");
-        string text = File.ReadAllText(path).Replace("examples/models/", Path.Combine(TestPaths.RepoRoot, "examples", "models") + "/", StringComparison.Ordinal);
+        string text = File.ReadAllText(path).Replace(": models/", ": " + Path.Combine(TestPaths.RepoRoot, "examples", "models") + "/", StringComparison.Ordinal);
         return RecipeParser.Parse(text, path);
     }
 
@@ -67,12 +67,14 @@ public class NewMethodRecipeTests
     public void Weld_method_names_parse_and_plan(string method)
     {
         string zoo = TestPaths.SharedModels;
+        // Only breadcrumbs_paper reads a per-model parameter (beta, required); the others take none per model.
+        string parameters = method == "breadcrumbs_paper" ? "{beta: 0.5}" : "{}";
         MergeRecipe recipe = RecipeParser.Parse($"""
             models:
               - model: {zoo}/lm-ft-c
-                parameters: {"{"}beta: 0.5{"}"}
+                parameters: {parameters}
               - model: {zoo}/lm-ft-python
-                parameters: {"{"}beta: 0.5{"}"}
+                parameters: {parameters}
             merge_method: {method}
             base_model: {zoo}/lm-base
             """, "weld.yml");

@@ -59,7 +59,7 @@ public class ResearchMethodTests
     {
         const string probe = "model.layers.1.self_attn.o_proj.weight";
         string path = Path.Combine(TestPaths.RepoRoot, "examples", "consensus.yml");
-        string text = File.ReadAllText(path).Replace("examples/models/", Path.Combine(TestPaths.RepoRoot, "examples", "models") + "/", StringComparison.Ordinal);
+        string text = File.ReadAllText(path).Replace(": models/", ": " + Path.Combine(TestPaths.RepoRoot, "examples", "models") + "/", StringComparison.Ordinal);
         string output = Path.Combine(TestPaths.NewTempDir(), "out");
         MergeRunner.Run(RecipeParser.Parse(text, path), new MergeOptions { OutputPath = output });
         string models = Path.Combine(TestPaths.RepoRoot, "examples", "models");

@@ -137,7 +137,6 @@ public class PlannerTests
         var error = PlanError($$"""
             models:
               - model: {zoo}/lm-ft-c
-                parameters: {weight: 1}
             base_model: {zoo}/lm-base
             {{methodLine}}
             """);
