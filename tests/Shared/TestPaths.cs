@@ -15,11 +15,15 @@ internal static class TestPaths
     /// <summary>A model folder of the shared zoo by name (lm-base, lm-ft-c-sharded, mlp-digits-a, ...).</summary>
     public static string Model(string name) => Path.Combine(SharedModels, name);
 
-    /// <summary>A fresh empty temporary folder, removed by the OS's tmp cleaning.</summary>
+    /// <summary>
+    /// A fresh empty folder under the run's temporary root (<see cref="TestTemp"/>), deleted when the test that made it
+    /// ends (made outside a test, e.g. by a fixture: when the run ends).
+    /// </summary>
     public static string NewTempDir(string prefix = "weld-test")
     {
-        string dir = Path.Combine(Path.GetTempPath(), $"{prefix}-{Guid.NewGuid():N}");
+        string dir = Path.Combine(TestTemp.Root, $"{prefix}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);
+        TestTemp.Track(dir);
         return dir;
     }
 

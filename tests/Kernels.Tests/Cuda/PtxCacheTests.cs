@@ -1,4 +1,5 @@
 using Weld.Kernels.Cuda;
+using Weld.Tests;
 using Xunit;
 
 namespace Weld.Kernels.Tests.Cuda;
@@ -6,7 +7,8 @@ namespace Weld.Kernels.Tests.Cuda;
 /// <summary>The on-disk PTX cache: one compile per (source, options, device), a fresh compile when any changes.</summary>
 public sealed class PtxCacheTests
 {
-    private readonly string _folder = Path.Combine(Path.GetTempPath(), $"weld-ptx-{Guid.NewGuid():N}");
+    // The cache creates the folder itself: name one inside a tracked temporary folder.
+    private readonly string _folder = Path.Combine(TestPaths.NewTempDir("weld-ptx"), "cache");
 
     [Fact]
     public void A_second_request_reads_the_file_instead_of_compiling()
