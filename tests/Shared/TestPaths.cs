@@ -27,6 +27,18 @@ internal static class TestPaths
         return dir;
     }
 
+    /// <summary>
+    /// A fresh empty folder for data shared between tests (a static cache built by whichever test comes first): it
+    /// outlives the test that made it and is deleted when the run ends.
+    /// </summary>
+    public static string NewSharedTempDir(string prefix = "weld-shared")
+    {
+        string dir = Path.Combine(TestTemp.Root, $"{prefix}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        TestTemp.TrackForRun(dir);
+        return dir;
+    }
+
     private static string FindRepoRoot()
     {
         // The output folder sits inside the repository unless built with --artifacts-path elsewhere; then

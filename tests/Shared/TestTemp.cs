@@ -48,6 +48,9 @@ internal static class TestTemp
             s_unscoped.Add(folder);
     }
 
+    /// <summary>Records a folder to delete at the end of the run (shared by several tests).</summary>
+    public static void TrackForRun(string folder) => s_unscoped.Add(folder);
+
     internal static void BeginTest() => s_scope.Value = [];
 
     internal static void EndTest()

@@ -13,7 +13,7 @@ public sealed class LoraCombinerTests
 {
     private static readonly Lazy<string> s_mlpAdapter = new(() =>
     {
-        string path = Path.Combine(TestPaths.NewTempDir(), "ft-c-mlp");
+        string path = Path.Combine(TestPaths.NewSharedTempDir(), "ft-c-mlp"); // shared by every test of the class
         LoraExtractor.Extract(TestPaths.Model("lm-ft-c"), TestPaths.Model("lm-base"), new LoraExtractionOptions(4, Include: "mlp"), path);
         return path;
     });
