@@ -233,7 +233,7 @@ internal static class PlanReport
         foreach (var t in plan.Tensors)
         {
             int inputs = t.Rows; // inputs, base, auxiliary tensors (fisher's Fisher diagonals)
-            foreach (var s in t.Inputs.Concat(t.Base is null ? [] : [t.Base]).Concat(t.Auxiliary))
+            foreach (var s in t.Inputs.Concat(t.Base is null ? [] : [t.Base]).Concat(t.Auxiliary).Concat(t.CopyFrom is null ? [] : [t.CopyFrom]))
                 read += t.ElementCount * DTypes.SizeOf(models.Folders[s.Model].GetTensor(s.TensorName).Info.DType);
             largestStack = Math.Max(largestStack, t.ElementCount * 4 * (inputs + 1));
         }
@@ -246,7 +246,7 @@ internal static class PlanReport
         // The pipeline keeps up to two tensors in flight; a tensor over half the budget is cut into chunks, in one pass
         // (elementwise methods) or in statistics passes + an apply pass (streaming methods: TIES, DARE).
         bool chunks = plan.Method.Traits.Elementwise
-            || (plan.Method is IStreamingMergeMethod streaming && plan.Tensors.All(t => streaming.CanStream(t.ModelParameters, t.Global)));
+            || (plan.Method is IStreamingMergeMethod streaming && plan.Tensors.All(t => t.CopyFrom is not null || streaming.CanStream(t.ModelParameters, t.Global)));
         long peak = chunks ? Math.Min(memoryLimit, 2 * largestStack) : Math.Min(2 * largestStack, Math.Max(memoryLimit, largestStack));
         writer.WriteLine(string.Create(inv, $"memory:   largest tensor needs {largestStack:N0} bytes of float32 buffers; peak about {peak:N0} bytes (--memory-limit {memoryLimit:N0})"));
         if (largestStack > memoryLimit / 2 && chunks)
@@ -257,7 +257,7 @@ internal static class PlanReport
             writer.WriteLine(string.Create(inv, $"  {shard.FileName}: {shard.Tensors.Count} tensors, {shard.DataBytes:N0} bytes"));
         foreach (string note in plan.Notes) writer.WriteLine($"note: {note}");
         foreach (var t in plan.Tensors)
-            writer.WriteLine($"  {t.Header.Name} [{string.Join(", ", t.Header.Shape)}] {DTypes.ToName(t.Header.DType)} <- {string.Join(", ", t.Inputs.Select(s => $"{s.Model}:{s.TensorName}"))}{(t.Base is { } b ? $" (base {b.Model}:{b.TensorName})" : "")}"
+            writer.WriteLine($"  {t.Header.Name} [{string.Join(", ", t.Header.Shape)}] {DTypes.ToName(t.Header.DType)} <- {string.Join(", ", t.Inputs.Select(s => $"{s.Model}:{s.TensorName}"))}{(t.Base is { } b ? $" (base {b.Model}:{b.TensorName})" : "")}{(t.CopyFrom is { } c ? $" copied unchanged from {c.Model}:{c.TensorName} (not floating point)" : "")}"
                 + (t.Auxiliary.Count > 0 ? $" (auxiliary {string.Join(", ", t.Auxiliary.Select(s => $"{s.Model}:{s.TensorName}"))})" : "")
                 + (t.LinesScale is double scale ? string.Create(inv, $" (lines scale {scale:R})") : ""));
     }

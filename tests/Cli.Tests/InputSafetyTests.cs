@@ -153,6 +153,24 @@ public sealed class InputSafetyTests : IDisposable
         CliAssert.InputError(WeldCli.Run("merge", recipe, "--dry-run"), $"{recipe}:{line}:", expected);
     }
 
+    [Theory]
+    [InlineData("1e400")]
+    [InlineData("-.inf")]
+    public void InfiniteParameterValue_IsARecipeError(string weight)
+    {
+        string text = $"""
+            models:
+              - model: {Model("lm-base")}
+                parameters: {"{"}weight: {weight}{"}"}
+              - model: {Model("lm-ft-c")}
+                parameters: {"{weight: 1}"}
+            merge_method: linear
+            """;
+        string recipe = Recipes.Write(_temp, text);
+        CliAssert.InputError(WeldCli.Run("merge", recipe, "-o", Output, "-q"), $"{recipe}:3:", "not a finite number");
+        CliAssert.NoOutputLeft(Output);
+    }
+
     [Fact]
     public void EveryExample_PassesTheParameterCheck()
     {
@@ -287,6 +305,18 @@ public sealed class InputSafetyTests : IDisposable
             Assert.Equal(PositionIds(0).Item2, merged.GetBytes(ids, 0, (int)ids.ByteLength).ToArray());
             Assert.Equal(DType.BF16, merged.GetTensor(Poisoned).DType);
         }
+
+        // the plan says so, for TIES (a streaming method) too
+        string tiesRecipe = Recipes.Write(_temp, $"""
+            models:
+              - model: {a}
+                parameters: {"{weight: 1.0, density: 0.5}"}
+            base_model: {b}
+            merge_method: ties
+            """, "ties.yml");
+        CliResult plan = WeldCli.Run("merge", tiesRecipe, "--dry-run");
+        CliAssert.Succeeded(plan);
+        Assert.Contains("model.position_ids [1, 16] I64 <-  copied unchanged from", plan.Stdout, StringComparison.Ordinal);
 
         string c = Variant(Model("lm-ft-python"), Path.Combine(_temp, "c"), extra: PositionIds(1));
         string other = Path.Combine(_temp, "other");

@@ -51,6 +51,9 @@ internal static class TestTemp
     /// <summary>Records a folder to delete at the end of the run (shared by several tests).</summary>
     public static void TrackForRun(string folder) => s_unscoped.Add(folder);
 
+    /// <summary>True inside a test (the per-test scope is open), so folders made now are deleted when it ends.</summary>
+    internal static bool InTest => s_scope.Value is not null;
+
     internal static void BeginTest() => s_scope.Value = [];
 
     internal static void EndTest()
@@ -99,6 +102,16 @@ public sealed class TempHygieneCollection;
 [Collection("temp-hygiene")]
 public sealed class TempHygieneTests
 {
+    [Fact]
+    public void A_folder_made_in_a_test_is_deleted_when_the_test_ends()
+    {
+        Assert.True(TestTemp.InTest, "the assembly-level CleanTempDirs attribute did not open a scope for this test");
+        string folder = TestPaths.NewTempDir("weld-scope-check");
+        TestTemp.EndTest(); // what the attribute does after the test
+        Assert.False(Directory.Exists(folder));
+        TestTemp.BeginTest();
+    }
+
     [Fact]
     public void Nothing_is_left_in_the_runs_temporary_root()
     {

@@ -106,6 +106,7 @@ public sealed record ParameterSpec(string Name, ParameterScope Scope, object? De
     public string? CheckRange(double value)
     {
         if (double.IsNaN(value)) return $"{Name} is NaN";
+        if (double.IsInfinity(value)) return $"{Name} = {(value > 0 ? "" : "-")}inf is not a finite number (a number too large for a double, such as 1e400, reads as inf)";
         bool belowMin = MinExclusive ? value <= Min : value < Min;
         if (belowMin || value > Max)
         {
