@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.MemoryMappedFiles;
 using Weld.Kernels;
 
 namespace Weld.Engine.SafeTensors;
@@ -8,7 +7,7 @@ namespace Weld.Engine.SafeTensors;
 /// A safetensors file opened read-only: the header is parsed and validated at <see cref="Open"/>; tensor values are
 /// read with positional reads (<c>pread</c>) into small per-thread buffers and converted to float32 on demand, so a
 /// file truncated or shrunk while it is read is an <see cref="InvalidModelFileException"/> naming the file, never a
-/// SIGBUS. <see cref="GetBytes"/> still hands out the memory map in place (zero copy) for the tools that copy bytes.
+/// SIGBUS (nothing is memory-mapped).
 /// </summary>
 /// <remarks>
 /// Every read method is thread-safe: the map is created once and only read, so many threads may read
@@ -22,22 +21,16 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
     private readonly FileStream _stream;
     private readonly long _dataStart;
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
-    private readonly byte* _data;
     private readonly long _dataLength;
     private readonly Dictionary<string, TensorInfo> _byName;
     private int _disposed;
 
-    private SafeTensorsFile(string path, FileStream stream, long dataStart, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* data, long dataLength,
+    private SafeTensorsFile(string path, FileStream stream, long dataStart, long dataLength,
         List<TensorInfo> tensors, Dictionary<string, string> metadata)
     {
         FilePath = path;
         _stream = stream;
         _dataStart = dataStart;
-        _map = map;
-        _view = view;
-        _data = data;
         _dataLength = dataLength;
         Tensors = tensors;
         Metadata = metadata;
@@ -74,9 +67,6 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             throw new WeldException($"{fullPath}: cannot open the file ({e.Message}).", e);
         }
 
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
-        byte* pointer = null;
         try
         {
             long fileLength = stream.Length;
@@ -86,13 +76,9 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                     $"the file is {fileLength} bytes long, shorter than the 8-byte header length that starts every safetensors file (truncated, or not a safetensors file).");
             }
 
-            map = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read,
-                HandleInheritability.None, leaveOpen: true);
-            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
-            byte* start = pointer + view.PointerOffset;
-
-            ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(start, 8));
+            Span<byte> prefix = stackalloc byte[8];
+            ReadHeaderBytes(fullPath, stream, 0, prefix);
+            ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
             if (headerLength > SafeTensorsHeader.MaxHeaderBytes)
             {
                 throw new InvalidModelFileException(fullPath,
@@ -105,20 +91,35 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                     $"the header length {headerLength} runs past the end of the file ({fileLength} bytes): the file is truncated.");
             }
 
-            // The header is small (bounded above); copying it lets JsonDocument work on managed memory.
-            byte[] json = new ReadOnlySpan<byte>(start + 8, (int)headerLength).ToArray();
+            byte[] json = new byte[(int)headerLength];
+            ReadHeaderBytes(fullPath, stream, 8, json);
             long dataLength = fileLength - 8 - (long)headerLength;
             (List<TensorInfo> tensors, Dictionary<string, string> metadata) =
                 SafeTensorsHeader.Parse(fullPath, json, dataLength);
-            return new SafeTensorsFile(fullPath, stream, 8 + (long)headerLength, map, view, start + 8 + (long)headerLength, dataLength, tensors, metadata);
+            return new SafeTensorsFile(fullPath, stream, 8 + (long)headerLength, dataLength, tensors, metadata);
         }
         catch
         {
-            if (pointer != null) view!.SafeMemoryMappedViewHandle.ReleasePointer();
-            view?.Dispose();
-            map?.Dispose();
             stream.Dispose();
             throw;
+        }
+    }
+
+    private static void ReadHeaderBytes(string path, FileStream stream, long position, Span<byte> destination)
+    {
+        try
+        {
+            for (int done = 0; done < destination.Length;)
+            {
+                int read = RandomAccess.Read(stream.SafeFileHandle, destination[done..], position + done);
+                if (read <= 0)
+                    throw new InvalidModelFileException(path, "the file ended inside its header: it is truncated, or changed while Weld opened it.");
+                done += read;
+            }
+        }
+        catch (IOException e)
+        {
+            throw new InvalidModelFileException(path, $"cannot read the header: {e.Message}");
         }
     }
 
@@ -133,9 +134,10 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             : throw new WeldException($"{FilePath}: no tensor named '{name}'.");
 
     /// <summary>
-    /// The raw bytes <c>[byteOffset, byteOffset + byteCount)</c> of <paramref name="tensor"/>, in place (valid until
-    /// the file is disposed).
+    /// A copy of the raw bytes <c>[byteOffset, byteOffset + byteCount)</c> of <paramref name="tensor"/> (a new array
+    /// per call; <see cref="ReadBytes"/> reads into a buffer of the caller's).
     /// </summary>
+    /// <exception cref="InvalidModelFileException">The file is shorter than when it was opened, or cannot be read.</exception>
     public ReadOnlySpan<byte> GetBytes(TensorInfo tensor, long byteOffset, int byteCount)
     {
         CheckTensor(tensor);
@@ -145,7 +147,9 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                 $"{FilePath}: bytes [{byteOffset}, {byteOffset + byteCount}) are outside tensor '{tensor.Name}' ({tensor.ByteLength} bytes).");
         }
 
-        return new ReadOnlySpan<byte>(_data + tensor.Offset + byteOffset, byteCount);
+        byte[] copy = GC.AllocateUninitializedArray<byte>(byteCount);
+        ReadExactly(tensor, _dataStart + tensor.Offset + byteOffset, copy);
+        return copy;
     }
 
     /// <summary>
@@ -308,9 +312,6 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view.Dispose();
-        _map.Dispose();
         _stream.Dispose();
     }
 
