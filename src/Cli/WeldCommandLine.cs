@@ -59,6 +59,12 @@ internal static class WeldCommandLine
             console.Error(e.Message);
             return ExitCodes.InputError;
         }
+        catch (AggregateException e) when (InputCause(e) is { } cause)
+        {
+            // A parallel loop of a command wrapped a bad-input error: report it as that error.
+            console.Error(cause.Message);
+            return ExitCodes.InputError;
+        }
         catch (IOException e)
         {
             console.Error(e.Message);
@@ -79,6 +85,10 @@ internal static class WeldCommandLine
             Console.CancelKeyPress -= onCancel;
         }
     }
+
+    /// <summary>The first bad-input error (WeldException, IOException, UnauthorizedAccessException) inside a parallel loop's wrapper.</summary>
+    private static Exception? InputCause(AggregateException e) =>
+        e.Flatten().InnerExceptions.FirstOrDefault(x => x is WeldException or IOException or UnauthorizedAccessException);
 
     /// <summary>
     /// Writes the version, the help, or the usage errors with the help. The heading names weld's own assembly:
