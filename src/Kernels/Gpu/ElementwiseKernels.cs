@@ -7,6 +7,10 @@ namespace Weld.Kernels.Gpu;
 public sealed partial class GpuKernels
 {
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, int, long, ArrayView<float>>? _weightedSum;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, int, ArrayView<float>, long>? _subtractRows;
+    private Action<AcceleratorStream, KernelConfig, float, ArrayView<float>, float, ArrayView<float>, ArrayView<float>, long>? _axpby;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, float, long>? _scale;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, float, long>? _divide;
 
     /// <inheritdoc />
     public void WeightedSum(ReadOnlySpan<float> stacked, ReadOnlySpan<float> weights, Span<float> output)
@@ -21,6 +25,60 @@ public sealed partial class GpuKernels
         ArrayView<float> result = call.Rent<float>(length);
         Load(ref _weightedSum, ElementwiseKernels.WeightedSum)(Stream, GridFor(length), source, weightView, weights.Length, length, result);
         call.Download(result, output);
+    }
+
+    /// <inheritdoc />
+    public void SubtractRows(Span<float> stacked, ReadOnlySpan<float> baseline)
+    {
+        int length = baseline.Length;
+        int rows = StackedRows.Count(stacked.Length, length, nameof(stacked));
+        if (rows == 0)
+            return;
+        using var call = new Call(this);
+        ArrayView<float> data = call.Upload(stacked);
+        ArrayView<float> baselineView = call.Upload(baseline);
+        Load(ref _subtractRows, ElementwiseKernels.SubtractRows)(Stream, GridFor(length), data, rows, baselineView, length);
+        call.Download(data, stacked);
+    }
+
+    /// <inheritdoc />
+    public void Axpby(float a, ReadOnlySpan<float> x, float b, ReadOnlySpan<float> y, Span<float> output)
+    {
+        if (x.Length != output.Length)
+            throw new ArgumentException($"Expected {output.Length} elements, got {x.Length}.", nameof(x));
+        if (y.Length != output.Length)
+            throw new ArgumentException($"Expected {output.Length} elements, got {y.Length}.", nameof(y));
+        int length = output.Length;
+        if (length == 0)
+            return;
+        using var call = new Call(this);
+        ArrayView<float> left = call.Upload(x);
+        ArrayView<float> right = call.Upload(y);
+        ArrayView<float> result = call.Rent<float>(length);
+        Load(ref _axpby, ElementwiseKernels.Axpby)(Stream, GridFor(length), a, left, b, right, result, length);
+        call.Download(result, output);
+    }
+
+    /// <inheritdoc />
+    public void Scale(Span<float> values, float factor)
+    {
+        if (values.Length == 0)
+            return;
+        using var call = new Call(this);
+        ArrayView<float> data = call.Upload(values);
+        Load(ref _scale, ElementwiseKernels.Scale)(Stream, GridFor(values.Length), data, factor, values.Length);
+        call.Download(data, values);
+    }
+
+    /// <inheritdoc />
+    public void Divide(Span<float> values, float divisor)
+    {
+        if (values.Length == 0)
+            return;
+        using var call = new Call(this);
+        ArrayView<float> data = call.Upload(values);
+        Load(ref _divide, ElementwiseKernels.Divide)(Stream, GridFor(values.Length), data, divisor, values.Length);
+        call.Download(data, values);
     }
 }
 
@@ -38,5 +96,41 @@ internal static class ElementwiseKernels
                 sum = Add(sum, Mul(weights[k], stacked[k * length + i]));
             output[i] = sum;
         }
+    }
+
+    /// <summary>stacked[r·length + i] −= baseline[i] for every row r: one baseline load serves all rows.</summary>
+    public static void SubtractRows(ArrayView<float> stacked, int rows, ArrayView<float> baseline, long length)
+    {
+        long stride = (long)Grid.DimX * Group.DimX;
+        for (long i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < length; i += stride)
+        {
+            float value = baseline[i];
+            for (int r = 0; r < rows; r++)
+                stacked[r * length + i] = Sub(stacked[r * length + i], value);
+        }
+    }
+
+    /// <summary>output[i] = a·x[i] + b·y[i]: both products rounded before the sum (the CPU never fuses them).</summary>
+    public static void Axpby(float a, ArrayView<float> x, float b, ArrayView<float> y, ArrayView<float> output, long length)
+    {
+        long stride = (long)Grid.DimX * Group.DimX;
+        for (long i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < length; i += stride)
+            output[i] = Add(Mul(a, x[i]), Mul(b, y[i]));
+    }
+
+    /// <summary>values[i] ·= factor (one rounded multiply, as TensorPrimitives.Multiply).</summary>
+    public static void Scale(ArrayView<float> values, float factor, long length)
+    {
+        long stride = (long)Grid.DimX * Group.DimX;
+        for (long i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < length; i += stride)
+            values[i] = Mul(values[i], factor);
+    }
+
+    /// <summary>values[i] /= divisor: one IEEE division each (not a multiply by the reciprocal, as the CPU).</summary>
+    public static void Divide(ArrayView<float> values, float divisor, long length)
+    {
+        long stride = (long)Grid.DimX * Group.DimX;
+        for (long i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < length; i += stride)
+            values[i] = Div(values[i], divisor);
     }
 }

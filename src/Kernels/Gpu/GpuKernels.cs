@@ -22,6 +22,7 @@ public sealed partial class GpuKernels : IMergeKernels, IDisposable
     private readonly bool _ownsDevice;
     private readonly GpuBufferPool _pool;
     private readonly Lock _gate = new();
+    private PinnedStaging? _staging;
     private bool _disposed;
 
     /// <summary>Runs the kernels on <paramref name="device"/>.</summary>
@@ -57,6 +58,12 @@ public sealed partial class GpuKernels : IMergeKernels, IDisposable
         return cache ??= Accelerator.LoadKernel<TDelegate>(kernel.Method);
     }
 
+    /// <summary>
+    /// The pinned staging slots for large transfers on CUDA (allocated on first use, inside a call); null on the
+    /// emulator, where device memory is host memory and a plain copy is the fast path.
+    /// </summary>
+    private PinnedStaging? Staging => _device.IsCuda ? _staging ??= new PinnedStaging(Accelerator) : null;
+
     internal static void RequireStacked(int stackedLength, int rows, int rowLength, string parameter)
     {
         if ((long)rows * rowLength != stackedLength)
@@ -72,6 +79,7 @@ public sealed partial class GpuKernels : IMergeKernels, IDisposable
             if (_disposed)
                 return;
             _disposed = true;
+            _staging?.Dispose();
             _pool.Dispose();
             if (_ownsDevice)
                 _device.Dispose();
@@ -122,11 +130,18 @@ public sealed partial class GpuKernels : IMergeKernels, IDisposable
             return view;
         }
 
-        /// <summary>Copies <paramref name="source"/> to a new device array.</summary>
+        /// <summary>
+        /// Copies <paramref name="source"/> to a new device array: through <see cref="PinnedStaging"/> on CUDA from
+        /// <see cref="PinnedStaging.MinimumBytes"/> up (returns when the bytes are on the device), else a plain copy.
+        /// </summary>
         public readonly ArrayView<T> Upload<T>(ReadOnlySpan<T> source) where T : unmanaged
         {
             ArrayView<T> view = Rent<T>(source.Length);
-            if (source.Length > 0)
+            if (source.Length == 0)
+                return view;
+            if ((long)source.Length * Interop.SizeOf<T>() >= PinnedStaging.MinimumBytes && _owner.Staging is { } staging)
+                staging.Upload(source, view);
+            else
                 view.CopyFromCPU(_owner.Stream, source);
             return view;
         }
@@ -134,11 +149,17 @@ public sealed partial class GpuKernels : IMergeKernels, IDisposable
         /// <summary>Copies <paramref name="source"/> to a new device array.</summary>
         public readonly ArrayView<T> Upload<T>(Span<T> source) where T : unmanaged => Upload((ReadOnlySpan<T>)source);
 
-        /// <summary>Copies a device array back (waits for the stream).</summary>
+        /// <summary>Copies a device array back after the queued kernels (waits for the stream); pinned and chunked on CUDA
+        /// from <see cref="PinnedStaging.MinimumBytes"/> up.</summary>
         public readonly void Download<T>(ArrayView<T> source, Span<T> destination) where T : unmanaged
         {
             if (destination.Length == 0)
                 return;
+            if ((long)destination.Length * Interop.SizeOf<T>() >= PinnedStaging.MinimumBytes && _owner.Staging is { } staging)
+            {
+                staging.Download(source, destination, _owner.Stream);
+                return;
+            }
             source.SubView(0, destination.Length).CopyToCPU(_owner.Stream, destination);
             _owner.Stream.Synchronize();
         }
