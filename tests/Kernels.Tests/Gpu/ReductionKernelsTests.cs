@@ -31,12 +31,13 @@ public sealed class ReductionKernelsTests
             {
                 float[] a = ElementwiseKernelsTests.Row(random, kind, n), b = ElementwiseKernelsTests.Row(random, kind, n);
                 string context = $"{shape} seed {seed} n={n} {kind}";
-                AssertSame(_cpu.Dot(a, b), gpu.Dot(a, b), context + " dot vs cpu");
-                AssertSame(ChunkOrder(a, b, (x, y) => (double)x * y), gpu.Dot(a, b), context + " dot vs reference");
-                AssertSame(_cpu.SumOfSquares(a), gpu.SumOfSquares(a), context + " sum of squares vs cpu");
-                AssertSame(ChunkOrder(a, a, (x, _) => (double)x * x), gpu.SumOfSquares(a), context + " sum of squares vs reference");
-                AssertSame(_cpu.SumOfAbs(a), gpu.SumOfAbs(a), context + " sum of abs vs cpu");
-                AssertSame(ChunkOrder(a, a, (x, _) => Math.Abs((double)x)), gpu.SumOfAbs(a), context + " sum of abs vs reference");
+                double dot = gpu.Dot(a, b), squares = gpu.SumOfSquares(a), absolute = gpu.SumOfAbs(a);
+                AssertSame(_cpu.Dot(a, b), dot, context + " dot vs cpu");
+                AssertSame(ChunkOrder(a, b, (x, y) => (double)x * y), dot, context + " dot vs reference");
+                AssertSame(_cpu.SumOfSquares(a), squares, context + " sum of squares vs cpu");
+                AssertSame(ChunkOrder(a, a, (x, _) => (double)x * x), squares, context + " sum of squares vs reference");
+                AssertSame(_cpu.SumOfAbs(a), absolute, context + " sum of abs vs cpu");
+                AssertSame(ChunkOrder(a, a, (x, _) => Math.Abs((double)x)), absolute, context + " sum of abs vs reference");
             }
         }
     }
@@ -55,14 +56,15 @@ public sealed class ReductionKernelsTests
             a[i] = (float)((random.NextDouble() - 0.5) * Math.Pow(2, random.Next(-30, 30)));
         float[] b = TestData.Plain(random, n);
         string context = $"{shape} seed {seed}";
-        AssertSame(_cpu.Dot(a, b), gpu.Dot(a, b), context + " dot");
+        double dot = gpu.Dot(a, b);
+        AssertSame(_cpu.Dot(a, b), dot, context + " dot");
         AssertSame(_cpu.SumOfSquares(a), gpu.SumOfSquares(a), context + " sum of squares");
         AssertSame(_cpu.SumOfAbs(a), gpu.SumOfAbs(a), context + " sum of abs");
-        // The model order is not a sum in index order (else this test could not tell orders apart).
+        // The chunk order is not a sum in index order (else this input could not tell orders apart).
         double sequential = 0;
         for (int i = 0; i < n; i++)
             sequential += (double)a[i] * b[i];
-        Assert.NotEqual(BitConverter.DoubleToInt64Bits(sequential), BitConverter.DoubleToInt64Bits(gpu.Dot(a, b)));
+        Assert.NotEqual(BitConverter.DoubleToInt64Bits(sequential), BitConverter.DoubleToInt64Bits(dot));
     }
 
     [Theory]
