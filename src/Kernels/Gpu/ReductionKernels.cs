@@ -117,7 +117,17 @@ internal static class ReductionKernels
             int grouped = size - size % Lanes;
 
             double sum = 0.0;
-            for (int i = lane; i < grouped; i += Lanes)
+            int i = lane;
+            // Four loads ahead of their adds (the adds stay in index order): the loads do not wait on the add chain.
+            for (; i + 3 * Lanes < grouped; i += 4 * Lanes)
+            {
+                double t0 = Term(a, b, term, start + i);
+                double t1 = Term(a, b, term, start + i + Lanes);
+                double t2 = Term(a, b, term, start + i + 2 * Lanes);
+                double t3 = Term(a, b, term, start + i + 3 * Lanes);
+                sum = Add(Add(Add(Add(sum, t0), t1), t2), t3);
+            }
+            for (; i < grouped; i += Lanes)
                 sum = Add(sum, Term(a, b, term, start + i));
             lanes[Group.IdxX] = sum;
             Group.Barrier();
@@ -128,8 +138,8 @@ internal static class ReductionKernels
                 double total = Add(
                     Add(Add(lanes[at], lanes[at + 4]), Add(lanes[at + 1], lanes[at + 5])),
                     Add(Add(lanes[at + 2], lanes[at + 6]), Add(lanes[at + 3], lanes[at + 7])));
-                for (int i = grouped; i < size; i++)
-                    total = Add(total, Term(a, b, term, start + i));
+                for (int j = grouped; j < size; j++)
+                    total = Add(total, Term(a, b, term, start + j));
                 partials[chunk] = total;
             }
             // The next block overwrites the lane array: every lane-0 thread must have read it first.
