@@ -79,7 +79,11 @@ public sealed partial class GpuKernels : IMergeKernels, IDisposable
             if (_disposed)
                 return;
             _disposed = true;
-            _staging?.Dispose();
+            if (_staging is not null)
+            {
+                Accelerator.Bind(); // the pinned slots and copy streams belong to the device's context
+                _staging.Dispose();
+            }
             _pool.Dispose();
             if (_ownsDevice)
                 _device.Dispose();

@@ -23,6 +23,8 @@ public sealed class GemmTests
             foreach (string shape in GpuShapes.All)
                 foreach ((int m, int k, int n, bool transposeB) in sizes)
                     data.Add(shape, m, k, n, transposeB);
+            if (GpuShapes.CudaMissing is null)
+                data.Add(GpuShapes.Cuda, 256, 2048, 384, true); // the old cuBLAS test's size: too slow for the emulator
             return data;
         }
     }
