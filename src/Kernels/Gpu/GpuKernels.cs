@@ -23,6 +23,7 @@ public sealed partial class GpuKernels : IMergeKernels, IDisposable
     private readonly GpuBufferPool _pool;
     private readonly Lock _gate = new();
     private PinnedStaging? _staging;
+    private bool _stagingUnavailable;
     private bool _disposed;
 
     /// <summary>Runs the kernels on <paramref name="device"/>.</summary>
@@ -60,9 +61,26 @@ public sealed partial class GpuKernels : IMergeKernels, IDisposable
 
     /// <summary>
     /// The pinned staging slots for large transfers on CUDA (allocated on first use, inside a call); null on the
-    /// emulator, where device memory is host memory and a plain copy is the fast path.
+    /// emulator, where device memory is host memory and a plain copy is the fast path, and where page-locked memory
+    /// cannot be had (then transfers are plain copies: slower, still correct).
     /// </summary>
-    private PinnedStaging? Staging => _device.IsCuda ? _staging ??= new PinnedStaging(Accelerator) : null;
+    private PinnedStaging? Staging
+    {
+        get
+        {
+            if (!_device.IsCuda || _stagingUnavailable)
+                return null;
+            try
+            {
+                return _staging ??= new PinnedStaging(Accelerator);
+            }
+            catch (Exception error) when (error is ILGPU.Runtime.Cuda.CudaException or OutOfMemoryException or NotSupportedException)
+            {
+                _stagingUnavailable = true;
+                return null;
+            }
+        }
+    }
 
     internal static void RequireStacked(int stackedLength, int rows, int rowLength, string parameter)
     {
