@@ -37,7 +37,7 @@ public sealed partial class GpuKernels
         using var call = new Call(this);
         ArrayView<float> data = call.Upload(stacked);
         ArrayView<float> baselineView = call.Upload(baseline);
-        Load(ref _subtractRows, ElementwiseKernels.SubtractRows)(Stream, GridFor(length), data, rows, baselineView, length);
+        LaunchSubtractRows(data, rows, baselineView, length);
         call.Download(data, stacked);
     }
 
@@ -55,7 +55,7 @@ public sealed partial class GpuKernels
         ArrayView<float> left = call.Upload(x);
         ArrayView<float> right = call.Upload(y);
         ArrayView<float> result = call.Rent<float>(length);
-        Load(ref _axpby, ElementwiseKernels.Axpby)(Stream, GridFor(length), a, left, b, right, result, length);
+        LaunchAxpby(a, left, b, right, result, length);
         call.Download(result, output);
     }
 
@@ -66,7 +66,7 @@ public sealed partial class GpuKernels
             return;
         using var call = new Call(this);
         ArrayView<float> data = call.Upload(values);
-        Load(ref _scale, ElementwiseKernels.Scale)(Stream, GridFor(values.Length), data, factor, values.Length);
+        LaunchScale(data, factor, values.Length);
         call.Download(data, values);
     }
 
@@ -77,9 +77,23 @@ public sealed partial class GpuKernels
             return;
         using var call = new Call(this);
         ArrayView<float> data = call.Upload(values);
-        Load(ref _divide, ElementwiseKernels.Divide)(Stream, GridFor(values.Length), data, divisor, values.Length);
+        LaunchDivide(data, divisor, values.Length);
         call.Download(data, values);
     }
+
+    // Launches on device arrays (inside a Call; also for the bench, which times kernels without transfers).
+
+    internal void LaunchSubtractRows(ArrayView<float> stacked, int rows, ArrayView<float> baseline, long length) =>
+        Load(ref _subtractRows, ElementwiseKernels.SubtractRows)(Stream, GridFor(length), stacked, rows, baseline, length);
+
+    internal void LaunchAxpby(float a, ArrayView<float> x, float b, ArrayView<float> y, ArrayView<float> output, long length) =>
+        Load(ref _axpby, ElementwiseKernels.Axpby)(Stream, GridFor(length), a, x, b, y, output, length);
+
+    internal void LaunchScale(ArrayView<float> values, float factor, long length) =>
+        Load(ref _scale, ElementwiseKernels.Scale)(Stream, GridFor(length), values, factor, length);
+
+    internal void LaunchDivide(ArrayView<float> values, float divisor, long length) =>
+        Load(ref _divide, ElementwiseKernels.Divide)(Stream, GridFor(length), values, divisor, length);
 }
 
 /// <summary>Element-by-element float32 kernels: grid-stride loops, each product and sum rounded on its own.</summary>

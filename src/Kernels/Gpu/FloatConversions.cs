@@ -19,54 +19,52 @@ public sealed partial class GpuKernels
     /// <param name="source">bf16 bit patterns.</param>
     /// <param name="destination">At least as long as <paramref name="source"/>.</param>
     public void Bf16ToSingle(ReadOnlySpan<ushort> source, Span<float> destination) =>
-        Convert(ref _bf16ToSingle, FloatConversionKernels.Bf16ToSingle, source, destination);
+        Convert<ushort, float>(LaunchBf16ToSingle, source, destination);
 
     /// <summary>Widens IEEE half bit patterns to float32 on the device (bit-identical to <see cref="Weld.Kernels.FloatConversions.HalfToSingle(ReadOnlySpan{ushort}, Span{float})"/>).</summary>
     /// <param name="source">fp16 bit patterns.</param>
     /// <param name="destination">At least as long as <paramref name="source"/>.</param>
     public void HalfToSingle(ReadOnlySpan<ushort> source, Span<float> destination) =>
-        Convert(ref _halfToSingle, FloatConversionKernels.HalfToSingle, source, destination);
+        Convert<ushort, float>(LaunchHalfToSingle, source, destination);
 
     /// <summary>Narrows float32 to bf16 on the device, nearest even (bit-identical to <see cref="Weld.Kernels.FloatConversions.SingleToBf16(ReadOnlySpan{float}, Span{ushort})"/>).</summary>
     /// <param name="source">float32 values.</param>
     /// <param name="destination">At least as long as <paramref name="source"/>.</param>
     public void SingleToBf16(ReadOnlySpan<float> source, Span<ushort> destination) =>
-        Convert(ref _singleToBf16, FloatConversionKernels.SingleToBf16, source, destination);
+        Convert<float, ushort>(LaunchSingleToBf16, source, destination);
 
     /// <summary>Narrows float32 to IEEE half on the device, nearest even (bit-identical to <see cref="Weld.Kernels.FloatConversions.SingleToHalf(ReadOnlySpan{float}, Span{ushort})"/>).</summary>
     /// <param name="source">float32 values.</param>
     /// <param name="destination">At least as long as <paramref name="source"/>.</param>
     public void SingleToHalf(ReadOnlySpan<float> source, Span<ushort> destination) =>
-        Convert(ref _singleToHalf, FloatConversionKernels.SingleToHalf, source, destination);
+        Convert<float, ushort>(LaunchSingleToHalf, source, destination);
 
     /// <summary>Widens fp8 E4M3FN to float32 on the device (bit-identical to <see cref="Weld.Kernels.FloatConversions.Fp8E4M3ToSingle(ReadOnlySpan{byte}, Span{float})"/>).</summary>
     /// <param name="source">fp8 E4M3FN bytes.</param>
     /// <param name="destination">At least as long as <paramref name="source"/>.</param>
     public void Fp8E4M3ToSingle(ReadOnlySpan<byte> source, Span<float> destination) =>
-        Convert(ref _fp8E4M3ToSingle, FloatConversionKernels.Fp8E4M3ToSingle, source, destination);
+        Convert<byte, float>(LaunchFp8E4M3ToSingle, source, destination);
 
     /// <summary>Widens fp8 E5M2 to float32 on the device (bit-identical to <see cref="Weld.Kernels.FloatConversions.Fp8E5M2ToSingle(ReadOnlySpan{byte}, Span{float})"/>).</summary>
     /// <param name="source">fp8 E5M2 bytes.</param>
     /// <param name="destination">At least as long as <paramref name="source"/>.</param>
     public void Fp8E5M2ToSingle(ReadOnlySpan<byte> source, Span<float> destination) =>
-        Convert(ref _fp8E5M2ToSingle, FloatConversionKernels.Fp8E5M2ToSingle, source, destination);
+        Convert<byte, float>(LaunchFp8E5M2ToSingle, source, destination);
 
     /// <summary>Narrows float32 to fp8 E4M3FN on the device with PyTorch's rules (bit-identical to <see cref="Weld.Kernels.FloatConversions.SingleToFp8E4M3(ReadOnlySpan{float}, Span{byte})"/>).</summary>
     /// <param name="source">float32 values.</param>
     /// <param name="destination">At least as long as <paramref name="source"/>.</param>
     public void SingleToFp8E4M3(ReadOnlySpan<float> source, Span<byte> destination) =>
-        Convert(ref _singleToFp8E4M3, FloatConversionKernels.SingleToFp8E4M3, source, destination);
+        Convert<float, byte>(LaunchSingleToFp8E4M3, source, destination);
 
     /// <summary>Narrows float32 to fp8 E5M2 on the device with PyTorch's rules (bit-identical to <see cref="Weld.Kernels.FloatConversions.SingleToFp8E5M2(ReadOnlySpan{float}, Span{byte})"/>).</summary>
     /// <param name="source">float32 values.</param>
     /// <param name="destination">At least as long as <paramref name="source"/>.</param>
     public void SingleToFp8E5M2(ReadOnlySpan<float> source, Span<byte> destination) =>
-        Convert(ref _singleToFp8E5M2, FloatConversionKernels.SingleToFp8E5M2, source, destination);
+        Convert<float, byte>(LaunchSingleToFp8E5M2, source, destination);
 
-    /// <summary>One conversion kernel over a host span: upload, convert element by element, download.</summary>
-    private void Convert<TSource, TDestination>(
-        ref Action<AcceleratorStream, KernelConfig, ArrayView<TSource>, ArrayView<TDestination>, long>? cache,
-        Action<ArrayView<TSource>, ArrayView<TDestination>, long> kernel,
+    /// <summary>One conversion over a host span: upload, convert element by element on the device, download.</summary>
+    private void Convert<TSource, TDestination>(Action<ArrayView<TSource>, ArrayView<TDestination>, long> launch,
         ReadOnlySpan<TSource> source, Span<TDestination> destination)
         where TSource : unmanaged where TDestination : unmanaged
     {
@@ -78,9 +76,35 @@ public sealed partial class GpuKernels
         using var call = new Call(this);
         ArrayView<TSource> input = call.Upload(source);
         ArrayView<TDestination> output = call.Rent<TDestination>(source.Length);
-        Load(ref cache, kernel)(Stream, GridFor(source.Length), input, output, source.Length);
+        launch(input, output, source.Length);
         call.Download(output, destination[..source.Length]);
     }
+
+    // Launches on device arrays (inside a Call; also for the bench, which times kernels without transfers).
+
+    internal void LaunchBf16ToSingle(ArrayView<ushort> source, ArrayView<float> destination, long length) =>
+        Load(ref _bf16ToSingle, FloatConversionKernels.Bf16ToSingle)(Stream, GridFor(length), source, destination, length);
+
+    internal void LaunchHalfToSingle(ArrayView<ushort> source, ArrayView<float> destination, long length) =>
+        Load(ref _halfToSingle, FloatConversionKernels.HalfToSingle)(Stream, GridFor(length), source, destination, length);
+
+    internal void LaunchSingleToBf16(ArrayView<float> source, ArrayView<ushort> destination, long length) =>
+        Load(ref _singleToBf16, FloatConversionKernels.SingleToBf16)(Stream, GridFor(length), source, destination, length);
+
+    internal void LaunchSingleToHalf(ArrayView<float> source, ArrayView<ushort> destination, long length) =>
+        Load(ref _singleToHalf, FloatConversionKernels.SingleToHalf)(Stream, GridFor(length), source, destination, length);
+
+    internal void LaunchFp8E4M3ToSingle(ArrayView<byte> source, ArrayView<float> destination, long length) =>
+        Load(ref _fp8E4M3ToSingle, FloatConversionKernels.Fp8E4M3ToSingle)(Stream, GridFor(length), source, destination, length);
+
+    internal void LaunchFp8E5M2ToSingle(ArrayView<byte> source, ArrayView<float> destination, long length) =>
+        Load(ref _fp8E5M2ToSingle, FloatConversionKernels.Fp8E5M2ToSingle)(Stream, GridFor(length), source, destination, length);
+
+    internal void LaunchSingleToFp8E4M3(ArrayView<float> source, ArrayView<byte> destination, long length) =>
+        Load(ref _singleToFp8E4M3, FloatConversionKernels.SingleToFp8E4M3)(Stream, GridFor(length), source, destination, length);
+
+    internal void LaunchSingleToFp8E5M2(ArrayView<float> source, ArrayView<byte> destination, long length) =>
+        Load(ref _singleToFp8E5M2, FloatConversionKernels.SingleToFp8E5M2)(Stream, GridFor(length), source, destination, length);
 }
 
 /// <summary>

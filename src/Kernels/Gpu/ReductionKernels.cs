@@ -49,18 +49,28 @@ public sealed partial class GpuKernels
     private double SumOverChunks(Call call, ArrayView<float> a, ArrayView<float> b, long length, int term)
     {
         int chunks = ChunkedParallel.ChunkCount(length);
-        long slots = (long)chunks * ReductionKernels.Lanes;
-        if (_device.GroupSize % ReductionKernels.Lanes != 0 || _device.GroupSize > ReductionKernels.MaxGroupSize)
-            throw new NotSupportedException(
-                $"The reductions need a group size that is a multiple of {ReductionKernels.Lanes} and at most {ReductionKernels.MaxGroupSize}; this device has {_device.GroupSize}.");
         ArrayView<double> partials = call.Rent<double>(chunks);
-        Load(ref _chunkSums, ReductionKernels.ChunkSums)(Stream, GridFor(slots), a, b, term, length, chunks, partials);
+        LaunchChunkSums(a, b, term, length, partials);
         double[] host = new double[chunks];
         call.Download(partials, host.AsSpan());
         double total = 0;
         for (int chunk = 0; chunk < chunks; chunk++)
             total += host[chunk];
         return total;
+    }
+
+    /// <summary>
+    /// Queues <see cref="ReductionKernels.ChunkSums"/>: one partial per <see cref="ChunkedParallel.ChunkLength"/>
+    /// chunk into <paramref name="partials"/> (<see cref="ChunkedParallel.ChunkCount"/> elements).
+    /// </summary>
+    internal void LaunchChunkSums(ArrayView<float> a, ArrayView<float> b, int term, long length, ArrayView<double> partials)
+    {
+        if (_device.GroupSize % ReductionKernels.Lanes != 0 || _device.GroupSize > ReductionKernels.MaxGroupSize)
+            throw new NotSupportedException(
+                $"The reductions need a group size that is a multiple of {ReductionKernels.Lanes} and at most {ReductionKernels.MaxGroupSize}; this device has {_device.GroupSize}.");
+        int chunks = ChunkedParallel.ChunkCount(length);
+        long slots = (long)chunks * ReductionKernels.Lanes;
+        Load(ref _chunkSums, ReductionKernels.ChunkSums)(Stream, GridFor(slots), a, b, term, length, chunks, partials);
     }
 }
 
