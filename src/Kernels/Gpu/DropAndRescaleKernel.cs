@@ -20,11 +20,14 @@ public sealed partial class GpuKernels
         int length = values.Length;
         using var call = new Call(this);
         ArrayView<float> data = call.Upload(values);
-        long blocks = DropAndRescaleKernel.BlocksSpanned(firstIndex, length);
-        Load(ref _dropAndRescale, DropAndRescaleKernel.Apply)(Stream, GridFor(blocks), data, length, density,
-            rescale ? 1 : 0, key.Seed, key.TensorHash, key.ModelIndex, firstIndex);
+        LaunchDropAndRescale(data, length, density, rescale, key, firstIndex);
         call.Download(data, values);
     }
+
+    /// <summary>Queues DARE's drop on a device array whose element 0 is tensor element <paramref name="firstIndex"/> (length ≥ 1).</summary>
+    internal void LaunchDropAndRescale(ArrayView<float> values, long length, float density, bool rescale, PhiloxKey key, long firstIndex = 0) =>
+        Load(ref _dropAndRescale, DropAndRescaleKernel.Apply)(Stream, GridFor(DropAndRescaleKernel.BlocksSpanned(firstIndex, length)),
+            values, length, density, rescale ? 1 : 0, key.Seed, key.TensorHash, key.ModelIndex, firstIndex);
 }
 
 /// <summary>

@@ -34,6 +34,18 @@ public sealed partial class GpuKernels
         Span<int> words = MemoryMarshal.Cast<float, int>(values);
         using var call = new Call(this);
         ArrayView<int> bits = call.Upload(words);
+        TopKSelection selection = KeepTopKOnDevice(call, bits, length, kept);
+        if (kept < length)
+            call.Download(bits, words);
+        return selection;
+    }
+
+    /// <summary>
+    /// Keeps the <paramref name="kept"/> (1 ≤ kept ≤ length) largest magnitudes of a device array of float bits in
+    /// place, ties at the threshold the lowest indices (the device half of <see cref="KeepTopK"/>; the bench times it).
+    /// </summary>
+    internal TopKSelection KeepTopKOnDevice(in Call call, ArrayView<int> bits, long length, long kept)
+    {
         // The k-th largest key sits at ascending rank n − k.
         GpuMagnitudeRank threshold = SelectRank(call, bits, length, length - kept);
         long above = length - threshold.CountBelow - threshold.CountEqual;
@@ -44,7 +56,6 @@ public sealed partial class GpuKernels
             MagnitudeCutArgument lower = PrepareCut(call, bits, length, threshold.Key, threshold.CountEqual,
                 keptAtThreshold, dropLow: false);
             ApplyCuts(bits, length, lower, MagnitudeCutArgument.Absent);
-            call.Download(bits, words);
         }
 
         return new TopKSelection(BitConverter.Int32BitsToSingle(threshold.Key), above, keptAtThreshold);

@@ -22,10 +22,15 @@ public sealed partial class GpuKernels
         ArrayView<float> source = call.Upload(stackedDeltas);
         ArrayView<float> weightView = call.Upload(weights);
         ArrayView<float> result = call.Rent<float>(length);
-        Load(ref _signConsensus, SignConsensusKernel.Merge)(Stream, GridFor(length), source, weightView, weights.Length, length,
-            election == SignElection.Count ? 1 : 0, normalize ? 1 : 0, result);
+        LaunchSignConsensus(source, weightView, weights.Length, length, election, normalize, result);
         call.Download(result, output);
     }
+
+    /// <summary>Queues the TIES merge of device arrays (<paramref name="rows"/> stacked rows of <paramref name="length"/>).</summary>
+    internal void LaunchSignConsensus(ArrayView<float> stacked, ArrayView<float> weights, int rows, long length,
+        SignElection election, bool normalize, ArrayView<float> output) =>
+        Load(ref _signConsensus, SignConsensusKernel.Merge)(Stream, GridFor(length), stacked, weights, rows, length,
+            election == SignElection.Count ? 1 : 0, normalize ? 1 : 0, output);
 }
 
 /// <summary>
