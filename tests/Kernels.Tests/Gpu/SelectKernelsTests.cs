@@ -74,7 +74,7 @@ public sealed class SelectKernelsTests
 
     [Theory]
     [MemberData(nameof(GpuShapes.All), MemberType = typeof(GpuShapes))]
-    public void KeepTopK_of_nothing_and_bad_k(string shape)
+    public void Empty_inputs_and_bad_arguments(string shape)
     {
         GpuKernels gpu = GpuShapes.Get(shape);
         Assert.Equal(new TopKSelection(float.PositiveInfinity, 0, 0), gpu.KeepTopK(Span<float>.Empty, 3));
@@ -84,6 +84,12 @@ public sealed class SelectKernelsTests
         Assert.Throws<ArgumentOutOfRangeException>(() => gpu.KeepMagnitudeBand(values, -1, 0));
         Assert.Throws<ArgumentOutOfRangeException>(() => gpu.KeepMagnitudeBand(values, 0, -1));
         Assert.Equal(new[] { 1f, -0f, 2f }, values);
+        gpu.KeepMagnitudeBand(Span<float>.Empty, 0, 0);
+        gpu.KeepMagnitudeBand(Span<float>.Empty, 1, 1);
+        var histogram = new long[1 << 11];
+        histogram[3] = 9;
+        gpu.MagnitudeHistogram(ReadOnlySpan<float>.Empty, 0, 20, 11, histogram);
+        Assert.Equal(9, histogram.Sum());
     }
 
     [Theory]
