@@ -36,7 +36,7 @@ public static class PermutedModelWriter
         }
 
         spec.Validate(source.Path, name => source.Contains(name) ? source.GetTensor(name).Shape : null);
-        using var output = new OutputFolder(outputPath, overwrite);
+        using var output = new OutputFolder(outputPath, overwrite, [source.Path]);
         byte[] rowBuffer = [];
         foreach (SafeTensorsFile file in source.Files)
         {
