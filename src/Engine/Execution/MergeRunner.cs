@@ -206,6 +206,8 @@ public static class MergeRunner
             MergeProgressFile? owner = parts.FirstOrDefault(p => p.Completed.Contains(shard.FileName));
             if (owner is null)
                 throw new WeldException($"{outputPath}: shard {shard.FileName} is not finished; re-run its part with --resume");
+            if (!owner.Checksums.ContainsKey(shard.FileName))
+                throw new WeldException($"{outputPath}: shard {Path.Combine(partial, shard.FileName)} has no recorded SHA-256 (written by an older Weld); re-run part {owner.Part} with --resume");
             if (!owner.ShardMatches(partial, shard))
                 throw new WeldException($"{outputPath}: shard {Path.Combine(partial, shard.FileName)} does not match the SHA-256 recorded when it was written (damaged since); re-run part {owner.Part} with --resume");
         }
