@@ -128,7 +128,14 @@ public sealed class OutputSafetyTests : IDisposable
         File.WriteAllText(Path.Combine(Output, "mine.txt"), "mine");
         CliAssert.InputError(WeldCli.Run("apply-lora", baseModel, adapter, "-o", Output, "--overwrite"), "not a folder Weld wrote");
 
+        // weld align: the reference is an input too, not only the model it permutes.
+        string reference = ModelFiles.Copy(TestPaths.Model("mlp-digits-a"), Path.Combine(_temp, "reference"));
+        byte[] referenceBytes = File.ReadAllBytes(Path.Combine(reference, "model.safetensors"));
+        CliAssert.InputError(WeldCli.Run("align", "--reference", reference, "--model", TestPaths.Model("mlp-digits-a-permuted"),
+            "-o", reference, "--overwrite"), reference, "is an input");
+
         Assert.Equal(before, File.ReadAllBytes(Path.Combine(baseModel, "model.safetensors")));
+        Assert.Equal(referenceBytes, File.ReadAllBytes(Path.Combine(reference, "model.safetensors")));
         Assert.Equal("mine", File.ReadAllText(Path.Combine(Output, "mine.txt")));
         AssertNoHiddenSiblings(Output);
     }
