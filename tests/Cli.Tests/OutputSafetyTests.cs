@@ -155,6 +155,9 @@ public sealed class OutputSafetyTests : IDisposable
             // --overwrite or --resume do not get past it either, nor finalize.
             CliAssert.InputError(WeldCli.Run("merge", recipe, "-o", Output, "--overwrite", "--resume"), "another weld process");
             CliAssert.InputError(WeldCli.Run("merge", recipe, "-o", Output, "--part", "1/2"), "another weld process");
+            // At once: before the models are opened (planning a large model, or folding an adapter, takes minutes).
+            string unplannable = LinearRecipe(Model("lm-ft-python"), Path.Combine(_temp, "no-such-model"), "unplannable.yml");
+            CliAssert.InputError(WeldCli.Run("merge", unplannable, "-o", Output), "another weld process");
         }
 
         CliAssert.InputError(refused, Output, "another weld process", $"PID {Environment.ProcessId}", lockFile);

@@ -83,19 +83,37 @@ public static class MergeRunner
             throw new WeldException($"threads = {options.Threads}: use a positive thread count, or -1 for all cores");
         if (recipe.AlignTo is not null && options.Part is { Count: > 1 })
             throw new RecipeException($"{recipe.SourceName}: align_to cannot be combined with --part (each part would align into its own temporary copies); align with `weld align` first.");
+        PartSelection part = options.Part ?? new PartSelection(1, 1);
+        bool single = part.Count == 1;
+        string? partName = single ? null : $"{part.Index}-of-{part.Count}";
+        // One writer per output, checked first: a second merge fails at once, not after planning (which may fold
+        // adapters or align models for minutes). Where the parent folder does not exist yet, the output folder takes it.
+        OutputLock? early = Directory.Exists(Path.GetDirectoryName(outputPath)) ? OutputLock.Acquire(outputPath, partName, log) : null;
+        try
+        {
+            return Run(recipe, options, outputPath, part, early, progress, log, cancel);
+        }
+        finally
+        {
+            early?.Dispose(); // normally the output folder's already (disposing twice is harmless)
+        }
+    }
+
+    private static MergeSummary Run(MergeRecipe recipe, MergeOptions options, string outputPath, PartSelection part, OutputLock? early,
+        IProgress<MergeProgress>? progress, Action<string>? log, CancellationToken cancel)
+    {
+        bool single = part.Count == 1;
         using RecipeAlignment? alignment = recipe.AlignTo is null ? null : RecipeAlignment.Prepare(recipe, RecipeFolder(recipe), log);
         using var models = new ModelSet(RecipeFolder(recipe), recipe.SourceName) { Redirect = alignment is null ? null : alignment.AlignedPath };
         MergePlan plan = MergePlanner.Plan(recipe, models, options.Seed);
         foreach (string note in plan.Notes) log?.Invoke(note);
 
         IReadOnlyList<ShardPlan> shards = ShardLayout.Plan(plan.Tensors.Select(t => t.Header).ToArray(), options.MaxShardBytes);
-        PartSelection part = options.Part ?? new PartSelection(1, 1);
         IReadOnlySet<string> partShards = part.Select(shards);
         string planHash = MergeProgressFile.ComputePlanHash(recipe.YamlText, options.Seed, options.MaxShardBytes, shards, models);
 
-        bool single = part.Count == 1;
         using var output = OutputFolder.OpenResumable(outputPath, options.Overwrite, Inputs(recipe, models),
-            single ? null : $"{part.Index}-of-{part.Count}", log);
+            single ? null : $"{part.Index}-of-{part.Count}", log, early);
         // Until this run has decided what to keep, what is in the partial folder (other parts, an interrupted run) stays.
         output.KeepOnDispose = true;
         // The lock is held: a stale partial folder of an earlier whole run can go now (never another writer's).

@@ -31,21 +31,38 @@ public sealed class OutputFolder : IDisposable
     /// <param name="inputs">The command's inputs (model folders, files, adapters, the recipe): the target may not be, hold or lie inside one.</param>
     /// <exception cref="WeldException">The target exists and may not be replaced, overlaps an input, or another process writes it (checked now, before any work).</exception>
     public OutputFolder(string targetPath, bool overwrite, IEnumerable<string>? inputs = null)
-        : this(targetPath, overwrite, resumable: false, inputs, part: null, log: null)
+        : this(targetPath, overwrite, resumable: false, inputs, part: null, log: null, heldLock: null)
     {
     }
 
-    private OutputFolder(string targetPath, bool overwrite, bool resumable, IEnumerable<string>? inputs, string? part, Action<string>? log)
+    private OutputFolder(string targetPath, bool overwrite, bool resumable, IEnumerable<string>? inputs, string? part, Action<string>? log,
+        OutputLock? heldLock)
     {
-        TargetPath = CheckedTargetPath(targetPath);
-        _overwrite = overwrite;
-        _inputs = (inputs ?? []).Where(i => !string.IsNullOrEmpty(i)).ToArray();
-        ThrowIfTargetMayNotBeWritten();
+        try
+        {
+            TargetPath = CheckedTargetPath(targetPath);
+            _overwrite = overwrite;
+            _inputs = (inputs ?? []).Where(i => !string.IsNullOrEmpty(i)).ToArray();
+            ThrowIfTargetMayNotBeWritten();
+        }
+        catch
+        {
+            heldLock?.Dispose();
+            throw;
+        }
 
         string parent = Path.GetDirectoryName(TargetPath)
             ?? throw new WeldException($"{TargetPath}: cannot write a model to a filesystem root.");
-        CreateParent(parent);
-        _lock = OutputLock.Acquire(TargetPath, part, log);
+        try
+        {
+            CreateParent(parent);
+        }
+        catch
+        {
+            heldLock?.Dispose();
+            throw;
+        }
+        _lock = heldLock ?? OutputLock.Acquire(TargetPath, part, log);
         try
         {
             WorkPath = resumable ? PartialPathFor(TargetPath) : Path.Combine(parent, $".{Path.GetFileName(TargetPath)}.weld-partial-{Guid.NewGuid():N}");
@@ -67,8 +84,9 @@ public sealed class OutputFolder : IDisposable
     /// <param name="inputs">The run's inputs (see the constructor).</param>
     /// <param name="part">For one part of a <c>--part</c> run (e.g. <c>2-of-8</c>): share the output's lock with the other parts.</param>
     /// <param name="log">Where a taken-over stale lock is reported.</param>
+    /// <param name="heldLock">The output's lock, taken earlier by the caller (before a long planning); the folder owns it from now on.</param>
     public static OutputFolder OpenResumable(string targetPath, bool overwrite, IEnumerable<string>? inputs = null, string? part = null,
-        Action<string>? log = null) => new(targetPath, overwrite, resumable: true, inputs, part, log);
+        Action<string>? log = null, OutputLock? heldLock = null) => new(targetPath, overwrite, resumable: true, inputs, part, log, heldLock);
 
     /// <summary>The fixed partial folder of a target: <c>.NAME.weld-partial</c> beside it.</summary>
     public static string PartialPathFor(string targetPath)
