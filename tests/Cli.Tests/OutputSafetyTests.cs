@@ -369,6 +369,51 @@ public sealed class OutputSafetyTests : IDisposable
         }
     }
 
+    [Fact]
+    public void DiskFull_OnATmpfsThatFillsUpMidWrite_TheKernelsErrorIsReportedWithThePathAndTheBytes()
+    {
+        string recipe = LinearRecipe(Model("lm-ft-python"), Model("lm-ft-c"));
+        string reference = Path.Combine(_temp, "reference");
+        CliAssert.Succeeded(WeldCli.Run("merge", recipe, "-o", reference, "--out-shard-size", ShardSize, "-q"));
+        long data = Directory.GetFiles(reference, "*.safetensors").Sum(DataBytes);
+        string small = Path.Combine(_temp, "small");
+        Directory.CreateDirectory(small);
+        string output = Path.Combine(small, "out");
+        CliResult full;
+        if (RunTool("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", small) == 0)
+        {
+            _mounts.Add(small);
+            // Leave room for the shards' tensor bytes (the check before writing passes) but not for their headers,
+            // the lock and progress files and the page each file rounds up to: the kernel's ENOSPC comes mid-write.
+            long free = new DriveInfo(small).AvailableFreeSpace;
+            using (var filler = new FileStream(Path.Combine(small, "filler"), FileMode.CreateNew))
+                filler.Write(new byte[free - data - 3 * 4096]);
+            full = WeldCli.Run("merge", recipe, "-o", output, "--out-shard-size", ShardSize, "-q");
+            File.Delete(Path.Combine(small, "filler"));
+        }
+        else
+        {
+            ShardFileSink.StreamFactory.Value = new SimulatedVolume(data - 1).Open;
+            full = WeldCli.Run("merge", recipe, "-o", output, "--out-shard-size", ShardSize, "-q");
+            ShardFileSink.StreamFactory.Value = null;
+        }
+
+        CliAssert.InputError(full, output, "the disk is full", "bytes", Path.Combine(small, ".out.weld-partial"), "--resume");
+        Assert.Single(full.Stderr.TrimEnd().Split('\n'));
+        Assert.False(Directory.Exists(output));
+        // The space is back: the kept shards are reused and the result is the clean run's.
+        CliAssert.Succeeded(WeldCli.Run("merge", recipe, "-o", output, "--out-shard-size", ShardSize, "--resume", "-q"));
+        AssertSameFiles(reference, output);
+    }
+
+    private static long DataBytes(string shard)
+    {
+        using var stream = File.OpenRead(shard);
+        Span<byte> prefix = stackalloc byte[8];
+        stream.ReadExactly(prefix);
+        return stream.Length - 8 - (long)System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(prefix);
+    }
+
     // ---- 6. Bad output paths ----
 
     [Theory]
