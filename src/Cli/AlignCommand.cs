@@ -68,7 +68,7 @@ internal static class AlignCommand
             stdout.WriteLine($"{spec.Groups[g].Name}: {moved} of {spec.Groups[g].Size} units moved");
         }
 
-        PermutedModelWriter.Write(model, spec, result.Permutations, options.Output, options.Overwrite);
+        PermutedModelWriter.Write(model, spec, result.Permutations, options.Output, options.Overwrite, [reference.Path]);
         // After the run, so an input error is the first thing on stderr.
         console.Info($"device: {deviceReason}");
         console.Info($"wrote {options.Output}");

@@ -180,6 +180,7 @@ public sealed class ErrorTests
     {
         string recipe = Recipes.WriteExample("linear-soup.yml", _temp);
         Directory.CreateDirectory(Output);
+        OutputFolder.WriteMarker(Output); // an earlier Weld output (a foreign folder is refused even with --overwrite)
         string sentinel = Path.Combine(Output, "keep-me.txt");
         File.WriteAllText(sentinel, "an earlier result");
 
@@ -187,7 +188,7 @@ public sealed class ErrorTests
 
         CliAssert.InputError(refused, Output, "exists");
         Assert.Equal("an earlier result", File.ReadAllText(sentinel));
-        Assert.Equal([sentinel], Directory.EnumerateFileSystemEntries(Output));
+        Assert.Equal([Path.Combine(Output, OutputFolder.MarkerFileName), sentinel], Directory.EnumerateFileSystemEntries(Output).Order(StringComparer.Ordinal));
         AssertNoHiddenSiblings();
 
         CliResult replaced = WeldCli.Run("merge", recipe, "-o", Output, "--overwrite");
