@@ -8,12 +8,24 @@ namespace Weld.Kernels.Gpu;
 /// <remarks>DELLA's magnitude-rank sampling (<see cref="MagnitudeRankSampling"/>): upload, one launch (a group per fiber), download.</remarks>
 public sealed partial class GpuKernels
 {
-    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, long, int, long, float, float, float, int, ulong, uint, uint>? _sampleByMagnitudeRank;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, long, int, long, int, float, float, float, int, ulong, uint, uint>? _sampleByMagnitudeRank;
 
     /// <inheritdoc />
     public void SampleByMagnitudeRank(Span<float> values, int fiberLength, int fiberStride, float lowProbability, float epsilon,
-        float singleProbability, bool divideByProbability, PhiloxKey key)
+        float singleProbability, bool divideByProbability, PhiloxKey key) =>
+        SampleByMagnitudeRank(values, fiberLength, fiberStride, lowProbability, epsilon, singleProbability, divideByProbability, key,
+            MagnitudeRankSampling.Tile);
+
+    /// <summary>
+    /// <see cref="SampleByMagnitudeRank(Span{float}, int, int, float, float, float, bool, PhiloxKey)"/> with fibers of up
+    /// to <paramref name="tile"/> elements sorted and longer ones ranked by counting over tiles of that size (1 to
+    /// <see cref="MagnitudeRankSampling.Tile"/>); tests take a small tile to reach the counting path with short fibers.
+    /// </summary>
+    internal void SampleByMagnitudeRank(Span<float> values, int fiberLength, int fiberStride, float lowProbability, float epsilon,
+        float singleProbability, bool divideByProbability, PhiloxKey key, int tile)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(tile, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(tile, MagnitudeRankSampling.Tile);
         long fibers = Cpu.CpuKernels.RankSamplingFibers(values.Length, fiberLength, fiberStride);
         if (fibers == 0)
             return;
@@ -22,7 +34,7 @@ public sealed partial class GpuKernels
         ArrayView<float> output = call.Rent<float>(values.Length);
         // One group per fiber; the kernel strides over the fibers past the grid.
         var config = new KernelConfig((int)Math.Min(fibers, _device.MaxGroups), _device.GroupSize);
-        Load(ref _sampleByMagnitudeRank, MagnitudeRankSampling.SampleFibers)(Stream, config, input, output, fibers, fiberLength, fiberStride,
+        Load(ref _sampleByMagnitudeRank, MagnitudeRankSampling.SampleFibers)(Stream, config, input, output, fibers, fiberLength, fiberStride, tile,
             lowProbability, epsilon, singleProbability, divideByProbability ? 1 : 0, key.Seed, key.TensorHash, key.ModelIndex);
         call.Download(output, values);
     }
@@ -31,8 +43,8 @@ public sealed partial class GpuKernels
 /// <summary>
 /// DELLA's MagPrune, one group per fiber (grid-stride over the fibers). The fiber's (magnitude key &lt;&lt; 32 | position)
 /// pairs order the elements exactly as the CPU's sort of the same pairs does (<c>Cpu/MagnitudeRankSampling.cs</c>).
-/// A fiber of up to <see cref="Tile"/> elements is sorted in shared memory (bitonic, padded with all-ones pairs); a
-/// longer one counts each element's rank, #{pairs below its own}, over tiles of the fiber in shared memory
+/// A fiber of up to <see cref="Tile"/> elements (or the smaller tile a test passes) is sorted in shared memory (bitonic,
+/// padded with all-ones pairs; the padded length never exceeds <see cref="Tile"/>); a longer one counts each element's rank, #{pairs below its own}, over tiles of the fiber in shared memory
 /// (O(length²) per fiber). Reads <c>input</c> and writes <c>output</c>, so no element changes while its fiber is ranked.
 /// The keep draw is Weld's Philox element stream (<see cref="Philox4x32"/>), computed here by <see cref="ElementBits"/>.
 /// </summary>
@@ -41,16 +53,19 @@ internal static class MagnitudeRankSampling
     /// <summary>Pairs a group sorts in shared memory (32 KiB).</summary>
     public const int Tile = 4096;
 
-    /// <summary>Samples every fiber: element at sorted position s is kept iff u &lt; p(s), as <see cref="IMergeKernels.SampleByMagnitudeRank"/>.</summary>
-    public static void SampleFibers(ArrayView<float> input, ArrayView<float> output, long fibers, int length, long stride, float low,
-        float epsilon, float single, int divide, ulong seed, uint tensorHash, uint modelIndex)
+    /// <summary>
+    /// Samples every fiber, <paramref name="tileSize"/> (≤ <see cref="Tile"/>) pairs sorted or counted at a time: the
+    /// element at sorted position s is kept iff u &lt; p(s), as <see cref="IMergeKernels.SampleByMagnitudeRank"/>.
+    /// </summary>
+    public static void SampleFibers(ArrayView<float> input, ArrayView<float> output, long fibers, int length, long stride, int tileSize,
+        float low, float epsilon, float single, int divide, ulong seed, uint tensorHash, uint modelIndex)
     {
         ArrayView<ulong> tile = SharedMemory.Allocate<ulong>(Tile);
         int thread = Group.IdxX, threads = Group.DimX;
         for (long fiber = Grid.IdxX; fiber < fibers; fiber += Grid.DimX)
         {
             long first = fiber / stride * length * stride + fiber % stride;
-            if (length <= Tile)
+            if (length <= tileSize)
             {
                 int padded = 1;
                 while (padded < length)
@@ -95,9 +110,9 @@ internal static class MagnitudeRankSampling
                     bool valid = r < length;
                     ulong own = valid ? RankPair(input, first, r, stride) : 0;
                     int rank = 0;
-                    for (int tileStart = 0; tileStart < length; tileStart += Tile)
+                    for (int tileStart = 0; tileStart < length; tileStart += tileSize)
                     {
-                        int tileCount = length - tileStart < Tile ? length - tileStart : Tile;
+                        int tileCount = length - tileStart < tileSize ? length - tileStart : tileSize;
                         Group.Barrier(); // the previous tile has been read by every thread
                         for (int t = thread; t < tileCount; t += threads)
                             tile[t] = RankPair(input, first, tileStart + t, stride);

@@ -395,16 +395,19 @@ internal static class MethodKernels
 
     /// <summary>
     /// RAM+ counts: counts[k] += elements where model k contributes and c &gt; 1 (shared), counts[rows + k] += those where
-    /// k is the only contributor (unique). One pass over the elements per model; integer sums, so order-free.
+    /// k is the only contributor (unique). One pass over the elements per model; each thread adds its counts to two
+    /// shared-memory totals (two barriers a model, where a tree sum would take 2 + log2(group) each) and thread 0 adds
+    /// those to the device counters. Integer sums, so the order of the atomics never matters.
     /// </summary>
     public static void RamContributionCounts(ArrayView<float> deltas, int rows, long length, float epsilon, ArrayView<long> counts)
     {
-        ArrayView<long> scratch = SharedMemory.Allocate<long>(MaxGroupSize);
+        ArrayView<long> totals = SharedMemory.Allocate<long>(2);
+        int thread = Group.IdxX;
         long stride = (long)Grid.DimX * Group.DimX;
         for (int model = 0; model < rows; model++)
         {
             long shared = 0, unique = 0;
-            for (long i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < length; i += stride)
+            for (long i = (long)Grid.IdxX * Group.DimX + thread; i < length; i += stride)
             {
                 if (!(Math.Abs(deltas[model * length + i]) > epsilon))
                     continue;
@@ -419,9 +422,26 @@ internal static class MethodKernels
                 else
                     shared++;
             }
-            // Every thread of the group reaches both sums (the model loop is uniform), as the barriers need.
-            AddGroupSum(scratch, shared, counts, model);
-            AddGroupSum(scratch, unique, counts, rows + model);
+            // Thread 0 resets the totals only after it has read the previous model's (below), and nobody adds to them
+            // before this barrier; the model loop is uniform, so every thread meets every barrier.
+            if (thread == 0)
+            {
+                totals[0] = 0;
+                totals[1] = 0;
+            }
+            Group.Barrier();
+            if (shared != 0)
+                Atomic.Add(ref totals[0], shared);
+            if (unique != 0)
+                Atomic.Add(ref totals[1], unique);
+            Group.Barrier();
+            if (thread == 0)
+            {
+                if (totals[0] != 0)
+                    Atomic.Add(ref counts[model], totals[0]);
+                if (totals[1] != 0)
+                    Atomic.Add(ref counts[rows + model], totals[1]);
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 using static Weld.Kernels.Gpu.GpuArithmetic;
 
 namespace Weld.Kernels.Gpu;
@@ -12,10 +13,11 @@ public sealed partial class GpuKernels
     /// <inheritdoc />
     /// <remarks>
     /// On ILGPU's CPU accelerator the kernel calls .NET's <see cref="Math.Exp"/> and <see cref="Math.Log(double)"/>, so the
-    /// scores equal the CPU backend's bit for bit. On CUDA ILGPU compiles them to its own float64 exp and log
-    /// (libdevice's <c>__nv_exp</c> / <c>__nv_log</c>, or ILGPU.Algorithms' software versions), which are not the C
-    /// library's: as the contract allows, a score may then differ from the CPU's in the last bits. Every other
-    /// operation is rounded as on the CPU.
+    /// scores equal the CPU backend's bit for bit. On CUDA it calls <see cref="Float64Math"/> (fdlibm's exp and log, under
+    /// one ulp, every step rounded on its own): ILGPU itself would compile Math.Exp / Math.Log to ILGPU.Algorithms' CORDIC
+    /// iterations (no libdevice in the context), of unknown float64 accuracy. The C library's exp and log are not
+    /// fdlibm's either, so, as the contract allows, a score on CUDA may differ from the CPU's in the last bits. Every
+    /// other operation is rounded as on the CPU.
     /// </remarks>
     public void SoftmaxDivergenceScores(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> scores)
     {
@@ -61,15 +63,15 @@ internal static class SoftmaxDivergence
             double sumP = 0, sumQ = 0;
             for (long j = 0; j < rowLength; j++)
             {
-                sumP = Add(sumP, Math.Exp(Float64.Sub(model[start + j], maxP)));
-                sumQ = Add(sumQ, Math.Exp(Float64.Sub(baseline[start + j], maxQ)));
+                sumP = Add(sumP, Float64Math.Exp(Float64.Sub(model[start + j], maxP)));
+                sumQ = Add(sumQ, Float64Math.Exp(Float64.Sub(baseline[start + j], maxQ)));
             }
             double divergence = 0;
             for (long j = 0; j < rowLength; j++)
             {
                 float p = FlooredProbability(model[start + j], maxP, sumP);
                 float q = FlooredProbability(baseline[start + j], maxQ, sumQ);
-                divergence = Add(divergence, Mul(p, Math.Log(Float64.Div(p, q))));
+                divergence = Add(divergence, Mul(p, Float64Math.Log(Float64.Div(p, q))));
             }
             float d = (float)divergence;
             for (long j = 0; j < rowLength; j++)
@@ -79,7 +81,7 @@ internal static class SoftmaxDivergence
 
     /// <summary>softmax(x)[j] + 1e-8: the float64 quotient rounded to float32, then the float32 floor added.</summary>
     private static float FlooredProbability(float x, float max, double sum) =>
-        Add((float)Float64.Div(Math.Exp(Float64.Sub(x, max)), sum), ProbabilityFloor);
+        Add((float)Float64.Div(Float64Math.Exp(Float64.Sub(x, max)), sum), ProbabilityFloor);
 
     /// <summary>
     /// <see cref="MathF.Max(float, float)"/> as .NET defines it: a NaN on either side is returned (the first one when
@@ -94,5 +96,132 @@ internal static class SoftmaxDivergence
             return a;
         }
         return (Bits(b) >> 31) != 0 ? a : b;
+    }
+}
+
+/// <summary>
+/// Float64 exp and log for kernels: .NET's <see cref="Math.Exp"/> / <see cref="Math.Log(double)"/> on ILGPU's CPU
+/// accelerator (the CPU backend's bits), and on CUDA the classic fdlibm algorithms (Sun's e_exp.c / e_log.c: argument
+/// reduction by ln 2, a minimax polynomial; under one ulp), written with every float64 operation rounded on its own so
+/// ptxas cannot contract them and every GPU gives the same bits.
+/// </summary>
+internal static class Float64Math
+{
+    private const double Ln2High = 6.93147180369123816490e-01; // 0x3FE62E42FEE00000: k·Ln2High is exact for |k| < 2^11
+    private const double Ln2Low = 1.90821492927058770002e-10; // 0x3DEA39EF35793C76
+    private const double InverseLn2 = 1.44269504088896338700e+00;
+    private const double ExpOverflow = 7.09782712893383973096e+02; // above: +∞
+    private const double ExpUnderflow = -7.45133219101941108420e+02; // below: +0
+    private const double TwoPow54 = 1.80143985094819840000e+16;
+
+    /// <summary>e^x: .NET's on the CPU accelerator, <see cref="ExpFdlibm"/> on CUDA.</summary>
+    public static double Exp(double x) => CudaAsm.IsSupported ? ExpFdlibm(x) : Math.Exp(x);
+
+    /// <summary>ln x: .NET's on the CPU accelerator, <see cref="LogFdlibm"/> on CUDA.</summary>
+    public static double Log(double x) => CudaAsm.IsSupported ? LogFdlibm(x) : Math.Log(x);
+
+    /// <summary>
+    /// fdlibm's exp: x = k·ln 2 + r with |r| ≤ ln 2 / 2, e^r from a degree-5 minimax polynomial in r² (Remez), scaled
+    /// by 2^k through the exponent bits. NaN gives NaN, +∞ gives +∞, −∞ gives +0.
+    /// </summary>
+    public static double ExpFdlibm(double x)
+    {
+        if (double.IsNaN(x))
+            return x;
+        if (x > ExpOverflow)
+            return double.PositiveInfinity;
+        if (x < ExpUnderflow)
+            return 0.0;
+        double absolute = Math.Abs(x);
+        int k;
+        double high, low;
+        if (absolute > 0.5 * 6.93147180559945286227e-01)
+        {
+            k = absolute < 1.5 * 6.93147180559945286227e-01
+                ? (x < 0 ? -1 : 1)
+                : (int)Add(Mul(InverseLn2, x), x < 0 ? -0.5 : 0.5); // truncation after ± 0.5: round to nearest
+            high = Float64.Sub(x, Mul(k, Ln2High));
+            low = Mul(k, Ln2Low);
+        }
+        else if (absolute < 3.7252902984e-09) // 2^-28: e^x rounds to 1 + x
+        {
+            return Add(1.0, x);
+        }
+        else
+        {
+            k = 0;
+            high = x;
+            low = 0;
+        }
+        double r = Float64.Sub(high, low);
+        double t = Mul(r, r);
+        double polynomial = Mul(t, Add(1.66666666666666019037e-01, Mul(t, Add(-2.77777777770155933842e-03,
+            Mul(t, Add(6.61375632143793436117e-05, Mul(t, Add(-1.65339022054652515390e-06, Mul(t, 4.13813679705723846039e-08)))))))));
+        double c = Float64.Sub(r, polynomial);
+        if (k == 0)
+            return Float64.Sub(1.0, Float64.Sub(Float64.Div(Mul(r, c), Float64.Sub(c, 2.0)), r));
+        double y = Float64.Sub(1.0, Float64.Sub(Float64.Sub(low, Float64.Div(Mul(r, c), Float64.Sub(2.0, c))), high));
+        if (k >= -1021)
+            return Interop.IntAsFloat(Interop.FloatAsInt(y) + ((ulong)(long)k << 52));
+        // Subnormal result: scale by 2^(k + 1000) first, then by 2^-1000 (one rounding, in the multiply).
+        return Mul(Interop.IntAsFloat(Interop.FloatAsInt(y) + ((ulong)(long)(k + 1000) << 52)), 9.33263618503218878990e-302);
+    }
+
+    /// <summary>
+    /// fdlibm's log: x = 2^k·(1 + f) with √2/2 ≤ 1 + f &lt; √2, ln(1 + f) = f − s·(f − R) with s = f / (2 + f) and R a
+    /// degree-7 minimax polynomial in s² (Remez), plus k·ln 2 in two parts. ±0 gives −∞, a negative x NaN, +∞ gives +∞.
+    /// </summary>
+    public static double LogFdlibm(double x)
+    {
+        if (double.IsNaN(x) || x == double.PositiveInfinity)
+            return x;
+        if (x == 0)
+            return double.NegativeInfinity;
+        if (x < 0)
+            return double.NaN;
+        int k = 0;
+        ulong bits = Interop.FloatAsInt(x);
+        if (bits < 0x0010000000000000ul)
+        {
+            // Subnormal: scale into the normal range (exact).
+            k -= 54;
+            bits = Interop.FloatAsInt(Mul(x, TwoPow54));
+        }
+        int highWord = (int)(bits >> 32);
+        k += (highWord >> 20) - 1023;
+        highWord &= 0x000FFFFF;
+        // i is 0x100000 when the mantissa is at least √2 (then halve it: 1 + f in [√2/2, √2)).
+        int i = (highWord + 0x95F64) & 0x100000;
+        double normalized = Interop.IntAsFloat(((ulong)(uint)(highWord | (i ^ 0x3FF00000)) << 32) | (bits & 0xFFFFFFFFul));
+        k += i >> 20;
+        double f = Float64.Sub(normalized, 1.0);
+        double dk = k;
+        if ((0x000FFFFF & (2 + highWord)) < 3)
+        {
+            // |f| < 2^-20
+            if (f == 0)
+                return k == 0 ? 0.0 : Add(Mul(dk, Ln2High), Mul(dk, Ln2Low));
+            double r0 = Mul(Mul(f, f), Float64.Sub(0.5, Mul(0.33333333333333333, f)));
+            return k == 0 ? Float64.Sub(f, r0) : Float64.Sub(Mul(dk, Ln2High), Float64.Sub(Float64.Sub(r0, Mul(dk, Ln2Low)), f));
+        }
+        double s = Float64.Div(f, Add(2.0, f));
+        double z = Mul(s, s);
+        int lowBand = highWord - 0x6147A;
+        double w = Mul(z, z);
+        int highBand = 0x6B851 - highWord;
+        double t1 = Mul(w, Add(3.999999999940941908e-01, Mul(w, Add(2.222219843214978396e-01, Mul(w, 1.531383769920937332e-01)))));
+        double t2 = Mul(z, Add(6.666666666666735130e-01, Mul(w, Add(2.857142874366239149e-01,
+            Mul(w, Add(1.818357216161805012e-01, Mul(w, 1.479819860511658591e-01)))))));
+        double r = Add(t2, t1);
+        if ((lowBand | highBand) > 0)
+        {
+            double halfSquare = Mul(Mul(0.5, f), f);
+            return k == 0
+                ? Float64.Sub(f, Float64.Sub(halfSquare, Mul(s, Add(halfSquare, r))))
+                : Float64.Sub(Mul(dk, Ln2High), Float64.Sub(Float64.Sub(halfSquare, Add(Mul(s, Add(halfSquare, r)), Mul(dk, Ln2Low))), f));
+        }
+        return k == 0
+            ? Float64.Sub(f, Mul(s, Float64.Sub(f, r)))
+            : Float64.Sub(Mul(dk, Ln2High), Float64.Sub(Float64.Sub(Mul(s, Float64.Sub(f, r)), Mul(dk, Ln2Low)), f));
     }
 }
