@@ -21,7 +21,7 @@ public sealed partial class GpuKernels
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, long, float, ArrayView<float>>? _ramMerge;
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, int, long, float, ArrayView<long>>? _ramContributionCounts;
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, int, long, ArrayView<float>, ArrayView<long>>? _varianceAcrossRows;
-    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, long, long>? _clearRowsWhereZero;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, int, long>? _clearRowsWhereZero;
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, int, long, float, ArrayView<float>>? _signErasedMix;
 
     /// <inheritdoc />
@@ -206,8 +206,7 @@ public sealed partial class GpuKernels
         using var call = new Call(this);
         ArrayView<float> values = call.Upload(stacked);
         ArrayView<float> selectorView = call.Upload(selector);
-        Load(ref _clearRowsWhereZero, MethodKernels.ClearRowsWhereZero)(Stream, GridFor(stacked.Length), values, selectorView, length,
-            stacked.Length);
+        Load(ref _clearRowsWhereZero, MethodKernels.ClearRowsWhereZero)(Stream, GridFor(length), values, selectorView, rows, length);
         call.Download(values, stacked);
     }
 
@@ -461,14 +460,14 @@ internal static class MethodKernels
             double mean = 0;
             for (int k = 0; k < rows; k++)
                 mean = Add(mean, (double)stacked[k * length + i]);
-            mean = Float64.Div(mean, count);
+            mean = RoundedFloat64.Div(mean, count);
             double sum = 0;
             for (int k = 0; k < rows; k++)
             {
-                double deviation = Float64.Sub(stacked[k * length + i], mean);
+                double deviation = RoundedFloat64.Sub(stacked[k * length + i], mean);
                 sum = Add(sum, Mul(deviation, deviation));
             }
-            float variance = (float)Float64.Div(sum, count);
+            float variance = (float)RoundedFloat64.Div(sum, count);
             output[i] = variance;
             if (!(variance == 0f))
                 nonzero++;
@@ -476,14 +475,16 @@ internal static class MethodKernels
         AddGroupSum(scratch, nonzero, nonzeroCount, 0);
     }
 
-    /// <summary>stacked[idx] = +0 where selector[idx mod length] is ±0 (a NaN selector is not zero), over all rows.</summary>
-    public static void ClearRowsWhereZero(ArrayView<float> stacked, ArrayView<float> selector, long length, long total)
+    /// <summary>stacked[k·length + i] = +0 in every row k where selector[i] is ±0 (a NaN selector is not zero).</summary>
+    public static void ClearRowsWhereZero(ArrayView<float> stacked, ArrayView<float> selector, int rows, long length)
     {
         long stride = (long)Grid.DimX * Group.DimX;
-        for (long index = (long)Grid.IdxX * Group.DimX + Group.IdxX; index < total; index += stride)
+        for (long i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < length; i += stride)
         {
-            if (selector[index % length] == 0f)
-                stacked[index] = 0f;
+            if (selector[i] != 0f)
+                continue;
+            for (int k = 0; k < rows; k++)
+                stacked[k * length + i] = 0f;
         }
     }
 
@@ -541,7 +542,7 @@ internal static class MethodKernels
 /// Float64 subtraction and division with the rounding spelled out (<c>.rn</c> on CUDA, plain C# on the emulator), for
 /// the kernels that follow the CPU's float64 arithmetic; float64 products and sums are <see cref="GpuArithmetic"/>'s.
 /// </summary>
-internal static class Float64
+internal static class RoundedFloat64
 {
     /// <summary>a − b in float64, rounded to nearest even.</summary>
     public static double Sub(double a, double b)

@@ -63,15 +63,15 @@ internal static class SoftmaxDivergence
             double sumP = 0, sumQ = 0;
             for (long j = 0; j < rowLength; j++)
             {
-                sumP = Add(sumP, Float64Math.Exp(Float64.Sub(model[start + j], maxP)));
-                sumQ = Add(sumQ, Float64Math.Exp(Float64.Sub(baseline[start + j], maxQ)));
+                sumP = Add(sumP, Float64Math.Exp(RoundedFloat64.Sub(model[start + j], maxP)));
+                sumQ = Add(sumQ, Float64Math.Exp(RoundedFloat64.Sub(baseline[start + j], maxQ)));
             }
             double divergence = 0;
             for (long j = 0; j < rowLength; j++)
             {
                 float p = FlooredProbability(model[start + j], maxP, sumP);
                 float q = FlooredProbability(baseline[start + j], maxQ, sumQ);
-                divergence = Add(divergence, Mul(p, Float64Math.Log(Float64.Div(p, q))));
+                divergence = Add(divergence, Mul(p, Float64Math.Log(RoundedFloat64.Div(p, q))));
             }
             float d = (float)divergence;
             for (long j = 0; j < rowLength; j++)
@@ -81,7 +81,7 @@ internal static class SoftmaxDivergence
 
     /// <summary>softmax(x)[j] + 1e-8: the float64 quotient rounded to float32, then the float32 floor added.</summary>
     private static float FlooredProbability(float x, float max, double sum) =>
-        Add((float)Float64.Div(Float64Math.Exp(Float64.Sub(x, max)), sum), ProbabilityFloor);
+        Add((float)RoundedFloat64.Div(Float64Math.Exp(RoundedFloat64.Sub(x, max)), sum), ProbabilityFloor);
 
     /// <summary>
     /// <see cref="MathF.Max(float, float)"/> as .NET defines it: a NaN on either side is returned (the first one when
@@ -140,7 +140,7 @@ internal static class Float64Math
             k = absolute < 1.5 * 6.93147180559945286227e-01
                 ? (x < 0 ? -1 : 1)
                 : (int)Add(Mul(InverseLn2, x), x < 0 ? -0.5 : 0.5); // truncation after ± 0.5: round to nearest
-            high = Float64.Sub(x, Mul(k, Ln2High));
+            high = RoundedFloat64.Sub(x, Mul(k, Ln2High));
             low = Mul(k, Ln2Low);
         }
         else if (absolute < 3.7252902984e-09) // 2^-28: e^x rounds to 1 + x
@@ -153,14 +153,14 @@ internal static class Float64Math
             high = x;
             low = 0;
         }
-        double r = Float64.Sub(high, low);
+        double r = RoundedFloat64.Sub(high, low);
         double t = Mul(r, r);
         double polynomial = Mul(t, Add(1.66666666666666019037e-01, Mul(t, Add(-2.77777777770155933842e-03,
             Mul(t, Add(6.61375632143793436117e-05, Mul(t, Add(-1.65339022054652515390e-06, Mul(t, 4.13813679705723846039e-08)))))))));
-        double c = Float64.Sub(r, polynomial);
+        double c = RoundedFloat64.Sub(r, polynomial);
         if (k == 0)
-            return Float64.Sub(1.0, Float64.Sub(Float64.Div(Mul(r, c), Float64.Sub(c, 2.0)), r));
-        double y = Float64.Sub(1.0, Float64.Sub(Float64.Sub(low, Float64.Div(Mul(r, c), Float64.Sub(2.0, c))), high));
+            return RoundedFloat64.Sub(1.0, RoundedFloat64.Sub(RoundedFloat64.Div(Mul(r, c), RoundedFloat64.Sub(c, 2.0)), r));
+        double y = RoundedFloat64.Sub(1.0, RoundedFloat64.Sub(RoundedFloat64.Sub(low, RoundedFloat64.Div(Mul(r, c), RoundedFloat64.Sub(2.0, c))), high));
         if (k >= -1021)
             return Interop.IntAsFloat(Interop.FloatAsInt(y) + ((ulong)(long)k << 52));
         // Subnormal result: scale by 2^(k + 1000) first, then by 2^-1000 (one rounding, in the multiply).
@@ -194,17 +194,17 @@ internal static class Float64Math
         int i = (highWord + 0x95F64) & 0x100000;
         double normalized = Interop.IntAsFloat(((ulong)(uint)(highWord | (i ^ 0x3FF00000)) << 32) | (bits & 0xFFFFFFFFul));
         k += i >> 20;
-        double f = Float64.Sub(normalized, 1.0);
+        double f = RoundedFloat64.Sub(normalized, 1.0);
         double dk = k;
         if ((0x000FFFFF & (2 + highWord)) < 3)
         {
             // |f| < 2^-20
             if (f == 0)
                 return k == 0 ? 0.0 : Add(Mul(dk, Ln2High), Mul(dk, Ln2Low));
-            double r0 = Mul(Mul(f, f), Float64.Sub(0.5, Mul(0.33333333333333333, f)));
-            return k == 0 ? Float64.Sub(f, r0) : Float64.Sub(Mul(dk, Ln2High), Float64.Sub(Float64.Sub(r0, Mul(dk, Ln2Low)), f));
+            double r0 = Mul(Mul(f, f), RoundedFloat64.Sub(0.5, Mul(0.33333333333333333, f)));
+            return k == 0 ? RoundedFloat64.Sub(f, r0) : RoundedFloat64.Sub(Mul(dk, Ln2High), RoundedFloat64.Sub(RoundedFloat64.Sub(r0, Mul(dk, Ln2Low)), f));
         }
-        double s = Float64.Div(f, Add(2.0, f));
+        double s = RoundedFloat64.Div(f, Add(2.0, f));
         double z = Mul(s, s);
         int lowBand = highWord - 0x6147A;
         double w = Mul(z, z);
@@ -217,11 +217,11 @@ internal static class Float64Math
         {
             double halfSquare = Mul(Mul(0.5, f), f);
             return k == 0
-                ? Float64.Sub(f, Float64.Sub(halfSquare, Mul(s, Add(halfSquare, r))))
-                : Float64.Sub(Mul(dk, Ln2High), Float64.Sub(Float64.Sub(halfSquare, Add(Mul(s, Add(halfSquare, r)), Mul(dk, Ln2Low))), f));
+                ? RoundedFloat64.Sub(f, RoundedFloat64.Sub(halfSquare, Mul(s, Add(halfSquare, r))))
+                : RoundedFloat64.Sub(Mul(dk, Ln2High), RoundedFloat64.Sub(RoundedFloat64.Sub(halfSquare, Add(Mul(s, Add(halfSquare, r)), Mul(dk, Ln2Low))), f));
         }
         return k == 0
-            ? Float64.Sub(f, Mul(s, Float64.Sub(f, r)))
-            : Float64.Sub(Mul(dk, Ln2High), Float64.Sub(Float64.Sub(Mul(s, Float64.Sub(f, r)), Mul(dk, Ln2Low)), f));
+            ? RoundedFloat64.Sub(f, Mul(s, RoundedFloat64.Sub(f, r)))
+            : RoundedFloat64.Sub(Mul(dk, Ln2High), RoundedFloat64.Sub(RoundedFloat64.Sub(Mul(s, RoundedFloat64.Sub(f, r)), Mul(dk, Ln2Low)), f));
     }
 }
