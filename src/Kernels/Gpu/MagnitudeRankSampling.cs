@@ -46,7 +46,7 @@ public sealed partial class GpuKernels
 /// A fiber of up to <see cref="Tile"/> elements (or the smaller tile a test passes) is sorted in shared memory (bitonic,
 /// padded with all-ones pairs; the padded length never exceeds <see cref="Tile"/>); a longer one counts each element's rank, #{pairs below its own}, over tiles of the fiber in shared memory
 /// (O(length²) per fiber). Reads <c>input</c> and writes <c>output</c>, so no element changes while its fiber is ranked.
-/// The keep draw is Weld's Philox element stream (<see cref="Philox4x32"/>), computed here by <see cref="ElementBits"/>.
+/// The keep draw is Weld's Philox element stream (<see cref="Philox4x32"/>), computed by <see cref="GpuPhilox"/>.
 /// </summary>
 internal static class MagnitudeRankSampling
 {
@@ -143,40 +143,10 @@ internal static class MagnitudeRankSampling
         uint tensorHash, uint modelIndex)
     {
         float p = length == 1 ? single : Add(low, Mul(Mul(Div(s, length - 1), 2f), epsilon));
-        // (bits >> 8)·2^-24 is exact: a 24-bit integer times a power of two.
-        float u = Mul((float)(ElementBits(seed, tensorHash, modelIndex, index) >> 8), Philox4x32.UniformScale);
+        // Word index % 4 of the block holding element index, as the CPU's Philox4x32.ElementBits draws it.
+        float u = GpuPhilox.ToUniform(GpuPhilox.StreamBlock(seed, tensorHash, modelIndex, (ulong)index >> 2).Lane((int)(index & 3)));
         if (!(u < p))
             return 0f;
         return divide != 0 ? Div(x, p) : x;
-    }
-
-    /// <summary>
-    /// Word <c>index % 4</c> of the Philox4x32-10 block at counter (low, high 32 bits of index / 4, tensor hash, model
-    /// index) under key (low, high 32 bits of the seed): <see cref="Philox4x32.ElementBits"/>, without its argument
-    /// check (a kernel cannot throw).
-    /// </summary>
-    private static uint ElementBits(ulong seed, uint tensorHash, uint modelIndex, long index)
-    {
-        ulong block = (ulong)index >> 2;
-        uint counter0 = (uint)block, counter1 = (uint)(block >> 32), counter2 = tensorHash, counter3 = modelIndex;
-        uint key0 = (uint)seed, key1 = (uint)(seed >> 32);
-        for (int round = 0; round < Philox4x32.Rounds; round++)
-        {
-            if (round != 0)
-            {
-                key0 += Philox4x32.KeyIncrement0;
-                key1 += Philox4x32.KeyIncrement1;
-            }
-            ulong product0 = (ulong)Philox4x32.Multiplier0 * counter0;
-            ulong product1 = (ulong)Philox4x32.Multiplier1 * counter2;
-            uint next0 = (uint)(product1 >> 32) ^ counter1 ^ key0;
-            uint next2 = (uint)(product0 >> 32) ^ counter3 ^ key1;
-            counter1 = (uint)product1;
-            counter3 = (uint)product0;
-            counter0 = next0;
-            counter2 = next2;
-        }
-        int lane = (int)(index & 3);
-        return lane == 0 ? counter0 : lane == 1 ? counter1 : lane == 2 ? counter2 : counter3;
     }
 }

@@ -519,7 +519,7 @@ internal static class MethodKernels
     /// thread 0 add a non-zero total to <paramref name="target"/>[<paramref name="index"/>]. Every thread of the group
     /// must call it (barriers); <paramref name="scratch"/> is free again when it returns.
     /// </summary>
-    public static void AddGroupSum(ArrayView<long> scratch, long value, ArrayView<long> target, long index)
+    private static void AddGroupSum(ArrayView<long> scratch, long value, ArrayView<long> target, long index)
     {
         int thread = Group.IdxX;
         scratch[thread] = value;

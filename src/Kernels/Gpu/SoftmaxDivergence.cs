@@ -1,6 +1,5 @@
 using ILGPU;
 using ILGPU.Runtime;
-using ILGPU.Runtime.Cuda;
 using static Weld.Kernels.Gpu.GpuArithmetic;
 
 namespace Weld.Kernels.Gpu;
@@ -8,27 +7,29 @@ namespace Weld.Kernels.Gpu;
 /// <remarks>Arcee Fusion's importance scores (<see cref="SoftmaxDivergence"/>): upload, one launch, download.</remarks>
 public sealed partial class GpuKernels
 {
-    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, long, long, int, ArrayView<float>>? _softmaxDivergenceScores;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, long, long, ArrayView<float>>? _softmaxDivergenceScores;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, long, long, ArrayView<float>>? _softmaxDivergenceScoresRuntimeMath;
 
     /// <inheritdoc />
     /// <remarks>
     /// On ILGPU's CPU accelerator the kernel calls .NET's <see cref="Math.Exp"/> and <see cref="Math.Log(double)"/>, so the
     /// scores equal the CPU backend's bit for bit. On CUDA it calls <see cref="Float64Math"/> (fdlibm's exp and log, under
     /// one ulp, every step rounded on its own): ILGPU itself would compile Math.Exp / Math.Log to ILGPU.Algorithms' CORDIC
-    /// iterations (no libdevice in the context), of unknown float64 accuracy. The C library's exp and log are not
-    /// fdlibm's: measured against .NET on Linux, fdlibm's exp gives the same float64 in about 90% of softmax arguments
-    /// and log in about 99% of probability ratios, one ulp apart otherwise. The probabilities and D are rounded to
-    /// float32, which hides nearly all of that (on 650 random logit rows all 66,800 fdlibm scores equalled the CPU's),
-    /// but, as the contract allows, a score on CUDA may differ from the CPU's in the last bits. Every other operation
-    /// is rounded as on the CPU. One thread per row, each sum in row order.
+    /// iterations (no libdevice in the context), of unknown float64 accuracy, and not at all without the Algorithms
+    /// extension. The C library's exp and log are not fdlibm's: measured against .NET on Linux, fdlibm's exp gives the
+    /// same float64 in about 90% of softmax arguments and log in about 99% of probability ratios, one ulp apart
+    /// otherwise. The probabilities and D are rounded to float32, which hides nearly all of that (on 650 random logit
+    /// rows all 66,800 fdlibm scores equalled the CPU's), but, as the contract allows, a score on CUDA may differ from
+    /// the CPU's in the last bits. Every other operation is rounded as on the CPU. One thread per row, each sum in row
+    /// order.
     /// </remarks>
     public void SoftmaxDivergenceScores(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> scores) =>
         SoftmaxDivergenceScores(model, baseline, rowLength, scores, fdlibm: false);
 
     /// <summary>
     /// <see cref="SoftmaxDivergenceScores(ReadOnlySpan{float}, ReadOnlySpan{float}, int, Span{float})"/>, with
-    /// <paramref name="fdlibm"/> running the CUDA numerics (<see cref="Float64Math"/>'s exp and log) on ILGPU's CPU
-    /// accelerator too, so tests check without a GPU what CUDA computes. CUDA takes fdlibm's either way.
+    /// <paramref name="fdlibm"/> running the CUDA kernel (<see cref="Float64Math"/>'s exp and log) on ILGPU's CPU
+    /// accelerator too, so tests check without a GPU what CUDA computes. CUDA runs that kernel either way.
     /// </summary>
     internal void SoftmaxDivergenceScores(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> scores,
         bool fdlibm)
@@ -45,8 +46,10 @@ public sealed partial class GpuKernels
         ArrayView<float> modelView = call.Upload(model);
         ArrayView<float> baseView = call.Upload(baseline);
         ArrayView<float> result = call.Rent<float>(length);
-        Load(ref _softmaxDivergenceScores, SoftmaxDivergence.ScoreRows)(Stream, GridFor(rows), modelView, baseView, rowLength, rows,
-            fdlibm ? 1 : 0, result);
+        var kernel = _device.IsCuda || fdlibm
+            ? Load(ref _softmaxDivergenceScores, SoftmaxDivergence.ScoreRows)
+            : Load(ref _softmaxDivergenceScoresRuntimeMath, SoftmaxDivergence.ScoreRowsWithRuntimeMath);
+        kernel(Stream, GridFor(rows), modelView, baseView, rowLength, rows, result);
         call.Download(result, scores);
     }
 }
@@ -54,19 +57,32 @@ public sealed partial class GpuKernels
 /// <summary>
 /// Arcee Fusion's importance, one thread per row: the CPU's <c>Cpu/SoftmaxDivergence.cs</c> step by step, every sum in
 /// row order. The CPU keeps the floored probabilities in scratch; here each is recomputed from the same inputs by the
-/// same operations where it is needed, which gives the same float32 value.
+/// same operations where it is needed, which gives the same float32 value. The float64 exp and log come from a type
+/// argument, so the CUDA kernel's code never refers to <see cref="Math.Exp"/> (which ILGPU compiles for PTX only with
+/// its Algorithms extension, as CORDIC iterations).
 /// </summary>
 internal static class SoftmaxDivergence
 {
     private const float ProbabilityFloor = 1e-8f;
 
+    /// <summary>The scores with fdlibm's exp and log (<see cref="Float64Math"/>): the kernel CUDA runs.</summary>
+    public static void ScoreRows(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows, ArrayView<float> scores) =>
+        ScoreRowsWith<FdlibmFloat64Math>(model, baseline, rowLength, rows, scores);
+
     /// <summary>
-    /// scores[j] = |model[j] − baseline[j]| · (float)KL(softmax(model) + 1e-8 ‖ softmax(baseline) + 1e-8), row by row;
-    /// <paramref name="fdlibm"/> ≠ 0 takes <see cref="Float64Math"/>'s fdlibm exp and log on the CPU accelerator too.
+    /// The scores with .NET's <see cref="Math.Exp"/> and <see cref="Math.Log(double)"/>: the kernel ILGPU's CPU accelerator
+    /// runs, bit-identical to the CPU backend. Not public: the PTX checks compile the public kernels, and this one is
+    /// for the CPU accelerator only.
     /// </summary>
-    public static void ScoreRows(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows, int fdlibm,
-        ArrayView<float> scores)
+    internal static void ScoreRowsWithRuntimeMath(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows,
+        ArrayView<float> scores) =>
+        ScoreRowsWith<RuntimeFloat64Math>(model, baseline, rowLength, rows, scores);
+
+    /// <summary>scores[j] = |model[j] − baseline[j]| · (float)KL(softmax(model) + 1e-8 ‖ softmax(baseline) + 1e-8), row by row.</summary>
+    private static void ScoreRowsWith<TMath>(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows,
+        ArrayView<float> scores) where TMath : struct, IFloat64Math
     {
+        TMath math = default;
         long stride = (long)Grid.DimX * Group.DimX;
         for (long row = (long)Grid.IdxX * Group.DimX + Group.IdxX; row < rows; row += stride)
         {
@@ -80,15 +96,15 @@ internal static class SoftmaxDivergence
             double sumP = 0, sumQ = 0;
             for (long j = 0; j < rowLength; j++)
             {
-                sumP = Add(sumP, Float64Math.Exp(RoundedFloat64.Sub(model[start + j], maxP), fdlibm));
-                sumQ = Add(sumQ, Float64Math.Exp(RoundedFloat64.Sub(baseline[start + j], maxQ), fdlibm));
+                sumP = Add(sumP, math.Exp(RoundedFloat64.Sub(model[start + j], maxP)));
+                sumQ = Add(sumQ, math.Exp(RoundedFloat64.Sub(baseline[start + j], maxQ)));
             }
             double divergence = 0;
             for (long j = 0; j < rowLength; j++)
             {
-                float p = FlooredProbability(model[start + j], maxP, sumP, fdlibm);
-                float q = FlooredProbability(baseline[start + j], maxQ, sumQ, fdlibm);
-                divergence = Add(divergence, Mul(p, Float64Math.Log(RoundedFloat64.Div(p, q), fdlibm)));
+                float p = FlooredProbability(math, model[start + j], maxP, sumP);
+                float q = FlooredProbability(math, baseline[start + j], maxQ, sumQ);
+                divergence = Add(divergence, Mul(p, math.Log(RoundedFloat64.Div(p, q))));
             }
             float d = (float)divergence;
             for (long j = 0; j < rowLength; j++)
@@ -97,8 +113,8 @@ internal static class SoftmaxDivergence
     }
 
     /// <summary>softmax(x)[j] + 1e-8: the float64 quotient rounded to float32, then the float32 floor added.</summary>
-    private static float FlooredProbability(float x, float max, double sum, int fdlibm) =>
-        Add((float)RoundedFloat64.Div(Float64Math.Exp(RoundedFloat64.Sub(x, max), fdlibm), sum), ProbabilityFloor);
+    private static float FlooredProbability<TMath>(TMath math, float x, float max, double sum) where TMath : struct, IFloat64Math =>
+        Add((float)RoundedFloat64.Div(math.Exp(RoundedFloat64.Sub(x, max)), sum), ProbabilityFloor);
 
     /// <summary>
     /// <see cref="MathF.Max(float, float)"/> as .NET defines it: a NaN on either side is returned (the first one when
@@ -116,11 +132,40 @@ internal static class SoftmaxDivergence
     }
 }
 
+/// <summary>Float64 exp and log, chosen by a kernel's type argument.</summary>
+internal interface IFloat64Math
+{
+    /// <summary>e^x.</summary>
+    double Exp(double x);
+
+    /// <summary>ln x.</summary>
+    double Log(double x);
+}
+
+/// <summary>fdlibm's exp and log (<see cref="Float64Math"/>): the same bits on every device.</summary>
+internal readonly struct FdlibmFloat64Math : IFloat64Math
+{
+    /// <inheritdoc />
+    public double Exp(double x) => Float64Math.ExpFdlibm(x);
+
+    /// <inheritdoc />
+    public double Log(double x) => Float64Math.LogFdlibm(x);
+}
+
+/// <summary>The .NET runtime's exp and log (the CPU backend's): for ILGPU's CPU accelerator only.</summary>
+internal readonly struct RuntimeFloat64Math : IFloat64Math
+{
+    /// <inheritdoc />
+    public double Exp(double x) => Math.Exp(x);
+
+    /// <inheritdoc />
+    public double Log(double x) => Math.Log(x);
+}
+
 /// <summary>
-/// Float64 exp and log for kernels: .NET's <see cref="Math.Exp"/> / <see cref="Math.Log(double)"/> on ILGPU's CPU
-/// accelerator (the CPU backend's bits), and on CUDA the classic fdlibm algorithms (Sun's e_exp.c / e_log.c: argument
-/// reduction by ln 2, a minimax polynomial; under one ulp), written with every float64 operation rounded on its own so
-/// ptxas cannot contract them and every GPU gives the same bits.
+/// Float64 exp and log for CUDA kernels: the classic fdlibm algorithms (Sun's e_exp.c / e_log.c: argument reduction by
+/// ln 2, a minimax polynomial; under one ulp), written with every float64 operation rounded on its own so ptxas cannot
+/// contract them and every device, the CPU accelerator included, gives the same bits.
 /// </summary>
 internal static class Float64Math
 {
@@ -130,12 +175,6 @@ internal static class Float64Math
     private const double ExpOverflow = 7.09782712893383973096e+02; // above: +∞
     private const double ExpUnderflow = -7.45133219101941108420e+02; // below: +0
     private const double TwoPow54 = 1.80143985094819840000e+16;
-
-    /// <summary>e^x: <see cref="ExpFdlibm"/> on CUDA or when <paramref name="fdlibm"/> ≠ 0, else .NET's.</summary>
-    public static double Exp(double x, int fdlibm) => CudaAsm.IsSupported || fdlibm != 0 ? ExpFdlibm(x) : Math.Exp(x);
-
-    /// <summary>ln x: <see cref="LogFdlibm"/> on CUDA or when <paramref name="fdlibm"/> ≠ 0, else .NET's.</summary>
-    public static double Log(double x, int fdlibm) => CudaAsm.IsSupported || fdlibm != 0 ? LogFdlibm(x) : Math.Log(x);
 
     /// <summary>
     /// fdlibm's exp: x = k·ln 2 + r with |r| ≤ ln 2 / 2, e^r from a degree-5 minimax polynomial in r² (Remez), scaled
