@@ -21,7 +21,7 @@ public sealed partial class GpuKernels
         using var call = new Call(this);
         ArrayView<float> baseView = call.Upload(baseline);
         ArrayView<float> values = call.Upload(merged);
-        Load(ref _scaleFromBase, InterpolationKernels.ScaleFromBase)(Stream, GridFor(length), baseView, values, scale, length);
+        LaunchScaleFromBase(baseView, values, scale, length);
         call.Download(values, merged);
     }
 
@@ -39,8 +39,7 @@ public sealed partial class GpuKernels
         ArrayView<float> valueWeightView = call.Upload(valueWeights);
         ArrayView<float> baseView = call.Upload(baseline);
         ArrayView<float> baseWeightView = call.Upload(baseWeights);
-        Load(ref _axpbyRows, InterpolationKernels.AxpbyRows)(Stream, GridFor(length), valueView, valueWeightView, baseView, baseWeightView,
-            rowLength, length);
+        LaunchAxpbyRows(valueView, valueWeightView, baseView, baseWeightView, rowLength, length);
         call.Download(valueView, values);
     }
 
@@ -56,10 +55,24 @@ public sealed partial class GpuKernels
         ArrayView<float> baseView = call.Upload(baseline);
         ArrayView<float> modelView = call.Upload(model);
         ArrayView<float> scoreView = call.Upload(scores);
-        Load(ref _keepImportantChanges, InterpolationKernels.KeepImportantChanges)(Stream, GridFor(length), baseView, modelView, threshold,
-            scoreView, length);
+        LaunchKeepImportantChanges(baseView, modelView, threshold, scoreView, length);
         call.Download(scoreView, scores);
     }
+
+    // Launches on device arrays (inside a Call; also for the bench, which times kernels without transfers).
+
+    internal void LaunchScaleFromBase(ArrayView<float> baseline, ArrayView<float> merged, float scale, long length) =>
+        Load(ref _scaleFromBase, InterpolationKernels.ScaleFromBase)(Stream, GridFor(length), baseline, merged, scale, length);
+
+    internal void LaunchAxpbyRows(ArrayView<float> values, ArrayView<float> valueWeights, ArrayView<float> baseline,
+        ArrayView<float> baseWeights, long rowLength, long length) =>
+        Load(ref _axpbyRows, InterpolationKernels.AxpbyRows)(Stream, GridFor(length), values, valueWeights, baseline, baseWeights,
+            rowLength, length);
+
+    internal void LaunchKeepImportantChanges(ArrayView<float> baseline, ArrayView<float> model, float threshold, ArrayView<float> scores,
+        long length) =>
+        Load(ref _keepImportantChanges, InterpolationKernels.KeepImportantChanges)(Stream, GridFor(length), baseline, model, threshold,
+            scores, length);
 }
 
 /// <summary>

@@ -32,11 +32,23 @@ public sealed partial class GpuKernels
         using var call = new Call(this);
         ArrayView<float> input = call.Upload(values);
         ArrayView<float> output = call.Rent<float>(values.Length);
+        LaunchSampleByMagnitudeRank(input, output, fibers, fiberLength, fiberStride, lowProbability, epsilon, singleProbability,
+            divideByProbability, key, tile);
+        call.Download(output, values);
+    }
+
+    /// <summary>
+    /// Launches on device arrays (inside a Call; also for the bench): reads <paramref name="input"/>, writes every element
+    /// of <paramref name="output"/>.
+    /// </summary>
+    internal void LaunchSampleByMagnitudeRank(ArrayView<float> input, ArrayView<float> output, long fibers, int fiberLength, long fiberStride,
+        float lowProbability, float epsilon, float singleProbability, bool divideByProbability, PhiloxKey key,
+        int tile = MagnitudeRankSampling.Tile)
+    {
         // One group per fiber; the kernel strides over the fibers past the grid.
         var config = new KernelConfig((int)Math.Min(fibers, _device.MaxGroups), _device.GroupSize);
-        Load(ref _sampleByMagnitudeRank, MagnitudeRankSampling.SampleFibers)(Stream, config, input, output, fibers, fiberLength, fiberStride, tile,
-            lowProbability, epsilon, singleProbability, divideByProbability ? 1 : 0, key.Seed, key.TensorHash, key.ModelIndex);
-        call.Download(output, values);
+        Load(ref _sampleByMagnitudeRank, MagnitudeRankSampling.SampleFibers)(Stream, config, input, output, fibers, fiberLength, fiberStride,
+            tile, lowProbability, epsilon, singleProbability, divideByProbability ? 1 : 0, key.Seed, key.TensorHash, key.ModelIndex);
     }
 }
 

@@ -34,7 +34,7 @@ public sealed partial class GpuKernels
         using var call = new Call(this);
         ArrayView<float> source = call.Upload(stacked);
         ArrayView<float> result = call.Rent<float>(length);
-        Load(ref _selectLargestMagnitude, MethodKernels.SelectLargestMagnitude)(Stream, GridFor(length), source, rows, length, result);
+        LaunchSelectLargestMagnitude(source, rows, length, result);
         call.Download(result, output);
     }
 
@@ -52,7 +52,7 @@ public sealed partial class GpuKernels
         ArrayView<float> all = call.Upload(multiTask);
         ArrayView<byte> bits = call.Rent<byte>(packed.Length);
         ArrayView<long> set = call.RentZeroed<long>(1);
-        Load(ref _tallMask, MethodKernels.TallMask)(Stream, GridFor(packed.Length), own, all, lambda, length, bits, set);
+        LaunchTallMask(own, all, lambda, length, bits, set);
         call.Download(bits, packed);
         Span<long> count = stackalloc long[1];
         call.Download(set, count);
@@ -74,7 +74,7 @@ public sealed partial class GpuKernels
         ArrayView<float> all = call.Upload(multiTask);
         ArrayView<byte> bits = call.Upload(packed);
         ArrayView<float> result = call.Rent<float>(length);
-        Load(ref _tallRestore, MethodKernels.TallRestore)(Stream, GridFor(length), baseView, all, bits, length, result);
+        LaunchTallRestore(baseView, all, bits, length, result);
         call.Download(result, output);
     }
 
@@ -89,8 +89,7 @@ public sealed partial class GpuKernels
         ArrayView<float> source = call.Upload(stackedTaskVectors);
         ArrayView<float> lambdaView = call.Upload(lambdas);
         ArrayView<float> result = call.Rent<float>(length);
-        Load(ref _consensusMerge, MethodKernels.ConsensusMerge)(Stream, GridFor(length), source, lambdaView, lambdas.Length, length,
-            minAgreeing, result);
+        LaunchConsensusMerge(source, lambdaView, lambdas.Length, length, minAgreeing, result);
         call.Download(result, output);
     }
 
@@ -108,8 +107,7 @@ public sealed partial class GpuKernels
         ArrayView<float> fisher = call.Upload(stackedFisher);
         ArrayView<float> weightView = call.Upload(weights);
         ArrayView<float> result = call.Rent<float>(length);
-        Load(ref _fisherMerge, MethodKernels.FisherMerge)(Stream, GridFor(length), models, fisher, weightView, weights.Length, length,
-            epsilon, result);
+        LaunchFisherMerge(models, fisher, weightView, weights.Length, length, epsilon, result);
         call.Download(result, output);
     }
 
@@ -125,7 +123,7 @@ public sealed partial class GpuKernels
         ArrayView<float> v0 = call.Upload(baseline);
         ArrayView<float> v1 = call.Upload(other);
         ArrayView<float> result = call.Rent<float>(length);
-        Load(ref _nearSwap, MethodKernels.NearSwap)(Stream, GridFor(length), v0, v1, t, length, result);
+        LaunchNearSwap(v0, v1, t, length, result);
         call.Download(result, output);
     }
 
@@ -143,8 +141,7 @@ public sealed partial class GpuKernels
         ArrayView<float> baseView = call.Upload(baseline);
         ArrayView<float> scales = call.Upload(uniqueScales);
         ArrayView<float> result = call.Rent<float>(length);
-        Load(ref _ramMerge, MethodKernels.RamMerge)(Stream, GridFor(length), deltas, baseView, scales, uniqueScales.Length, length,
-            epsilon, result);
+        LaunchRamMerge(deltas, baseView, scales, uniqueScales.Length, length, epsilon, result);
         call.Download(result, output);
     }
 
@@ -168,7 +165,7 @@ public sealed partial class GpuKernels
         ArrayView<float> deltas = call.Upload(stackedDeltas);
         // rows shared counts, then rows unique counts
         ArrayView<long> counts = call.RentZeroed<long>(2L * rows);
-        Load(ref _ramContributionCounts, MethodKernels.RamContributionCounts)(Stream, GridFor(length), deltas, rows, length, epsilon, counts);
+        LaunchRamContributionCounts(deltas, rows, length, epsilon, counts);
         long[] totals = new long[2 * rows];
         call.Download(counts, totals);
         for (int k = 0; k < rows; k++)
@@ -189,7 +186,7 @@ public sealed partial class GpuKernels
         ArrayView<float> source = call.Upload(stacked);
         ArrayView<float> result = call.Rent<float>(length);
         ArrayView<long> nonzero = call.RentZeroed<long>(1);
-        Load(ref _varianceAcrossRows, MethodKernels.VarianceAcrossRows)(Stream, GridFor(length), source, rows, length, result, nonzero);
+        LaunchVarianceAcrossRows(source, rows, length, result, nonzero);
         call.Download(result, output);
         Span<long> count = stackalloc long[1];
         call.Download(nonzero, count);
@@ -206,7 +203,7 @@ public sealed partial class GpuKernels
         using var call = new Call(this);
         ArrayView<float> values = call.Upload(stacked);
         ArrayView<float> selectorView = call.Upload(selector);
-        Load(ref _clearRowsWhereZero, MethodKernels.ClearRowsWhereZero)(Stream, GridFor(length), values, selectorView, rows, length);
+        LaunchClearRowsWhereZero(values, selectorView, rows, length);
         call.Download(values, stacked);
     }
 
@@ -221,10 +218,52 @@ public sealed partial class GpuKernels
         ArrayView<float> deltas = call.Upload(stackedDeltas);
         ArrayView<float> weightView = call.Upload(weights);
         ArrayView<float> result = call.Rent<float>(length);
-        Load(ref _signErasedMix, MethodKernels.SignErasedMix)(Stream, GridFor(length), deltas, weightView, weights.Length, length,
-            divisorFloor, result);
+        LaunchSignErasedMix(deltas, weightView, weights.Length, length, divisorFloor, result);
         call.Download(result, output);
     }
+
+    // Launches on device arrays (inside a Call; also for the bench, which times kernels without transfers). Stacked
+    // rows lie `length` apart; the counters (setCount, counts, nonzeroCount) are added to, so zero them first.
+
+    internal void LaunchSelectLargestMagnitude(ArrayView<float> stacked, int rows, long length, ArrayView<float> output) =>
+        Load(ref _selectLargestMagnitude, MethodKernels.SelectLargestMagnitude)(Stream, GridFor(length), stacked, rows, length, output);
+
+    internal void LaunchTallMask(ArrayView<float> task, ArrayView<float> multiTask, float lambda, long length, ArrayView<byte> packed,
+        ArrayView<long> setCount) =>
+        Load(ref _tallMask, MethodKernels.TallMask)(Stream, GridFor((length + 7) / 8), task, multiTask, lambda, length, packed, setCount);
+
+    internal void LaunchTallRestore(ArrayView<float> baseline, ArrayView<float> multiTask, ArrayView<byte> packed, long length,
+        ArrayView<float> output) =>
+        Load(ref _tallRestore, MethodKernels.TallRestore)(Stream, GridFor(length), baseline, multiTask, packed, length, output);
+
+    internal void LaunchConsensusMerge(ArrayView<float> stacked, ArrayView<float> lambdas, int rows, long length, int minAgreeing,
+        ArrayView<float> output) =>
+        Load(ref _consensusMerge, MethodKernels.ConsensusMerge)(Stream, GridFor(length), stacked, lambdas, rows, length, minAgreeing, output);
+
+    internal void LaunchFisherMerge(ArrayView<float> models, ArrayView<float> fisher, ArrayView<float> weights, int rows, long length,
+        float epsilon, ArrayView<float> output) =>
+        Load(ref _fisherMerge, MethodKernels.FisherMerge)(Stream, GridFor(length), models, fisher, weights, rows, length, epsilon, output);
+
+    internal void LaunchNearSwap(ArrayView<float> v0, ArrayView<float> v1, float t, long length, ArrayView<float> output) =>
+        Load(ref _nearSwap, MethodKernels.NearSwap)(Stream, GridFor(length), v0, v1, t, length, output);
+
+    internal void LaunchRamMerge(ArrayView<float> deltas, ArrayView<float> baseline, ArrayView<float> uniqueScales, int rows, long length,
+        float epsilon, ArrayView<float> output) =>
+        Load(ref _ramMerge, MethodKernels.RamMerge)(Stream, GridFor(length), deltas, baseline, uniqueScales, rows, length, epsilon, output);
+
+    internal void LaunchRamContributionCounts(ArrayView<float> deltas, int rows, long length, float epsilon, ArrayView<long> counts) =>
+        Load(ref _ramContributionCounts, MethodKernels.RamContributionCounts)(Stream, GridFor(length), deltas, rows, length, epsilon, counts);
+
+    internal void LaunchVarianceAcrossRows(ArrayView<float> stacked, int rows, long length, ArrayView<float> output,
+        ArrayView<long> nonzeroCount) =>
+        Load(ref _varianceAcrossRows, MethodKernels.VarianceAcrossRows)(Stream, GridFor(length), stacked, rows, length, output, nonzeroCount);
+
+    internal void LaunchClearRowsWhereZero(ArrayView<float> stacked, ArrayView<float> selector, int rows, long length) =>
+        Load(ref _clearRowsWhereZero, MethodKernels.ClearRowsWhereZero)(Stream, GridFor(length), stacked, selector, rows, length);
+
+    internal void LaunchSignErasedMix(ArrayView<float> deltas, ArrayView<float> weights, int rows, long length, float divisorFloor,
+        ArrayView<float> output) =>
+        Load(ref _signErasedMix, MethodKernels.SignErasedMix)(Stream, GridFor(length), deltas, weights, rows, length, divisorFloor, output);
 
     /// <summary>The length checks of the method and interpolation kernels (the CPU backend's message).</summary>
     private static void RequireMethodLength(int expected, int actual, string parameter)

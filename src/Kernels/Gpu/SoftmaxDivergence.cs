@@ -46,11 +46,21 @@ public sealed partial class GpuKernels
         ArrayView<float> modelView = call.Upload(model);
         ArrayView<float> baseView = call.Upload(baseline);
         ArrayView<float> result = call.Rent<float>(length);
+        LaunchSoftmaxDivergenceScores(modelView, baseView, rowLength, rows, result, fdlibm);
+        call.Download(result, scores);
+    }
+
+    /// <summary>
+    /// Launches on device arrays (inside a Call; also for the bench): the fdlibm kernel on CUDA or when
+    /// <paramref name="fdlibm"/>, else the runtime-math kernel of the CPU accelerator.
+    /// </summary>
+    internal void LaunchSoftmaxDivergenceScores(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows,
+        ArrayView<float> scores, bool fdlibm = false)
+    {
         var kernel = _device.IsCuda || fdlibm
             ? Load(ref _softmaxDivergenceScores, SoftmaxDivergence.ScoreRows)
             : Load(ref _softmaxDivergenceScoresRuntimeMath, SoftmaxDivergence.ScoreRowsWithRuntimeMath);
-        kernel(Stream, GridFor(rows), modelView, baseView, rowLength, rows, result);
-        call.Download(result, scores);
+        kernel(Stream, GridFor(rows), model, baseline, rowLength, rows, scores);
     }
 }
 
