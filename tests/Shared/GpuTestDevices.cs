@@ -21,13 +21,16 @@ public static class GpuTestDevices
     public static bool HasCuda => s_cuda.Value;
 
     /// <summary><c>ilgpu-cpu</c>, plus <c>cuda</c> when present.</summary>
+    public static IReadOnlyList<string> Names => HasCuda ? [Emulated, Cuda] : [Emulated];
+
+    /// <summary><see cref="Names"/> as theory data.</summary>
     public static TheoryData<string> All
     {
         get
         {
-            var data = new TheoryData<string> { Emulated };
-            if (HasCuda)
-                data.Add(Cuda);
+            var data = new TheoryData<string>();
+            foreach (string device in Names)
+                data.Add(device);
             return data;
         }
     }

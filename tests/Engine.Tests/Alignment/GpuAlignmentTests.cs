@@ -1,40 +1,37 @@
 using Weld.Engine.Alignment;
 using Weld.Engine.Evaluation;
 using Weld.Engine.Models;
-using Weld.Kernels.Cuda;
+using Weld.Kernels;
 using Weld.Tests;
 using Xunit;
 
 namespace Weld.Engine.Tests.Alignment;
 
-/// <summary>A fact that needs a CUDA device with cuBLAS; skipped with the reason when there is none.</summary>
-public sealed class CublasFactAttribute : FactAttribute
+/// <summary>
+/// The GPU similarity path (<c>weld align --device cuda</c> / <c>ilgpu-cpu</c>) against the CPU path: on the emulator
+/// in every run (the small MLP pair: every GPU thread is an OS thread there), on CUDA when present (the zoo LMs).
+/// </summary>
+public class GpuAlignmentTests
 {
-    private static readonly Lazy<string?> s_unavailable = new(() => CudaGemm.IsAvailable(0, out string reason) ? null : reason);
+    private static (string Reference, string Model, string Other) ModelsFor(string device) =>
+        device == GpuTestDevices.Emulated ? ("mlp-digits-a", "mlp-digits-b", "mlp-digits-a-permuted") : ("lm-base", "lm-ft-markup", "lm-ft-c");
 
-    /// <summary>Sets <see cref="FactAttribute.Skip"/> when no device is usable.</summary>
-    public CublasFactAttribute()
-    {
-        if (s_unavailable.Value is { } reason) Skip = reason;
-    }
-}
+    private static GemmSimilarity Open(string device) => new(GemmBackends.Select(device, 1, out string reason), reason);
 
-/// <summary>The cuBLAS similarity path (<c>weld align --device cuda</c>) against the CPU path.</summary>
-public class CudaAlignmentTests
-{
-    [CublasFact]
-    public void Gpu_similarity_equals_cpu_similarity_within_float_tolerance()
+    [Theory]
+    [MemberData(nameof(GpuTestDevices.All), MemberType = typeof(GpuTestDevices))]
+    public void Gpu_similarity_equals_cpu_similarity_within_float_tolerance(string device)
     {
-        using var reference = ModelFolder.Open(TestPaths.Model("lm-base"));
-        using var model = ModelFolder.Open(TestPaths.Model("lm-ft-markup"));
+        using var reference = ModelFolder.Open(TestPaths.Model(ModelsFor(device).Reference));
+        using var model = ModelFolder.Open(TestPaths.Model(ModelsFor(device).Model));
         PermutationSpec spec = RecipeAlignment.SpecFor(model);
         int[][] permutations = StreamingAlignmentTests.RandomPermutations(spec, new Random(9));
         TensorSet a = TensorSet.Load(reference), b = TensorSet.Load(model);
-        using var cuda = new CudaSimilarityGemm(0);
+        using GemmSimilarity gpuGemm = Open(device);
         // A small tile also runs the chunked products and row blocks on the device.
         foreach (int tile in (int[])[StreamingSimilarity.DefaultTileElements, 1000])
         {
-            var gpu = new StreamingSimilarity(spec, AlignmentTensors.Of(reference), AlignmentTensors.Of(model), cuda, tile);
+            var gpu = new StreamingSimilarity(spec, AlignmentTensors.Of(reference), AlignmentTensors.Of(model), gpuGemm, tile);
             var cpu = new StreamingSimilarity(spec, AlignmentTensors.Of(reference), AlignmentTensors.Of(model), CpuSimilarityGemm.Instance, tile);
             for (int g = 0; g < spec.Groups.Count; g++)
             {
@@ -47,21 +44,30 @@ public class CudaAlignmentTests
         }
     }
 
-    [CublasFact]
-    public void Gpu_path_finds_the_same_permutations_on_the_zoo_lm()
+    [Theory]
+    [MemberData(nameof(GpuTestDevices.All), MemberType = typeof(GpuTestDevices))]
+    public void Gpu_path_finds_the_same_permutations(string device)
     {
-        using var reference = ModelFolder.Open(TestPaths.Model("lm-base"));
-        using var original = ModelFolder.Open(TestPaths.Model("lm-ft-c"));
+        using var reference = ModelFolder.Open(TestPaths.Model(ModelsFor(device).Reference));
+        using var original = ModelFolder.Open(TestPaths.Model(ModelsFor(device).Other));
         PermutationSpec spec = RecipeAlignment.SpecFor(original);
-        string scrambledPath = Path.Combine(TestPaths.NewTempDir(), "scrambled");
-        PermutedModelWriter.Write(original, spec, StreamingAlignmentTests.RandomPermutations(spec, new Random(5)), scrambledPath, overwrite: false);
-        using var model = ModelFolder.Open(scrambledPath);
-        WeightMatchingResult cpu = WeightMatching.Run(spec, reference, model, seed: 3);
-        WeightMatchingResult gpu;
-        using (var cuda = new CudaSimilarityGemm(0)) gpu = WeightMatching.Run(spec, reference, model, seed: 3, gemm: cuda);
-        Assert.Equal(cpu.Iterations, gpu.Iterations);
-        for (int g = 0; g < spec.Groups.Count; g++) Assert.Equal(cpu.Permutations[g], gpu.Permutations[g]);
-        // The objective is summed on the host in float64 from the same permutations, so it is identical too.
-        Assert.Equal(cpu.Objectives, gpu.Objectives);
+        string temp = TestPaths.NewTempDir();
+        try
+        {
+            string scrambledPath = Path.Combine(temp, "scrambled");
+            PermutedModelWriter.Write(original, spec, StreamingAlignmentTests.RandomPermutations(spec, new Random(5)), scrambledPath, overwrite: false);
+            using var model = ModelFolder.Open(scrambledPath);
+            WeightMatchingResult cpu = WeightMatching.Run(spec, reference, model, seed: 3);
+            WeightMatchingResult gpu;
+            using (GemmSimilarity gpuGemm = Open(device)) gpu = WeightMatching.Run(spec, reference, model, seed: 3, gemm: gpuGemm);
+            Assert.Equal(cpu.Iterations, gpu.Iterations);
+            for (int g = 0; g < spec.Groups.Count; g++) Assert.Equal(cpu.Permutations[g], gpu.Permutations[g]);
+            // The objective is summed on the host in float64 from the same permutations, so it is identical too.
+            Assert.Equal(cpu.Objectives, gpu.Objectives);
+        }
+        finally
+        {
+            Directory.Delete(temp, recursive: true);
+        }
     }
 }
