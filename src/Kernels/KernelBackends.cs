@@ -106,7 +106,7 @@ public static class KernelBackends
             && int.TryParse(device.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out ordinal);
     }
 
-    /// <summary>The accelerator of <c>ilgpu-cpu</c>: warp 4 × 8 warps, two groups at a time per two cores (at most 8).</summary>
+    /// <summary>The accelerator of <c>ilgpu-cpu</c>: warp 4 × 8 warps, one group at a time per core (2 to 8 groups).</summary>
     internal static GpuDevice CreateEmulatedCpu() =>
         GpuDevice.EmulatedCpu(EmulatedWarpSize, EmulatedWarpsPerGroup, Math.Clamp(Environment.ProcessorCount, 2, 8));
 
