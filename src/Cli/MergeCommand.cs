@@ -8,7 +8,6 @@ using Weld.Engine.Methods;
 using Weld.Engine.Planning;
 using Weld.Engine.SafeTensors;
 using Weld.Kernels;
-using Weld.Kernels.Cuda;
 
 namespace Weld.Cli;
 
@@ -33,7 +32,7 @@ internal sealed class MergeOptions
     [Option('j', "num-threads", Default = -1, HelpText = "Worker threads (-1: all cores). Output bytes do not depend on it.")]
     public int Threads { get; set; }
 
-    [Option("device", Default = "auto", HelpText = "auto | cpu | cuda[:N].")]
+    [Option("device", Default = "auto", HelpText = "Where the kernels run: auto (CUDA device 0 when ILGPU finds one, else cpu) | cpu | cuda[:N] | ilgpu-cpu (the GPU kernels on ILGPU's CPU accelerator: slow, for checking recipes and kernels without a GPU). Output bytes are the same on every device.")]
     public string Device { get; set; } = "auto";
 
     [Option("cuda", HelpText = "mergekit's flag: same as --device cuda.")]
@@ -141,7 +140,7 @@ internal static class MergeCommand
                 ? RunWithProgressBar(recipe, mergeOptions, log, cancel)
                 : MergeRunner.Run(recipe, mergeOptions, plain, log, cancel);
         }
-        catch (CudaException error)
+        catch (Exception error) when (KernelBackends.IsDeviceFailure(error))
         {
             // A device failure mid-merge (out of device memory, a lost device): name the device, not a stack trace.
             throw new WeldException($"--device {device} ({deviceReason}): {error.Message}");
@@ -168,8 +167,8 @@ internal static class MergeCommand
 
     private static void CheckDevice(string device)
     {
-        if (device is "auto" or "cpu" || KernelBackends.TryParseCuda(device, out _)) return;
-        throw new WeldException($"--device {device}: expected auto, cpu or cuda[:N]");
+        if (KernelBackends.IsDeviceName(device)) return;
+        throw new WeldException($"--device {device}: expected {KernelBackends.Names}");
     }
 
     private static IMergeKernels SelectKernels(string device, int threads, out string reason)
@@ -178,9 +177,9 @@ internal static class MergeCommand
         {
             return KernelBackends.Select(device, threads, out reason);
         }
-        catch (Exception error) when (error is CudaException or ArgumentException)
+        catch (Exception error) when (error is ArgumentException or InvalidOperationException || KernelBackends.IsDeviceFailure(error))
         {
-            throw new WeldException($"--device {device}: {error.Message}");
+            throw new WeldException($"--device {device}: {error.Message.Split('\n', 2)[0]}");
         }
     }
 

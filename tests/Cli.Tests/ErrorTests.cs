@@ -219,7 +219,7 @@ public sealed class ErrorTests
         string recipe = Recipes.WriteExample("linear-soup.yml", _temp);
         int ordinal = flags.Contains("cuda:1") ? 1 : 0;
         // Where the device exists the merge runs; ExampleMergeTests compares its bytes with the CPU's.
-        if (Weld.Kernels.Cuda.CudaKernels.IsAvailable(ordinal, out string reason))
+        if (Weld.Kernels.Gpu.GpuDevice.ProbeCuda(ordinal, out string reason))
             return;
 
         CliResult result = WeldCli.Run(["merge", recipe, "-o", Output, .. flags]);
