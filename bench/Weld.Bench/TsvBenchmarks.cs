@@ -62,7 +62,7 @@ public class TsvBenchmarks
 }
 
 /// <summary>
-/// Rank-64 randomized SVD of a 4096 × 4096 matrix with its products on Weld's CPU GEMM or on cuBLAS (the cuda case
+/// Rank-64 randomized SVD of a 4096 × 4096 matrix with its products on Weld's CPU GEMM or on the GPU GEMM (the cuda case
 /// needs a GPU; it fails at setup without one):
 /// <c>dotnet run -c Release --project bench/Weld.Bench -- --filter '*RandomizedSvdDeviceBenchmarks*'</c>.
 /// </summary>

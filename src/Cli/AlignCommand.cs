@@ -3,7 +3,7 @@ using CommandLine;
 using Weld.Engine;
 using Weld.Engine.Alignment;
 using Weld.Engine.Models;
-using Weld.Kernels.Cuda;
+using Weld.Kernels;
 
 namespace Weld.Cli;
 
@@ -25,7 +25,7 @@ internal sealed class AlignOptions
     [Option("max-iter", Default = 100, HelpText = "Most sweeps over the permutations.")]
     public int MaxIterations { get; set; }
 
-    [Option("device", Default = "auto", HelpText = "Where the similarity products run: auto | cpu | cuda[:N] (cuBLAS sgemm).")]
+    [Option("device", Default = "auto", HelpText = "Where the similarity products run: auto | cpu | cuda[:N] | ilgpu-cpu (the GPU GEMM on ILGPU's CPU accelerator: slow, for checking without a GPU).")]
     public string Device { get; set; } = "auto";
 
     [Option("overwrite", HelpText = "Replace an existing output folder.")]
@@ -49,7 +49,7 @@ internal static class AlignCommand
             result = WeightMatching.Run(spec, reference, model, options.Seed, options.MaxIterations,
                 (iteration, objective) => stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"iteration {iteration}: objective {objective:R}")), gemm);
         }
-        catch (CudaException error)
+        catch (Exception error) when (KernelBackends.IsDeviceFailure(error))
         {
             // A device failure mid-run (out of device memory, a lost device): name the device, not a stack trace.
             throw new WeldException($"--device {options.Device} ({deviceReason}): {error.Message}");
@@ -68,7 +68,7 @@ internal static class AlignCommand
             stdout.WriteLine($"{spec.Groups[g].Name}: {moved} of {spec.Groups[g].Size} units moved");
         }
 
-        PermutedModelWriter.Write(model, spec, result.Permutations, options.Output, options.Overwrite);
+        PermutedModelWriter.Write(model, spec, result.Permutations, options.Output, options.Overwrite, [reference.Path]);
         // After the run, so an input error is the first thing on stderr.
         console.Info($"device: {deviceReason}");
         console.Info($"wrote {options.Output}");

@@ -3,7 +3,6 @@ using CommandLine;
 using Weld.Engine;
 using Weld.Engine.Compression;
 using Weld.Kernels;
-using Weld.Kernels.Cuda;
 
 namespace Weld.Cli;
 
@@ -37,7 +36,7 @@ internal sealed class ExtractLoraOptions
     [Option("seed", Default = 0UL, HelpText = "Seed of the randomized SVD's Gaussian sketch.")]
     public ulong Seed { get; set; }
 
-    [Option("device", Default = "cpu", HelpText = "Where the randomized SVD's matrix products run: auto | cpu | cuda[:N] (cuBLAS). cpu by default: cuBLAS agrees with the CPU to float rounding, not bit for bit.")]
+    [Option("device", Default = "cpu", HelpText = "Where the randomized SVD's matrix products run: auto | cpu | cuda[:N] | ilgpu-cpu (the GPU GEMM on ILGPU's CPU accelerator: slow, for checking without a GPU). cpu by default: a GPU GEMM agrees with the CPU to float rounding, not bit for bit.")]
     public string Device { get; set; } = "cpu";
 
     [Option("threads", Default = -1, HelpText = "CPU threads for the products (-1: all cores); the result does not depend on it.")]
@@ -63,7 +62,7 @@ internal static class ExtractLoraCommand
             };
             reports = LoraExtractor.Extract(options.Model, options.Base, settings, options.Output, options.Overwrite);
         }
-        catch (CudaException error)
+        catch (Exception error) when (KernelBackends.IsDeviceFailure(error))
         {
             // A device failure mid-run (out of device memory, a lost device): name the device, not a stack trace.
             throw new WeldException($"--device {options.Device} ({gemm.Name}): {error.Message}");
@@ -92,13 +91,9 @@ internal static class ExtractLoraCommand
         {
             return GemmBackends.Select(device, threads, out _);
         }
-        catch (ArgumentException error)
+        catch (Exception error) when (error is ArgumentException or InvalidOperationException || KernelBackends.IsDeviceFailure(error))
         {
-            throw new WeldException($"--device {device}: {error.Message}");
-        }
-        catch (CudaException error)
-        {
-            throw new WeldException($"--device {device}: {error.Message}");
+            throw new WeldException($"--device {device}: {error.Message.Split('\n', 2)[0]}");
         }
     }
 }

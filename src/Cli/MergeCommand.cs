@@ -8,7 +8,6 @@ using Weld.Engine.Methods;
 using Weld.Engine.Planning;
 using Weld.Engine.SafeTensors;
 using Weld.Kernels;
-using Weld.Kernels.Cuda;
 
 namespace Weld.Cli;
 
@@ -33,7 +32,7 @@ internal sealed class MergeOptions
     [Option('j', "num-threads", Default = -1, HelpText = "Worker threads (-1: all cores). Output bytes do not depend on it.")]
     public int Threads { get; set; }
 
-    [Option("device", Default = "auto", HelpText = "auto | cpu | cuda[:N].")]
+    [Option("device", Default = "auto", HelpText = "Where the kernels run: auto (CUDA device 0 when ILGPU finds one, else cpu) | cpu | cuda[:N] | ilgpu-cpu (the GPU kernels on ILGPU's CPU accelerator: slow, for checking recipes and kernels without a GPU). Output bytes are the same on every device.")]
     public string Device { get; set; } = "auto";
 
     [Option("cuda", HelpText = "mergekit's flag: same as --device cuda.")]
@@ -140,11 +139,12 @@ internal static class MergeCommand
         MergeSummary summary;
         try
         {
+            using var plain = console.IsInteractive || options.Quiet ? null : new PlainProgress(console.Err, TimeSpan.FromSeconds(2));
             summary = console.IsInteractive && !options.Quiet
                 ? RunWithProgressBar(recipe, mergeOptions, log, cancel)
-                : MergeRunner.Run(recipe, mergeOptions, options.Quiet ? null : new PlainProgress(console.Err), log, cancel);
+                : MergeRunner.Run(recipe, mergeOptions, plain, log, cancel);
         }
-        catch (CudaException error)
+        catch (Exception error) when (KernelBackends.IsDeviceFailure(error))
         {
             // A device failure mid-merge (out of device memory, a lost device): name the device, not a stack trace.
             throw new WeldException($"--device {device} ({deviceReason}): {error.Message}");
@@ -171,8 +171,8 @@ internal static class MergeCommand
 
     private static void CheckDevice(string device)
     {
-        if (device is "auto" or "cpu" || KernelBackends.TryParseCuda(device, out _)) return;
-        throw new WeldException($"--device {device}: expected auto, cpu or cuda[:N]");
+        if (KernelBackends.IsDeviceName(device)) return;
+        throw new WeldException($"--device {device}: expected {KernelBackends.Names}");
     }
 
     private static IMergeKernels SelectKernels(string device, int threads, out string reason)
@@ -181,9 +181,9 @@ internal static class MergeCommand
         {
             return KernelBackends.Select(device, threads, out reason);
         }
-        catch (Exception error) when (error is CudaException or ArgumentException)
+        catch (Exception error) when (error is ArgumentException or InvalidOperationException || KernelBackends.IsDeviceFailure(error))
         {
-            throw new WeldException($"--device {device}: {error.Message}");
+            throw new WeldException($"--device {device}: {error.Message.Split('\n', 2)[0]}");
         }
     }
 
@@ -194,30 +194,118 @@ internal static class MergeCommand
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
             .Start(ctx =>
             {
-                var task = ctx.AddTask("merging", maxValue: 1);
-                var progress = new Progress<MergeProgress>(p =>
+                // Shown from the first second: opening the models (and folding model+lora adapters) comes first.
+                var task = ctx.AddTask("planning: opening the models", maxValue: 1);
+                var gate = new object();
+                var progress = new SyncProgress(p =>
                 {
-                    task.MaxValue = p.TensorCount;
-                    task.Value = p.TensorsDone;
-                    task.Description = $"merging {p.TensorsDone}/{p.TensorCount}";
+                    lock (gate)
+                    {
+                        switch (p.Stage)
+                        {
+                            case MergeStage.Planning:
+                                task.Description = "planning: opening the models";
+                                break;
+                            case MergeStage.Merging:
+                                // The bar and its remaining time run on bytes, not tensors: one large embedding is a
+                                // large share of the work.
+                                task.MaxValue = Math.Max(1, p.BytesToWrite);
+                                task.Value = Math.Max(task.Value, p.BytesWritten);
+                                task.Description = $"merging {p.TensorsDone}/{p.TensorCount}";
+                                break;
+                            case MergeStage.Finishing:
+                                task.Value = task.MaxValue;
+                                task.Description = "finishing: index, config, tokenizer";
+                                break;
+                        }
+                    }
                 });
                 summary = MergeRunner.Run(recipe, options, progress, log, cancel);
             });
         return summary!;
     }
 
-    /// <summary>Progress as plain lines (a pipe or CI log): one every 10% of the tensors.</summary>
-    private sealed class PlainProgress(TextWriter writer) : IProgress<MergeProgress>
+    /// <summary>Reports on the engine's thread, in order (<see cref="Progress{T}"/> posts to the thread pool, out of order).</summary>
+    private sealed class SyncProgress(Action<MergeProgress> report) : IProgress<MergeProgress>
     {
-        private int _lastDecile = -1;
+        public void Report(MergeProgress value) => report(value);
+    }
+}
 
-        public void Report(MergeProgress value)
+/// <summary>
+/// Progress as plain lines (a pipe or CI log): one every 10% of the bytes to write, with the time left estimated from
+/// bytes done over bytes to do. While planning takes longer than <c>planningDelay</c> (opening large models, folding
+/// adapters), a line says so; a quick planning prints nothing, so an input error stays the only line on stderr.
+/// </summary>
+internal sealed class PlainProgress : IProgress<MergeProgress>, IDisposable
+{
+    private readonly TextWriter _writer;
+    private readonly Func<TimeSpan> _clock;
+    private readonly TimeSpan _planningDelay;
+    private readonly object _gate = new();
+    private Timer? _planningTimer;
+    private bool _planning;
+    private int _lastDecile = -1;
+    private TimeSpan _mergeStart;
+
+    public PlainProgress(TextWriter writer, TimeSpan planningDelay, Func<TimeSpan>? clock = null)
+    {
+        _writer = writer;
+        _planningDelay = planningDelay;
+        if (clock is null)
         {
-            int decile = value.TensorsDone * 10 / Math.Max(1, value.TensorCount);
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            clock = () => watch.Elapsed;
+        }
+        _clock = clock;
+    }
+
+    public void Report(MergeProgress value)
+    {
+        lock (_gate)
+        {
+            if (value.Stage == MergeStage.Planning)
+            {
+                _planning = true;
+                if (_planningDelay <= TimeSpan.Zero) WritePlanning();
+                else _planningTimer ??= new Timer(_ => { lock (_gate) if (_planning) WritePlanning(); }, null, _planningDelay, Timeout.InfiniteTimeSpan);
+                return;
+            }
+            _planning = false;
+            _planningTimer?.Dispose();
+            _planningTimer = null;
+            if (value.Stage != MergeStage.Merging) return;
+            if (value.TensorsDone == 0 && value.BytesWritten == 0)
+            {
+                _mergeStart = _clock();
+                return;
+            }
+            int decile = (int)(value.BytesWritten * 10 / Math.Max(1, value.BytesToWrite));
             if (decile == _lastDecile) return;
             _lastDecile = decile;
-            writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"[{value.TensorsDone}/{value.TensorCount}] {value.CurrentTensor} (read {value.BytesRead / 1e6:F1} MB, wrote {value.BytesWritten / 1e6:F1} MB)"));
+            TimeSpan? left = Remaining(value.BytesWritten, value.BytesToWrite, _clock() - _mergeStart);
+            _writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"[{decile * 10,3}%] {value.TensorsDone}/{value.TensorCount} tensors, wrote {value.BytesWritten / 1e6:F1} of {value.BytesToWrite / 1e6:F1} MB (read {value.BytesRead / 1e6:F1} MB){(left is { } l ? $", about {Math.Ceiling(l.TotalSeconds):F0} s left" : "")}"));
+        }
+    }
+
+    /// <summary>Time left when <paramref name="done"/> of <paramref name="total"/> bytes took <paramref name="elapsed"/> (null before any byte).</summary>
+    public static TimeSpan? Remaining(long done, long total, TimeSpan elapsed) =>
+        done <= 0 || total <= 0 ? null : TimeSpan.FromTicks((long)(elapsed.Ticks * (double)Math.Max(0, total - done) / done));
+
+    private void WritePlanning()
+    {
+        _writer.WriteLine("planning: opening the models and checking the recipe");
+        _planning = false; // once
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _planningTimer?.Dispose();
+            _planningTimer = null;
+            _planning = false;
         }
     }
 }

@@ -27,6 +27,12 @@ internal static class WeldCommandLine
             return WriteHelp(result, ((NotParsed<object>)result).Errors.ToList(), stdout, stderr);
 
         var console = new CliConsole(stdout, stderr);
+        if (BadOutputPath(result.Value) is string problem)
+        {
+            // A command-line error (exit 2), caught before any work; the engine would refuse it too (exit 1).
+            console.Error(problem);
+            return ExitCodes.UsageError;
+        }
         using var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
         Console.CancelKeyPress += onCancel;
@@ -89,6 +95,26 @@ internal static class WeldCommandLine
     /// <summary>The first bad-input error (WeldException, IOException, UnauthorizedAccessException) inside a parallel loop's wrapper.</summary>
     private static Exception? InputCause(AggregateException e) =>
         e.Flatten().InnerExceptions.FirstOrDefault(x => x is WeldException or IOException or UnauthorizedAccessException);
+
+    /// <summary>
+    /// The problem with the output path of a command (<c>-o/--output</c>, or the <c>OUT</c> argument), if any: empty,
+    /// blank or holding control characters (a NUL cannot be passed to the OS at all).
+    /// </summary>
+    private static string? BadOutputPath(object options)
+    {
+        foreach (PropertyInfo property in options.GetType().GetProperties())
+        {
+            string? flag = property.GetCustomAttribute<OptionAttribute>() is { LongName: "output" } option
+                ? (option.ShortName is { Length: > 0 } s ? $"-{s}/--output" : "--output")
+                : property.GetCustomAttribute<ValueAttribute>() is { MetaName: "OUT" } ? "OUT" : null;
+            if (flag is null || property.GetValue(options) is not string value) continue;
+            if (string.IsNullOrWhiteSpace(value))
+                return $"{flag} '{value}': empty output path; name the folder to create (e.g. -o out/merged)";
+            if (value.Any(char.IsControl))
+                return $"{flag} '{value.Replace("\0", "\\0")}': the output path contains control characters";
+        }
+        return null;
+    }
 
     /// <summary>
     /// Writes the version, the help, or the usage errors with the help. The heading names weld's own assembly:

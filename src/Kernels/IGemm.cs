@@ -3,7 +3,7 @@ namespace Weld.Kernels;
 /// <summary>
 /// Single-precision matrix multiplication on some device, row-major in and out of host memory: the products that
 /// dominate randomized SVD. <see cref="Cpu.CpuGemm"/> runs Weld's blocked SIMD <see cref="Cpu.Gemm"/>;
-/// <see cref="Cuda.CudaGemm"/> runs cuBLAS sgemm.
+/// the GPU devices (<c>cuda</c>, <c>ilgpu-cpu</c>) run an ILGPU GEMM (<see cref="GemmBackends"/>).
 /// </summary>
 public interface IGemm
 {

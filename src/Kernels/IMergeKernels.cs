@@ -2,15 +2,15 @@ namespace Weld.Kernels;
 
 /// <summary>
 /// The arithmetic a merge method needs, over float32 data in host memory.
-/// One interface, two backends (CPU SIMD, CUDA). Kernels know nothing of files, names or
+/// One interface, two backends (CPU SIMD; GPU: ILGPU kernels on CUDA or on the CPU accelerator). Kernels know nothing of files, names or
 /// configs: they take spans and numbers.
 /// </summary>
 /// <remarks>
 /// "Stacked" inputs hold <c>count</c> equally long rows back to back (row <c>k</c> is model <c>k</c>),
 /// so one buffer carries K tensors — the layout both backends stream best.
 /// Every method is deterministic: the same inputs give the same bits on any thread count.
-/// Float32 arithmetic is never fused: each product and each sum is rounded on its own (CUDA: <c>__fmul_rn</c>,
-/// <c>__fadd_rn</c>), so elementwise results are bit-identical across backends; float64 reductions are
+/// Float32 arithmetic is never fused: each product and each sum is rounded on its own (GPU: the <c>.rn</c> PTX forms of
+/// <c>Gpu.GpuArithmetic</c>), so elementwise results are bit-identical across backends; float64 reductions are
 /// deterministic per backend but may differ between backends in the last bits.
 /// Magnitude order uses the key <c>bits(x) &amp; 0x7FFFFFFF</c>: ±0 tie, NaN ranks above +∞.
 /// Length mismatches are caller bugs and throw <see cref="ArgumentException"/>.

@@ -36,7 +36,7 @@ public sealed class AlignCommandTests
         string other = Path.Combine(TestPaths.NewTempDir(), "aligned");
         CliResult refused = WeldCli.Run("align", "--reference", TestPaths.Model("mlp-digits-a"),
             "--model", TestPaths.Model("mlp-digits-b"), "-o", other, "--device", "tpu");
-        CliAssert.InputError(refused, "--device tpu: expected auto, cpu or cuda[:N]");
+        CliAssert.InputError(refused, "--device tpu: expected auto, cpu, cuda[:N] or ilgpu-cpu");
         CliAssert.NoOutputLeft(other);
     }
 

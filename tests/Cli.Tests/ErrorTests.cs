@@ -180,6 +180,7 @@ public sealed class ErrorTests
     {
         string recipe = Recipes.WriteExample("linear-soup.yml", _temp);
         Directory.CreateDirectory(Output);
+        OutputFolder.WriteMarker(Output); // an earlier Weld output (a foreign folder is refused even with --overwrite)
         string sentinel = Path.Combine(Output, "keep-me.txt");
         File.WriteAllText(sentinel, "an earlier result");
 
@@ -187,7 +188,7 @@ public sealed class ErrorTests
 
         CliAssert.InputError(refused, Output, "exists");
         Assert.Equal("an earlier result", File.ReadAllText(sentinel));
-        Assert.Equal([sentinel], Directory.EnumerateFileSystemEntries(Output));
+        Assert.Equal([Path.Combine(Output, OutputFolder.MarkerFileName), sentinel], Directory.EnumerateFileSystemEntries(Output).Order(StringComparer.Ordinal));
         AssertNoHiddenSiblings();
 
         CliResult replaced = WeldCli.Run("merge", recipe, "-o", Output, "--overwrite");
@@ -218,7 +219,7 @@ public sealed class ErrorTests
         string recipe = Recipes.WriteExample("linear-soup.yml", _temp);
         int ordinal = flags.Contains("cuda:1") ? 1 : 0;
         // Where the device exists the merge runs; ExampleMergeTests compares its bytes with the CPU's.
-        if (Weld.Kernels.Cuda.CudaKernels.IsAvailable(ordinal, out string reason))
+        if (Weld.Kernels.Gpu.GpuDevice.ProbeCuda(ordinal, out string reason))
             return;
 
         CliResult result = WeldCli.Run(["merge", recipe, "-o", Output, .. flags]);

@@ -40,7 +40,7 @@ public sealed partial class ExampleMergeTests
         Assert.Equal("", result.Stdout);
         string recipeText = File.ReadAllText(recipe);
         Assert.Equal(
-            ["README.md", "config.json", "mergekit_config.yml", "model.safetensors"],
+            [".weld", "README.md", "config.json", "mergekit_config.yml", "model.safetensors"],
             Directory.EnumerateFileSystemEntries(output).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         Assert.Equal(recipeText, File.ReadAllText(Path.Combine(output, "mergekit_config.yml")));
         AssertModelCardTags(File.ReadAllText(Path.Combine(output, "README.md")));
@@ -146,7 +146,7 @@ public sealed partial class ExampleMergeTests
         string output = Path.Combine(temp, "out");
         CliAssert.Succeeded(WeldCli.Run("merge", Recipes.WriteExample("slerp.yml", temp), "-o", output, "-q", "--no-write-model-card"));
 
-        Assert.Equal(["config.json", "model.safetensors"], Directory.EnumerateFileSystemEntries(output).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Equal([".weld", "config.json", "model.safetensors"], Directory.EnumerateFileSystemEntries(output).Select(Path.GetFileName).Order(StringComparer.Ordinal));
     }
 
     [Fact]

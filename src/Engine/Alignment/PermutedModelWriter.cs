@@ -20,8 +20,10 @@ public static class PermutedModelWriter
     /// <param name="permutations">One per group of <paramref name="spec"/>.</param>
     /// <param name="outputPath">The folder to create.</param>
     /// <param name="overwrite">Whether an existing folder may be replaced.</param>
+    /// <param name="otherInputs">Other inputs of the command (the reference model): the output may not be, hold or lie inside one, nor the source.</param>
     /// <exception cref="WeldException">The source is an adapter, a permutation does not fit, or the target exists.</exception>
-    public static void Write(ModelFolder source, PermutationSpec spec, IReadOnlyList<int[]> permutations, string outputPath, bool overwrite)
+    public static void Write(ModelFolder source, PermutationSpec spec, IReadOnlyList<int[]> permutations, string outputPath, bool overwrite,
+        IEnumerable<string>? otherInputs = null)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(spec);
@@ -36,7 +38,7 @@ public static class PermutedModelWriter
         }
 
         spec.Validate(source.Path, name => source.Contains(name) ? source.GetTensor(name).Shape : null);
-        using var output = new OutputFolder(outputPath, overwrite);
+        using var output = new OutputFolder(outputPath, overwrite, (otherInputs ?? []).Append(source.Path));
         byte[] rowBuffer = [];
         foreach (SafeTensorsFile file in source.Files)
         {

@@ -1,6 +1,5 @@
 using Weld.Kernels;
 using Weld.Kernels.Cpu;
-using Weld.Kernels.Cuda;
 
 namespace Weld.Engine.Alignment;
 
@@ -35,41 +34,45 @@ public sealed class CpuSimilarityGemm : ISimilarityGemm
         Gemm.Multiply(a, b, c, m, k, n, transposeB: true);
 }
 
-/// <summary>The GPU product: cuBLAS sgemm on one CUDA device (<see cref="CudaGemm"/>).</summary>
-public sealed class CudaSimilarityGemm : ISimilarityGemm, IDisposable
+/// <summary>
+/// A product on any <see cref="IGemm"/> (the GPU devices' GEMM from <see cref="GemmBackends"/>); owns it when it
+/// is disposable.
+/// </summary>
+public sealed class GemmSimilarity : ISimilarityGemm, IDisposable
 {
-    private readonly CudaGemm _gemm;
+    private readonly IGemm _gemm;
 
-    /// <summary>Opens device <paramref name="ordinal"/>.</summary>
-    /// <exception cref="WeldException">No usable CUDA device or cuBLAS (the message says why).</exception>
-    /// <exception cref="CudaException">The device started but a CUDA or cuBLAS call failed.</exception>
-    public CudaSimilarityGemm(int ordinal)
+    /// <summary>Runs the products on <paramref name="gemm"/>.</summary>
+    /// <param name="gemm">The GEMM; disposed with this when it is <see cref="IDisposable"/>.</param>
+    /// <param name="description">Where it runs, for logs.</param>
+    public GemmSimilarity(IGemm gemm, string description)
     {
-        if (!CudaGemm.IsAvailable(ordinal, out string reason)) throw new WeldException($"--device cuda:{ordinal}: {reason}");
-        _gemm = new CudaGemm(ordinal);
+        ArgumentNullException.ThrowIfNull(gemm);
+        _gemm = gemm;
+        Description = description;
     }
 
     /// <inheritdoc />
-    public string Description => $"cuda:{_gemm.Ordinal} ({_gemm.DeviceName}, cuBLAS sgemm)";
+    public string Description { get; }
 
     /// <inheritdoc />
     public void MultiplyTransposed(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n) =>
-        _gemm.MultiplyTransposed(a, b, c, m, k, n);
+        _gemm.Multiply(a, b, c, m, k, n, transposeB: true);
 
     /// <inheritdoc />
-    public void Dispose() => _gemm.Dispose();
+    public void Dispose() => (_gemm as IDisposable)?.Dispose();
 }
 
 /// <summary>Picks the similarity product for a <c>--device</c> value, as <c>weld merge --device</c> picks its kernels.</summary>
 public static class SimilarityGemms
 {
     /// <summary>
-    /// <c>cpu</c>; <c>cuda</c> or <c>cuda:N</c> (fails when that device or cuBLAS is unusable); <c>auto</c>: CUDA
-    /// device 0 when usable, else the CPU.
+    /// <c>cpu</c>; <c>cuda</c> or <c>cuda:N</c> (fails when that device is unusable); <c>ilgpu-cpu</c> (the GPU GEMM
+    /// on ILGPU's CPU accelerator: slow, for checking without a GPU); <c>auto</c>: CUDA device 0 when usable, else the CPU.
     /// </summary>
     /// <param name="device">The device text.</param>
     /// <param name="reason">One line saying what was chosen and, for auto on the CPU, why not CUDA.</param>
-    /// <returns>The product; dispose it when it is <see cref="IDisposable"/> (the CUDA one is).</returns>
+    /// <returns>The product; dispose it when it is <see cref="IDisposable"/> (the GPU one is).</returns>
     /// <exception cref="WeldException">The device text is malformed, or CUDA was asked for and cannot start.</exception>
     public static ISimilarityGemm Select(string device, out string reason)
     {
@@ -79,32 +82,21 @@ public static class SimilarityGemms
             reason = "cpu (requested)";
             return CpuSimilarityGemm.Instance;
         }
-
-        bool auto = device == "auto";
-        int ordinal = 0;
-        if (!auto && !KernelBackends.TryParseCuda(device, out ordinal))
-            throw new WeldException($"--device {device}: expected auto, cpu or cuda[:N]");
-        if (!CudaGemm.IsAvailable(ordinal, out string missing))
-        {
-            if (!auto) throw new WeldException($"--device {device}: {missing}");
-            reason = $"cpu (auto: {missing})";
-            return CpuSimilarityGemm.Instance;
-        }
-
+        IGemm gemm;
         try
         {
-            var cuda = new CudaSimilarityGemm(ordinal);
-            reason = $"{cuda.Description}{(auto ? ", auto" : ", requested")}";
-            return cuda;
+            gemm = GemmBackends.Select(device, -1, out reason);
         }
-        catch (CudaException error) when (auto)
+        catch (ArgumentException)
         {
-            reason = $"cpu (auto: CUDA device 0 did not start: {error.Message.Split('\n', 2)[0]})";
+            throw new WeldException($"--device {device}: expected {KernelBackends.Names}");
+        }
+        catch (Exception error) when (error is InvalidOperationException || KernelBackends.IsDeviceFailure(error))
+        {
+            throw new WeldException($"--device {device}: {error.Message.Split('\n', 2)[0]}");
+        }
+        if (gemm is CpuGemm)
             return CpuSimilarityGemm.Instance;
-        }
-        catch (CudaException error)
-        {
-            throw new WeldException($"--device {device}: {error.Message}");
-        }
+        return new GemmSimilarity(gemm, reason);
     }
 }

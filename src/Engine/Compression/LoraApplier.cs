@@ -119,7 +119,7 @@ public static class LoraApplier
             if (!baseline.Contains(module + ".weight") || baseline.GetTensor(module + ".weight").Shape.Length != 2)
                 throw new WeldException($"{adapterPath}: module {module} has no 2-D weight {module}.weight in the base {baseline.Path}");
 
-        using var output = new OutputFolder(outputFolder, overwrite);
+        using var output = new OutputFolder(outputFolder, overwrite, [baseline.Path, adapterPath]);
         var headers = baseline.TensorNames.Select(n => new TensorHeader(n, baseline.GetTensor(n).DType, baseline.GetTensor(n).Shape)).ToArray();
         using (var writer = new SafeTensorsWriter(Path.Combine(output.WorkPath, ShardLayout.SingleFileName), headers, null))
         {

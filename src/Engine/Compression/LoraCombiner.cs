@@ -91,7 +91,7 @@ public static class LoraCombiner
             factors.Add(new PeftLoraFactors(module, parts[0].Embedding, parts[0].Rows, parts[0].Columns, rank, a, b));
             reports.Add(new LoraCombinedModule(module, parts[0].Rows, parts[0].Columns, rank, parts.Count, energy));
         }
-        PeftAdapterWriter.Write(outputFolder, overwrite, factors, BuildConfig(configs, adapterPaths, rank));
+        PeftAdapterWriter.Write(outputFolder, overwrite, factors, BuildConfig(configs, adapterPaths, rank), adapterPaths);
         return reports;
     }
 

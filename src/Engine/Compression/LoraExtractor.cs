@@ -102,7 +102,7 @@ public static class LoraExtractor
         if (factors.Count == 0) throw new WeldException($"{finetuned.Path}: every selected module's ΔW is zero (or below --sv-epsilon); nothing to extract");
 
         PeftAdapterWriter.Write(outputFolder, overwrite, factors,
-            BuildConfig(basePath, baseline, options.Rank, factors.Select(f => (f.Module, f.Rank)).ToList()));
+            BuildConfig(basePath, baseline, options.Rank, factors.Select(f => (f.Module, f.Rank)).ToList()), [finetuned.Path, baseline.Path]);
         return reports;
     }
 

@@ -103,7 +103,7 @@ public static class LowRankCompressor
             throw new WeldException($"the error budget {options.ErrorBudget} must be a finite number >= 0");
         using var fineTune = ModelFolder.Open(fineTunePath);
         using var baseline = ModelFolder.Open(basePath);
-        using var output = new OutputFolder(outputFolder, options.Overwrite);
+        using var output = new OutputFolder(outputFolder, options.Overwrite, [fineTune.Path, baseline.Path]);
         string fingerprint = LowRankManifest.Fingerprint(baseline);
 
         // Pass 1 decides each tensor's kind and rank and spills the factors to a scratch file, so that pass 2 can
@@ -198,7 +198,7 @@ public static class LowRankCompressor
         var headers = manifest.Tensors.Select(e => new TensorHeader(e.Name, e.DType, e.Shape)).ToArray();
         IReadOnlyList<ShardPlan> shards = ShardLayout.Plan(headers, maxShardBytes);
         var byName = manifest.Tensors.ToDictionary(e => e.Name, StringComparer.Ordinal);
-        using var output = new OutputFolder(outputFolder, overwrite);
+        using var output = new OutputFolder(outputFolder, overwrite, [compressedFolder, baseline.Path]);
         int done = 0;
         long bytes = 0;
         foreach (ShardPlan shard in shards)

@@ -15,10 +15,13 @@ internal readonly record struct PeftLoraFactors(string Module, bool Embedding, i
 /// <summary>Writes a PEFT LoRA adapter folder: <c>adapter_model.safetensors</c> (float32 factors) and <c>adapter_config.json</c>.</summary>
 internal static class PeftAdapterWriter
 {
-    /// <summary>Creates <paramref name="outputFolder"/> atomically with the factors, in the given order, and the config text.</summary>
-    public static void Write(string outputFolder, bool overwrite, IReadOnlyList<PeftLoraFactors> factors, string configJson)
+    /// <summary>
+    /// Creates <paramref name="outputFolder"/> atomically with the factors, in the given order, and the config text;
+    /// the folder may not be, hold or lie inside one of <paramref name="inputs"/>.
+    /// </summary>
+    public static void Write(string outputFolder, bool overwrite, IReadOnlyList<PeftLoraFactors> factors, string configJson, IEnumerable<string>? inputs = null)
     {
-        using var output = new OutputFolder(outputFolder, overwrite);
+        using var output = new OutputFolder(outputFolder, overwrite, inputs);
         var headers = new List<TensorHeader>(factors.Count * 2);
         foreach (var f in factors)
         {

@@ -9,7 +9,7 @@ namespace Weld.Engine.Compression;
 /// Truncated SVD by randomized range finding (Halko, Martinsson and Tropp, "Finding structure with randomness",
 /// SIAM Review 2011, algorithms 4.4 and 5.1): a Gaussian sketch Y = A·Ω of r + p columns, q power iterations
 /// Y = A·(Aᵀ·Y) with re-orthonormalisation between the products, Q = qr(Y), B = Qᵀ·A, a small dense SVD of B,
-/// U = Q·Ũ. Every product with A goes through an <see cref="IGemm"/> (Weld's <see cref="Gemm"/> on the CPU by default, cuBLAS on a GPU); only the (r + p)² factorisation uses
+/// U = Q·Ũ. Every product with A goes through an <see cref="IGemm"/> (Weld's <see cref="Gemm"/> on the CPU by default, the GPU GEMM on a GPU); only the (r + p)² factorisation uses
 /// MathNet.Numerics.
 /// </summary>
 /// <remarks>
@@ -46,7 +46,7 @@ public static class RandomizedSvd
     /// <summary>
     /// The top <paramref name="rank"/> singular triplets of <paramref name="a"/>, with every product against A (and the
     /// two small products that assemble U and Vᵀ) run by <paramref name="gemm"/>: <see cref="CpuGemm"/> gives the
-    /// same bits as the overload above, <see cref="Weld.Kernels.Cuda.CudaGemm"/> (cuBLAS) agrees to float rounding.
+    /// same bits as the overload above, a GPU GEMM (<see cref="GemmBackends"/>) agrees to float rounding.
     /// </summary>
     /// <param name="a">The matrix, row-major float32.</param>
     /// <param name="rows">Rows (m).</param>

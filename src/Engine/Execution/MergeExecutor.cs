@@ -10,13 +10,38 @@ using Weld.Kernels.Cpu;
 
 namespace Weld.Engine.Execution;
 
-/// <summary>Progress of a running merge, reported after each output tensor.</summary>
+/// <summary>What a merge is doing when it reports progress.</summary>
+public enum MergeStage
+{
+    /// <summary>Opening the models (folding <c>model+lora</c> adapters), planning, checking kept shards: no tensor computed yet.</summary>
+    Planning,
+
+    /// <summary>Computing and writing tensors; <see cref="MergeProgress.BytesWritten"/> counts up to <see cref="MergeProgress.BytesToWrite"/>.</summary>
+    Merging,
+
+    /// <summary>Every shard written: writing the index, config, tokenizer and card, renaming the folder into place.</summary>
+    Finishing,
+}
+
+/// <summary>
+/// Progress of a running merge: one report when the merge starts (<see cref="MergeStage.Planning"/>, before any file
+/// is opened), one when the tensors start (<see cref="MergeStage.Merging"/>, nothing written yet), one after each
+/// chunk of a tensor cut into chunks and after each output tensor, and one at <see cref="MergeStage.Finishing"/>.
+/// <see cref="BytesWritten"/> never decreases and ends at <see cref="BytesToWrite"/>: the ETA is bytes, not tensors.
+/// </summary>
 /// <param name="TensorsDone">Output tensors finished.</param>
-/// <param name="TensorCount">Output tensors in all.</param>
+/// <param name="TensorCount">Output tensors in all (this run's shards; 0 while planning).</param>
 /// <param name="BytesRead">Input bytes read so far.</param>
-/// <param name="BytesWritten">Output bytes written so far.</param>
-/// <param name="CurrentTensor">The tensor just finished.</param>
-public readonly record struct MergeProgress(int TensorsDone, int TensorCount, long BytesRead, long BytesWritten, string CurrentTensor);
+/// <param name="BytesWritten">Output tensor bytes written so far.</param>
+/// <param name="CurrentTensor">The tensor just finished (or being written, after a chunk; empty outside <see cref="MergeStage.Merging"/>).</param>
+public readonly record struct MergeProgress(int TensorsDone, int TensorCount, long BytesRead, long BytesWritten, string CurrentTensor)
+{
+    /// <summary>The stage of the merge.</summary>
+    public MergeStage Stage { get; init; } = MergeStage.Merging;
+
+    /// <summary>Output tensor bytes this run writes in all (0 while planning).</summary>
+    public long BytesToWrite { get; init; }
+}
 
 /// <summary>What a finished merge did.</summary>
 /// <param name="Tensors">Output tensors written.</param>
@@ -87,10 +112,11 @@ public sealed class MergeExecutor
 
     /// <summary>
     /// Writes the shards named in <paramref name="shardsToWrite"/> (all when null) of <paramref name="plan"/>'s layout
-    /// into <paramref name="folder"/>; <paramref name="shardDone"/> is called after each shard is complete and synced.
+    /// into <paramref name="folder"/>; <paramref name="shardDone"/> is called after each shard is complete and synced,
+    /// with the SHA-256 (lower-case hex) of the file as written.
     /// </summary>
     public MergeSummary Execute(MergePlan plan, IReadOnlyList<ModelFolder> models, string folder, long maxShardBytes,
-        ISet<string>? shardsToWrite = null, Action<ShardPlan>? shardDone = null,
+        ISet<string>? shardsToWrite = null, Action<ShardPlan, string>? shardDone = null,
         IProgress<MergeProgress>? progress = null, CancellationToken cancel = default)
     {
         var clock = Stopwatch.StartNew();
@@ -107,7 +133,8 @@ public sealed class MergeExecutor
         var loaded = Channel.CreateBounded<WorkItem>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
         var computed = Channel.CreateBounded<WorkItem>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
         int tensorCount = selected.Sum(s => s.Tensors.Count);
-        var counters = new Counters();
+        var counters = new Counters { BytesToWrite = selected.Sum(s => s.Tensors.Sum(t => t.ByteLength)) };
+        progress?.Report(new MergeProgress(0, tensorCount, 0, 0, "") { Stage = MergeStage.Merging, BytesToWrite = counters.BytesToWrite });
 
         Task loader = Task.Run(() => Stage(stop, loaded.Writer, () => Load(plan, models, selected, taskIndex, loaded.Writer, counters, stop.Token)));
         Task compute = Task.Run(() => Stage(stop, computed.Writer, () => Compute(plan, models, loaded.Reader, computed.Writer, stop.Token)));
@@ -387,7 +414,7 @@ public sealed class MergeExecutor
     }
 
     private void Write(string folder, List<ShardPlan> shards, ChannelReader<WorkItem> input, Counters counters, int tensorCount,
-        Action<ShardPlan>? shardDone, IProgress<MergeProgress>? progress, CancellationToken cancel)
+        Action<ShardPlan, string>? shardDone, IProgress<MergeProgress>? progress, CancellationToken cancel)
     {
         // A finished shard is synced to disk (and reported) in the background while the next one is written, so the
         // pipeline does not stall for each fsync; shards are still reported in order, each only once it is durable.
@@ -412,11 +439,15 @@ public sealed class MergeExecutor
                             else
                                 writer.WriteFloat32(item.Output!.Span.Slice(0, item.Length));
                             _pool.Return(item.Output);
+                            counters.BytesWritten += (long)item.Length * DTypes.SizeOf(header.DType);
                             if (item.Last) break;
+                            // A tensor cut into chunks: report each chunk, so a large embedding shows progress too.
+                            progress?.Report(new MergeProgress(counters.Tensors, tensorCount, Interlocked.Read(ref counters.BytesRead), counters.BytesWritten, header.Name)
+                                { BytesToWrite = counters.BytesToWrite });
                         }
-                        counters.BytesWritten += header.ByteLength;
                         counters.Tensors++;
-                        progress?.Report(new MergeProgress(counters.Tensors, tensorCount, Interlocked.Read(ref counters.BytesRead), counters.BytesWritten, header.Name));
+                        progress?.Report(new MergeProgress(counters.Tensors, tensorCount, Interlocked.Read(ref counters.BytesRead), counters.BytesWritten, header.Name)
+                            { BytesToWrite = counters.BytesToWrite });
                     }
                 }
                 catch
@@ -427,9 +458,14 @@ public sealed class MergeExecutor
                 Task previous = synced;
                 synced = Task.Run(() =>
                 {
-                    using (writer) writer.Complete();
+                    string sha256;
+                    using (writer)
+                    {
+                        writer.Complete();
+                        sha256 = Convert.ToHexStringLower(writer.Sha256!);
+                    }
                     previous.GetAwaiter().GetResult();
-                    shardDone?.Invoke(shard);
+                    shardDone?.Invoke(shard, sha256);
                 });
             }
             synced.GetAwaiter().GetResult();
@@ -550,6 +586,7 @@ public sealed class MergeExecutor
 
     private sealed class Counters
     {
+        public long BytesToWrite;
         public long BytesRead;
         public long BytesWritten;
         public int Tensors;

@@ -40,6 +40,9 @@ public sealed class MergeProgressFile
     /// <summary>Shards finished and synced.</summary>
     public List<string> Completed { get; init; } = [];
 
+    /// <summary>SHA-256 (lower-case hex) of every file in <see cref="Completed"/>, computed as it was written.</summary>
+    public Dictionary<string, string> Checksums { get; init; } = new(StringComparer.Ordinal);
+
     /// <summary>The file name for a part.</summary>
     public static string FileName(PartSelection part) => $"{Prefix}{part.Index}-of-{part.Count}.json";
 
@@ -65,6 +68,9 @@ public sealed class MergeProgressFile
                 MaxShardBytes = (long)json["max_shard_bytes"]!,
                 PartShards = json["part_shards"]!.AsArray().Select(n => (string)n!).ToArray(),
                 Completed = json["completed"]!.AsArray().Select(n => (string)n!).ToList(),
+                Checksums = json["checksums"] is JsonObject sums
+                    ? sums.ToDictionary(p => p.Key, p => (string)p.Value!, StringComparer.Ordinal)
+                    : new Dictionary<string, string>(StringComparer.Ordinal),
             };
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or FormatException)
@@ -87,6 +93,8 @@ public sealed class MergeProgressFile
             ["recipe"] = RecipeText,
             ["part_shards"] = new JsonArray(PartShards.Select(s => (JsonNode)s).ToArray()),
             ["completed"] = new JsonArray(Completed.Select(s => (JsonNode)s).ToArray()),
+            ["checksums"] = new JsonObject(Completed.Where(Checksums.ContainsKey)
+                .Select(s => KeyValuePair.Create(s, (JsonNode?)Checksums[s]))),
         };
         string path = Path.Combine(folder, FileName(Part));
         string temp = path + ".tmp";
@@ -121,10 +129,47 @@ public sealed class MergeProgressFile
     }
 
     /// <summary>
+    /// True when a completed shard on disk has the planned size and header and the SHA-256 recorded when it was
+    /// written (a shard with no recorded checksum does not match).
+    /// </summary>
+    public bool ShardMatches(string folder, ShardPlan shard)
+    {
+        if (!Checksums.TryGetValue(shard.FileName, out string? expected) || !ShardIsIntact(folder, shard)) return false;
+        try
+        {
+            using var stream = new FileStream(Path.Combine(folder, shard.FileName), FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+            return Convert.ToHexStringLower(SHA256.HashData(stream)) == expected;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Fingerprint of a run: Weld's version, the recipe text, seed, shard size, the shard layout, and every input:
+    /// model files by path, size and modification time, LoRA adapters of <c>model+lora</c> references by content
+    /// (<see cref="Planning.ModelSet.Fingerprint"/>).
+    /// </summary>
+    public static string ComputePlanHash(string recipeText, ulong seed, long maxShardBytes, IReadOnlyList<ShardPlan> shards, Planning.ModelSet models)
+    {
+        var lines = new List<string>();
+        for (int i = 0; i < models.Folders.Count; i++) lines.AddRange(models.Fingerprint(i));
+        return ComputePlanHash(recipeText, seed, maxShardBytes, shards, lines);
+    }
+
+    /// <summary>
     /// Fingerprint of a run: Weld's version, the recipe text, seed, shard size, the shard layout, and every input
     /// file's path, size and modification time.
     /// </summary>
-    public static string ComputePlanHash(string recipeText, ulong seed, long maxShardBytes, IReadOnlyList<ShardPlan> shards, IEnumerable<ModelFolder> models)
+    public static string ComputePlanHash(string recipeText, ulong seed, long maxShardBytes, IReadOnlyList<ShardPlan> shards, IEnumerable<ModelFolder> models) =>
+        ComputePlanHash(recipeText, seed, maxShardBytes, shards, models.SelectMany(m => m.Files).Select(file =>
+        {
+            var info = new FileInfo(file.FilePath);
+            return $"{info.FullName},{info.Length},{info.LastWriteTimeUtc.Ticks}";
+        }));
+
+    private static string ComputePlanHash(string recipeText, ulong seed, long maxShardBytes, IReadOnlyList<ShardPlan> shards, IEnumerable<string> inputs)
     {
         var text = new StringBuilder();
         text.Append(typeof(MergeProgressFile).Assembly.GetName().Version).Append('\n');
@@ -135,12 +180,7 @@ public sealed class MergeProgressFile
             foreach (var t in shard.Tensors) text.Append(t.Name).Append(',').Append(t.DType).Append(',').Append(string.Join('x', t.Shape)).Append(';');
             text.Append('\n');
         }
-        foreach (var model in models)
-            foreach (var file in model.Files)
-            {
-                var info = new FileInfo(file.FilePath);
-                text.Append(info.FullName).Append(',').Append(info.Length).Append(',').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
-            }
+        foreach (string input in inputs) text.Append(input).Append('\n');
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
     }
 }

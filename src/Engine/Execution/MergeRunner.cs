@@ -82,49 +82,92 @@ public static class MergeRunner
     public static MergeSummary Run(MergeRecipe recipe, MergeOptions options, IProgress<MergeProgress>? progress = null,
         Action<string>? log = null, CancellationToken cancel = default)
     {
+        // First, before any file is opened (folding a model+lora reference alone can take minutes).
+        progress?.Report(new MergeProgress(0, 0, 0, 0, "") { Stage = MergeStage.Planning });
+        string outputPath = OutputFolder.CheckedTargetPath(options.OutputPath);
         if (options.Threads == 0 || options.Threads < -1)
             throw new WeldException($"threads = {options.Threads}: use a positive thread count, or -1 for all cores");
         if (recipe.AlignTo is not null && options.Part is { Count: > 1 })
             throw new RecipeException($"{recipe.SourceName}: align_to cannot be combined with --part (each part would align into its own temporary copies); align with `weld align` first.");
+        PartSelection part = options.Part ?? new PartSelection(1, 1);
+        bool single = part.Count == 1;
+        string? partName = single ? null : $"{part.Index}-of-{part.Count}";
+        // One writer per output, checked first: a second merge fails at once, not after planning (which may fold
+        // adapters or align models for minutes). Where the parent folder does not exist yet, the output folder takes it.
+        OutputLock? early = Directory.Exists(Path.GetDirectoryName(outputPath)) ? OutputLock.Acquire(outputPath, partName, log) : null;
+        try
+        {
+            return Run(recipe, options, outputPath, part, early, progress, log, cancel);
+        }
+        finally
+        {
+            early?.Dispose(); // normally the output folder's already (disposing twice is harmless)
+        }
+    }
+
+    private static MergeSummary Run(MergeRecipe recipe, MergeOptions options, string outputPath, PartSelection part, OutputLock? early,
+        IProgress<MergeProgress>? progress, Action<string>? log, CancellationToken cancel)
+    {
+        bool single = part.Count == 1;
         using RecipeAlignment? alignment = recipe.AlignTo is null ? null : RecipeAlignment.Prepare(recipe, RecipeFolder(recipe), log);
         using var models = new ModelSet(RecipeFolder(recipe), recipe.SourceName) { Redirect = alignment is null ? null : alignment.AlignedPath };
         MergePlan plan = MergePlanner.Plan(recipe, models, options.Seed);
         foreach (string note in plan.Notes) log?.Invoke(note);
 
         IReadOnlyList<ShardPlan> shards = ShardLayout.Plan(plan.Tensors.Select(t => t.Header).ToArray(), options.MaxShardBytes);
-        PartSelection part = options.Part ?? new PartSelection(1, 1);
         IReadOnlySet<string> partShards = part.Select(shards);
-        string planHash = MergeProgressFile.ComputePlanHash(recipe.YamlText, options.Seed, options.MaxShardBytes, shards, models.Folders);
+        string planHash = MergeProgressFile.ComputePlanHash(recipe.YamlText, options.Seed, options.MaxShardBytes, shards, models);
 
-        bool single = part.Count == 1;
-        if (single && !options.Resume && Directory.Exists(OutputFolder.PartialPathFor(options.OutputPath)))
-            Directory.Delete(OutputFolder.PartialPathFor(options.OutputPath), recursive: true);
-        using var output = OutputFolder.OpenResumable(options.OutputPath, options.Overwrite);
+        using var output = OutputFolder.OpenResumable(outputPath, options.Overwrite, Inputs(recipe, models),
+            single ? null : $"{part.Index}-of-{part.Count}", log, early);
+        // Until this run has decided what to keep, what is in the partial folder (other parts, an interrupted run) stays.
+        output.KeepOnDispose = true;
+        // The lock is held: a stale partial folder of an earlier whole run can go now (never another writer's).
+        if (single && !options.Resume) output.ClearWork();
         var record = new MergeProgressFile
         {
             PlanHash = planHash, RecipeText = recipe.YamlText, RecipePath = recipe.SourceName, Part = part,
             Seed = options.Seed, MaxShardBytes = options.MaxShardBytes, PartShards = partShards.Order(StringComparer.Ordinal).ToArray(),
         };
         var toWrite = new HashSet<string>(partShards, StringComparer.Ordinal);
-        foreach (string done in ReusableShards(output.WorkPath, part, planHash, shards, options.Resume, log))
+        foreach ((string done, string sha256) in ReusableShards(output.WorkPath, part, planHash, shards, options.Resume, log))
         {
             toWrite.Remove(done);
             record.Completed.Add(done);
+            record.Checksums[done] = sha256;
         }
         record.Write(output.WorkPath);
+        output.KeepOnDispose = false;
 
         IMergeKernels kernels = options.Kernels ?? new CpuKernels(options.Threads);
         var executor = new MergeExecutor(kernels, options.MemoryLimitBytes, options.Threads) { DirectIo = options.DirectIo, FuseElementwise = options.FuseElementwise, AllowNonFinite = options.AllowNonFinite };
         MergeSummary summary;
         try
         {
+            DiskSpace.EnsureRoomFor(outputPath, output.WorkPath, shards.Where(s => toWrite.Contains(s.FileName)).Sum(s => s.DataBytes));
             summary = executor.Execute(plan, models.Folders, output.WorkPath, options.MaxShardBytes, toWrite,
-                shard => { record.Completed.Add(shard.FileName); record.Write(output.WorkPath); }, progress, cancel);
+                (shard, sha256) =>
+                {
+                    lock (record)
+                    {
+                        record.Completed.Add(shard.FileName);
+                        record.Checksums[shard.FileName] = sha256;
+                        record.Write(output.WorkPath);
+                    }
+                }, progress, cancel);
         }
-        catch
+        catch (Exception error)
         {
             // Keep finished shards for --resume (and other parts' work); otherwise leave nothing behind.
             output.KeepOnDispose = !single || record.Completed.Count > 0;
+            if (output.KeepOnDispose) RemoveUnfinishedShards(output.WorkPath, shards, record);
+            if (DiskSpace.IsDiskFull(error))
+            {
+                long left = shards.Where(s => partShards.Contains(s.FileName) && !record.Completed.Contains(s.FileName)).Sum(s => s.DataBytes);
+                throw DiskSpace.Full(outputPath, output.WorkPath, error, left,
+                    output.KeepOnDispose ? $"{record.Completed.Count} finished shard(s) kept in {output.WorkPath}; free space, then run the same command with --resume"
+                        : "the partial output was removed");
+            }
             if (output.KeepOnDispose && single)
                 log?.Invoke($"{record.Completed.Count} finished shard(s) kept in {output.WorkPath}; run the same command with --resume to continue");
             throw;
@@ -137,16 +180,29 @@ public static class MergeRunner
             return summary;
         }
         cancel.ThrowIfCancellationRequested();
-        Assemble(recipe, models, plan, shards, output, options.CopyTokenizer, options.WriteModelCard, log);
+        progress?.Report(new MergeProgress(summary.Tensors, summary.Tensors, summary.BytesRead, summary.BytesWritten, "")
+            { Stage = MergeStage.Finishing, BytesToWrite = summary.BytesWritten });
+        try
+        {
+            Assemble(recipe, models, plan, shards, output, options.CopyTokenizer, options.WriteModelCard, log);
+        }
+        catch (Exception error) when (DiskSpace.IsDiskFull(error))
+        {
+            output.KeepOnDispose = true;
+            throw DiskSpace.Full(outputPath, output.WorkPath, error, 0,
+                $"every shard is finished and kept in {output.WorkPath}; free space, then run the same command with --resume");
+        }
         return summary;
     }
 
     /// <summary>
-    /// Assembles a merge computed in parts: checks that every part finished every shard of the same plan, writes
-    /// the index, config, tokenizer and card, and renames the folder into place.
+    /// Assembles a merge computed in parts: checks that every part finished every shard of the same plan (each
+    /// shard against the SHA-256 recorded when it was written), writes the index, config, tokenizer and card, and
+    /// renames the folder into place.
     /// </summary>
     public static void Finalize(string outputPath, bool copyTokenizer = true, bool writeModelCard = true, bool overwrite = false)
     {
+        outputPath = OutputFolder.CheckedTargetPath(outputPath);
         string partial = OutputFolder.PartialPathFor(outputPath);
         IReadOnlyList<MergeProgressFile> parts = MergeProgressFile.ReadAll(partial);
         if (parts.Count == 0)
@@ -164,20 +220,50 @@ public static class MergeRunner
         using var models = new ModelSet(RecipeFolder(recipe), recipe.SourceName);
         MergePlan plan = MergePlanner.Plan(recipe, models, first.Seed);
         IReadOnlyList<ShardPlan> shards = ShardLayout.Plan(plan.Tensors.Select(t => t.Header).ToArray(), first.MaxShardBytes);
-        if (MergeProgressFile.ComputePlanHash(recipe.YamlText, first.Seed, first.MaxShardBytes, shards, models.Folders) != first.PlanHash)
+        // The whole output's lock: no part may still be writing while the shards are checked and the folder committed.
+        using var output = OutputFolder.OpenResumable(outputPath, overwrite, Inputs(recipe, models));
+        output.KeepOnDispose = true;
+        if (MergeProgressFile.ComputePlanHash(recipe.YamlText, first.Seed, first.MaxShardBytes, shards, models) != first.PlanHash)
             throw new WeldException($"{outputPath}: the input models changed since the parts ran; run the parts again");
         foreach (var shard in shards)
         {
-            bool done = parts.Any(p => p.Completed.Contains(shard.FileName));
-            if (!done || !MergeProgressFile.ShardIsIntact(partial, shard))
-                throw new WeldException($"{outputPath}: shard {shard.FileName} is {(done ? "damaged" : "not finished")}; re-run its part with --resume");
+            MergeProgressFile? owner = parts.FirstOrDefault(p => p.Completed.Contains(shard.FileName));
+            if (owner is null)
+                throw new WeldException($"{outputPath}: shard {shard.FileName} is not finished; re-run its part with --resume");
+            if (!owner.Checksums.ContainsKey(shard.FileName))
+                throw new WeldException($"{outputPath}: shard {Path.Combine(partial, shard.FileName)} has no recorded SHA-256 (written by an older Weld); re-run part {owner.Part} with --resume");
+            if (!owner.ShardMatches(partial, shard))
+                throw new WeldException($"{outputPath}: shard {Path.Combine(partial, shard.FileName)} does not match the SHA-256 recorded when it was written (damaged since); re-run part {owner.Part} with --resume");
         }
 
-        using var output = OutputFolder.OpenResumable(outputPath, overwrite);
         Assemble(recipe, models, plan, shards, output, copyTokenizer, writeModelCard);
     }
 
-    private static IEnumerable<string> ReusableShards(string folder, PartSelection part, string planHash, IReadOnlyList<ShardPlan> shards,
+    /// <summary>What an output may not be, hold or lie inside: the models, adapters and the recipe file.</summary>
+    private static IEnumerable<string> Inputs(MergeRecipe recipe, ModelSet models)
+    {
+        foreach (string path in models.InputPaths) yield return path;
+        if (File.Exists(recipe.SourceName)) yield return recipe.SourceName;
+    }
+
+    /// <summary>Deletes shard files of this part that are not recorded as finished (a shard cut off half-written).</summary>
+    private static void RemoveUnfinishedShards(string folder, IReadOnlyList<ShardPlan> shards, MergeProgressFile record)
+    {
+        foreach (ShardPlan shard in shards)
+        {
+            if (!record.PartShards.Contains(shard.FileName) || record.Completed.Contains(shard.FileName)) continue;
+            try
+            {
+                File.Delete(Path.Combine(folder, shard.FileName));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Best effort on an error path: a resume rewrites it anyway.
+            }
+        }
+    }
+
+    private static IEnumerable<(string Shard, string Sha256)> ReusableShards(string folder, PartSelection part, string planHash, IReadOnlyList<ShardPlan> shards,
         bool resume, Action<string>? log)
     {
         string path = Path.Combine(folder, MergeProgressFile.FileName(part));
@@ -193,10 +279,14 @@ public static class MergeRunner
         foreach (ShardPlan shard in shards)
         {
             if (!previous.Completed.Contains(shard.FileName)) continue;
-            if (MergeProgressFile.ShardIsIntact(folder, shard))
+            if (previous.ShardMatches(folder, shard))
             {
                 reused++;
-                yield return shard.FileName;
+                yield return (shard.FileName, previous.Checksums[shard.FileName]);
+            }
+            else
+            {
+                log?.Invoke($"--resume: {shard.FileName} does not match its recorded SHA-256; computing it again");
             }
         }
         log?.Invoke($"--resume: reusing {reused} finished shard(s)");

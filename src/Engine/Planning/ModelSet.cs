@@ -17,6 +17,8 @@ public sealed class ModelSet : IDisposable
     private readonly string? _recipeFolder;
     private readonly string _recipeName;
     private readonly List<string> _foldedFolders = [];
+    private readonly List<string> _inputPaths = [];
+    private readonly Dictionary<int, (string Model, string Adapter)> _folded = [];
 
     /// <summary>Creates an empty set; <paramref name="recipeFolder"/> is the second place relative paths are looked up.</summary>
     /// <param name="recipeFolder">The recipe's folder, or null.</param>
@@ -46,10 +48,50 @@ public sealed class ModelSet : IDisposable
         // '+' cannot start a path component here (mergekit splits references on it), so the key is unambiguous.
         string key = lora is null ? path : path + "+" + lora;
         if (_byPath.TryGetValue(key, out int index)) return index;
+        if (!_inputPaths.Contains(path)) _inputPaths.Add(path);
+        if (lora is not null && !_inputPaths.Contains(lora)) _inputPaths.Add(lora);
         _folders.Add(ModelFolder.Open(lora is null ? path : Fold(reference, path, lora)));
         _byPath[key] = _folders.Count - 1;
+        if (lora is not null) _folded[_folders.Count - 1] = (path, lora);
         return _folders.Count - 1;
     }
+
+    /// <summary>
+    /// The located inputs (model folders or files and LoRA adapters, full paths, before any folding): an output may
+    /// not be, hold or lie inside one of them.
+    /// </summary>
+    public IReadOnlyList<string> InputPaths => _inputPaths;
+
+    /// <summary>
+    /// One line per input file that decides the bytes of <see cref="Folders"/>[<paramref name="index"/>]: a plain
+    /// model's files by path, size and modification time; a <c>model+lora</c> reference by its model's files the same
+    /// way and its adapter's files by content (SHA-256), never by the temporary folder it was folded into — so a plan
+    /// fingerprint survives a re-run (<c>--resume</c>, <c>--part</c>, <c>weld finalize</c>).
+    /// </summary>
+    public IEnumerable<string> Fingerprint(int index)
+    {
+        if (!_folded.TryGetValue(index, out var pair))
+        {
+            foreach (var file in _folders[index].Files) yield return FileStamp(file.FilePath);
+            yield break;
+        }
+        yield return "model+lora";
+        foreach (string file in FilesOf(pair.Model)) yield return FileStamp(file);
+        foreach (string file in FilesOf(pair.Adapter))
+        {
+            using var stream = File.OpenRead(file);
+            yield return $"{Path.GetFileName(file)},{Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream))}";
+        }
+    }
+
+    private static string FileStamp(string path)
+    {
+        var info = new FileInfo(path);
+        return $"{info.FullName},{info.Length},{info.LastWriteTimeUtc.Ticks}";
+    }
+
+    private static IEnumerable<string> FilesOf(string path) =>
+        Directory.Exists(path) ? Directory.GetFiles(path).Order(StringComparer.Ordinal) : [path];
 
     /// <summary>Writes the model with the adapter folded in to a temporary folder deleted by <see cref="Dispose"/>.</summary>
     private string Fold(ModelReference reference, string model, string adapter)

@@ -86,7 +86,12 @@ internal sealed unsafe partial class DirectShardFileSink : ShardFileSink
         _inFlight.GetAwaiter().GetResult(); // the other block must be free before we fill it
         byte* block = _blocks[_current];
         long offset = _fileOffset;
-        _inFlight = Task.Run(() => WriteBlock(block, BlockBytes, offset));
+        _inFlight = Task.Run(() =>
+        {
+            // Blocks are hashed in file order: the previous block's task finished before this one started.
+            Hash.AppendData(new ReadOnlySpan<byte>(block, BlockBytes));
+            WriteBlock(block, BlockBytes, offset);
+        });
         _fileOffset += BlockBytes;
         _current ^= 1;
         _filled = 0;
@@ -100,6 +105,8 @@ internal sealed unsafe partial class DirectShardFileSink : ShardFileSink
         ObjectDisposedException.ThrowIf(_closed, this);
         _inFlight.GetAwaiter().GetResult();
         long length = _fileOffset + _filled;
+        Hash.AppendData(new ReadOnlySpan<byte>(_blocks[_current], _filled));
+        Sha256 = Hash.GetHashAndReset();
         if (_filled > 0)
         {
             // Direct I/O moves whole sectors: pad the tail with zeros, then cut the file back to its true length.
@@ -126,6 +133,7 @@ internal sealed unsafe partial class DirectShardFileSink : ShardFileSink
             // Abandoning the file anyway; the error that made us abandon it is the one reported.
         }
         _file.Dispose();
+        Hash.Dispose();
         NativeMemory.AlignedFree(_blocks[0]);
         NativeMemory.AlignedFree(_blocks[1]);
     }

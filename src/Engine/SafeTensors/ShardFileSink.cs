@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Security.Cryptography;
 
 namespace Weld.Engine.SafeTensors;
 
@@ -11,7 +12,20 @@ internal abstract class ShardFileSink : IBufferWriter<byte>, IDisposable
 {
     /// <summary>Opens <paramref name="path"/> for writing (created or truncated): direct I/O when asked and the file system allows it.</summary>
     public static ShardFileSink Create(string path, bool directIo) =>
-        (directIo ? DirectShardFileSink.TryCreate(path) : null) ?? (ShardFileSink)new BufferedShardFileSink(path);
+        StreamFactory.Value is { } factory ? new BufferedShardFileSink(factory(path))
+        : (directIo ? DirectShardFileSink.TryCreate(path) : null) ?? (ShardFileSink)new BufferedShardFileSink(path);
+
+    /// <summary>
+    /// Tests only: when set (for the current async flow), shards are written through the stream it returns for a
+    /// path, e.g. one that fails with "no space left on device" after a number of bytes.
+    /// </summary>
+    internal static readonly AsyncLocal<Func<string, Stream>?> StreamFactory = new();
+
+    /// <summary>SHA-256 of the bytes written, in order (header and data; fed by the sinks as they write).</summary>
+    protected IncrementalHash Hash { get; } = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+    /// <summary>SHA-256 of the whole file, available after <see cref="Complete"/>.</summary>
+    public byte[]? Sha256 { get; protected set; }
 
     /// <inheritdoc />
     public abstract Span<byte> GetSpan(int sizeHint = 0);
@@ -46,21 +60,35 @@ internal abstract class ShardFileSink : IBufferWriter<byte>, IDisposable
 internal sealed class BufferedShardFileSink : ShardFileSink
 {
     private const int StagingBytes = 1 << 16;
-    private readonly FileStream _stream;
+    private readonly Stream _stream;
     private readonly byte[] _staging = new byte[StagingBytes];
 
-    public BufferedShardFileSink(string path) =>
-        _stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0);
+    public BufferedShardFileSink(string path)
+        : this(new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0))
+    {
+    }
+
+    public BufferedShardFileSink(Stream stream) => _stream = stream;
 
     public override Span<byte> GetSpan(int sizeHint = 0) => _staging;
 
-    public override void Advance(int count) => _stream.Write(_staging, 0, count);
+    public override void Advance(int count)
+    {
+        Hash.AppendData(_staging, 0, count);
+        _stream.Write(_staging, 0, count);
+    }
 
     public override void Complete()
     {
-        _stream.Flush(flushToDisk: true);
+        if (_stream is FileStream file) file.Flush(flushToDisk: true);
+        else _stream.Flush();
         _stream.Dispose();
+        Sha256 = Hash.GetHashAndReset();
     }
 
-    public override void Dispose() => _stream.Dispose();
+    public override void Dispose()
+    {
+        _stream.Dispose();
+        Hash.Dispose();
+    }
 }

@@ -9,7 +9,7 @@ namespace Weld.Kernels.Cpu;
 /// <remarks>
 /// Chunk boundaries do not depend on the thread count and reductions combine per-chunk partials in chunk order,
 /// so every result is bit-identical on 1 or N threads. Float32 arithmetic is never fused (each product and sum is
-/// rounded), matching the CUDA backend's <c>__fmul_rn</c> / <c>__fadd_rn</c>. Length mismatches are programming
+/// rounded), matching the GPU kernels' <c>mul.rn</c> / <c>add.rn</c> (<c>Gpu.GpuArithmetic</c>). Length mismatches are programming
 /// errors of the caller and throw <see cref="ArgumentException"/>.
 /// </remarks>
 public sealed unsafe partial class CpuKernels : IMergeKernels

@@ -5,8 +5,8 @@ namespace Weld.Kernels.Cpu;
 
 /// <summary>
 /// Element-by-element float32 kernels over one chunk. Every product and sum is rounded on its own (no fused
-/// multiply-add): the JIT never contracts <c>a * b + c</c>, and the CUDA kernels use <c>__fmul_rn</c> /
-/// <c>__fadd_rn</c>, so both backends give the same bits.
+/// multiply-add): the JIT never contracts <c>a * b + c</c>, and the GPU kernels pin <c>mul.rn</c> /
+/// <c>add.rn</c> (<c>Gpu.GpuArithmetic</c>), so both backends give the same bits.
 /// </summary>
 internal static unsafe class ElementwiseKernels
 {

@@ -2,22 +2,15 @@ using MathNet.Numerics.LinearAlgebra;
 using Weld.Engine.Compression;
 using Weld.Kernels;
 using Weld.Kernels.Cpu;
-using Weld.Kernels.Cuda;
+using Weld.Tests;
 using Xunit;
 
 namespace Weld.Engine.Tests.Compression;
 
-/// <summary>A fact that needs a CUDA device and cuBLAS; skipped with the reason when there is none.</summary>
-public sealed class CudaGemmFactAttribute : FactAttribute
-{
-    /// <summary>Sets <see cref="FactAttribute.Skip"/> when no device or no cuBLAS is usable.</summary>
-    public CudaGemmFactAttribute()
-    {
-        if (!CudaGemm.IsAvailable(0, out string reason)) Skip = reason;
-    }
-}
-
-/// <summary>RandomizedSvd's products behind <see cref="IGemm"/>: the CPU path unchanged, cuBLAS within float tolerance of it.</summary>
+/// <summary>
+/// RandomizedSvd's products behind <see cref="IGemm"/>: the CPU path unchanged; the GPU GEMM (on <c>ilgpu-cpu</c> in
+/// every run, on <c>cuda</c> when present) within float tolerance of it.
+/// </summary>
 public class RandomizedSvdDeviceTests
 {
     /// <summary>Counts the products and forwards them to the CPU GEMM.</summary>
@@ -74,16 +67,26 @@ public class RandomizedSvdDeviceTests
         Assert.Throws<ArgumentException>(() => GemmBackends.Select("gpu", 2, out _));
     }
 
-    [CudaGemmFact]
-    public void Cublas_rsvd_agrees_with_the_cpu_on_a_rank_64_matrix()
+    [Theory]
+    [MemberData(nameof(GpuTestDevices.All), MemberType = typeof(GpuTestDevices))]
+    public void Gpu_rsvd_agrees_with_the_cpu(string device)
     {
-        const int m = 512, n = 384, rank = 64;
+        // The emulator runs every GPU thread as an OS thread: a smaller matrix there, rank 64 of 512 × 384 on CUDA.
+        (int m, int n, int rank) = device == GpuTestDevices.Emulated ? (96, 72, 12) : (512, 384, 64);
         var sigma = new double[rank];
         for (int i = 0; i < rank; i++) sigma[i] = 100.0 * Math.Pow(0.93, i);
         float[] a = WithSpectrum(m, n, sigma, seed: 64);
         TruncatedSvd cpu = RandomizedSvd.Compute(a, m, n, rank, seed: 5);
-        using var gemm = new CudaGemm(new CudaKernels(0), ownsKernels: true);
-        TruncatedSvd gpu = RandomizedSvd.Compute(a, m, n, rank, seed: 5, gemm);
+        IGemm gemm = GemmBackends.Select(device, 1, out _);
+        TruncatedSvd gpu;
+        try
+        {
+            gpu = RandomizedSvd.Compute(a, m, n, rank, seed: 5, gemm);
+        }
+        finally
+        {
+            (gemm as IDisposable)?.Dispose();
+        }
 
         for (int k = 0; k < rank; k++)
         {
@@ -106,14 +109,16 @@ public class RandomizedSvdDeviceTests
         Assert.True(Math.Sqrt(difference / norm) <= 1e-4, $"relative difference of the reconstructions {Math.Sqrt(difference / norm)}");
     }
 
-    [CudaGemmFact]
-    public void Cublas_gemm_matches_the_cpu_gemm_with_and_without_transpose()
+    [Theory]
+    [MemberData(nameof(GpuTestDevices.All), MemberType = typeof(GpuTestDevices))]
+    public void Gpu_gemm_matches_the_cpu_gemm_with_and_without_transpose(string device)
     {
         var random = new Random(3);
         const int m = 37, k = 53, n = 29;
         float[] a = Enumerable.Range(0, m * k).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         float[] b = Enumerable.Range(0, k * n).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
-        using var gemm = new CudaGemm(new CudaKernels(0), ownsKernels: true);
+        IGemm gemm = GemmBackends.Select(device, 1, out _);
+        using var owned = gemm as IDisposable;
         foreach (bool transposeB in new[] { false, true })
         {
             var expected = new double[m * n];

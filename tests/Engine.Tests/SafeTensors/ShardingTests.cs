@@ -174,6 +174,9 @@ public sealed class ShardingTests
 
         Assert.Empty(Directory.EnumerateFileSystemEntries(late));
 
+        // --overwrite replaces only a folder Weld wrote (its marker) or an empty one, never a foreign folder.
+        Assert.Contains("not a folder Weld wrote", Assert.Throws<WeldException>(() => new OutputFolder(target, overwrite: true)).Message);
+        OutputFolder.WriteMarker(target);
         using (var output = new OutputFolder(target, overwrite: true))
         {
             File.WriteAllText(Path.Combine(output.WorkPath, "new.txt"), "new");
@@ -181,7 +184,7 @@ public sealed class ShardingTests
             output.Commit();
         }
 
-        Assert.Equal(["new.txt"], Directory.EnumerateFileSystemEntries(target).Select(Path.GetFileName));
+        Assert.Equal([OutputFolder.MarkerFileName, "new.txt"], Directory.EnumerateFileSystemEntries(target).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         Assert.Equal(["late", "out"], Directory.EnumerateFileSystemEntries(parent).Select(Path.GetFileName).Order());
     }
 
