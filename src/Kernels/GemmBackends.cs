@@ -23,26 +23,17 @@ public static class GemmBackends
         IGemm gemm;
         try
         {
-            gemm = CreateGpuGemm(gpu, threads);
+            gemm = CreateGpuGemm(gpu);
         }
         catch
         {
             gpu.Dispose();
             throw;
         }
-        if (gemm is CpuGemm)
-            reason += "; products on the CPU (no GPU GEMM yet)";
+        reason += $"; products: {((GpuGemm)gemm).Reason}";
         return gemm;
     }
 
-    /// <summary>The GEMM for a GPU device; takes ownership of <paramref name="kernels"/>.</summary>
-    /// <remarks>
-    /// TODO(merge wt-gpu-core): <c>return new GpuGemm(kernels, ownsKernels: true);</c> once <c>Gpu/Gemm.cs</c> lands
-    /// (delete the two lines below and the "no GPU GEMM yet" note in <see cref="Select"/> then).
-    /// </remarks>
-    private static IGemm CreateGpuGemm(GpuKernels kernels, int threads)
-    {
-        kernels.Dispose();
-        return new CpuGemm(threads);
-    }
+    /// <summary>The GEMM for a GPU device (cuBLAS on CUDA, else the tiled ILGPU kernel); takes ownership of <paramref name="kernels"/>.</summary>
+    private static IGemm CreateGpuGemm(GpuKernels kernels) => new GpuGemm(kernels, ownsKernels: true);
 }

@@ -63,7 +63,29 @@ internal static class GpuArithmetic
             CudaAsm.Emit("fma.rn.f32 %0, %1, %2, %3;", out float result, a, b, c);
             return result;
         }
-        return MathF.FusedMultiplyAdd(a, b, c);
+        return SoftwareFma(a, b, c);
+    }
+
+    /// <summary>
+    /// a·b + c with one rounding, in plain arithmetic that every ILGPU backend compiles (ILGPU has no FMA intrinsic:
+    /// <see cref="MathF.FusedMultiplyAdd"/> becomes a call to an undefined PTX function). The product of two floats
+    /// is exact in float64; the float64 sum is made round-to-odd (TwoSum gives its exact error; an even result with a
+    /// non-zero error steps one ulp toward the error), and rounding a round-to-odd value with 29 extra bits to float32
+    /// is correctly rounded (Boldo and Melquiond, "Emulation of FMA and correctly rounded sums: proved algorithms
+    /// using rounding to odd", IEEE TC 2008). Equals <see cref="MathF.FusedMultiplyAdd"/> bit for bit (tested).
+    /// </summary>
+    public static float SoftwareFma(float a, float b, float c)
+    {
+        double product = (double)a * b;
+        double sum = product + c;
+        // TwoSum (Knuth): the exact rounding error of product + c. Sums of finite values only; infinities and NaNs
+        // pass through the plain sum, which already is the IEEE result.
+        double bVirtual = sum - product;
+        double error = (product - (sum - bVirtual)) + (c - bVirtual);
+        ulong bits = Interop.FloatAsInt(sum);
+        if (error != 0.0 && (bits & 1UL) == 0UL && (bits & 0x7FF0000000000000UL) != 0x7FF0000000000000UL)
+            sum = Interop.IntAsFloat((error > 0.0) == (sum > 0.0) ? bits + 1UL : bits - 1UL);
+        return (float)sum;
     }
 
     /// <summary>a·b in float64, rounded, never fused.</summary>

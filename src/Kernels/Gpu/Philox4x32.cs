@@ -61,5 +61,5 @@ internal static class GpuPhilox
     }
 
     /// <summary>A word as a float in [0, 1): (word &gt;&gt; 8)·2^-24, exact (24 significant bits), as the CPU maps it.</summary>
-    public static float ToUniform(uint word) => (int)(word >> 8) * Philox4x32.UniformScale;
+    public static float ToUniform(uint word) => GpuArithmetic.Mul((int)(word >> 8), Philox4x32.UniformScale);
 }

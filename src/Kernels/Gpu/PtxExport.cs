@@ -272,7 +272,8 @@ public static class PtxExport
 
     private static bool IsKernel(MethodInfo method)
     {
-        if (method.ReturnType != typeof(void) || method.IsGenericMethodDefinition || method.IsSpecialName)
+        if (method.ReturnType != typeof(void) || method.IsGenericMethodDefinition || method.IsSpecialName
+            || method.IsDefined(typeof(CpuAcceleratorOnlyAttribute), inherit: false))
             return false;
         bool hasView = false;
         foreach (ParameterInfo parameter in method.GetParameters())
@@ -286,3 +287,10 @@ public static class PtxExport
         return hasView;
     }
 }
+
+/// <summary>
+/// Marks a kernel that only ILGPU's CPU accelerator runs (a CUDA twin exists with PTX-safe numerics), so PTX export
+/// and its checks leave it out.
+/// </summary>
+[AttributeUsage(AttributeTargets.Method)]
+internal sealed class CpuAcceleratorOnlyAttribute : Attribute;

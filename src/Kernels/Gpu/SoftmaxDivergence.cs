@@ -81,9 +81,9 @@ internal static class SoftmaxDivergence
 
     /// <summary>
     /// The scores with .NET's <see cref="Math.Exp"/> and <see cref="Math.Log(double)"/>: the kernel ILGPU's CPU accelerator
-    /// runs, bit-identical to the CPU backend. Not public: the PTX checks compile the public kernels, and this one is
-    /// for the CPU accelerator only.
+    /// runs, bit-identical to the CPU backend. Never compiled for CUDA, so the PTX checks leave it out.
     /// </summary>
+    [CpuAcceleratorOnly]
     internal static void ScoreRowsWithRuntimeMath(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows,
         ArrayView<float> scores) =>
         ScoreRowsWith<RuntimeFloat64Math>(model, baseline, rowLength, rows, scores);
