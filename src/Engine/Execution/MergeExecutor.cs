@@ -290,7 +290,7 @@ public sealed class MergeExecutor
                             foreach (TensorSource source in RowSources(task))
                             {
                                 ModelTensor tensor = Resolve(models, source, offset, length, header.Name);
-                                tensor.Prefetch(offset, length);
+                                if (source.Rows is null) tensor.Prefetch(offset, length);
                                 fusedBytes += (long)length * DTypes.SizeOf(tensor.Info.DType);
                             }
                             Interlocked.Add(ref counters.BytesRead, fusedBytes);
@@ -494,12 +494,12 @@ public sealed class MergeExecutor
         int chunks = (length + ReadChunk - 1) / ReadChunk;
         bool check = !AllowNonFinite;
         if (chunks <= 1)
-            tensor.ReadFloat32(offset, destination.Span, check);
+            ReadSource(models, source, tensor, offset, destination.Span, check);
         else
             Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = _parallelism }, c =>
             {
                 int start = c * ReadChunk;
-                tensor.ReadFloat32(offset + start, destination.Span.Slice(start, Math.Min(ReadChunk, length - start)), check);
+                ReadSource(models, source, tensor, offset + start, destination.Span.Slice(start, Math.Min(ReadChunk, length - start)), check);
             });
         return (long)length * DTypes.SizeOf(tensor.Info.DType);
     }
@@ -507,9 +507,22 @@ public sealed class MergeExecutor
     private static ModelTensor Resolve(IReadOnlyList<ModelFolder> models, TensorSource source, long offset, long length, string outputName)
     {
         ModelTensor tensor = models[source.Model].GetTensor(source.TensorName);
+        if (source.Rows is { } map)
+        {
+            if (map.ElementCount < offset + length)
+                throw new WeldException($"{models[source.Model].Path}: tensor {source.TensorName} in the output vocabulary has {map.ElementCount:N0} elements, {outputName} needs {offset + length:N0}");
+            return tensor;
+        }
         if (tensor.Info.ElementCount < offset + length)
             throw new WeldException($"{models[source.Model].Path}: tensor {source.TensorName} has {tensor.Info.ElementCount:N0} elements, {outputName} needs {offset + length:N0}");
         return tensor;
+    }
+
+    /// <summary>Reads a source's elements: the stored tensor, or its rows permuted into the output vocabulary.</summary>
+    private static void ReadSource(IReadOnlyList<ModelFolder> models, TensorSource source, ModelTensor tensor, long offset, Span<float> destination, bool check)
+    {
+        if (source.Rows is { } map) map.Read(models, offset, destination, check);
+        else tensor.ReadFloat32(offset, destination, check);
     }
 
     /// <summary>The sources of a task's input rows in stacking order: inputs, the base, auxiliary tensors.</summary>
@@ -558,7 +571,7 @@ public sealed class MergeExecutor
                     int count = Math.Min(tileLength, length - start);
                     Memory<float> data = own.Slice(0, rows * count);
                     for (int r = 0; r < rows; r++)
-                        tensors[r].ReadFloat32(offset + start, data.Span.Slice(r * count, count), !AllowNonFinite);
+                        ReadSource(models, sources[r], tensors[r], offset + start, data.Span.Slice(r * count, count), !AllowNonFinite);
                     Span<float> result = own.Span.Slice(rows * count, count);
                     TensorMergeInputs inputs = Inputs(plan, task, data.Slice(0, k * count),
                         task.Base is null ? ReadOnlyMemory<float>.Empty : data.Slice(k * count, count),

@@ -3,6 +3,7 @@ using Weld.Engine.Config;
 using Weld.Engine.Models;
 using Weld.Engine.Planning;
 using Weld.Engine.SafeTensors;
+using Weld.Engine.Tokenizers;
 using Weld.Kernels;
 using Weld.Kernels.Cpu;
 
@@ -300,7 +301,16 @@ public static class MergeRunner
         ModelFolder template = TemplateModel(recipe, models);
         DType outputDType = plan.Tensors.Count > 0 ? plan.Tensors[0].Header.DType : DType.F32;
         OutputSideFiles.WriteConfig(output.WorkPath, template.Config, outputDType, plan.OutputLayerCount);
-        if (copyTokenizer) OutputSideFiles.CopySideFiles(output.WorkPath, TokenizerModel(recipe, models, template));
+        if (plan.Vocabulary is { } vocabulary)
+        {
+            TokenizerFiles.SetVocabSize(output.WorkPath, vocabulary);
+            if (copyTokenizer)
+            {
+                OutputSideFiles.CopySideFiles(output.WorkPath, vocabulary.Source);
+                TokenizerFiles.Write(output.WorkPath, vocabulary);
+            }
+        }
+        else if (copyTokenizer) OutputSideFiles.CopySideFiles(output.WorkPath, TokenizerModel(recipe, models, template));
         ChatTemplates.Apply(recipe, output.WorkPath, copyTokenizer, ChatTemplateCandidates(recipe, models), log);
         if (writeModelCard)
         {

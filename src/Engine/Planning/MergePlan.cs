@@ -1,5 +1,6 @@
 using Weld.Engine.Methods;
 using Weld.Engine.SafeTensors;
+using Weld.Engine.Tokenizers;
 
 namespace Weld.Engine.Planning;
 
@@ -26,6 +27,12 @@ public sealed class MergePlan
 
     /// <summary>Output layer count (slices can change it), or null to keep the base config's.</summary>
     public int? OutputLayerCount { get; init; }
+
+    /// <summary>
+    /// The output vocabulary when the recipe builds one (<c>tokenizer_source: union</c>, the <c>tokenizer:</c>
+    /// section, or <c>tokenizer_source: base | model</c> over models with tokenizer.json); null otherwise.
+    /// </summary>
+    public VocabularyPlan? Vocabulary { get; init; }
 
     /// <summary>Bytes all output tensors take.</summary>
     public long OutputBytes
@@ -94,4 +101,10 @@ public sealed class TensorTask
 /// <param name="Model">Index into <see cref="MergePlan.ModelPaths"/>.</param>
 /// <param name="TensorName">Name inside that model.</param>
 /// <param name="RecipeIndex">The model's position in the recipe (keys random streams).</param>
-public sealed record TensorSource(int Model, string TensorName, int RecipeIndex);
+public sealed record TensorSource(int Model, string TensorName, int RecipeIndex)
+{
+    /// <summary>
+    /// For an embedding / lm_head permuted into the output vocabulary: which rows to read (null: the tensor as stored).
+    /// </summary>
+    public RowMap? Rows { get; init; }
+}

@@ -3,6 +3,7 @@ using Weld.Engine.Config;
 using Weld.Engine.Methods;
 using Weld.Engine.Models;
 using Weld.Engine.SafeTensors;
+using Weld.Engine.Tokenizers;
 
 namespace Weld.Engine.Planning;
 
@@ -17,13 +18,10 @@ public static class MergePlanner
     {
         IMergeMethod method = ResolveMethod(recipe);
         RecipeParameterCheck.Check(recipe, method);
-        if (recipe.TokenizerSource is { Kind: TokenizerSourceKind.Union } union)
-            throw new RecipeException($"{recipe.SourceName}:{union.Line}: tokenizer_source: union is not supported yet; use base or a model");
-        if (recipe.Tokenizer is { } tokenizer)
-            throw new RecipeException($"{recipe.SourceName}:{tokenizer.Line}: the tokenizer: section (building a merged vocabulary) is not supported yet; use tokenizer_source: base or a model");
-
         var slices = SliceLayout.From(recipe, models);
         var notes = new List<string>();
+        VocabularyPlan? vocabulary = PlanVocabulary(recipe, models, slices);
+        if (vocabulary is not null) notes.AddRange(vocabulary.Warnings);
         var tasks = new List<TensorTask>();
         var outputNames = new HashSet<string>(StringComparer.Ordinal);
 
@@ -37,7 +35,7 @@ public static class MergePlanner
 
         int outputLayers = 0;
         foreach (SliceLayout slice in slices) outputLayers += slice.LayerCount;
-        var builder = new TaskBuilder(recipe, method, models, notes, outputLayers);
+        var builder = new TaskBuilder(recipe, method, models, notes, outputLayers, vocabulary);
         foreach (string name in pre)
             tasks.Add(builder.Build(slices[0], sliceIndex: 0, name, layerInSlice: null, LayerPosition.PreLayer));
         int outputLayer = 0;
@@ -70,7 +68,23 @@ public static class MergePlanner
             Seed = seed,
             Notes = notes,
             OutputLayerCount = recipe.Slices is null ? null : outputLayer,
+            Vocabulary = vocabulary,
         };
+    }
+
+    /// <summary>
+    /// The output vocabulary of a recipe with <c>tokenizer_source</c> / <c>tokenizer:</c> (mergekit's build_tokenizer):
+    /// the base is <c>base_model</c>, else the first model; every model of every slice takes part.
+    /// </summary>
+    private static VocabularyPlan? PlanVocabulary(MergeRecipe recipe, ModelSet models, IReadOnlyList<SliceLayout> slices)
+    {
+        if (recipe.TokenizerSource is null && recipe.Tokenizer is null) return null;
+        var referenced = new List<ModelReference>();
+        if (recipe.BaseModel is { } b) referenced.Add(b);
+        foreach (SliceLayout slice in slices)
+            foreach (SliceSource source in slice.Sources)
+                if (!referenced.Contains(source.Reference)) referenced.Add(source.Reference);
+        return VocabularyPlan.Build(recipe, models, referenced, recipe.BaseModel ?? referenced[0]);
     }
 
     private static IMergeMethod ResolveMethod(MergeRecipe recipe)
@@ -84,7 +98,8 @@ public static class MergePlanner
     }
 
     /// <summary>Builds one <see cref="TensorTask"/>: inputs, base, parameters, shape checks.</summary>
-    private sealed class TaskBuilder(MergeRecipe recipe, IMergeMethod method, ModelSet models, List<string> notes, int outputLayers)
+    private sealed class TaskBuilder(MergeRecipe recipe, IMergeMethod method, ModelSet models, List<string> notes, int outputLayers,
+        VocabularyPlan? vocabulary = null)
     {
         public TensorTask Build(SliceLayout slice, int sliceIndex, string templateName, int? layerInSlice, double t,
             string? outputName = null, int? outputLayer = null)
@@ -123,8 +138,18 @@ public static class MergePlanner
             long[] shape = (long[])templateTensor.Info.Shape.Clone();
             var all = new List<(SliceSource Source, string Name)>(inputs);
             if (baseInput is { } b) all.Add(b);
+            // With an output vocabulary, every model's rows are permuted into it (mergekit's PermutedEmbeddings).
+            bool permuted = vocabulary is not null && LayerNames.IsVocabularyMatrix(templateName) && shape.Length == 2;
+            if (permuted) shape[0] = vocabulary!.Rows;
             foreach (var (source, name) in all)
             {
+                if (permuted)
+                {
+                    long[] own = Tensor(models.Folders[source.Model], name).Info.Shape;
+                    if (own.Length != 2 || own[1] != shape[1])
+                        throw new RecipeException($"shape mismatch for tensor {name}: {models.Folders[source.Model].Path} has [{string.Join(", ", own)}], {templateModel.Path} has [{string.Join(", ", templateTensor.Info.Shape)}] (the rows may differ, the columns may not)");
+                    continue;
+                }
                 ModelFolder folder = models.Folders[source.Model];
                 long[] other = Tensor(folder, name).Info.Shape;
                 if (other.AsSpan().SequenceEqual(shape)) continue;
@@ -133,7 +158,7 @@ public static class MergePlanner
                     throw new RecipeException($"shape mismatch for tensor {name}: {folder.Path} has [{string.Join(", ", other)}], {templateModel.Path} has [{string.Join(", ", shape)}]");
                 shape[0] = Math.Min(shape[0], other[0]);
             }
-            if (shape[0] != templateTensor.Info.Shape[0])
+            if (shape[0] != templateTensor.Info.Shape[0] && !permuted)
                 notes.Add($"{outputName}: vocabulary sizes differ; using the common {shape[0]} rows (as mergekit does)");
 
             DType outputDType = recipe.OutDType ?? recipe.DType ?? templateTensor.Info.DType;
@@ -148,8 +173,8 @@ public static class MergePlanner
             return new TensorTask
             {
                 Header = new TensorHeader(outputName, outputDType, shape),
-                Inputs = inputs.Select(i => new TensorSource(i.Source.Model, i.Name, i.Source.RecipeIndex)).ToArray(),
-                Base = baseInput is { } bi ? new TensorSource(bi.Source.Model, bi.Name, bi.Source.RecipeIndex) : null,
+                Inputs = inputs.Select(i => Source(i.Source, i.Name, permuted, shape)).ToArray(),
+                Base = baseInput is { } bi ? Source(bi.Source, bi.Name, permuted, shape) : null,
                 ModelParameters = perModel,
                 Global = global,
                 Auxiliary = auxiliary,
@@ -194,6 +219,9 @@ public static class MergePlanner
                 Global = new ResolvedParameters(),
             };
         }
+
+        private TensorSource Source(SliceSource source, string name, bool permuted, long[] shape) =>
+            new(source.Model, name, source.RecipeIndex) { Rows = permuted ? vocabulary!.MapFor(source.Model, name, shape[1]) : null };
 
         private static bool SameBytes(ModelTensor a, ModelTensor b)
         {
