@@ -303,7 +303,9 @@ public sealed class VocabularyPlan
         ["content"] = token, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false, ["normalized"] = true, ["special"] = false,
     };
 
-    internal static string Quote(string token) => System.Text.Json.JsonSerializer.Serialize(token);
+    internal static string Quote(string token) => System.Text.Json.JsonSerializer.Serialize(token, s_quote);
+
+    private static readonly System.Text.Json.JsonSerializerOptions s_quote = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 }
 
 /// <summary>
