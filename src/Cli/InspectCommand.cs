@@ -2,7 +2,9 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using CommandLine;
 using Spectre.Console;
+using Weld.Engine;
 using Weld.Engine.Models;
+using Weld.Engine.Tokenizers;
 using Weld.Engine.SafeTensors;
 
 namespace Weld.Cli;
@@ -65,7 +67,36 @@ internal static class InspectCommand
                 ["torch_dtype"] = config.TorchDType,
             },
             ["side_files"] = new JsonArray(model.SideFiles.Select(f => (JsonNode)Path.GetFileName(f)).ToArray()),
+            ["tokenizer"] = TokenizerJson(model),
             ["tensors"] = tensors,
+        };
+    }
+
+    /// <summary>The vocabulary of tokenizer.json as the tokenizer has it (every id, before any vocab_size cut), or an explanation.</summary>
+    private static (ModelVocabulary? Vocabulary, string? Problem) Vocabulary(ModelFolder model)
+    {
+        if (model.IsAdapter || !ModelVocabulary.HasTokenizer(model)) return (null, null);
+        try
+        {
+            return (ModelVocabulary.Load(model, cutAtVocabSize: false), null);
+        }
+        catch (WeldException e)
+        {
+            return (null, e.Message);
+        }
+    }
+
+    private static readonly System.Text.Json.JsonSerializerOptions s_quote = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private static JsonObject? TokenizerJson(ModelFolder model)
+    {
+        var (v, problem) = Vocabulary(model);
+        if (problem is not null) return new JsonObject { ["error"] = problem };
+        if (v is null) return null;
+        return new JsonObject
+        {
+            ["vocab_size"] = v.TokenizerSize,
+            ["added_tokens"] = new JsonArray(v.Added.Select(a => (JsonNode)new JsonObject { ["id"] = a.Id, ["content"] = a.Content, ["special"] = a.Special }).ToArray()),
         };
     }
 
@@ -101,5 +132,14 @@ internal static class InspectCommand
             writer.WriteLine($"config:     {c.Architecture ?? "?"} ({c.ModelType ?? "?"}), layers {c.NumHiddenLayers?.ToString(inv) ?? "?"}, hidden {c.HiddenSize?.ToString(inv) ?? "?"}, vocab {c.VocabSize?.ToString(inv) ?? "?"}, torch_dtype {c.TorchDType ?? "?"}");
         if (model.SideFiles.Count > 0)
             writer.WriteLine($"side files: {string.Join(", ", model.SideFiles.Select(Path.GetFileName))}");
+        var (vocabulary, problem) = Vocabulary(model);
+        if (problem is not null)
+            writer.WriteLine($"tokenizer:  {problem}");
+        else if (vocabulary is { } v)
+        {
+            string rows = model.Config?.VocabSize is int n && n != v.TokenizerSize ? $" (the config's vocab_size is {n.ToString(inv)})" : "";
+            writer.WriteLine($"tokenizer:  {v.TokenizerSize.ToString(inv)} tokens{rows}, {v.Added.Count.ToString(inv)} added" +
+                (v.Added.Count == 0 ? "" : ": " + string.Join(", ", v.Added.Select(a => $"{a.Id.ToString(inv)} {Markup.Escape(System.Text.Json.JsonSerializer.Serialize(a.Content, s_quote))}{(a.Special ? " (special)" : "")}"))));
+        }
     }
 }

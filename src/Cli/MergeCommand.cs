@@ -344,6 +344,15 @@ internal static class PlanReport
         foreach (var shard in shards)
             writer.WriteLine(string.Create(inv, $"  {shard.FileName}: {shard.Tensors.Count} tensors, {shard.DataBytes:N0} bytes"));
         foreach (string note in plan.Notes) writer.WriteLine($"note: {note}");
+        if (plan.Vocabulary is { } v)
+        {
+            var quote = new System.Text.Json.JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+            writer.WriteLine(string.Create(inv, $"vocabulary: {v.Tokens.Count} tokens, {v.Rows} rows{(v.Rows > v.Tokens.Count ? $" ({v.Rows - v.Tokens.Count} padding)" : "")}; tokenizer from {v.Source.Path}")
+                + (v.Added.Count == 0 ? "" : string.Create(inv, $"; {v.Added.Count} added: ") + string.Join(", ", v.Added.Select(a => string.Create(inv, $"{a.Id} {System.Text.Json.JsonSerializer.Serialize(a.Content, quote)}")))));
+            foreach (var (model, own, other) in v.RowCounts())
+                writer.WriteLine(string.Create(inv, $"  rows of model {model}: {own} its own")
+                    + string.Concat(other.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => string.Create(inv, $", {kv.Value} {kv.Key}"))));
+        }
         foreach (var t in plan.Tensors)
             writer.WriteLine($"  {t.Header.Name} [{string.Join(", ", t.Header.Shape)}] {DTypes.ToName(t.Header.DType)} <- {string.Join(", ", t.Inputs.Select(s => $"{s.Model}:{s.TensorName}"))}{(t.Base is { } b ? $" (base {b.Model}:{b.TensorName})" : "")}{(t.CopyFrom is { } c ? $" copied unchanged from {c.Model}:{c.TensorName} (not floating point)" : "")}"
                 + (t.Auxiliary.Count > 0 ? $" (auxiliary {string.Join(", ", t.Auxiliary.Select(s => $"{s.Model}:{s.TensorName}"))})" : "")

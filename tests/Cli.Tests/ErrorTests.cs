@@ -151,14 +151,14 @@ public sealed class ErrorTests
     }
 
     [Fact]
-    public void TokenizerSourceUnion_IsRefusedNamingTheLine()
+    public void TokenizerSourceUnion_OverModelsWithoutTokenizerJson_IsRefusedNamingTheLine()
     {
         string text = LinearWith(Recipes.ExampleModel("lm-ft-c")) + "tokenizer_source: union\n";
         string recipe = Recipes.Write(_temp, text);
 
         CliResult result = WeldCli.Run("merge", recipe, "-o", Output);
 
-        CliAssert.InputError(result, $"{recipe}:{Recipes.LineOf(text, "tokenizer_source")}", "union");
+        CliAssert.InputError(result, $"{recipe}:{Recipes.LineOf(text, "tokenizer_source")}", "union", "no tokenizer.json");
         CliAssert.NoOutputLeft(Output);
     }
 

@@ -59,9 +59,12 @@ public sealed class ModelVocabulary
 
     internal static string FolderOf(ModelFolder folder) => Directory.Exists(folder.Path) ? folder.Path : System.IO.Path.GetDirectoryName(folder.Path)!;
 
-    /// <summary>Reads the vocabulary of a model folder.</summary>
+    /// <summary>
+    /// Reads the vocabulary of a model folder, cut at the config's vocab_size when <paramref name="cutAtVocabSize"/>
+    /// (else every token of the tokenizer, as <c>weld inspect</c> shows it).
+    /// </summary>
     /// <exception cref="WeldException">No tokenizer.json (sentencepiece-only models are named), or a broken one.</exception>
-    public static ModelVocabulary Load(ModelFolder folder)
+    public static ModelVocabulary Load(ModelFolder folder, bool cutAtVocabSize = true)
     {
         string dir = FolderOf(folder);
         string path = System.IO.Path.Combine(dir, "tokenizer.json");
@@ -81,7 +84,7 @@ public sealed class ModelVocabulary
         {
             throw new WeldException($"{path}: broken JSON: {e.Message}");
         }
-        return FromJson(json, path, folder.Config?.VocabSize);
+        return FromJson(json, path, cutAtVocabSize ? folder.Config?.VocabSize : null);
     }
 
     /// <summary>Builds a vocabulary from a parsed tokenizer.json and the config's vocab_size (null: the tokenizer's size).</summary>

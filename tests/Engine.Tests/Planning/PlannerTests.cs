@@ -180,7 +180,7 @@ public class PlannerTests
                 parameters: {weight: 1}
             merge_method: linear
             """).Message);
-        Assert.Contains("union is not supported yet", PlanError("""
+        Assert.Contains("tokenizer union: ", PlanError("""
             models:
               - model: {zoo}/lm-ft-c
                 parameters: {weight: 1}
