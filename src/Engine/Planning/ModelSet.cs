@@ -73,6 +73,10 @@ public sealed class ModelSet : IDisposable
         if (!_folded.TryGetValue(index, out var pair))
         {
             foreach (var file in _folders[index].Files) yield return FileStamp(file.FilePath);
+            // The tokenizer decides the output vocabulary (and so the permuted embedding rows) and the copied files.
+            foreach (string side in _folders[index].SideFiles)
+                if (System.IO.Path.GetFileName(side) is "tokenizer.json" or "tokenizer_config.json" or "special_tokens_map.json" or "tokenizer.model")
+                    yield return FileStamp(side);
             yield break;
         }
         yield return "model+lora";
