@@ -361,7 +361,17 @@ public sealed class RowMap
             Span<float> target = destination.Slice((int)(position - firstElement), count);
             var (own, fallback) = _plan.Source_(Model, row);
             if (own >= 0)
+            {
+                // Consecutive rows kept in order (most of a vocabulary) are read in one call.
+                int run = 1;
+                while (position + count < end && _plan.Source_(Model, row + run) is var (next, _) && next == own + run)
+                {
+                    count += (int)Math.Min(Columns, end - position - count);
+                    run++;
+                }
+                target = destination.Slice((int)(position - firstElement), count);
                 Donor(models, Model).ReadFloat32(own * Columns + column, target, rejectNonFinite);
+            }
             else if (fallback is null || fallback.Rows.Count == 0)
                 target.Clear();
             else if (fallback.Rows.Count == 1)

@@ -274,3 +274,45 @@ public sealed class VocabularyMergeTests
         Assert.Contains("only a sentencepiece tokenizer.model", PlanError("tokenizer_source: union").Message);
     }
 }
+
+/// <summary><see cref="Weld.Engine.Tokenizers.RowMap"/> reads any element range, row-aligned or not, the same as the whole matrix.</summary>
+public sealed class RowMapTests
+{
+    [Fact]
+    public void Any_element_range_reads_the_same_values_as_the_whole_matrix()
+    {
+        string folder = TestPaths.NewTempDir();
+        string a = Make(Path.Combine(folder, "a"), "lm-base", ["<|a|>"], rows: 260, seed: 1);
+        string b = Make(Path.Combine(folder, "b"), "lm-ft-c", ["<|b|>", "<|a|>"], seed: 2);
+        using var models = new ModelSet(folder);
+        var plan = MergePlanner.Plan(RecipeParser.Parse($"""
+            models:
+              - model: {a}
+                parameters: {"{weight: 1}"}
+              - model: {b}
+                parameters: {"{weight: 1}"}
+            merge_method: linear
+            tokenizer: {"{source: union, pad_to_multiple_of: 16}"}
+            """, "t.yml"), models);
+        foreach (TensorSource source in plan.Tensors.Where(t => t.Header.Name == "lm_head.weight").SelectMany(t => t.Inputs))
+        {
+            var map = source.Rows!;
+            Assert.Equal(272 * 128, map.ElementCount);
+            var whole = new float[map.ElementCount];
+            map.Read(models.Folders, 0, whole, rejectNonFinite: true);
+            var random = new Random(5);
+            for (int i = 0; i < 200; i++)
+            {
+                long start = random.NextInt64(whole.Length);
+                int length = (int)Math.Min(whole.Length - start, random.Next(1, 2000));
+                var part = new float[length];
+                map.Read(models.Folders, start, part, rejectNonFinite: true);
+                Assert.Equal(whole.AsSpan((int)start, length).ToArray(), part);
+            }
+            // The rows themselves: own rows in order, <|b|> from b in a, padding zero.
+            Assert.Equal(Row(source.Model == models.IndexOf(ModelReference.Parse(a, 0)) ? a : b, "lm_head.weight", 7), whole.AsSpan(7 * 128, 128).ToArray());
+            Assert.Equal(Row(b, "lm_head.weight", 256), whole.AsSpan(257 * 128, 128).ToArray());
+            Assert.Equal(new float[128], whole.AsSpan(271 * 128, 128).ToArray());
+        }
+    }
+}
