@@ -69,4 +69,14 @@ public sealed class MoeCommandTests
         CliAssert.Succeeded(WeldCli.Run("report", output, TestPaths.Model("lm-base"), "--text", Text("c"), "--bytes", "4096", "-o", reportFolder));
         Assert.Contains("moe", File.ReadAllText(Path.Combine(reportFolder, "report.md")));
     }
+
+    [Fact]
+    public void The_zoo_example_builds_from_the_repository_root_with_models_relative_to_the_config()
+    {
+        string output = Path.Combine(TestPaths.NewTempDir(), "moe");
+        CliResult result = WeldCli.Run("moe", Path.Combine(Recipes.ExamplesFolder, "moe", "zoo.yml"), "-o", output);
+        CliAssert.Succeeded(result);
+        Assert.Contains("4 experts × 4 layers, top-2", result.Stdout);
+        Assert.True(File.Exists(Path.Combine(output, "model.safetensors")));
+    }
 }
