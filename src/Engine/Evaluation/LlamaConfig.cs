@@ -16,9 +16,16 @@ namespace Weld.Engine.Evaluation;
 /// <param name="TieWordEmbeddings"><c>tie_word_embeddings</c>: lm_head reuses the embedding matrix; null when the
 /// config does not say (then the checkpoint decides: tied when it has no <c>lm_head.weight</c>).</param>
 /// <param name="RopeScaling">Llama-3 style frequency scaling, or null.</param>
+/// <param name="ExpertCount">Mixtral's <c>num_local_experts</c>: 0 for a dense model, else every layer's MLP is a
+/// sparse mixture (<c>block_sparse_moe</c>) of this many SwiGLU experts of width <paramref name="IntermediateSize"/>.</param>
+/// <param name="ExpertsPerToken">Mixtral's <c>num_experts_per_tok</c> (top-k); 0 for a dense model.</param>
 public sealed record LlamaConfig(int HiddenSize, int IntermediateSize, int LayerCount, int HeadCount, int KeyValueHeadCount,
-    int HeadDim, int VocabSize, double RmsNormEps, double RopeTheta, bool? TieWordEmbeddings, Llama3RopeScaling? RopeScaling = null)
+    int HeadDim, int VocabSize, double RmsNormEps, double RopeTheta, bool? TieWordEmbeddings, Llama3RopeScaling? RopeScaling = null,
+    int ExpertCount = 0, int ExpertsPerToken = 0)
 {
+    /// <summary>Whether the MLPs are Mixtral-style sparse mixtures of experts.</summary>
+    public bool IsMoe => ExpertCount > 0;
+
     /// <summary>Reads and validates the decoder fields of <paramref name="config"/>.</summary>
     /// <exception cref="InvalidModelFileException">A field is missing, not a positive number, or inconsistent.</exception>
     public static LlamaConfig FromModelConfig(ModelConfig config)
@@ -34,6 +41,7 @@ public sealed record LlamaConfig(int HiddenSize, int IntermediateSize, int Layer
             throw new InvalidModelFileException(file, $"num_attention_heads ({heads}) is not a multiple of num_key_value_heads ({kvHeads}).");
         if (headDim % 2 != 0)
             throw new InvalidModelFileException(file, $"head_dim ({headDim}) must be even for rotary embeddings.");
+        (int experts, int perToken) = ReadExperts(config, file);
         string activation = raw["hidden_act"] is JsonValue act && act.TryGetValue(out string? name) ? name : "silu";
         if (activation != "silu")
             throw new InvalidModelFileException(file, $"hidden_act '{activation}' is not supported (Llama-family models use 'silu').");
@@ -49,7 +57,34 @@ public sealed record LlamaConfig(int HiddenSize, int IntermediateSize, int Layer
             OptionalDouble(raw, file, "rms_norm_eps") ?? 1e-6,
             OptionalDouble(raw, file, "rope_theta") ?? 10000.0,
             raw["tie_word_embeddings"] is JsonValue tie && tie.TryGetValue(out bool tied) ? tied : null,
-            Llama3RopeScaling.Read(raw, file));
+            Llama3RopeScaling.Read(raw, file),
+            experts, perToken);
+    }
+
+    /// <summary>
+    /// Mixtral's expert counts: a config of <c>model_type</c> "mixtral" (or a MixtralForCausalLM) must give
+    /// <c>num_local_experts</c> and may give <c>num_experts_per_tok</c> (transformers' default 2); other MoE layouts
+    /// (Qwen2-MoE, Qwen3-MoE, DeepSeek) are refused rather than scored as dense models.
+    /// </summary>
+    private static (int Experts, int PerToken) ReadExperts(ModelConfig config, string file)
+    {
+        JsonObject raw = config.Raw;
+        bool mixtral = config.ModelType == "mixtral" || config.Architecture == "MixtralForCausalLM";
+        if (!mixtral)
+        {
+            foreach (string key in (string[])["num_experts", "num_local_experts", "n_routed_experts"])
+                if (raw[key] is not null)
+                    throw new InvalidModelFileException(file,
+                        $"'{key}' says this is a mixture of experts of model_type '{config.ModelType}'; only Mixtral-layout MoE models (model_type 'mixtral') can be evaluated.");
+            return (0, 0);
+        }
+
+        int experts = OptionalInt(raw, file, "num_local_experts")
+            ?? throw new InvalidModelFileException(file, "'num_local_experts' is missing; a Mixtral model needs it.");
+        int perToken = OptionalInt(raw, file, "num_experts_per_tok") ?? 2;
+        if (perToken > experts)
+            throw new InvalidModelFileException(file, $"num_experts_per_tok ({perToken}) exceeds num_local_experts ({experts}).");
+        return (experts, perToken);
     }
 
     private static int RequiredInt(JsonObject raw, string file, string key) =>

@@ -13,7 +13,7 @@ namespace Weld.Engine.Evaluation;
 /// Follows Hugging Face's <c>LlamaForCausalLM</c> with eager attention in float32. Optional q/k/v/o biases
 /// (<c>attention_bias</c>, as in Qwen2) are applied when the checkpoint has them.
 /// </remarks>
-public sealed class LlamaModel
+public sealed partial class LlamaModel
 {
     private readonly float[] _embedding;
     private readonly LayerWeights[] _layers;
@@ -50,9 +50,10 @@ public sealed class LlamaModel
                 OptionalBias(weights, p + "self_attn.v_proj.bias", kv),
                 OptionalBias(weights, p + "self_attn.o_proj.bias", h),
                 weights.Get(p + "post_attention_layernorm.weight", h),
-                weights.Get(p + "mlp.gate_proj.weight", inter, h),
-                weights.Get(p + "mlp.up_proj.weight", inter, h),
-                weights.Get(p + "mlp.down_proj.weight", h, inter));
+                config.IsMoe ? null : weights.Get(p + "mlp.gate_proj.weight", inter, h),
+                config.IsMoe ? null : weights.Get(p + "mlp.up_proj.weight", inter, h),
+                config.IsMoe ? null : weights.Get(p + "mlp.down_proj.weight", h, inter),
+                config.IsMoe ? MoeWeights.Load(config, weights, i) : null);
         }
 
         _finalNorm = weights.Get("model.norm.weight", h);
@@ -93,6 +94,17 @@ public sealed class LlamaModel
         ArgumentOutOfRangeException.ThrowIfLessThan(windowCount, 1);
         ArgumentOutOfRangeException.ThrowIfNotEqual(tokens.Length, windowCount * windowLength, nameof(tokens));
         ArgumentOutOfRangeException.ThrowIfLessThan(windowNll.Length, windowCount, nameof(windowNll));
+        float[] normed = Forward(tokens, windowCount, windowLength, null);
+        ScoreLogits(normed, tokens, windowCount, windowLength, windowNll);
+    }
+
+    /// <summary>
+    /// Runs the decoder over the windows and returns the final-normed hidden states (rows × hidden);
+    /// <paramref name="layerInput"/>, when given, sees each layer's input (the residual stream before
+    /// <c>input_layernorm</c>: Hugging Face's <c>hidden_states[i]</c>) before the layer runs.
+    /// </summary>
+    private float[] Forward(ReadOnlySpan<int> tokens, int windowCount, int windowLength, Action<int, float[]>? layerInput)
+    {
         LlamaConfig c = Config;
         foreach (int token in tokens)
             if ((uint)token >= (uint)c.VocabSize)
@@ -108,14 +120,16 @@ public sealed class LlamaModel
         var k = new float[rows * kvWidth];
         var v = new float[rows * kvWidth];
         var attention = new float[rows * qWidth];
-        var gate = new float[rows * c.IntermediateSize];
-        var up = new float[rows * c.IntermediateSize];
+        var gate = new float[c.IsMoe ? 0 : rows * c.IntermediateSize];
+        var up = new float[c.IsMoe ? 0 : rows * c.IntermediateSize];
 
         for (int r = 0; r < rows; r++)
             _embedding.AsSpan(tokens[r] * h, h).CopyTo(x.AsSpan(r * h, h));
 
-        foreach (LayerWeights layer in _layers)
+        for (int layerIndex = 0; layerIndex < _layers.Length; layerIndex++)
         {
+            LayerWeights layer = _layers[layerIndex];
+            layerInput?.Invoke(layerIndex, x);
             RmsNorm(x, layer.InputNorm, normed, rows, h);
             Linear(normed, layer.Q, layer.QBias, q, rows, h, qWidth);
             Linear(normed, layer.K, layer.KBias, k, rows, h, kvWidth);
@@ -127,15 +141,23 @@ public sealed class LlamaModel
             TensorPrimitives.Add(x, projected, x);
 
             RmsNorm(x, layer.PostAttentionNorm, normed, rows, h);
-            Linear(normed, layer.Gate, null, gate, rows, h, c.IntermediateSize);
-            Linear(normed, layer.Up, null, up, rows, h, c.IntermediateSize);
-            SwiGlu(gate, up, rows, c.IntermediateSize);
-            Linear(gate, layer.Down, null, projected, rows, c.IntermediateSize, h);
+            if (layer.Moe is { } moe)
+            {
+                SparseMoe(moe, layerIndex, normed, projected, rows);
+            }
+            else
+            {
+                Linear(normed, layer.Gate!, null, gate, rows, h, c.IntermediateSize);
+                Linear(normed, layer.Up!, null, up, rows, h, c.IntermediateSize);
+                SwiGlu(gate, up, rows, c.IntermediateSize);
+                Linear(gate, layer.Down!, null, projected, rows, c.IntermediateSize, h);
+            }
+
             TensorPrimitives.Add(x, projected, x);
         }
 
         RmsNorm(x, _finalNorm, normed, rows, h);
-        ScoreLogits(normed, tokens, windowCount, windowLength, windowNll);
+        return normed;
     }
 
     private ParallelOptions Options => new() { MaxDegreeOfParallelism = _maxDegreeOfParallelism };
@@ -286,5 +308,5 @@ public sealed class LlamaModel
 
     private sealed record LayerWeights(float[] InputNorm, float[] Q, float[] K, float[] V, float[] O,
         float[]? QBias, float[]? KBias, float[]? VBias, float[]? OBias,
-        float[] PostAttentionNorm, float[] Gate, float[] Up, float[] Down);
+        float[] PostAttentionNorm, float[]? Gate, float[]? Up, float[]? Down, MoeWeights? Moe);
 }

@@ -10,7 +10,7 @@ namespace Weld.Engine.Tests.Evaluation;
 /// Transformers definitions: covers what the zoo does not (tied embeddings, head_dim ≠ hidden/heads, 4:1 GQA,
 /// another rope_theta), and batching / thread-count independence.
 /// </summary>
-public class LlamaModelTests
+public partial class LlamaModelTests
 {
     private const int Hidden = 16, Heads = 4, KvHeads = 1, HeadDim = 6, Intermediate = 24, Layers = 2, Vocab = 32;
     private const double Theta = 1000, Eps = 1e-5;
@@ -55,7 +55,7 @@ public class LlamaModelTests
     }
 
     /// <summary>Summed NLL of tokens 1..T−1 of one window, in float64.</summary>
-    private static double ReferenceNll(TensorSet w, bool tied, int[] tokens)
+    private static double ReferenceNll(TensorSet w, bool tied, int[] tokens, Func<int, double[], double[]>? mlp = null)
     {
         int t = tokens.Length;
         double[] Row(string name, int row, int width)
@@ -140,10 +140,19 @@ public class LlamaModelTests
                 double[] o = Linear(p + "self_attn.o_proj.weight", attended, Hidden);
                 h[i] = h[i].Select((value, n) => value + o[n]).ToArray();
                 double[] x = RmsNorm(h[i], p + "post_attention_layernorm.weight");
-                double[] gate = Linear(p + "mlp.gate_proj.weight", x, Intermediate);
-                double[] up = Linear(p + "mlp.up_proj.weight", x, Intermediate);
-                double[] act = gate.Select((g, n) => g / (1 + Math.Exp(-g)) * up[n]).ToArray();
-                double[] down = Linear(p + "mlp.down_proj.weight", act, Hidden);
+                double[] down;
+                if (mlp is not null)
+                {
+                    down = mlp(l, x);
+                }
+                else
+                {
+                    double[] gate = Linear(p + "mlp.gate_proj.weight", x, Intermediate);
+                    double[] up = Linear(p + "mlp.up_proj.weight", x, Intermediate);
+                    double[] act = gate.Select((g, n) => g / (1 + Math.Exp(-g)) * up[n]).ToArray();
+                    down = Linear(p + "mlp.down_proj.weight", act, Hidden);
+                }
+
                 h[i] = h[i].Select((value, n) => value + down[n]).ToArray();
             }
         }
