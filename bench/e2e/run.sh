@@ -30,11 +30,13 @@ cat $inputs > /dev/null   # warm the page cache
 
 now() { date +%s.%N; }
 min() { if [ -z "$1" ] || [ "$(echo "$2 < $1" | bc -l)" = 1 ]; then echo "$2"; else echo "$1"; fi; }
-# Children's user + system seconds so far, from the `times` builtin (second line: children).
-child_cpu() {
-  local t; t=$(times | tail -1)
-  local u=${t%% *} s=${t##* }
-  echo "$(echo "$u" | sed -E 's/([0-9]+)m([0-9.]+)s/\1*60+\2/') + $(echo "$s" | sed -E 's/([0-9]+)m([0-9.]+)s/\1*60+\2/')" | bc -l
+# Children's user + system seconds so far, from the `times` builtin (second line: children). `times` must run in
+# the shell that waited for the merge, not in a $(...) subshell: it writes to a file and `read` takes it back.
+child_cpu() { # -> variable cpu
+  times > "$work/.times"
+  local _ u s
+  { read -r _ _; read -r u s; } < "$work/.times"
+  cpu=$(echo "${u%%m*}*60+$(t=${u#*m}; echo "${t%s}") + ${s%%m*}*60+$(t=${s#*m}; echo "${t%s}")" | bc -l)
 }
 
 # The floor: read every input once, write one model-sized output with O_DIRECT (as Weld writes its shards), sync.
@@ -51,9 +53,9 @@ rm -rf "$work/floor-out"
 once() { # recipe, flags -> "seconds peakKiB cores"
   local recipe=$1 flags=$2 out="$work/out-bench"
   rm -rf "$out"
-  local peak=0 cpu0; cpu0=$(child_cpu)
+  local peak=0 cpu cpu0; child_cpu; cpu0=$cpu
   local start; start=$(now)
-  $weld merge "$recipe" -o "$out" --out-shard-size 1B -q $flags &
+  $weld merge "$recipe" -o "$out" --out-shard-size 1B -q $flags 2> "$work/.stderr" &
   local pid=$!
   # Poll with shell builtins only: forking awk/sleep 50 times a second cost the merge ~2 s of its two cores on the
   # bench VM. dotnet runs weld.dll in the same process, so RssAnon is the merge's own anonymous memory.
@@ -66,31 +68,37 @@ once() { # recipe, flags -> "seconds peakKiB cores"
     read -t 0.05 -u 9 || true   # a 50 ms sleep without a fork
   done
   exec 9<&-
-  wait $pid
+  if ! wait $pid; then echo "fail 0 0"; return 0; fi
   local end; end=$(now)   # weld fsyncs every shard before it exits: no sync needed here
-  local cpu1; cpu1=$(child_cpu)
+  child_cpu; local cpu1=$cpu
   local secs; secs=$(echo "$end - $start" | bc -l)
-  echo "$secs $peak $(echo "($cpu1 - $cpu0) / $secs" | bc -l)"
+  echo "$secs $peak $(echo "($cpu1 - $cpu0) / $secs" | bc -l) $(echo "$cpu1 - $cpu0" | bc -l)"
 }
 
 run() { # name, flags, recipe text: best of $runs
   local name=$1 flags=$2 recipe="$work/$1.yml"
   printf '%s\n' "$3" > "$recipe"
-  local best="" bpeak=0 bcores=0
+  local best="" bpeak=0 bcores=0 bcpu=0
   for _ in $(seq "$runs"); do
-    read -r secs peak cores < <(once "$recipe" "$flags")
-    if [ -z "$best" ] || [ "$(echo "$secs < $best" | bc -l)" = 1 ]; then best=$secs; bcores=$cores; fi
+    read -r secs peak cores cpus < <(once "$recipe" "$flags")
+    if [ "$secs" = fail ]; then
+      # e.g. a method that needs whole tensors in memory, above the limit: say so in the row, go on
+      printf '| %s | %s | fails: %s | | | | |\n' "$name" "${flags:-(default)}" "$(head -c 160 "$work/.stderr" | tr '\n|' '  ')"
+      return 0
+    fi
+    if [ -z "$best" ] || [ "$(echo "$secs < $best" | bc -l)" = 1 ]; then best=$secs; bcores=$cores; bcpu=$cpus; fi
     [ "$peak" -gt "$bpeak" ] && bpeak=$peak
   done
   rm -rf "$work/out-bench"
-  printf '| %s | %s | %.2f | **%.2f** | %.0f | %.2f |\n' "$name" "${flags:-(default)}" "$best" \
-    "$(echo "$best / $floor" | bc -l)" "$(echo "$bpeak / 1024" | bc -l)" "$bcores"
+  printf '| %s | %s | %.2f | **%.2f** | %.0f | %.2f | %.1f |\n' "$name" "${flags:-(default)}" "$best" \
+    "$(echo "$best / $floor" | bc -l)" "$(echo "$bpeak / 1024" | bc -l)" "$bcores" "$bcpu"
 }
 
+echo "CPU pressure (some avg10/avg60): $(awk '/some/{print $2, $3}' /proc/pressure/cpu 2>/dev/null)"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "inputs: $in_bytes bytes in 3 models; output: $out_bytes bytes; best of $runs runs"
-printf '| method | flags | seconds | ratio to floor | peak RssAnon MiB | cores used |\n|---|---|---:|---:|---:|---:|\n'
-printf '| floor (cat inputs + dd oflag=direct one model + sync) | | %.2f | 1.00 | | |\n' "$floor"
+printf '| method | flags | seconds | ratio to floor | peak RssAnon MiB | cores used | CPU s (user+sys) |\n|---|---|---:|---:|---:|---:|---:|\n'
+printf '| floor (cat inputs + dd oflag=direct one model + sync) | | %.2f | 1.00 | | | |\n' "$floor"
 
 base="$work/base"; ft1="$work/ft1"; ft2="$work/ft2"
 recipe_for() { # method -> recipe text
@@ -112,8 +120,7 @@ recipe_for() { # method -> recipe text
     dare_ties|dare_linear) tv "weight: 0.5, density: 0.3" ;;
     breadcrumbs|breadcrumbs_ties|breadcrumbs_paper) tv "weight: 0.5, density: 0.3, gamma: 0.01" ;;
     della|della_linear) tv "weight: 0.5, density: 0.3, epsilon: 0.1" ;;
-    sce) tv "weight: 0.5" "parameters: {select_topk: 0.3}
-" ;;
+    sce) printf 'models:\n  - model: %s\n  - model: %s\nbase_model: %s\nmerge_method: sce\nparameters: {select_topk: 0.3}\n' "$ft1" "$ft2" "$base" ;;
     slerp|nuslerp) printf 'models:\n  - model: %s\n    parameters: {weight: 0.5}\n  - model: %s\n    parameters: {weight: 0.5}\nbase_model: %s\nmerge_method: %s\nparameters: {t: 0.5}\n' "$base" "$ft1" "$base" "$m" ;;
     nearswap) printf 'models:\n  - model: %s\n  - model: %s\nbase_model: %s\nmerge_method: nearswap\nparameters: {t: 0.001}\n' "$base" "$ft1" "$base" ;;
     arcee_fusion) printf 'models:\n  - model: %s\n  - model: %s\nbase_model: %s\nmerge_method: arcee_fusion\n' "$base" "$ft1" "$base" ;;
