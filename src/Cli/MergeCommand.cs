@@ -38,8 +38,8 @@ internal sealed class MergeOptions
     [Option("cuda", HelpText = "mergekit's flag: same as --device cuda.")]
     public bool Cuda { get; set; }
 
-    [Option("memory-limit", Default = "2B", HelpText = "Hard budget for working buffers: bytes with K/M/B suffixes (2B = 2·10⁹).")]
-    public string MemoryLimit { get; set; } = "2B";
+    [Option("memory-limit", HelpText = "Hard budget for working buffers: bytes with K/M/B suffixes (2B = 2·10⁹). Default: 1/8 of the machine's memory, between 256M and 1B (--dry-run says what it picked).")]
+    public string? MemoryLimit { get; set; }
 
     [Option("resume", HelpText = "Reuse the shards an interrupted run of the same command finished.")]
     public bool Resume { get; set; }
@@ -111,7 +111,8 @@ internal static class MergeCommand
         {
             using var models = new ModelSet(Path.GetDirectoryName(Path.GetFullPath(options.Recipe)), recipe.SourceName);
             MergePlan plan = MergeRunner.Plan(recipe, models, options.RandomSeed ?? 0);
-            PlanReport.Write(plan, models, shardBytes, ParseMemoryLimit(options.MemoryLimit), console.Out);
+            PlanReport.Write(plan, models, shardBytes, ParseMemoryLimit(options.MemoryLimit), console.Out,
+                options.MemoryLimit is null ? DefaultMemoryLimit.Explain(DefaultMemoryLimit.MachineBytes) : $"{options.MemoryLimit} (given)");
             return ExitCodes.Ok;
         }
         if (output is null)
@@ -161,8 +162,9 @@ internal static class MergeCommand
         return ExitCodes.Ok;
     }
 
-    private static long ParseMemoryLimit(string text)
+    private static long ParseMemoryLimit(string? text)
     {
+        if (text is null) return DefaultMemoryLimit.Bytes;
         long bytes = ByteSize.Parse(text);
         if (bytes < 16_000_000)
             throw new WeldException($"--memory-limit {text}: at least 16M is needed for the working buffers");
@@ -313,7 +315,7 @@ internal sealed class PlainProgress : IProgress<MergeProgress>, IDisposable
 /// <summary>The plan as text: method, models, tensors, bytes, shards, memory estimate.</summary>
 internal static class PlanReport
 {
-    public static void Write(MergePlan plan, ModelSet models, long shardBytes, long memoryLimit, TextWriter writer)
+    public static void Write(MergePlan plan, ModelSet models, long shardBytes, long memoryLimit, TextWriter writer, string? limitReason = null)
     {
         var inv = CultureInfo.InvariantCulture;
         long read = 0;
@@ -336,6 +338,7 @@ internal static class PlanReport
         bool chunks = plan.Method.Traits.Elementwise
             || (plan.Method is IStreamingMergeMethod streaming && plan.Tensors.All(t => t.CopyFrom is not null || streaming.CanStream(t.ModelParameters, t.Global)));
         long peak = chunks ? Math.Min(memoryLimit, 2 * largestStack) : Math.Min(2 * largestStack, Math.Max(memoryLimit, largestStack));
+        if (limitReason is not null) writer.WriteLine($"memory:   --memory-limit {limitReason}");
         writer.WriteLine(string.Create(inv, $"memory:   largest tensor needs {largestStack:N0} bytes of float32 buffers; peak about {peak:N0} bytes (--memory-limit {memoryLimit:N0})"));
         if (largestStack > memoryLimit / 2 && chunks)
             writer.WriteLine(string.Create(inv, $"memory:   tensors above {memoryLimit / 2:N0} bytes of buffers are merged in chunks{(plan.Method.Traits.Elementwise ? "" : ", reading them again for each statistics pass")}"));

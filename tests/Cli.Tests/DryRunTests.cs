@@ -26,6 +26,8 @@ public sealed class DryRunTests
         Assert.Contains("  model.safetensors: 39 tensors, 1,706,240 bytes", lines);
         foreach (string model in new[] { "lm-base", "lm-ft-c", "lm-ft-python", "lm-ft-markup" })
             Assert.Contains(lines, l => l.StartsWith("model ", StringComparison.Ordinal) && l.EndsWith(Recipes.ExampleModel(model), StringComparison.Ordinal));
+        // The default memory limit says what it picked and why.
+        Assert.Contains(lines, l => l.StartsWith("memory:   --memory-limit ", StringComparison.Ordinal) && l.Contains("of memory available", StringComparison.Ordinal));
         // A line per output tensor, naming its inputs.
         Assert.Equal(39, lines.Count(l => l.Contains(" <- ", StringComparison.Ordinal)));
     }

@@ -232,14 +232,14 @@ public sealed class OutputSafetyTests : IDisposable
         string partial = OutputFolder.PartialPathFor(Output);
         var record = MergeProgressFile.Read(Path.Combine(partial, "weld-progress-1-of-1.json"));
         Assert.True(record.Completed.Count >= 2, "the interrupted run finished too few shards");
-        Assert.All(record.Completed, s => Assert.Matches("^[0-9a-f]{64}$", record.Checksums[s]));
+        Assert.All(record.Completed, s => Assert.Matches("^crc32c:[0-9a-f]{8}$", record.Checksums[s]));
         string damaged = record.Completed[1];
         FlipByte(Path.Combine(partial, damaged)); // a tensor byte: header and size still as planned
 
         CliResult resumed = WeldCli.Run("merge", recipe, "-o", Output, "--out-shard-size", ShardSize, "--resume");
 
         CliAssert.Succeeded(resumed);
-        Assert.Contains($"{damaged} does not match its recorded SHA-256", resumed.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"{damaged} does not match its recorded checksum", resumed.Stderr, StringComparison.Ordinal);
         Assert.Contains($"reusing {record.Completed.Count - 1} finished shard(s)", resumed.Stderr, StringComparison.Ordinal);
         AssertSameFiles(reference, Output);
     }
@@ -258,7 +258,7 @@ public sealed class OutputSafetyTests : IDisposable
 
         CliResult refused = WeldCli.Run("finalize", Output);
 
-        CliAssert.InputError(refused, damaged, "SHA-256", "part 2/2");
+        CliAssert.InputError(refused, damaged, "checksum", "part 2/2");
         Assert.False(Directory.Exists(Output));
         Assert.True(File.Exists(Path.Combine(partial, damaged))); // the parts stay for a re-run
 

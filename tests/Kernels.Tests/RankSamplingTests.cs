@@ -56,3 +56,36 @@ public sealed class RankSamplingTests
         kernels.SampleByMagnitudeRank([], 0, 0, 0.4f, 0.1f, 0.5f, false, key); // nothing to do
     }
 }
+
+/// <summary>The radix sort of (magnitude, position) pairs gives exactly the comparison sort's order.</summary>
+public sealed class RankSamplingSortTests
+{
+    [Theory]
+    [InlineData(255, 0)]
+    [InlineData(256, 0)]
+    [InlineData(4096, 0)]
+    [InlineData(4096, 3)]
+    [InlineData(8191, 1)]
+    [InlineData(4096, 2)]
+    public void Radix_order_equals_Array_Sort(int length, int kind)
+    {
+        var random = new System.Random(length * 7 + kind);
+        var order = new ulong[2 * length];
+        for (int r = 0; r < length; r++)
+        {
+            float v = kind switch
+            {
+                0 => (float)(random.NextDouble() - 0.5) * 0.02f, // ordinary weights: many exponents
+                1 => random.Next(4) * 0.5f,                       // heavy ties
+                2 => 1.5f,                                         // every key equal: every pass skipped
+                _ => r % 5 == 0 ? float.NaN : (r % 7 == 0 ? float.PositiveInfinity : (float)random.NextDouble()),
+            };
+            uint magnitude = System.BitConverter.SingleToUInt32Bits(v) & 0x7FFFFFFFu;
+            order[r] = ((ulong)magnitude << 32) | (uint)r;
+        }
+        ulong[] expected = order[..length];
+        System.Array.Sort(expected);
+        MagnitudeRankSampling.SortByKey(order, length);
+        Assert.Equal(expected, order[..length]);
+    }
+}

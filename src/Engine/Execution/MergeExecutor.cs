@@ -113,7 +113,7 @@ public sealed class MergeExecutor
     /// <summary>
     /// Writes the shards named in <paramref name="shardsToWrite"/> (all when null) of <paramref name="plan"/>'s layout
     /// into <paramref name="folder"/>; <paramref name="shardDone"/> is called after each shard is complete and synced,
-    /// with the SHA-256 (lower-case hex) of the file as written.
+    /// with the checksum of the file as written (<see cref="ShardChecksum"/>: <c>crc32c:</c> + hex).
     /// </summary>
     public MergeSummary Execute(MergePlan plan, IReadOnlyList<ModelFolder> models, string folder, long maxShardBytes,
         ISet<string>? shardsToWrite = null, Action<ShardPlan, string>? shardDone = null,
@@ -458,14 +458,14 @@ public sealed class MergeExecutor
                 Task previous = synced;
                 synced = Task.Run(() =>
                 {
-                    string sha256;
+                    string checksum;
                     using (writer)
                     {
                         writer.Complete();
-                        sha256 = Convert.ToHexStringLower(writer.Sha256!);
+                        checksum = writer.Checksum!;
                     }
                     previous.GetAwaiter().GetResult();
-                    shardDone?.Invoke(shard, sha256);
+                    shardDone?.Invoke(shard, checksum);
                 });
             }
             synced.GetAwaiter().GetResult();

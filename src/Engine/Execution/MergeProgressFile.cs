@@ -40,7 +40,10 @@ public sealed class MergeProgressFile
     /// <summary>Shards finished and synced.</summary>
     public List<string> Completed { get; init; } = [];
 
-    /// <summary>SHA-256 (lower-case hex) of every file in <see cref="Completed"/>, computed as it was written.</summary>
+    /// <summary>
+    /// Checksum of every file in <see cref="Completed"/>, computed as it was written: <c>crc32c:</c> + 8 hex digits
+    /// (<see cref="ShardChecksum"/>), or 64 hex digits of SHA-256 in files written before CRC32C.
+    /// </summary>
     public Dictionary<string, string> Checksums { get; init; } = new(StringComparer.Ordinal);
 
     /// <summary>The file name for a part.</summary>
@@ -129,7 +132,7 @@ public sealed class MergeProgressFile
     }
 
     /// <summary>
-    /// True when a completed shard on disk has the planned size and header and the SHA-256 recorded when it was
+    /// True when a completed shard on disk has the planned size and header and the checksum recorded when it was
     /// written (a shard with no recorded checksum does not match).
     /// </summary>
     public bool ShardMatches(string folder, ShardPlan shard)
@@ -137,8 +140,7 @@ public sealed class MergeProgressFile
         if (!Checksums.TryGetValue(shard.FileName, out string? expected) || !ShardIsIntact(folder, shard)) return false;
         try
         {
-            using var stream = new FileStream(Path.Combine(folder, shard.FileName), FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
-            return Convert.ToHexStringLower(SHA256.HashData(stream)) == expected;
+            return ShardChecksum.ComputeFile(Path.Combine(folder, shard.FileName), expected) == expected;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

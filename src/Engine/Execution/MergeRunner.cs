@@ -18,8 +18,8 @@ public sealed class MergeOptions
     /// <summary>Largest output shard in bytes (mergekit's --out-shard-size; default 5B = 5·10⁹).</summary>
     public long MaxShardBytes { get; init; } = 5_000_000_000;
 
-    /// <summary>Hard budget for working buffers in bytes (default 2 GB).</summary>
-    public long MemoryLimitBytes { get; init; } = 2_000_000_000;
+    /// <summary>Hard budget for working buffers in bytes (default: <see cref="DefaultMemoryLimit.Bytes"/>, from the machine's memory).</summary>
+    public long MemoryLimitBytes { get; init; } = DefaultMemoryLimit.Bytes;
 
     /// <summary>Copy tokenizer and side files from the tokenizer source (default on).</summary>
     public bool CopyTokenizer { get; init; } = true;
@@ -198,7 +198,7 @@ public static class MergeRunner
 
     /// <summary>
     /// Assembles a merge computed in parts: checks that every part finished every shard of the same plan (each
-    /// shard against the SHA-256 recorded when it was written), writes the index, config, tokenizer and card, and
+    /// shard against the checksum recorded when it was written), writes the index, config, tokenizer and card, and
     /// renames the folder into place.
     /// </summary>
     public static void Finalize(string outputPath, bool copyTokenizer = true, bool writeModelCard = true, bool overwrite = false)
@@ -232,9 +232,9 @@ public static class MergeRunner
             if (owner is null)
                 throw new WeldException($"{outputPath}: shard {shard.FileName} is not finished; re-run its part with --resume");
             if (!owner.Checksums.ContainsKey(shard.FileName))
-                throw new WeldException($"{outputPath}: shard {Path.Combine(partial, shard.FileName)} has no recorded SHA-256 (written by an older Weld); re-run part {owner.Part} with --resume");
+                throw new WeldException($"{outputPath}: shard {Path.Combine(partial, shard.FileName)} has no recorded checksum (written by an older Weld); re-run part {owner.Part} with --resume");
             if (!owner.ShardMatches(partial, shard))
-                throw new WeldException($"{outputPath}: shard {Path.Combine(partial, shard.FileName)} does not match the SHA-256 recorded when it was written (damaged since); re-run part {owner.Part} with --resume");
+                throw new WeldException($"{outputPath}: shard {Path.Combine(partial, shard.FileName)} does not match the checksum recorded when it was written (damaged since); re-run part {owner.Part} with --resume");
         }
 
         Assemble(recipe, models, plan, shards, output, copyTokenizer, writeModelCard);
@@ -287,7 +287,7 @@ public static class MergeRunner
             }
             else
             {
-                log?.Invoke($"--resume: {shard.FileName} does not match its recorded SHA-256; computing it again");
+                log?.Invoke($"--resume: {shard.FileName} does not match its recorded checksum; computing it again");
             }
         }
         log?.Invoke($"--resume: reusing {reused} finished shard(s)");

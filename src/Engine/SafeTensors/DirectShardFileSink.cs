@@ -89,7 +89,7 @@ internal sealed unsafe partial class DirectShardFileSink : ShardFileSink
         _inFlight = Task.Run(() =>
         {
             // Blocks are hashed in file order: the previous block's task finished before this one started.
-            Hash.AppendData(new ReadOnlySpan<byte>(block, BlockBytes));
+            Hash.Append(new ReadOnlySpan<byte>(block, BlockBytes));
             WriteBlock(block, BlockBytes, offset);
         });
         _fileOffset += BlockBytes;
@@ -105,8 +105,8 @@ internal sealed unsafe partial class DirectShardFileSink : ShardFileSink
         ObjectDisposedException.ThrowIf(_closed, this);
         _inFlight.GetAwaiter().GetResult();
         long length = _fileOffset + _filled;
-        Hash.AppendData(new ReadOnlySpan<byte>(_blocks[_current], _filled));
-        Sha256 = Hash.GetHashAndReset();
+        Hash.Append(new ReadOnlySpan<byte>(_blocks[_current], _filled));
+        Checksum = Hash.GetTextAndReset();
         if (_filled > 0)
         {
             // Direct I/O moves whole sectors: pad the tail with zeros, then cut the file back to its true length.
@@ -133,7 +133,6 @@ internal sealed unsafe partial class DirectShardFileSink : ShardFileSink
             // Abandoning the file anyway; the error that made us abandon it is the one reported.
         }
         _file.Dispose();
-        Hash.Dispose();
         NativeMemory.AlignedFree(_blocks[0]);
         NativeMemory.AlignedFree(_blocks[1]);
     }

@@ -62,8 +62,8 @@ public sealed class SafeTensorsWriter : IDisposable
         }
     }
 
-    /// <summary>SHA-256 of the whole file as written (header and data), once <see cref="Complete"/> has run.</summary>
-    public byte[]? Sha256 => _sink.Sha256;
+    /// <summary>Checksum of the whole file as written (header and data; <see cref="ShardChecksum"/>'s text form), once <see cref="Complete"/> has run.</summary>
+    public string? Checksum => _sink.Checksum;
 
     /// <summary>The full path of the file being written.</summary>
     public string FilePath => _path;

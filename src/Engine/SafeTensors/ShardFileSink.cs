@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Security.Cryptography;
 
 namespace Weld.Engine.SafeTensors;
 
@@ -21,11 +20,11 @@ internal abstract class ShardFileSink : IBufferWriter<byte>, IDisposable
     /// </summary>
     internal static readonly AsyncLocal<Func<string, Stream>?> StreamFactory = new();
 
-    /// <summary>SHA-256 of the bytes written, in order (header and data; fed by the sinks as they write).</summary>
-    protected IncrementalHash Hash { get; } = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    /// <summary>Checksum of the bytes written, in order (header and data; fed by the sinks as they write).</summary>
+    protected ShardChecksum Hash { get; } = new();
 
-    /// <summary>SHA-256 of the whole file, available after <see cref="Complete"/>.</summary>
-    public byte[]? Sha256 { get; protected set; }
+    /// <summary>Checksum of the whole file (<see cref="ShardChecksum"/>'s text form), available after <see cref="Complete"/>.</summary>
+    public string? Checksum { get; protected set; }
 
     /// <inheritdoc />
     public abstract Span<byte> GetSpan(int sizeHint = 0);
@@ -74,7 +73,7 @@ internal sealed class BufferedShardFileSink : ShardFileSink
 
     public override void Advance(int count)
     {
-        Hash.AppendData(_staging, 0, count);
+        Hash.Append(_staging.AsSpan(0, count));
         _stream.Write(_staging, 0, count);
     }
 
@@ -83,12 +82,11 @@ internal sealed class BufferedShardFileSink : ShardFileSink
         if (_stream is FileStream file) file.Flush(flushToDisk: true);
         else _stream.Flush();
         _stream.Dispose();
-        Sha256 = Hash.GetHashAndReset();
+        Checksum = Hash.GetTextAndReset();
     }
 
     public override void Dispose()
     {
         _stream.Dispose();
-        Hash.Dispose();
     }
 }

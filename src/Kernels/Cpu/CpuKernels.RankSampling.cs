@@ -16,7 +16,7 @@ public sealed unsafe partial class CpuKernels
             nint address = (nint)data;
             // Fibers are disjoint and each draws by flat index, so the result does not depend on the thread count.
             Parallel.For(0L, fibers, _parallel,
-                () => new ulong[fiberLength],
+                () => new ulong[2 * fiberLength],
                 (fiber, _, order) =>
                 {
                     long first = fiber / fiberStride * fiberLength * fiberStride + fiber % fiberStride;
