@@ -15,7 +15,7 @@ public class GemmTests
     }
 
     /// <summary>C = A·B (or A·Bᵀ) in float64, with the bound on float32 rounding error for each element.</summary>
-    private static (double[] C, double[] Bound) Reference(float[] a, float[] b, int m, int k, int n, bool transposeB)
+    internal static (double[] C, double[] Bound) Reference(float[] a, float[] b, int m, int k, int n, bool transposeB)
     {
         var c = new double[m * n];
         var bound = new double[m * n];

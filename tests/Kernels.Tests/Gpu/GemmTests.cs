@@ -35,7 +35,7 @@ public sealed class GemmTests
     {
         float[] a = Random(m * k, m * 1000 + k);
         float[] b = Random(k * n, n * 7 + 3);
-        (double[] expected, double[] bound) = Reference(a, b, m, k, n, transposeB);
+        (double[] expected, double[] bound) = Gemm.GemmTests.Reference(a, b, m, k, n, transposeB);
         var cpu = new float[m * n];
         Cpu.Gemm.Multiply(a, b, cpu, m, k, n, transposeB, maxDegreeOfParallelism: 2);
         // On CUDA both cuBLAS and the tiled kernel; elsewhere the two are the same tiled kernel, run once.
@@ -143,30 +143,6 @@ public sealed class GemmTests
             }
         }
         return c;
-    }
-
-    /// <summary>C = A·B (or A·Bᵀ) in float64, with the bound on float32 rounding error for each element.</summary>
-    private static (double[] C, double[] Bound) Reference(float[] a, float[] b, int m, int k, int n, bool transposeB)
-    {
-        var c = new double[m * n];
-        var bound = new double[m * n];
-        for (int i = 0; i < m; i++)
-        {
-            for (int j = 0; j < n; j++)
-            {
-                double sum = 0, magnitude = 0;
-                for (int p = 0; p < k; p++)
-                {
-                    double x = a[i * k + p], y = transposeB ? b[j * k + p] : b[p * n + j];
-                    sum += x * y;
-                    magnitude += Math.Abs(x * y);
-                }
-                c[i * n + j] = sum;
-                // Any float32 summation order is within k·ε·Σ|x·y| (γ_k bound), plus slack for the tiny sums.
-                bound[i * n + j] = (k + 2) * 6e-8 * magnitude + 1e-30;
-            }
-        }
-        return (c, bound);
     }
 
     private static float[] Random(int count, int seed)
