@@ -35,7 +35,7 @@ internal sealed class CompressOptions
     [Option("seed", Default = 0UL, HelpText = "Seed of the randomized SVD sketches (--error); the output bytes depend only on the inputs and the seed.")]
     public ulong Seed { get; set; }
 
-    [Option("overwrite", HelpText = "Replace an existing output folder (--error).")]
+    [Option("overwrite", HelpText = "Replace an existing output that Weld wrote (a folder with its .weld marker, or a TALL file).")]
     public bool Overwrite { get; set; }
 
     [Option("json", HelpText = "Machine-readable JSON on stdout (--error).")]
@@ -75,7 +75,7 @@ internal static class CompressCommand
             }
             if (!double.IsFinite(options.Lambda) || options.Lambda < 0)
                 throw new WeldException(string.Create(inv, $"--lambda {options.Lambda} must be a finite number >= 0"));
-            TallCompressionSummary summary = TallCompressor.Compress(options.Base, models, Enumerable.Repeat(options.Lambda, models.Length).ToArray(), options.Output);
+            TallCompressionSummary summary = TallCompressor.Compress(options.Base, models, Enumerable.Repeat(options.Lambda, models.Length).ToArray(), options.Output, options.Overwrite);
             console.Out.WriteLine(string.Create(inv, $"compressed {models.Length} model(s), {summary.Tensors} tensors, {summary.Elements:N0} elements each, into {options.Output} ({summary.Bytes:N0} bytes)"));
             for (int t = 0; t < models.Length; t++)
                 console.Out.WriteLine(string.Create(inv, $"  {models[t]}: mask keeps {summary.KeptPerTask[t]:N0} elements ({100.0 * summary.KeptPerTask[t] / Math.Max(1, summary.Elements):F1}%)"));
@@ -86,7 +86,7 @@ internal static class CompressCommand
             console.Error("--restore needs --from FILE (the compressed file)");
             return ExitCodes.UsageError;
         }
-        TallCompressor.Restore(options.Base, options.From, options.Restore!, options.Output);
+        TallCompressor.Restore(options.Base, options.From, options.Restore!, options.Output, options.Overwrite);
         console.Out.WriteLine($"restored {options.Restore} into {options.Output}");
         return ExitCodes.Ok;
     }

@@ -112,7 +112,8 @@ internal static class MergeCommand
             using var models = new ModelSet(Path.GetDirectoryName(Path.GetFullPath(options.Recipe)), recipe.SourceName);
             MergePlan plan = MergeRunner.Plan(recipe, models, options.RandomSeed ?? 0);
             PlanReport.Write(plan, models, shardBytes, ParseMemoryLimit(options.MemoryLimit), console.Out,
-                options.MemoryLimit is null ? DefaultMemoryLimit.Explain(DefaultMemoryLimit.MachineBytes) : $"{options.MemoryLimit} (given)");
+                options.MemoryLimit is null ? DefaultMemoryLimit.Explain(DefaultMemoryLimit.MachineBytes) : $"{options.MemoryLimit} (given)",
+                options.Part is null ? null : PartSelection.Parse(options.Part));
             return ExitCodes.Ok;
         }
         if (output is null)
@@ -315,7 +316,8 @@ internal sealed class PlainProgress : IProgress<MergeProgress>, IDisposable
 /// <summary>The plan as text: method, models, tensors, bytes, shards, memory estimate.</summary>
 internal static class PlanReport
 {
-    public static void Write(MergePlan plan, ModelSet models, long shardBytes, long memoryLimit, TextWriter writer, string? limitReason = null)
+    public static void Write(MergePlan plan, ModelSet models, long shardBytes, long memoryLimit, TextWriter writer, string? limitReason = null,
+        PartSelection? part = null)
     {
         var inv = CultureInfo.InvariantCulture;
         long read = 0;
@@ -333,6 +335,12 @@ internal static class PlanReport
         writer.WriteLine(string.Create(inv, $"tensors:  {plan.Tensors.Count}"));
         writer.WriteLine(string.Create(inv, $"read:     {read:N0} bytes"));
         writer.WriteLine(string.Create(inv, $"write:    {plan.OutputBytes:N0} bytes in {shards.Count} shard(s)"));
+        if (part is { } p)
+        {
+            IReadOnlySet<string> mine = p.Select(shards);
+            writer.WriteLine(string.Create(inv, $"part:     {p.Index}/{p.Count}: {mine.Count} of the {shards.Count} shard(s)")
+                + (mine.Count == 0 ? " (nothing to compute: more parts than shards; this part only records that it ran)" : ": " + string.Join(", ", mine.Order(StringComparer.Ordinal))));
+        }
         // The pipeline keeps up to two tensors in flight; a tensor over half the budget is cut into chunks, in one pass
         // (elementwise methods) or in statistics passes + an apply pass (streaming methods: TIES, DARE).
         bool chunks = plan.Method.Traits.Elementwise

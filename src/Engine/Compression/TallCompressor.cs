@@ -32,10 +32,12 @@ public static class TallCompressor
     /// <param name="basePath">The base model folder or file.</param>
     /// <param name="tasks">The fine-tuned models, each with every tensor of the base in the same shape.</param>
     /// <param name="lambdas">λ_t per task (the paper tunes it in [0.2, 0.6]).</param>
-    /// <param name="outputFile">The <c>.safetensors</c> file to write.</param>
+    /// <param name="outputFile">The <c>.safetensors</c> file to write (beside it first, renamed into place when complete).</param>
+    /// <param name="overwrite">Replace an existing file, when it is a TALL file Weld wrote (never another file, never an input).</param>
     /// <returns>What was written.</returns>
     /// <exception cref="WeldException">A task lacks a tensor or has another shape.</exception>
-    public static TallCompressionSummary Compress(string basePath, IReadOnlyList<string> tasks, IReadOnlyList<double> lambdas, string outputFile)
+    public static TallCompressionSummary Compress(string basePath, IReadOnlyList<string> tasks, IReadOnlyList<double> lambdas, string outputFile,
+        bool overwrite = false)
     {
         ArgumentNullException.ThrowIfNull(tasks);
         ArgumentNullException.ThrowIfNull(lambdas);
@@ -69,7 +71,10 @@ public static class TallCompressor
             };
             var kept = new long[models.Count];
             long elements = 0;
-            using (var writer = new SafeTensorsWriter(outputFile, headers, metadata))
+            // Written beside the target and renamed into place when complete; an existing file is replaced only when
+            // overwriting is allowed and it is a TALL file Weld wrote.
+            using var output = new OutputFile(outputFile, overwrite, tasks.Prepend(basePath), IsTallFile);
+            using (var writer = new SafeTensorsWriter(output.WorkPath, headers, metadata))
             {
                 foreach (string name in baseline.TensorNames)
                 {
@@ -100,7 +105,8 @@ public static class TallCompressor
                 }
                 writer.Complete();
             }
-            return new TallCompressionSummary(baseline.TensorNames.Count, elements, kept, new FileInfo(outputFile).Length);
+            output.Commit();
+            return new TallCompressionSummary(baseline.TensorNames.Count, elements, kept, new FileInfo(output.TargetPath).Length);
         }
         finally
         {
@@ -124,9 +130,10 @@ public static class TallCompressor
     /// <param name="basePath">The base the file was compressed against.</param>
     /// <param name="compressedFile">A file <see cref="Compress"/> wrote.</param>
     /// <param name="task">The task name or index.</param>
-    /// <param name="outputFolder">The folder to create.</param>
+    /// <param name="outputFolder">The folder to create (atomically, with <see cref="OutputFolder"/>'s rules).</param>
+    /// <param name="overwrite">Replace an existing folder Weld wrote (or an empty one).</param>
     /// <exception cref="WeldException">Not a TALL file, unknown task, or the base does not match.</exception>
-    public static void Restore(string basePath, string compressedFile, string task, string outputFolder)
+    public static void Restore(string basePath, string compressedFile, string task, string outputFolder, bool overwrite = false)
     {
         using SafeTensorsFile file = SafeTensorsFile.Open(compressedFile);
         IReadOnlyList<string> names = Tasks(file);
@@ -135,8 +142,8 @@ public static class TallCompressor
             throw new WeldException($"{compressedFile}: no task '{task}' (tasks: {string.Join(", ", names)}, or an index 0..{names.Count - 1})");
         using var baseline = ModelFolder.Open(basePath);
         var headers = baseline.TensorNames.Select(n => new TensorHeader(n, baseline.GetTensor(n).DType, baseline.GetTensor(n).Shape)).ToArray();
-        Directory.CreateDirectory(outputFolder);
-        using (var writer = new SafeTensorsWriter(Path.Combine(outputFolder, ShardLayout.SingleFileName), headers, new Dictionary<string, string> { ["format"] = "pt" }))
+        using var output = new OutputFolder(outputFolder, overwrite, [basePath, compressedFile]);
+        using (var writer = new SafeTensorsWriter(Path.Combine(output.WorkPath, ShardLayout.SingleFileName), headers, new Dictionary<string, string> { ["format"] = "pt" }))
         {
             foreach (TensorHeader header in headers)
             {
@@ -150,14 +157,29 @@ public static class TallCompressor
                 var mtl = new float[n];
                 b.ReadFloat32(0, theta0);
                 file.ReadFloat32(mtlInfo, 0, mtl);
-                var output = new float[n];
-                TallMasks.Restore(theta0, mtl, file.GetBytes(maskInfo, 0, checked((int)maskInfo.ByteLength)), output);
-                writer.WriteFloat32(output);
+                var restored = new float[n];
+                TallMasks.Restore(theta0, mtl, file.GetBytes(maskInfo, 0, checked((int)maskInfo.ByteLength)), restored);
+                writer.WriteFloat32(restored);
             }
             writer.Complete();
         }
         string config = Path.Combine(baseline.Path, "config.json");
-        if (File.Exists(config)) File.Copy(config, Path.Combine(outputFolder, "config.json"), overwrite: true);
+        if (File.Exists(config)) File.Copy(config, Path.Combine(output.WorkPath, "config.json"));
+        output.Commit();
+    }
+
+    /// <summary>Whether <paramref name="path"/> is a TALL file Weld wrote (header metadata <c>format: weld-tall</c>).</summary>
+    private static bool IsTallFile(string path)
+    {
+        try
+        {
+            using SafeTensorsFile file = SafeTensorsFile.Open(path);
+            return file.Metadata.TryGetValue("format", out string? format) && format == Format;
+        }
+        catch (WeldException)
+        {
+            return false; // not a safetensors file at all
+        }
     }
 
     private static string MaskName(string tensor, int task) => tensor + MaskInfix + task.ToString(CultureInfo.InvariantCulture);

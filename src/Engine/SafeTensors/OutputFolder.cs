@@ -242,11 +242,14 @@ public sealed class OutputFolder : IDisposable
             $"{TargetPath}: not a folder Weld wrote (no {MarkerFileName} marker) and not empty; --overwrite replaces only Weld's own outputs (delete it yourself if it should go)");
     }
 
-    private void ThrowIfOverlapsAnInput()
+    private void ThrowIfOverlapsAnInput() => ThrowIfOverlapsAnInput(TargetPath, _inputs);
+
+    /// <summary>Refuses an output path that is, holds or lies inside one of <paramref name="inputs"/> (symbolic links resolved).</summary>
+    internal static void ThrowIfOverlapsAnInput(string TargetPath, IReadOnlyList<string> inputs)
     {
-        if (_inputs.Length == 0) return;
+        if (inputs.Count == 0) return;
         string target = RealPath(TargetPath);
-        foreach (string input in _inputs)
+        foreach (string input in inputs)
         {
             string real = RealPath(input);
             string shown = Path.GetFullPath(input);
