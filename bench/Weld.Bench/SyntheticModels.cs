@@ -5,15 +5,20 @@ namespace Weld.Bench;
 
 /// <summary>
 /// Writes a base model and fine-tunes with Llama-3.2-1B shapes (hidden 2048, 16 layers, intermediate 8192,
-/// vocab 128256, 32 heads / 8 kv heads, tied embeddings), bf16, sharded at 1 GB, for the end-to-end bench.
+/// vocab 128256, 32 heads / 8 kv heads, tied embeddings) or, with WELD_BENCH_SHAPE=3b, Llama-3.2-3B shapes (hidden
+/// 3072, 28 layers, 24 heads / 8 kv heads of 128), bf16, sharded at 1 GB, for the end-to-end bench.
 /// Base weights ~ U(−0.035, 0.035) (σ ≈ 0.02); fine-tunes add task vectors ~ U(−1.7e-3, 1.7e-3) (σ ≈ 1e-3), the
 /// scale of real full fine-tunes relative to their base.
 /// </summary>
 internal static class SyntheticModels
 {
-    /// <summary>Decoder layers: 16 (Llama-3.2-1B), or WELD_BENCH_LAYERS for reduced scaling checks.</summary>
+    /// <summary>The model's shape: Llama-3.2-1B, or Llama-3.2-3B with WELD_BENCH_SHAPE=3b (for the scaling check).</summary>
+    private static readonly (int Hidden, int Intermediate, int Layers, int Heads, int KvHeads, int HeadDim) s_shape =
+        Environment.GetEnvironmentVariable("WELD_BENCH_SHAPE") is "3b" ? (3072, 8192, 28, 24, 8, 128) : (2048, 8192, 16, 32, 8, 64);
+
+    /// <summary>Decoder layers: the shape's (16 for 1B, 28 for 3B), or WELD_BENCH_LAYERS for reduced scaling checks.</summary>
     private static readonly int s_layers =
-        int.TryParse(Environment.GetEnvironmentVariable("WELD_BENCH_LAYERS"), out int layers) && layers > 0 ? layers : 16;
+        int.TryParse(Environment.GetEnvironmentVariable("WELD_BENCH_LAYERS"), out int layers) && layers > 0 ? layers : s_shape.Layers;
 
     public static void Write(string folder, int fineTunes)
     {
@@ -27,7 +32,8 @@ internal static class SyntheticModels
     private static List<TensorHeader> Layout()
     {
         int layers = s_layers;
-        const int hidden = 2048, intermediate = 8192, vocab = 128256, kv = 512;
+        const int vocab = 128256;
+        int hidden = s_shape.Hidden, intermediate = s_shape.Intermediate, kv = s_shape.KvHeads * s_shape.HeadDim;
         var t = new List<TensorHeader> { new("model.embed_tokens.weight", DType.BF16, [vocab, hidden]) };
         for (int l = 0; l < layers; l++)
         {
@@ -82,9 +88,9 @@ internal static class SyntheticModels
         if (shards.Count > 1) ShardIndex.Write(folder, shards);
         var config = new JsonObject
         {
-            ["architectures"] = new JsonArray("LlamaForCausalLM"), ["model_type"] = "llama", ["hidden_size"] = 2048,
-            ["intermediate_size"] = 8192, ["num_hidden_layers"] = s_layers, ["num_attention_heads"] = 32, ["num_key_value_heads"] = 8,
-            ["head_dim"] = 64, ["vocab_size"] = 128256, ["rms_norm_eps"] = 1e-5, ["rope_theta"] = 500000.0,
+            ["architectures"] = new JsonArray("LlamaForCausalLM"), ["model_type"] = "llama", ["hidden_size"] = s_shape.Hidden,
+            ["intermediate_size"] = s_shape.Intermediate, ["num_hidden_layers"] = s_layers, ["num_attention_heads"] = s_shape.Heads,
+            ["num_key_value_heads"] = s_shape.KvHeads, ["head_dim"] = s_shape.HeadDim, ["vocab_size"] = 128256, ["rms_norm_eps"] = 1e-5, ["rope_theta"] = 500000.0,
             ["tie_word_embeddings"] = true, ["torch_dtype"] = "bfloat16", ["hidden_act"] = "silu", ["max_position_embeddings"] = 131072,
         };
         File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
