@@ -270,8 +270,10 @@ public sealed class VocabularyMergeTests
             """).Message);
 
         File.Delete(Path.Combine(m.Py, "tokenizer.json"));
-        File.WriteAllBytes(Path.Combine(m.Py, "tokenizer.model"), [0]);
-        Assert.Contains("only a sentencepiece tokenizer.model", PlanError("tokenizer_source: union").Message);
+        File.WriteAllBytes(Path.Combine(m.Py, "tokenizer.model"), [0x0A, 0x05, 0x0A]);
+        string message = PlanError("tokenizer_source: union").Message;
+        Assert.Contains(Path.Combine(m.Py, "tokenizer.model") + ": not a sentencepiece model", message);
+        Assert.Contains("runs past the end", message);
     }
 }
 
