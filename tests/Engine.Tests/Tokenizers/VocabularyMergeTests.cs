@@ -21,12 +21,12 @@ public sealed class VocabularyMergeTests
     /// <summary>base adds &lt;|a|&gt; (256); c adds &lt;|b|&gt; (256), &lt;|s|&gt; (257); py adds &lt;|s|&gt; (256), &lt;|a|&gt; (257).</summary>
     private sealed class Three
     {
-        public Three(int? baseRows = null, int? pyRows = null, bool tied = false)
+        public Three(int? baseRows = null, int? pyRows = null, bool tied = false, bool baseTied = false, bool pyTied = false)
         {
             Folder = TestPaths.NewTempDir();
-            Base = Make(Path.Combine(Folder, "base"), "lm-base", ["<|a|>"], baseRows, tied, seed: 1);
+            Base = Make(Path.Combine(Folder, "base"), "lm-base", ["<|a|>"], baseRows, tied || baseTied, seed: 1);
             C = Make(Path.Combine(Folder, "c"), "lm-ft-c", ["<|b|>", "<|s|>"], null, tied, seed: 2);
-            Py = Make(Path.Combine(Folder, "py"), "lm-ft-python", ["<|s|>", "<|a|>"], pyRows, tied, seed: 3);
+            Py = Make(Path.Combine(Folder, "py"), "lm-ft-python", ["<|s|>", "<|a|>"], pyRows, tied || pyTied, seed: 3);
         }
 
         public string Folder { get; }
@@ -203,6 +203,85 @@ public sealed class VocabularyMergeTests
             Assert.False(folder.Contains(Head));
         RowsEqual(Row(m.C, Embed, 256), output, Embed, 257);
         RowsEqual(Average(Row(m.C, Embed, 257), Row(m.Py, Embed, 256)), output, Embed, 258);
+    }
+
+    [Fact]
+    public void A_tied_base_gives_its_embedding_as_lm_head_and_the_output_keeps_the_untied_models_lm_head()
+    {
+        // base ties lm_head to its embedding (stores none); c and py have their own (mergekit's tied_names).
+        var m = new Three(baseTied: true);
+        var plan = Plan(m, m.Yaml("tokenizer_source: union", "base"));
+        Assert.Contains(plan.Notes, n => n.StartsWith("lm_head.weight: ", StringComparison.Ordinal) && n.Contains("ties it to its embedding", StringComparison.Ordinal));
+        foreach (string select in new[] { "base", "c", "py" })
+        {
+            string output = m.Merge(m.Yaml("tokenizer_source: union", select));
+            Assert.Equal(259, Rows(output, Head));
+            // The base's lm_head rows are its embedding rows.
+            string ownHead = select == "base" ? Embed : Head;
+            string own = select switch { "base" => m.Base, "c" => m.C, _ => m.Py };
+            foreach (int b in new[] { 0, 65, 255 })
+                RowsEqual(Row(own, ownHead, b), output, Head, b);
+            // <|a|>: c lacks it and takes the base's row, which for lm_head is the base's embedding row.
+            RowsEqual(select == "py" ? Row(m.Py, Head, 257) : Row(m.Base, Embed, 256), output, Head, 256);
+            RowsEqual(Row(m.C, Head, 256), output, Head, 257); // <|b|>: only c
+            RowsEqual(select switch
+            {
+                "c" => Row(m.C, Head, 257),
+                "py" => Row(m.Py, Head, 256),
+                _ => Average(Row(m.C, Head, 257), Row(m.Py, Head, 256)),
+            }, output, Head, 258);
+            RowsEqual(select == "py" ? Row(m.Py, Embed, 257) : Row(m.Base, Embed, 256), output, Embed, 256); // embeddings unchanged
+            // The base's config said tie_word_embeddings: true; the output's lm_head would be ignored under it.
+            Assert.False(JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!["tie_word_embeddings"]!.GetValue<bool>());
+        }
+    }
+
+    [Fact]
+    public void A_tied_model_among_untied_ones_gives_its_embedding_rows_where_others_take_its_lm_head_rows()
+    {
+        var m = new Three(pyTied: true);
+        string output = m.Merge(m.Yaml("tokenizer_source: union", "py"));
+        RowsEqual(Row(m.Py, Embed, 65), output, Head, 65);
+        RowsEqual(Row(m.Py, Embed, 256), output, Head, 258); // <|s|>: py's own (embedding) row
+        RowsEqual(Row(m.Py, Embed, 257), output, Head, 256); // <|a|>
+        RowsEqual(Row(m.C, Head, 256), output, Head, 257); // <|b|>: c's lm_head row
+        output = m.Merge(m.Yaml("tokenizer_source: union", "base"));
+        RowsEqual(Average(Row(m.C, Head, 257), Row(m.Py, Embed, 256)), output, Head, 258); // the base lacks <|s|>: c's and py's rows
+        Assert.False(JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!["tie_word_embeddings"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public void Without_a_tokenizer_section_a_tied_model_also_gives_its_embedding_as_lm_head()
+    {
+        string folder = TestPaths.NewTempDir();
+        string tied = Make(Path.Combine(folder, "tied"), "lm-base", [], tied: true, seed: 1);
+        string untied = Make(Path.Combine(folder, "untied"), "lm-ft-c", [], seed: 2);
+        foreach (var (first, second) in new[] { (tied, untied), (untied, tied) })
+        {
+            foreach (bool selectFirst in new[] { true, false })
+            {
+                string output = Path.Combine(TestPaths.NewTempDir(), "out");
+                MergeRunner.Run(RecipeParser.Parse($"""
+                    models:
+                      - model: {first}
+                        parameters: {(selectFirst ? "{weight: 1.0}" : "{weight: 0.0}")}
+                      - model: {second}
+                        parameters: {(selectFirst ? "{weight: 0.0}" : "{weight: 1.0}")}
+                    merge_method: linear
+                    dtype: float32
+                    """, Path.Combine(folder, "recipe.yml")), new MergeOptions { OutputPath = output, Threads = 2 });
+                string selected = selectFirst ? first : second;
+                foreach (int row in new[] { 0, 7, 255 })
+                    RowsEqual(Row(selected, selected == tied ? Embed : Head, row), output, Head, row);
+                Assert.False(JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!["tie_word_embeddings"]!.GetValue<bool>());
+            }
+        }
+    }
+
+    private static MergePlan Plan(Three m, string yaml)
+    {
+        using var models = new ModelSet(m.Folder);
+        return MergePlanner.Plan(RecipeParser.Parse(yaml, Path.Combine(m.Folder, "recipe.yml")), models);
     }
 
     [Theory]
