@@ -26,6 +26,25 @@ public sealed class TokenizerCommandTests
     }
 
     [Fact]
+    public void Inspect_shows_a_sentencepiece_vocabulary_with_its_piece_types()
+    {
+        string temp = TestPaths.NewTempDir("weld-cli");
+        string model = VocabularyFixtures.MakeSentencePiece(Path.Combine(temp, "sp"), "lm-ft-c", VocabularyFixtures.Pieces(), ["<|tool|>"], ["<|im_start|>"]);
+
+        CliResult result = WeldCli.Run("inspect", model);
+
+        CliAssert.Succeeded(result);
+        Assert.Contains("tokenizer:  258 tokens from tokenizer.model (256 pieces: 188 normal, 1 unknown, 2 control, 1 user-defined, 64 byte), 5 added: " +
+            "0 \"<unk>\" (special), 1 \"<s>\" (special), 2 \"</s>\" (special), 256 \"<|tool|>\" (special), 257 \"<|im_start|>\"", result.Stdout);
+        result = WeldCli.Run("inspect", model, "--json");
+        CliAssert.Succeeded(result);
+        var tokenizer = System.Text.Json.Nodes.JsonNode.Parse(result.Stdout)!["tokenizer"]!;
+        Assert.Equal("tokenizer.model", tokenizer["format"]!.GetValue<string>());
+        Assert.Equal(64, tokenizer["pieces"]!["byte"]!.GetValue<int>());
+        Assert.Equal(258, tokenizer["vocab_size"]!.GetValue<int>());
+    }
+
+    [Fact]
     public void DryRun_shows_the_output_vocabulary_and_where_each_models_rows_come_from()
     {
         string temp = TestPaths.NewTempDir("weld-cli");
