@@ -71,8 +71,8 @@ public sealed class TokenizerCommandTests
         string[] lines = result.Stdout.ReplaceLineEndings("\n").Split('\n');
         Assert.Contains(lines, l => l.StartsWith("vocabulary: 259 tokens, 260 rows (1 padding); tokenizer from ", StringComparison.Ordinal)
             && l.EndsWith("; 2 added: 257 \"<|b|>\", 258 \"<|s|>\"", StringComparison.Ordinal));
-        Assert.Contains("  rows of model 0: 257 its own, 2 only in " + c + ", 1 padding (zero)", lines);
-        Assert.Contains("  rows of model 1: 258 its own, 1 only in " + a + ", 1 padding (zero)", lines);
+        Assert.Contains("  rows of model 0: 257 its own, 2 only in " + c + ", 1 padding (mean of the token rows)", lines);
+        Assert.Contains("  rows of model 1: 258 its own, 1 only in " + a + ", 1 padding (mean of the token rows)", lines);
         Assert.Contains(lines, l => l.StartsWith("  model.embed_tokens.weight [260, 128]", StringComparison.Ordinal));
     }
 }

@@ -95,7 +95,7 @@ public sealed class VocabularyPlan
             {
                 var (o, d) = Source_(m, r);
                 if (o >= 0) { own++; continue; }
-                string what = r >= Tokens.Count ? "padding (zero)" : d?.Description ?? "zero (no source)";
+                string what = r >= Tokens.Count ? "padding (mean of the token rows)" : d?.Description ?? "zero (no source)";
                 other[what] = other.GetValueOrDefault(what) + 1;
             }
             yield return (m, own, other);
@@ -338,14 +338,17 @@ public readonly record struct RowDonor(int Folder, string TensorName);
 
 /// <summary>
 /// One model's embedding / lm_head as seen in the output vocabulary: output row r is the model's own row for the
-/// token, else the default row (another model's row, the average of several, or zeros). Reads any element range
-/// row by row straight from the mapped files, so no permuted copy of the matrix is ever made. The same map over
-/// each model's Fisher tensor gives the Fisher rows that go with those embedding rows.
+/// token, else the default row (another model's row, the average of several, or zeros); padding rows
+/// (<c>pad_to_multiple_of</c>) are the mean of the token rows, as mergekit pads. Reads any element range row by row
+/// straight from the mapped files, so no permuted copy of the matrix is ever made. The same map over each model's
+/// Fisher tensor gives the Fisher rows that go with those embedding rows.
 /// </summary>
 public sealed class RowMap
 {
     private readonly VocabularyPlan _plan;
     private readonly IReadOnlyDictionary<int, RowDonor> _donors;
+    private readonly Lock _paddingLock = new();
+    private float[]? _paddingRow;
 
     internal RowMap(VocabularyPlan plan, int model, IReadOnlyDictionary<int, RowDonor> donors, long columns)
     {
@@ -367,6 +370,38 @@ public sealed class RowMap
     private ModelTensor Donor(IReadOnlyList<ModelFolder> models, int model) =>
         _donors.TryGetValue(model, out RowDonor donor) ? models[donor.Folder].GetTensor(donor.TensorName)
         : throw new WeldException($"{models[model].Path}: the output vocabulary reads rows of this model, but the plan gave no tensor for it");
+
+    /// <summary>
+    /// The padding row: the mean of the token rows (mergekit's <c>torch.mean(new_embed[:len(vocab)], dim=0)</c>),
+    /// summed in float64 in row order and divided once, so it is the same on any thread count. Computed on first use,
+    /// with one extra pass over the token rows.
+    /// </summary>
+    private float[] PaddingRow(IReadOnlyList<ModelFolder> models, bool rejectNonFinite)
+    {
+        lock (_paddingLock)
+        {
+            if (_paddingRow is not null) return _paddingRow;
+            int tokens = _plan.Tokens.Count;
+            var sum = new double[Columns];
+            const int BlockRows = 64;
+            var block = new float[BlockRows * Columns];
+            for (int first = 0; first < tokens; first += BlockRows)
+            {
+                int rows = Math.Min(BlockRows, tokens - first);
+                Span<float> values = block.AsSpan(0, (int)(rows * Columns));
+                Read(models, first * Columns, values, rejectNonFinite);
+                for (int r = 0; r < rows; r++)
+                {
+                    ReadOnlySpan<float> row = values.Slice((int)(r * Columns), (int)Columns);
+                    for (int i = 0; i < row.Length; i++) sum[i] += row[i];
+                }
+            }
+            var mean = new float[Columns];
+            for (int i = 0; i < mean.Length; i++) mean[i] = tokens == 0 ? 0f : (float)(sum[i] / tokens);
+            return _paddingRow = mean;
+        }
+    }
+
     /// <summary>Reads output elements [<paramref name="firstElement"/>, + destination.Length) as float32.</summary>
     public void Read(IReadOnlyList<ModelFolder> models, long firstElement, Span<float> destination, bool rejectNonFinite)
     {
@@ -380,7 +415,9 @@ public sealed class RowMap
             int count = (int)Math.Min(Columns - column, end - position);
             Span<float> target = destination.Slice((int)(position - firstElement), count);
             var (own, fallback) = _plan.Source_(Model, row);
-            if (own >= 0)
+            if (row >= _plan.Tokens.Count)
+                PaddingRow(models, rejectNonFinite).AsSpan((int)column, count).CopyTo(target);
+            else if (own >= 0)
             {
                 // Consecutive rows kept in order (most of a vocabulary) are read in one call.
                 int run = 1;

@@ -68,6 +68,15 @@ public sealed class VocabularyMergeTests
         return sum;
     }
 
+    /// <summary>The padding row: the rows' mean, summed in float64 in row order.</summary>
+    internal static float[] MeanOfRows(float[][] rows)
+    {
+        var sum = new double[rows[0].Length];
+        foreach (float[] r in rows)
+            for (int i = 0; i < sum.Length; i++) sum[i] += r[i];
+        return sum.Select(v => (float)(v / rows.Length)).ToArray();
+    }
+
     private static void RowsEqual(float[] expected, string output, string tensor, int row) =>
         Assert.Equal(expected, Row(output, tensor, row));
 
@@ -147,8 +156,12 @@ public sealed class VocabularyMergeTests
                 RowsEqual(select == "c" ? Row(m.C, tensor, 257) : Row(m.Py, tensor, 256), output, tensor, 258);
                 // a model_token by text: the base's row of "A" (byte 65), in every model.
                 RowsEqual(Row(m.Base, tensor, 65), output, tensor, 259);
-                // in no model and no source: zeros; then the padding rows: zeros.
-                for (int r = 260; r < 264; r++) RowsEqual(new float[128], output, tensor, r);
+                // in no model and no source: zeros.
+                RowsEqual(new float[128], output, tensor, 260);
+                // The padding rows: the mean of the model's 261 token rows (mergekit), here the selected model's.
+                float[] mean = MeanOfRows(Enumerable.Range(0, 261).Select(r => Row(output, tensor, r)).ToArray());
+                Assert.NotEqual(new float[128], mean);
+                for (int r = 261; r < 264; r++) RowsEqual(mean, output, tensor, r);
             }
             var config = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!;
             Assert.Equal(264, config["vocab_size"]!.GetValue<int>());
@@ -390,10 +403,11 @@ public sealed class RowMapTests
                 map.Read(models.Folders, start, part, rejectNonFinite: true);
                 Assert.Equal(whole.AsSpan((int)start, length).ToArray(), part);
             }
-            // The rows themselves: own rows in order, <|b|> from b in a, padding zero.
+            // The rows themselves: own rows in order, <|b|> from b in a, padding the mean of the 258 token rows.
             Assert.Equal(Row(source.Model == models.IndexOf(ModelReference.Parse(a, 0)) ? a : b, "lm_head.weight", 7), whole.AsSpan(7 * 128, 128).ToArray());
             Assert.Equal(Row(b, "lm_head.weight", 256), whole.AsSpan(257 * 128, 128).ToArray());
-            Assert.Equal(new float[128], whole.AsSpan(271 * 128, 128).ToArray());
+            float[] mean = VocabularyMergeTests.MeanOfRows(Enumerable.Range(0, 258).Select(r => whole.AsSpan(r * 128, 128).ToArray()).ToArray());
+            for (int r = 258; r < 272; r++) Assert.Equal(mean, whole.AsSpan(r * 128, 128).ToArray());
         }
     }
 }
