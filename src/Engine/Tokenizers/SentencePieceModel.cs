@@ -39,14 +39,18 @@ public static class SentencePieceModel
     public static IReadOnlyList<SentencePiece> ReadPieces(string path)
     {
         byte[] bytes = File.ReadAllBytes(path);
+        IReadOnlyList<SentencePiece> pieces;
         try
         {
-            return ReadPieces(bytes);
+            pieces = ReadPieces(bytes);
         }
         catch (FormatException e)
         {
             throw new WeldException($"{path}: not a sentencepiece model: {e.Message}");
         }
+        // A tiktoken tokenizer.model (Llama 3 original checkpoints) is text that may scan as protobuf fields.
+        return pieces.Count > 0 ? pieces
+            : throw new WeldException($"{path}: not a sentencepiece model: it has no pieces (a tiktoken file? Weld reads those models' tokenizer.json)");
     }
 
     /// <summary>Reads the pieces of a serialized ModelProto.</summary>

@@ -35,6 +35,9 @@ public sealed class SentencePieceVocabularyTests
         File.WriteAllBytes(file, bytes.AsSpan(0, bytes.Length - 20).ToArray()); // cut inside the trainer_spec
         var e = Assert.Throws<WeldException>(() => SentencePieceModel.ReadPieces(file));
         Assert.StartsWith(file + ": not a sentencepiece model: ", e.Message);
+        File.WriteAllText(file, "IQ== 0\nIg== 1\nIw== 2\n"); // a tiktoken tokenizer.model
+        e = Assert.Throws<WeldException>(() => SentencePieceModel.ReadPieces(file));
+        Assert.StartsWith(file + ": not a sentencepiece model: ", e.Message);
     }
 
     [Fact]
