@@ -96,8 +96,24 @@ internal static class InspectCommand
         return new JsonObject
         {
             ["vocab_size"] = v.TokenizerSize,
+            ["format"] = v.Format == VocabularyFormat.SentencePiece ? "tokenizer.model" : "tokenizer.json",
+            ["pieces"] = v.Pieces is { } pieces
+                ? new JsonObject(PieceTypes(pieces).Select(t => KeyValuePair.Create(t.Type, (JsonNode?)t.Count)))
+                : null,
             ["added_tokens"] = new JsonArray(v.Added.Select(a => (JsonNode)new JsonObject { ["id"] = a.Id, ["content"] = a.Content, ["special"] = a.Special }).ToArray()),
         };
+    }
+
+    /// <summary>How many sentencepiece pieces of each type (in the proto's type order; types with none left out).</summary>
+    private static IEnumerable<(string Type, int Count)> PieceTypes(IReadOnlyList<SentencePiece> pieces)
+    {
+        foreach (SentencePieceType type in Enum.GetValues<SentencePieceType>())
+        {
+            int count = 0;
+            foreach (SentencePiece piece in pieces)
+                if (piece.Type == type) count++;
+            if (count > 0) yield return (type == SentencePieceType.UserDefined ? "user-defined" : type.ToString().ToLowerInvariant(), count);
+        }
     }
 
     private static void WriteTable(ModelFolder model, TextWriter writer)
@@ -138,7 +154,10 @@ internal static class InspectCommand
         else if (vocabulary is { } v)
         {
             string rows = model.Config?.VocabSize is int n && n != v.TokenizerSize ? $" (the config's vocab_size is {n.ToString(inv)})" : "";
-            writer.WriteLine($"tokenizer:  {v.TokenizerSize.ToString(inv)} tokens{rows}, {v.Added.Count.ToString(inv)} added" +
+            string pieces = v.Pieces is { } p
+                ? $" from tokenizer.model ({p.Count.ToString(inv)} pieces: {string.Join(", ", PieceTypes(p).Select(t => $"{t.Count.ToString(inv)} {t.Type}"))})"
+                : "";
+            writer.WriteLine($"tokenizer:  {v.TokenizerSize.ToString(inv)} tokens{pieces}{rows}, {v.Added.Count.ToString(inv)} added" +
                 (v.Added.Count == 0 ? "" : ": " + string.Join(", ", v.Added.Select(a => $"{a.Id.ToString(inv)} {Markup.Escape(System.Text.Json.JsonSerializer.Serialize(a.Content, s_quote))}{(a.Special ? " (special)" : "")}"))));
         }
     }

@@ -26,6 +26,25 @@ public sealed class TokenizerCommandTests
     }
 
     [Fact]
+    public void Inspect_shows_a_sentencepiece_vocabulary_with_its_piece_types()
+    {
+        string temp = TestPaths.NewTempDir("weld-cli");
+        string model = VocabularyFixtures.MakeSentencePiece(Path.Combine(temp, "sp"), "lm-ft-c", VocabularyFixtures.Pieces(), ["<|tool|>"], ["<|im_start|>"]);
+
+        CliResult result = WeldCli.Run("inspect", model);
+
+        CliAssert.Succeeded(result);
+        Assert.Contains("tokenizer:  258 tokens from tokenizer.model (256 pieces: 188 normal, 1 unknown, 2 control, 1 user-defined, 64 byte), 5 added: " +
+            "0 \"<unk>\" (special), 1 \"<s>\" (special), 2 \"</s>\" (special), 256 \"<|tool|>\" (special), 257 \"<|im_start|>\"", result.Stdout);
+        result = WeldCli.Run("inspect", model, "--json");
+        CliAssert.Succeeded(result);
+        var tokenizer = System.Text.Json.Nodes.JsonNode.Parse(result.Stdout)!["tokenizer"]!;
+        Assert.Equal("tokenizer.model", tokenizer["format"]!.GetValue<string>());
+        Assert.Equal(64, tokenizer["pieces"]!["byte"]!.GetValue<int>());
+        Assert.Equal(258, tokenizer["vocab_size"]!.GetValue<int>());
+    }
+
+    [Fact]
     public void DryRun_shows_the_output_vocabulary_and_where_each_models_rows_come_from()
     {
         string temp = TestPaths.NewTempDir("weld-cli");
@@ -52,8 +71,8 @@ public sealed class TokenizerCommandTests
         string[] lines = result.Stdout.ReplaceLineEndings("\n").Split('\n');
         Assert.Contains(lines, l => l.StartsWith("vocabulary: 259 tokens, 260 rows (1 padding); tokenizer from ", StringComparison.Ordinal)
             && l.EndsWith("; 2 added: 257 \"<|b|>\", 258 \"<|s|>\"", StringComparison.Ordinal));
-        Assert.Contains("  rows of model 0: 257 its own, 2 only in " + c + ", 1 padding (zero)", lines);
-        Assert.Contains("  rows of model 1: 258 its own, 1 only in " + a + ", 1 padding (zero)", lines);
+        Assert.Contains("  rows of model 0: 257 its own, 2 only in " + c + ", 1 padding (mean of the token rows)", lines);
+        Assert.Contains("  rows of model 1: 258 its own, 1 only in " + a + ", 1 padding (mean of the token rows)", lines);
         Assert.Contains(lines, l => l.StartsWith("  model.embed_tokens.weight [260, 128]", StringComparison.Ordinal));
     }
 }

@@ -300,7 +300,8 @@ public static class MergeRunner
         if (shards.Count > 1) ShardIndex.Write(output.WorkPath, shards);
         ModelFolder template = TemplateModel(recipe, models);
         DType outputDType = plan.Tensors.Count > 0 ? plan.Tensors[0].Header.DType : DType.F32;
-        OutputSideFiles.WriteConfig(output.WorkPath, template.Config, outputDType, plan.OutputLayerCount);
+        bool writesHead = plan.Tensors.Any(t => t.Header.Name.Contains("lm_head", StringComparison.Ordinal));
+        OutputSideFiles.WriteConfig(output.WorkPath, template.Config, outputDType, plan.OutputLayerCount, writesHead);
         if (plan.Vocabulary is { } vocabulary)
         {
             TokenizerFiles.SetVocabSize(output.WorkPath, vocabulary);

@@ -12,11 +12,17 @@ namespace Weld.Engine.Execution;
 /// </summary>
 public static class OutputSideFiles
 {
-    /// <summary>Writes <c>config.json</c> from the template model's, with <c>torch_dtype</c> and the layer count patched.</summary>
-    public static void WriteConfig(string folder, ModelConfig? template, DType outputDType, int? layerCount)
+    /// <summary>
+    /// Writes <c>config.json</c> from the template model's, with <c>torch_dtype</c> and the layer count patched, and
+    /// <c>tie_word_embeddings</c> made false when the output holds an lm_head (<paramref name="writesHead"/>).
+    /// </summary>
+    public static void WriteConfig(string folder, ModelConfig? template, DType outputDType, int? layerCount, bool writesHead = false)
     {
         if (template is null) return;
         var config = (JsonObject)template.Raw.DeepClone();
+        // An output lm_head under tie_word_embeddings: true would be ignored by transformers (tied to the embedding).
+        if (writesHead && config["tie_word_embeddings"] is JsonValue tie && tie.TryGetValue(out bool tied) && tied)
+            config["tie_word_embeddings"] = false;
         if (DTypes.IsFloatingPoint(outputDType))
             config["torch_dtype"] = DTypes.ToTorchDType(outputDType);
         if (layerCount is int layers)

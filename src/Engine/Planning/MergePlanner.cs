@@ -32,6 +32,13 @@ public static class MergePlanner
         foreach (string name in template.TensorNames)
             if (LayerNames.LayerIndex(name) is null)
                 (LayerNames.IsPreLayer(name) ? pre : post).Add(name);
+        string? untiedHead = UntiedHead(template, slices[^1], models);
+        if (untiedHead is not null)
+        {
+            post.Add(untiedHead);
+            notes.Add($"{untiedHead}: {template.Path} ties it to its embedding, another model has its own; the output holds {untiedHead} " +
+                "(tied models give their embedding, as mergekit) and a tie_word_embeddings: true in config.json is written false");
+        }
 
         int outputLayers = 0;
         foreach (SliceLayout slice in slices) outputLayers += slice.LayerCount;
@@ -70,6 +77,20 @@ public static class MergePlanner
             OutputLayerCount = recipe.Slices is null ? null : outputLayer,
             Vocabulary = vocabulary,
         };
+    }
+
+    /// <summary>
+    /// The lm_head the output needs although the template model ties it (stores none): the first one a model of the
+    /// last slice stores. mergekit writes lm_head whenever any model has one; null when none does.
+    /// </summary>
+    private static string? UntiedHead(ModelFolder template, SliceLayout last, ModelSet models)
+    {
+        foreach (string name in template.TensorNames)
+            if (LayerNames.LayerIndex(name) is null && TiedEmbeddings.IsHead(name)) return null;
+        foreach (SliceSource source in last.Sources)
+            foreach (string name in models.Folders[source.Model].TensorNames)
+                if (LayerNames.LayerIndex(name) is null && TiedEmbeddings.IsHead(name)) return name;
+        return null;
     }
 
     /// <summary>
@@ -116,6 +137,8 @@ public static class MergePlanner
             foreach (SliceSource source in slice.Sources)
             {
                 string name = layerInSlice is int offset ? LayerNames.WithLayer(templateName, source.Range.Start + offset) : templateName;
+                // A model tying lm_head to its embedding gives the embedding (mergekit's tied_names).
+                name = TiedEmbeddings.StoredName(models.Folders[source.Model], name) ?? name;
                 bool isBase = baseRef is not null && source.Reference.Equals(baseRef);
                 if (needsBase && isBase) baseInput = (source, name);
                 else if (!source.AddedBase || method.Traits.BaseModel != BaseModelUse.None) inputs.Add((source, name));
@@ -132,7 +155,7 @@ public static class MergePlanner
 
             // Shapes: every input must match the template, except vocabulary matrices, cropped to common rows.
             ModelFolder templateModel = models.Folders[slice.Sources[0].Model];
-            ModelTensor templateTensor = Tensor(templateModel, templateName);
+            ModelTensor templateTensor = Tensor(templateModel, TiedEmbeddings.StoredName(templateModel, templateName) ?? templateName);
             if (!DTypes.IsFloatingPoint(templateTensor.Info.DType))
                 return CopyTask(slice, inputs, baseInput, outputName, templateModel, templateTensor);
             long[] shape = (long[])templateTensor.Info.Shape.Clone();
@@ -168,13 +191,13 @@ public static class MergePlanner
                 perModel[k] = Resolve(ParameterScope.PerModel, sliceIndex, inputs[k].Source.Reference, inputs[k].Name, t);
             ResolvedParameters global = Resolve(ParameterScope.Global, sliceIndex, null, outputName, t);
             CheckWeights(perModel, global, outputName);
-            TensorSource[] auxiliary = Auxiliary(sliceIndex, inputs, perModel, global, t, shape);
+            TensorSource[] auxiliary = Auxiliary(sliceIndex, inputs, perModel, global, t, permuted ? templateName : null, permuted ? shape[1] : 0);
 
             return new TensorTask
             {
                 Header = new TensorHeader(outputName, outputDType, shape),
-                Inputs = inputs.Select(i => Source(i.Source, i.Name, permuted, shape)).ToArray(),
-                Base = baseInput is { } bi ? Source(bi.Source, bi.Name, permuted, shape) : null,
+                Inputs = inputs.Select(i => Source(i.Source, i.Name, permuted ? templateName : null, shape)).ToArray(),
+                Base = baseInput is { } bi ? Source(bi.Source, bi.Name, permuted ? templateName : null, shape) : null,
                 ModelParameters = perModel,
                 Global = global,
                 Auxiliary = auxiliary,
@@ -220,8 +243,29 @@ public static class MergePlanner
             };
         }
 
-        private TensorSource Source(SliceSource source, string name, bool permuted, long[] shape) =>
-            new(source.Model, name, source.RecipeIndex) { Rows = permuted ? vocabulary!.MapFor(source.Model, name, shape[1]) : null };
+        /// <summary>An input; for a matrix permuted into the output vocabulary (<paramref name="permutedName"/>), its row map.</summary>
+        private TensorSource Source(SliceSource source, string name, string? permutedName, long[] shape) =>
+            new(source.Model, name, source.RecipeIndex) { Rows = permutedName is null ? null : vocabulary!.MapFor(source.Model, EmbeddingDonors(source.Model, permutedName, shape[1]), shape[1]) };
+
+        /// <summary>
+        /// For model <paramref name="model"/>'s rows of <paramref name="outputName"/> in the output vocabulary: the tensor
+        /// of each model they read (itself and its default rows' donors): the same name, or a tied model's embedding.
+        /// </summary>
+        private Dictionary<int, RowDonor> EmbeddingDonors(int model, string outputName, long columns)
+        {
+            var donors = new Dictionary<int, RowDonor>();
+            foreach (int m in vocabulary!.DonorsOf(model))
+            {
+                ModelFolder folder = models.Folders[m];
+                string stored = TiedEmbeddings.StoredName(folder, outputName)
+                    ?? throw new RecipeException($"{folder.Path}: tensor {outputName} is missing (the output vocabulary takes rows of it for model {models.Folders[model].Path})");
+                long[] own = folder.GetTensor(stored).Info.Shape;
+                if (own.Length != 2 || own[1] != columns)
+                    throw new RecipeException($"shape mismatch for tensor {stored}: {folder.Path} has [{string.Join(", ", own)}], the output has {columns} columns");
+                donors[m] = new RowDonor(m, stored);
+            }
+            return donors;
+        }
 
         private static bool SameBytes(ModelTensor a, ModelTensor b)
         {
@@ -241,10 +285,13 @@ public static class MergePlanner
         /// <summary>
         /// The extra tensor of each input a <see cref="ParameterSpec.TensorFile"/> parameter names: the file is opened
         /// once, the tensor is the input's name between the optional <c>NAME_key_prefix</c> / <c>NAME_key_suffix</c>,
-        /// and must have the output's shape. A missing tensor is an error (no silent fallback to unweighted merging).
+        /// and must have the input tensor's shape. A missing tensor is an error (no silent fallback to unweighted
+        /// merging). For a matrix permuted into the output vocabulary (<paramref name="permutedName"/>), each
+        /// auxiliary tensor is permuted with its input's row map: a row a model takes from other models comes with
+        /// those models' auxiliary rows (a Fisher diagonal goes with the parameters it weighs).
         /// </summary>
         private TensorSource[] Auxiliary(int sliceIndex, List<(SliceSource Source, string Name)> inputs, ResolvedParameters[] perModel,
-            ResolvedParameters global, double t, long[] shape)
+            ResolvedParameters global, double t, string? permutedName, long columns)
         {
             ParameterSpec? spec = null;
             foreach (ParameterSpec candidate in method.Parameters)
@@ -253,6 +300,7 @@ public static class MergePlanner
             string prefix = global.Contains(spec.Name + "_key_prefix") ? global.Text(spec.Name + "_key_prefix") : "";
             string suffix = global.Contains(spec.Name + "_key_suffix") ? global.Text(spec.Name + "_key_suffix") : "";
             var sources = new TensorSource[inputs.Count];
+            var byModel = new Dictionary<int, RowDonor>();
             for (int k = 0; k < inputs.Count; k++)
             {
                 var (source, name) = inputs[k];
@@ -264,11 +312,24 @@ public static class MergePlanner
                 if (!folder.Contains(key))
                     throw new RecipeException($"{recipe.SourceName}:{value.Line}: {spec.Name} file {folder.Path} has no tensor {key} (for {name} of {source.Reference})");
                 long[] other = folder.GetTensor(key).Info.Shape;
-                if (!other.AsSpan().SequenceEqual(shape))
-                    throw new RecipeException($"{recipe.SourceName}:{value.Line}: {spec.Name} tensor {key} of {folder.Path} has shape [{string.Join(", ", other)}], the merged tensor {name} has [{string.Join(", ", shape)}]");
+                long[] weighed = models.Folders[source.Model].GetTensor(name).Info.Shape;
+                if (!other.AsSpan().SequenceEqual(weighed))
+                    throw new RecipeException($"{recipe.SourceName}:{value.Line}: {spec.Name} tensor {key} of {folder.Path} has shape [{string.Join(", ", other)}], the tensor {name} of {source.Reference} it weighs has [{string.Join(", ", weighed)}]");
                 if (!DTypes.IsFloatingPoint(folder.GetTensor(key).Info.DType))
                     throw new RecipeException($"{recipe.SourceName}:{value.Line}: {spec.Name} tensor {key} of {folder.Path} is not floating-point");
                 sources[k] = new TensorSource(model, key, source.RecipeIndex);
+                byModel.TryAdd(source.Model, new RowDonor(model, key));
+            }
+            if (permutedName is null) return sources;
+            for (int k = 0; k < inputs.Count; k++)
+            {
+                int own = inputs[k].Source.Model;
+                var donors = new Dictionary<int, RowDonor>();
+                foreach (int m in vocabulary!.DonorsOf(own))
+                    donors[m] = byModel.TryGetValue(m, out RowDonor donor) ? donor
+                        : throw new RecipeException($"{recipe.SourceName}: rows of {permutedName} for {inputs[k].Source.Reference} come from {models.Folders[m].Path} " +
+                            $"in the output vocabulary, but that model is not merged into {permutedName}, so it has no {spec.Name} tensor to weigh them");
+                sources[k] = sources[k] with { Rows = vocabulary.MapFor(own, donors, columns) };
             }
             return sources;
         }

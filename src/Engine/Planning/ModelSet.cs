@@ -75,7 +75,7 @@ public sealed class ModelSet : IDisposable
             foreach (var file in _folders[index].Files) yield return FileStamp(file.FilePath);
             // The tokenizer decides the output vocabulary (and so the permuted embedding rows) and the copied files.
             foreach (string side in _folders[index].SideFiles)
-                if (System.IO.Path.GetFileName(side) is "tokenizer.json" or "tokenizer_config.json" or "special_tokens_map.json" or "tokenizer.model")
+                if (System.IO.Path.GetFileName(side) is "tokenizer.json" or "tokenizer_config.json" or "special_tokens_map.json" or "tokenizer.model" or "added_tokens.json")
                     yield return FileStamp(side);
             yield break;
         }

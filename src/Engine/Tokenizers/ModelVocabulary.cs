@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Weld.Engine.Models;
@@ -11,26 +12,44 @@ namespace Weld.Engine.Tokenizers;
 /// <param name="Settings">The entry as read (content, single_word, lstrip, rstrip, normalized, special), without its id.</param>
 public sealed record AddedToken(int Id, string Content, bool Special, JsonObject Settings);
 
+/// <summary>Where a <see cref="ModelVocabulary"/> was read from.</summary>
+public enum VocabularyFormat
+{
+    /// <summary>A fast tokenizer's <c>tokenizer.json</c> (with its <c>added_tokens</c>).</summary>
+    TokenizerJson,
+    /// <summary>A sentencepiece <c>tokenizer.model</c> (ids = piece positions) plus the added tokens of
+    /// tokenizer_config.json's <c>added_tokens_decoder</c> and added_tokens.json.</summary>
+    SentencePiece,
+}
+
 /// <summary>
-/// A model's vocabulary as a Hugging Face fast tokenizer sees it: <c>tokenizer.json</c>'s model vocabulary (BPE /
-/// WordPiece / WordLevel mapping, or Unigram's list) plus its <c>added_tokens</c>, and the config's
-/// <c>vocab_size</c> (the embedding rows). Tokens whose id is at or above <c>vocab_size</c> are left out, as
-/// mergekit leaves them out. A model with only a sentencepiece <c>tokenizer.model</c> is refused with a message.
+/// A model's vocabulary as transformers' tokenizer sees it (<c>get_vocab()</c>, which mergekit reads): from
+/// <c>tokenizer.json</c> when the folder has one (what <c>AutoTokenizer</c> loads first), its model vocabulary (BPE /
+/// WordPiece / WordLevel mapping, or Unigram's list) plus its <c>added_tokens</c>; else from a sentencepiece
+/// <c>tokenizer.model</c>, its pieces plus the added tokens of tokenizer_config.json / added_tokens.json. The
+/// config's <c>vocab_size</c> gives the embedding rows; tokens whose id is at or above it are left out, as mergekit
+/// leaves them out.
 /// </summary>
 public sealed class ModelVocabulary
 {
-    private ModelVocabulary(string path, Dictionary<string, int> tokens, IReadOnlyList<AddedToken> added, int embeddingRows, int tokenizerSize, JsonObject json)
+    private ModelVocabulary(string path, VocabularyFormat format, Dictionary<string, int> tokens, IReadOnlyList<AddedToken> added,
+        int embeddingRows, int tokenizerSize, JsonObject? json, IReadOnlyList<SentencePiece>? pieces)
     {
         Path = path;
+        Format = format;
         Tokens = tokens;
         Added = added;
         EmbeddingRows = embeddingRows;
         TokenizerSize = tokenizerSize;
         Json = json;
+        Pieces = pieces;
     }
 
-    /// <summary>The tokenizer.json read.</summary>
+    /// <summary>The tokenizer.json or tokenizer.model read.</summary>
     public string Path { get; }
+
+    /// <summary>Which kind of file <see cref="Path"/> is.</summary>
+    public VocabularyFormat Format { get; }
 
     /// <summary>Token text → id, every id below <see cref="EmbeddingRows"/>.</summary>
     public IReadOnlyDictionary<string, int> Tokens { get; }
@@ -44,8 +63,11 @@ public sealed class ModelVocabulary
     /// <summary>Tokens in the tokenizer (one more than its largest id), before dropping ids at or above <see cref="EmbeddingRows"/>.</summary>
     public int TokenizerSize { get; }
 
-    /// <summary>The parsed tokenizer.json.</summary>
-    internal JsonObject Json { get; }
+    /// <summary>The parsed tokenizer.json (null for a sentencepiece vocabulary).</summary>
+    internal JsonObject? Json { get; }
+
+    /// <summary>The sentencepiece pieces, every one (null for a tokenizer.json vocabulary).</summary>
+    public IReadOnlyList<SentencePiece>? Pieces { get; }
 
     /// <summary>Tokens in id order (for the union's order).</summary>
     public IEnumerable<KeyValuePair<string, int>> InIdOrder() => Tokens.OrderBy(kv => kv.Value);
@@ -54,37 +76,111 @@ public sealed class ModelVocabulary
     public static bool HasTokenizer(ModelFolder folder) =>
         File.Exists(System.IO.Path.Combine(FolderOf(folder), "tokenizer.json")) || File.Exists(System.IO.Path.Combine(FolderOf(folder), "tokenizer.model"));
 
-    /// <summary>True when the folder holds a tokenizer.json.</summary>
-    public static bool HasTokenizerJson(ModelFolder folder) => File.Exists(System.IO.Path.Combine(FolderOf(folder), "tokenizer.json"));
-
     internal static string FolderOf(ModelFolder folder) => Directory.Exists(folder.Path) ? folder.Path : System.IO.Path.GetDirectoryName(folder.Path)!;
 
     /// <summary>
-    /// Reads the vocabulary of a model folder, cut at the config's vocab_size when <paramref name="cutAtVocabSize"/>
-    /// (else every token of the tokenizer, as <c>weld inspect</c> shows it).
+    /// Reads the vocabulary of a model folder (tokenizer.json, else tokenizer.model), cut at the config's vocab_size
+    /// when <paramref name="cutAtVocabSize"/> (else every token of the tokenizer, as <c>weld inspect</c> shows it and
+    /// as mergekit loads a named <c>tokenizer_source</c>).
     /// </summary>
-    /// <exception cref="WeldException">No tokenizer.json (sentencepiece-only models are named), or a broken one.</exception>
+    /// <exception cref="WeldException">No tokenizer, or a broken one (the message names the file).</exception>
     public static ModelVocabulary Load(ModelFolder folder, bool cutAtVocabSize = true)
     {
         string dir = FolderOf(folder);
+        int? rows = cutAtVocabSize ? folder.Config?.VocabSize : null;
         string path = System.IO.Path.Combine(dir, "tokenizer.json");
         if (!File.Exists(path))
         {
-            if (File.Exists(System.IO.Path.Combine(dir, "tokenizer.model")))
-                throw new WeldException($"{dir}: has only a sentencepiece tokenizer.model; building a vocabulary needs tokenizer.json " +
-                    "(Weld does not read tokenizer.model: save the tokenizer once with transformers' fast tokenizer to get tokenizer.json)");
-            throw new WeldException($"{dir}: no tokenizer.json, so its vocabulary cannot be read");
+            string model = System.IO.Path.Combine(dir, "tokenizer.model");
+            if (File.Exists(model)) return FromSentencePiece(dir, SentencePieceModel.ReadPieces(model), model, rows);
+            throw new WeldException($"{dir}: no tokenizer.json or tokenizer.model, so its vocabulary cannot be read");
         }
-        JsonObject json;
+        return FromJson(ReadObject(path)!, path, rows);
+    }
+
+    private static JsonObject? ReadObject(string path, bool optional = false)
+    {
+        if (optional && !File.Exists(path)) return null;
         try
         {
-            json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new WeldException($"{path}: not a JSON object");
+            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new WeldException($"{path}: not a JSON object");
         }
         catch (JsonException e)
         {
             throw new WeldException($"{path}: broken JSON: {e.Message}");
         }
-        return FromJson(json, path, cutAtVocabSize ? folder.Config?.VocabSize : null);
+    }
+
+    /// <summary>
+    /// The vocabulary of a sentencepiece model as transformers' slow or converted fast tokenizer has it: piece i has
+    /// id i; then the added tokens of tokenizer_config.json's <c>added_tokens_decoder</c> (id → settings) and of
+    /// added_tokens.json (text → id; special when special_tokens_map.json names it, normalized otherwise, as
+    /// transformers reads that legacy file), the decoder's entry winning for an id in both.
+    /// </summary>
+    private static ModelVocabulary FromSentencePiece(string dir, IReadOnlyList<SentencePiece> pieces, string path, int? configVocabSize)
+    {
+        var all = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < pieces.Count; i++) all.TryAdd(pieces[i].Piece, i);
+        var byId = new SortedDictionary<int, AddedToken>();
+        string configPath = System.IO.Path.Combine(dir, "tokenizer_config.json");
+        try
+        {
+            if (ReadObject(configPath, optional: true)?["added_tokens_decoder"] is JsonObject decoder)
+            {
+                foreach (var (key, node) in decoder)
+                {
+                    if (!int.TryParse(key, NumberStyles.Integer, CultureInfo.InvariantCulture, out int id) || id < 0 || node is not JsonObject o)
+                        throw new WeldException($"{configPath}: added_tokens_decoder entry {key} is not an id with its token settings");
+                    var settings = (JsonObject)o.DeepClone();
+                    settings.Remove("__type");
+                    byId[id] = new AddedToken(id, o["content"]!.GetValue<string>(), o["special"] is JsonNode s && s.GetValue<bool>(), settings);
+                }
+            }
+            string legacyPath = System.IO.Path.Combine(dir, "added_tokens.json");
+            if (ReadObject(legacyPath, optional: true) is JsonObject legacy)
+            {
+                var special = SpecialTokens(System.IO.Path.Combine(dir, "special_tokens_map.json"));
+                foreach (var (content, node) in legacy)
+                {
+                    int id = node!.GetValue<int>();
+                    if (byId.ContainsKey(id)) continue;
+                    bool isSpecial = special.Contains(content);
+                    byId[id] = new AddedToken(id, content, isSpecial, new JsonObject
+                    {
+                        ["content"] = content, ["lstrip"] = false, ["normalized"] = !isSpecial, ["rstrip"] = false, ["single_word"] = false, ["special"] = isSpecial,
+                    });
+                }
+            }
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException)
+        {
+            throw new WeldException($"{dir}: unexpected added-token layout in tokenizer_config.json / added_tokens.json: {e.Message}");
+        }
+        foreach (AddedToken a in byId.Values) all[a.Content] = a.Id;
+        int size = Math.Max(pieces.Count, byId.Count == 0 ? 0 : byId.Keys.Max() + 1);
+        int rows = configVocabSize ?? size;
+        var kept = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var (token, id) in all)
+            if (id < rows) kept[token] = id;
+        return new ModelVocabulary(path, VocabularyFormat.SentencePiece, kept, byId.Values.Where(a => a.Id < rows).ToList(), rows, size, null, pieces);
+    }
+
+    /// <summary>Every token text special_tokens_map.json names (strings, {content} objects, lists of either).</summary>
+    private static HashSet<string> SpecialTokens(string path)
+    {
+        var result = new HashSet<string>(StringComparer.Ordinal);
+        void Add(JsonNode? node)
+        {
+            switch (node)
+            {
+                case JsonValue v when v.TryGetValue(out string? text): result.Add(text); break;
+                case JsonObject o when o["content"] is JsonValue c && c.TryGetValue(out string? content): result.Add(content); break;
+                case JsonArray list: foreach (JsonNode? item in list) Add(item); break;
+            }
+        }
+        if (ReadObject(path, optional: true) is JsonObject map)
+            foreach (var (_, value) in map) Add(value);
+        return result;
     }
 
     /// <summary>Builds a vocabulary from a parsed tokenizer.json and the config's vocab_size (null: the tokenizer's size).</summary>
@@ -127,7 +223,7 @@ public sealed class ModelVocabulary
             var kept = new Dictionary<string, int>(StringComparer.Ordinal);
             foreach (var (token, id) in all)
                 if (id < rows) kept[token] = id;
-            return new ModelVocabulary(path, kept, added.Where(a => a.Id < rows).OrderBy(a => a.Id).ToList(), rows, size, json);
+            return new ModelVocabulary(path, VocabularyFormat.TokenizerJson, kept, added.Where(a => a.Id < rows).OrderBy(a => a.Id).ToList(), rows, size, json, null);
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException)
         {

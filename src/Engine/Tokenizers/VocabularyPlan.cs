@@ -53,8 +53,27 @@ public sealed class VocabularyPlan
     /// <summary>Warnings for the log (tokens found nowhere, ...).</summary>
     public required IReadOnlyList<string> Warnings { get; init; }
 
-    /// <summary>The row map of <paramref name="model"/>'s <paramref name="tensorName"/> (embed_tokens / lm_head).</summary>
-    public RowMap MapFor(int model, string tensorName, long columns) => new(this, model, tensorName, columns);
+    /// <summary>
+    /// The row map of one model's embed_tokens / lm_head (or of a tensor laid out like it, such as its Fisher
+    /// diagonal): <paramref name="donors"/> names, for the model and every model its default rows come from
+    /// (<see cref="DonorsOf"/>), the tensor whose rows are read.
+    /// </summary>
+    public RowMap MapFor(int model, IReadOnlyDictionary<int, RowDonor> donors, long columns) => new(this, model, donors, columns);
+
+    /// <summary>The models whose rows output rows of <paramref name="model"/> read: itself (when it keeps any own row) and every default row's models.</summary>
+    public IReadOnlyList<int> DonorsOf(int model)
+    {
+        var donors = new List<int>();
+        for (int r = 0; r < Tokens.Count; r++)
+        {
+            var (own, fallback) = Source_(model, r);
+            if (own >= 0) { if (!donors.Contains(model)) donors.Add(model); continue; }
+            if (fallback is null) continue;
+            foreach (var (m, _) in fallback.Rows)
+                if (!donors.Contains(m)) donors.Add(m);
+        }
+        return donors;
+    }
 
     /// <summary>Where output row <paramref name="row"/> of model <paramref name="model"/> comes from: its own row, the default, or zeros.</summary>
     internal (int OwnRow, DefaultRow? Default) Source_(int model, int row)
@@ -76,7 +95,7 @@ public sealed class VocabularyPlan
             {
                 var (o, d) = Source_(m, r);
                 if (o >= 0) { own++; continue; }
-                string what = r >= Tokens.Count ? "padding (zero)" : d?.Description ?? "zero (no source)";
+                string what = r >= Tokens.Count ? "padding (mean of the token rows)" : d?.Description ?? "zero (no source)";
                 other[what] = other.GetValueOrDefault(what) + 1;
             }
             yield return (m, own, other);
@@ -86,7 +105,7 @@ public sealed class VocabularyPlan
     /// <summary>
     /// Builds the plan for a recipe with <c>tokenizer_source</c> / <c>tokenizer:</c>, or returns null when the recipe
     /// keeps the old behaviour (no tokenizer settings; or plain <c>tokenizer_source: base | model</c> with a model
-    /// lacking tokenizer.json, where the tokenizer is copied and embeddings cropped to the common rows).
+    /// lacking a tokenizer (tokenizer.json or tokenizer.model), where the tokenizer is copied and embeddings cropped to the common rows).
     /// </summary>
     public static VocabularyPlan? Build(MergeRecipe recipe, ModelSet models, IReadOnlyList<ModelReference> referenced, ModelReference baseRef)
     {
@@ -94,7 +113,7 @@ public sealed class VocabularyPlan
         if (source is null) return null;
         string at(int line) => $"{recipe.SourceName}:{line}";
         if (recipe.Tokenizer is null && source.Kind != TokenizerSourceKind.Union
-            && referenced.Any(r => !ModelVocabulary.HasTokenizerJson(models[r])))
+            && referenced.Any(r => !ModelVocabulary.HasTokenizer(models[r])))
             return null;
 
         // Vocabularies: the base's (stripped to its config vocab_size), then every other referenced model's.
@@ -157,8 +176,7 @@ public sealed class VocabularyPlan
                 try
                 {
                     // mergekit loads the named tokenizer as it is (not stripped to vocab_size).
-                    var full = ModelVocabulary.Load(sourceFolder);
-                    sourceVocab = ModelVocabulary.FromJson(full.Json, full.Path, null);
+                    sourceVocab = ModelVocabulary.Load(sourceFolder, cutAtVocabSize: false);
                 }
                 catch (WeldException e)
                 {
@@ -186,6 +204,11 @@ public sealed class VocabularyPlan
                         Add(a.Content, addedSettings[a.Content]);
                 break;
         }
+
+        if (sourceVocab.Pieces is { } pieces && pieces.Count > sourceVocab.EmbeddingRows)
+            throw new RecipeException(string.Create(CultureInfo.InvariantCulture,
+                $"{at(source.Line)}: {sourceVocab.Path} has {pieces.Count} pieces, but its config's vocab_size is {sourceVocab.EmbeddingRows}: ") +
+                "Weld does not cut pieces out of a sentencepiece model; give this model a tokenizer.json (save it once with transformers' fast tokenizer) or take the tokenizer from another model");
 
         // tokens: keys the vocabulary lacks are added (mergekit's add_tokens).
         IReadOnlyList<TokenEmbeddingSpec> specs = recipe.Tokenizer?.Tokens ?? [];
@@ -308,28 +331,35 @@ public sealed class VocabularyPlan
     private static readonly System.Text.Json.JsonSerializerOptions s_quote = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 }
 
+/// <summary>The tensor a <see cref="RowMap"/> reads for one model: which opened folder, which tensor name.</summary>
+/// <param name="Folder">Index into the merge's model folders (a model, or the Fisher file of one).</param>
+/// <param name="TensorName">The tensor in that folder (lm_head, the tied embed_tokens standing in for it, a Fisher tensor).</param>
+public readonly record struct RowDonor(int Folder, string TensorName);
+
 /// <summary>
 /// One model's embedding / lm_head as seen in the output vocabulary: output row r is the model's own row for the
-/// token, else the default row (another model's row, the average of several, or zeros). Reads any element range
-/// row by row straight from the mapped files, so no permuted copy of the matrix is ever made.
+/// token, else the default row (another model's row, the average of several, or zeros); padding rows
+/// (<c>pad_to_multiple_of</c>) are the mean of the token rows, as mergekit pads. Reads any element range row by row
+/// straight from the mapped files, so no permuted copy of the matrix is ever made. The same map over each model's
+/// Fisher tensor gives the Fisher rows that go with those embedding rows.
 /// </summary>
 public sealed class RowMap
 {
     private readonly VocabularyPlan _plan;
+    private readonly IReadOnlyDictionary<int, RowDonor> _donors;
+    private readonly Lock _paddingLock = new();
+    private float[]? _paddingRow;
 
-    internal RowMap(VocabularyPlan plan, int model, string tensorName, long columns)
+    internal RowMap(VocabularyPlan plan, int model, IReadOnlyDictionary<int, RowDonor> donors, long columns)
     {
         _plan = plan;
+        _donors = donors;
         Model = model;
-        TensorName = tensorName;
         Columns = columns;
     }
 
     /// <summary>The model whose rows these are.</summary>
     public int Model { get; }
-
-    /// <summary>The tensor (embed_tokens / lm_head) read from each donor model.</summary>
-    public string TensorName { get; }
 
     /// <summary>Columns per row (hidden size).</summary>
     public long Columns { get; }
@@ -337,14 +367,39 @@ public sealed class RowMap
     /// <summary>Output elements (rows × columns).</summary>
     public long ElementCount => _plan.Rows * Columns;
 
-    /// <summary>The same tensor name in a donor model, or its tied embedding when it has no lm_head.</summary>
-    private ModelTensor Donor(IReadOnlyList<ModelFolder> models, int model)
+    private ModelTensor Donor(IReadOnlyList<ModelFolder> models, int model) =>
+        _donors.TryGetValue(model, out RowDonor donor) ? models[donor.Folder].GetTensor(donor.TensorName)
+        : throw new WeldException($"{models[model].Path}: the output vocabulary reads rows of this model, but the plan gave no tensor for it");
+
+    /// <summary>
+    /// The padding row: the mean of the token rows (mergekit's <c>torch.mean(new_embed[:len(vocab)], dim=0)</c>),
+    /// summed in float64 in row order and divided once, so it is the same on any thread count. Computed on first use,
+    /// with one extra pass over the token rows.
+    /// </summary>
+    private float[] PaddingRow(IReadOnlyList<ModelFolder> models, bool rejectNonFinite)
     {
-        ModelFolder folder = models[model];
-        if (folder.Contains(TensorName)) return folder.GetTensor(TensorName);
-        foreach (string name in folder.TensorNames)
-            if (name.Contains("embed_tokens", StringComparison.Ordinal)) return folder.GetTensor(name);
-        return folder.GetTensor(TensorName); // throws, naming the tensor
+        lock (_paddingLock)
+        {
+            if (_paddingRow is not null) return _paddingRow;
+            int tokens = _plan.Tokens.Count;
+            var sum = new double[Columns];
+            const int BlockRows = 64;
+            var block = new float[BlockRows * Columns];
+            for (int first = 0; first < tokens; first += BlockRows)
+            {
+                int rows = Math.Min(BlockRows, tokens - first);
+                Span<float> values = block.AsSpan(0, (int)(rows * Columns));
+                Read(models, first * Columns, values, rejectNonFinite);
+                for (int r = 0; r < rows; r++)
+                {
+                    ReadOnlySpan<float> row = values.Slice((int)(r * Columns), (int)Columns);
+                    for (int i = 0; i < row.Length; i++) sum[i] += row[i];
+                }
+            }
+            var mean = new float[Columns];
+            for (int i = 0; i < mean.Length; i++) mean[i] = tokens == 0 ? 0f : (float)(sum[i] / tokens);
+            return _paddingRow = mean;
+        }
     }
 
     /// <summary>Reads output elements [<paramref name="firstElement"/>, + destination.Length) as float32.</summary>
@@ -360,7 +415,9 @@ public sealed class RowMap
             int count = (int)Math.Min(Columns - column, end - position);
             Span<float> target = destination.Slice((int)(position - firstElement), count);
             var (own, fallback) = _plan.Source_(Model, row);
-            if (own >= 0)
+            if (row >= _plan.Tokens.Count)
+                PaddingRow(models, rejectNonFinite).AsSpan((int)column, count).CopyTo(target);
+            else if (own >= 0)
             {
                 // Consecutive rows kept in order (most of a vocabulary) are read in one call.
                 int run = 1;

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Weld.Engine.Evaluation;
 using Weld.Engine.Models;
 using Weld.Engine.SafeTensors;
+using Weld.Engine.Tokenizers;
 using Weld.Tests;
 
 namespace Weld.Engine.Tests.Tokenizers;
@@ -23,8 +24,18 @@ internal static class VocabularyFixtures
     public static string Make(string folder, string zooModel, string[] added, int? rows = null, bool tied = false, int seed = 1,
         string[]? special = null)
     {
+        WriteWeights(folder, zooModel, rows ?? 256 + added.Length, tied, seed);
+        WriteByteLevelTokenizer(folder, added, special);
+        return folder;
+    }
+
+    /// <summary>
+    /// The zoo model's tensors as F32 with <paramref name="total"/> embedding / lm_head rows (the extra ones seeded
+    /// random; fewer than 256: the first rows), without lm_head when <paramref name="tied"/>, and its config with vocab_size and tie_word_embeddings.
+    /// </summary>
+    public static void WriteWeights(string folder, string zooModel, int total, bool tied, int seed)
+    {
         Directory.CreateDirectory(folder);
-        int total = rows ?? 256 + added.Length;
         var random = new Random(seed);
         using (var source = ModelFolder.Open(TestPaths.Model(zooModel)))
         {
@@ -40,7 +51,7 @@ internal static class VocabularyFixtures
                 if (name is "model.embed_tokens.weight" or "lm_head.weight")
                 {
                     var grown = new float[total * shape[1]];
-                    data.AsSpan().CopyTo(grown);
+                    data.AsSpan(0, Math.Min(data.Length, grown.Length)).CopyTo(grown);
                     for (long i = data.Length; i < grown.Length; i++) grown[i] = (float)(random.NextDouble() - 0.5);
                     data = grown;
                     shape = [total, shape[1]];
@@ -58,6 +69,11 @@ internal static class VocabularyFixtures
             config["tie_word_embeddings"] = tied;
             File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
         }
+    }
+
+    /// <summary>A byte-level BPE tokenizer.json (byte b = id b) with <paramref name="added"/> at 256, 257, ..., and its tokenizer_config.json.</summary>
+    private static void WriteByteLevelTokenizer(string folder, string[] added, string[]? special)
+    {
 
         var vocab = new JsonObject();
         for (int b = 0; b < 256; b++) vocab[ByteToken((byte)b)] = b;
@@ -94,6 +110,59 @@ internal static class VocabularyFixtures
             ["added_tokens_decoder"] = decoder, ["model_max_length"] = 256, ["tokenizer_class"] = "PreTrainedTokenizerFast",
         }.ToJsonString());
         File.WriteAllText(Path.Combine(folder, "special_tokens_map.json"), "{}");
+    }
+
+    /// <summary>
+    /// The 256 pieces of the fixtures' sentencepiece models (Llama 2 style): 0 &lt;unk&gt;, 1 &lt;s&gt;, 2 &lt;/s&gt;,
+    /// 3-66 byte pieces &lt;0x00&gt;-&lt;0x3F&gt;, then normal pieces "▁p67" ... "▁p254", and a user-defined piece at 255.
+    /// <paramref name="replace"/> swaps the text of some normal pieces (a model whose own vocabulary differs).
+    /// </summary>
+    public static SentencePiece[] Pieces(IReadOnlyDictionary<int, string>? replace = null)
+    {
+        var pieces = new SentencePiece[256];
+        pieces[0] = new("<unk>", 0, SentencePieceType.Unknown);
+        pieces[1] = new("<s>", 0, SentencePieceType.Control);
+        pieces[2] = new("</s>", 0, SentencePieceType.Control);
+        for (int i = 3; i < 67; i++) pieces[i] = new($"<0x{i - 3:X2}>", 0, SentencePieceType.Byte);
+        for (int i = 67; i < 255; i++)
+            pieces[i] = new(replace is not null && replace.TryGetValue(i, out string? text) ? text : "\u2581p" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), -i, SentencePieceType.Normal);
+        pieces[255] = new("<|user|>", 0, SentencePieceType.UserDefined);
+        return pieces;
+    }
+
+    /// <summary>
+    /// A sentencepiece-only model (tokenizer.model, no tokenizer.json) from a zoo model: <paramref name="pieces"/>
+    /// (256, for the 256 trained rows), then added tokens at 256, 257, ...: <paramref name="added"/> in
+    /// tokenizer_config.json's added_tokens_decoder (and added_tokens.json), then <paramref name="legacyAdded"/> in
+    /// added_tokens.json only (an older transformers save). The decoder also lists &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt;, as transformers writes it.
+    /// </summary>
+    public static string MakeSentencePiece(string folder, string zooModel, SentencePiece[] pieces, string[] added, string[]? legacyAdded = null,
+        int? rows = null, bool tied = false, int seed = 1)
+    {
+        legacyAdded ??= [];
+        WriteWeights(folder, zooModel, rows ?? pieces.Length + added.Length + legacyAdded.Length, tied, seed);
+        File.WriteAllBytes(Path.Combine(folder, "tokenizer.model"), SentencePieceWriter.Write(pieces));
+        var decoder = new JsonObject();
+        JsonObject Entry(string content, bool special, bool normalized) => new()
+        {
+            ["content"] = content, ["lstrip"] = false, ["normalized"] = normalized, ["rstrip"] = false, ["single_word"] = false, ["special"] = special,
+        };
+        for (int i = 0; i < 3; i++) decoder[i.ToString(System.Globalization.CultureInfo.InvariantCulture)] = Entry(pieces[i].Piece, true, false);
+        var legacy = new JsonObject();
+        for (int i = 0; i < added.Length; i++)
+        {
+            int id = pieces.Length + i;
+            decoder[id.ToString(System.Globalization.CultureInfo.InvariantCulture)] = Entry(added[i], true, false);
+            legacy[added[i]] = id;
+        }
+        for (int i = 0; i < legacyAdded.Length; i++) legacy[legacyAdded[i]] = pieces.Length + added.Length + i;
+        File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), new JsonObject
+        {
+            ["add_bos_token"] = true, ["added_tokens_decoder"] = decoder, ["bos_token"] = "<s>", ["eos_token"] = "</s>",
+            ["legacy"] = false, ["model_max_length"] = 256, ["tokenizer_class"] = "LlamaTokenizer", ["unk_token"] = "<unk>",
+        }.ToJsonString());
+        if (legacy.Count > 0) File.WriteAllText(Path.Combine(folder, "added_tokens.json"), legacy.ToJsonString());
+        File.WriteAllText(Path.Combine(folder, "special_tokens_map.json"), """{"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}""");
         return folder;
     }
 

@@ -21,12 +21,12 @@ public sealed class VocabularyMergeTests
     /// <summary>base adds &lt;|a|&gt; (256); c adds &lt;|b|&gt; (256), &lt;|s|&gt; (257); py adds &lt;|s|&gt; (256), &lt;|a|&gt; (257).</summary>
     private sealed class Three
     {
-        public Three(int? baseRows = null, int? pyRows = null, bool tied = false)
+        public Three(int? baseRows = null, int? pyRows = null, bool tied = false, bool baseTied = false, bool pyTied = false)
         {
             Folder = TestPaths.NewTempDir();
-            Base = Make(Path.Combine(Folder, "base"), "lm-base", ["<|a|>"], baseRows, tied, seed: 1);
+            Base = Make(Path.Combine(Folder, "base"), "lm-base", ["<|a|>"], baseRows, tied || baseTied, seed: 1);
             C = Make(Path.Combine(Folder, "c"), "lm-ft-c", ["<|b|>", "<|s|>"], null, tied, seed: 2);
-            Py = Make(Path.Combine(Folder, "py"), "lm-ft-python", ["<|s|>", "<|a|>"], pyRows, tied, seed: 3);
+            Py = Make(Path.Combine(Folder, "py"), "lm-ft-python", ["<|s|>", "<|a|>"], pyRows, tied || pyTied, seed: 3);
         }
 
         public string Folder { get; }
@@ -66,6 +66,15 @@ public sealed class VocabularyMergeTests
             for (int i = 0; i < sum.Length; i++) sum[i] += r[i];
         for (int i = 0; i < sum.Length; i++) sum[i] /= rows.Length;
         return sum;
+    }
+
+    /// <summary>The padding row: the rows' mean, summed in float64 in row order.</summary>
+    internal static float[] MeanOfRows(float[][] rows)
+    {
+        var sum = new double[rows[0].Length];
+        foreach (float[] r in rows)
+            for (int i = 0; i < sum.Length; i++) sum[i] += r[i];
+        return sum.Select(v => (float)(v / rows.Length)).ToArray();
     }
 
     private static void RowsEqual(float[] expected, string output, string tensor, int row) =>
@@ -147,8 +156,12 @@ public sealed class VocabularyMergeTests
                 RowsEqual(select == "c" ? Row(m.C, tensor, 257) : Row(m.Py, tensor, 256), output, tensor, 258);
                 // a model_token by text: the base's row of "A" (byte 65), in every model.
                 RowsEqual(Row(m.Base, tensor, 65), output, tensor, 259);
-                // in no model and no source: zeros; then the padding rows: zeros.
-                for (int r = 260; r < 264; r++) RowsEqual(new float[128], output, tensor, r);
+                // in no model and no source: zeros.
+                RowsEqual(new float[128], output, tensor, 260);
+                // The padding rows: the mean of the model's 261 token rows (mergekit), here the selected model's.
+                float[] mean = MeanOfRows(Enumerable.Range(0, 261).Select(r => Row(output, tensor, r)).ToArray());
+                Assert.NotEqual(new float[128], mean);
+                for (int r = 261; r < 264; r++) RowsEqual(mean, output, tensor, r);
             }
             var config = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!;
             Assert.Equal(264, config["vocab_size"]!.GetValue<int>());
@@ -205,6 +218,85 @@ public sealed class VocabularyMergeTests
         RowsEqual(Average(Row(m.C, Embed, 257), Row(m.Py, Embed, 256)), output, Embed, 258);
     }
 
+    [Fact]
+    public void A_tied_base_gives_its_embedding_as_lm_head_and_the_output_keeps_the_untied_models_lm_head()
+    {
+        // base ties lm_head to its embedding (stores none); c and py have their own (mergekit's tied_names).
+        var m = new Three(baseTied: true);
+        var plan = Plan(m, m.Yaml("tokenizer_source: union", "base"));
+        Assert.Contains(plan.Notes, n => n.StartsWith("lm_head.weight: ", StringComparison.Ordinal) && n.Contains("ties it to its embedding", StringComparison.Ordinal));
+        foreach (string select in new[] { "base", "c", "py" })
+        {
+            string output = m.Merge(m.Yaml("tokenizer_source: union", select));
+            Assert.Equal(259, Rows(output, Head));
+            // The base's lm_head rows are its embedding rows.
+            string ownHead = select == "base" ? Embed : Head;
+            string own = select switch { "base" => m.Base, "c" => m.C, _ => m.Py };
+            foreach (int b in new[] { 0, 65, 255 })
+                RowsEqual(Row(own, ownHead, b), output, Head, b);
+            // <|a|>: c lacks it and takes the base's row, which for lm_head is the base's embedding row.
+            RowsEqual(select == "py" ? Row(m.Py, Head, 257) : Row(m.Base, Embed, 256), output, Head, 256);
+            RowsEqual(Row(m.C, Head, 256), output, Head, 257); // <|b|>: only c
+            RowsEqual(select switch
+            {
+                "c" => Row(m.C, Head, 257),
+                "py" => Row(m.Py, Head, 256),
+                _ => Average(Row(m.C, Head, 257), Row(m.Py, Head, 256)),
+            }, output, Head, 258);
+            RowsEqual(select == "py" ? Row(m.Py, Embed, 257) : Row(m.Base, Embed, 256), output, Embed, 256); // embeddings unchanged
+            // The base's config said tie_word_embeddings: true; the output's lm_head would be ignored under it.
+            Assert.False(JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!["tie_word_embeddings"]!.GetValue<bool>());
+        }
+    }
+
+    [Fact]
+    public void A_tied_model_among_untied_ones_gives_its_embedding_rows_where_others_take_its_lm_head_rows()
+    {
+        var m = new Three(pyTied: true);
+        string output = m.Merge(m.Yaml("tokenizer_source: union", "py"));
+        RowsEqual(Row(m.Py, Embed, 65), output, Head, 65);
+        RowsEqual(Row(m.Py, Embed, 256), output, Head, 258); // <|s|>: py's own (embedding) row
+        RowsEqual(Row(m.Py, Embed, 257), output, Head, 256); // <|a|>
+        RowsEqual(Row(m.C, Head, 256), output, Head, 257); // <|b|>: c's lm_head row
+        output = m.Merge(m.Yaml("tokenizer_source: union", "base"));
+        RowsEqual(Average(Row(m.C, Head, 257), Row(m.Py, Embed, 256)), output, Head, 258); // the base lacks <|s|>: c's and py's rows
+        Assert.False(JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!["tie_word_embeddings"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public void Without_a_tokenizer_section_a_tied_model_also_gives_its_embedding_as_lm_head()
+    {
+        string folder = TestPaths.NewTempDir();
+        string tied = Make(Path.Combine(folder, "tied"), "lm-base", [], tied: true, seed: 1);
+        string untied = Make(Path.Combine(folder, "untied"), "lm-ft-c", [], seed: 2);
+        foreach (var (first, second) in new[] { (tied, untied), (untied, tied) })
+        {
+            foreach (bool selectFirst in new[] { true, false })
+            {
+                string output = Path.Combine(TestPaths.NewTempDir(), "out");
+                MergeRunner.Run(RecipeParser.Parse($"""
+                    models:
+                      - model: {first}
+                        parameters: {(selectFirst ? "{weight: 1.0}" : "{weight: 0.0}")}
+                      - model: {second}
+                        parameters: {(selectFirst ? "{weight: 0.0}" : "{weight: 1.0}")}
+                    merge_method: linear
+                    dtype: float32
+                    """, Path.Combine(folder, "recipe.yml")), new MergeOptions { OutputPath = output, Threads = 2 });
+                string selected = selectFirst ? first : second;
+                foreach (int row in new[] { 0, 7, 255 })
+                    RowsEqual(Row(selected, selected == tied ? Embed : Head, row), output, Head, row);
+                Assert.False(JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!["tie_word_embeddings"]!.GetValue<bool>());
+            }
+        }
+    }
+
+    private static MergePlan Plan(Three m, string yaml)
+    {
+        using var models = new ModelSet(m.Folder);
+        return MergePlanner.Plan(RecipeParser.Parse(yaml, Path.Combine(m.Folder, "recipe.yml")), models);
+    }
+
     [Theory]
     [InlineData("linear", "{weight: 0.5}")]
     [InlineData("ties", "{weight: 0.5, density: 0.5}")]
@@ -226,8 +318,9 @@ public sealed class VocabularyMergeTests
     [Fact]
     public void Parts_and_finalize_give_the_bytes_of_one_run()
     {
-        var m = new Three();
-        string yaml = m.Yaml("tokenizer_source: union", "c", "ties").Replace("{weight: 0.0}", "{weight: 0.5, density: 0.5}");
+        // With padding (its mean computed once per row map) and a tied model among untied ones; 2 threads against 1.
+        var m = new Three(pyTied: true);
+        string yaml = m.Yaml("tokenizer:\n  source: union\n  pad_to_multiple_of: 8", "c", "ties").Replace("{weight: 0.0}", "{weight: 0.5, density: 0.5}");
         string whole = m.Merge(yaml, shardBytes: 400_000);
         string output = Path.Combine(TestPaths.NewTempDir(), "out");
         var recipe = RecipeParser.Parse(yaml, Path.Combine(m.Folder, "recipe.yml"));
@@ -270,8 +363,10 @@ public sealed class VocabularyMergeTests
             """).Message);
 
         File.Delete(Path.Combine(m.Py, "tokenizer.json"));
-        File.WriteAllBytes(Path.Combine(m.Py, "tokenizer.model"), [0]);
-        Assert.Contains("only a sentencepiece tokenizer.model", PlanError("tokenizer_source: union").Message);
+        File.WriteAllBytes(Path.Combine(m.Py, "tokenizer.model"), [0x0A, 0x05, 0x0A]);
+        string message = PlanError("tokenizer_source: union").Message;
+        Assert.Contains(Path.Combine(m.Py, "tokenizer.model") + ": not a sentencepiece model", message);
+        Assert.Contains("runs past the end", message);
     }
 }
 
@@ -309,10 +404,11 @@ public sealed class RowMapTests
                 map.Read(models.Folders, start, part, rejectNonFinite: true);
                 Assert.Equal(whole.AsSpan((int)start, length).ToArray(), part);
             }
-            // The rows themselves: own rows in order, <|b|> from b in a, padding zero.
+            // The rows themselves: own rows in order, <|b|> from b in a, padding the mean of the 258 token rows.
             Assert.Equal(Row(source.Model == models.IndexOf(ModelReference.Parse(a, 0)) ? a : b, "lm_head.weight", 7), whole.AsSpan(7 * 128, 128).ToArray());
             Assert.Equal(Row(b, "lm_head.weight", 256), whole.AsSpan(257 * 128, 128).ToArray());
-            Assert.Equal(new float[128], whole.AsSpan(271 * 128, 128).ToArray());
+            float[] mean = VocabularyMergeTests.MeanOfRows(Enumerable.Range(0, 258).Select(r => whole.AsSpan(r * 128, 128).ToArray()).ToArray());
+            for (int r = 258; r < 272; r++) Assert.Equal(mean, whole.AsSpan(r * 128, 128).ToArray());
         }
     }
 }
