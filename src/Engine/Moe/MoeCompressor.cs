@@ -84,23 +84,28 @@ public static partial class MoeCompressor
             throw new WeldException("--rank must be at least 1 and --error a finite number > 0.");
         foreach (string text in options.CalibrationTexts)
             if (!File.Exists(text)) throw new WeldException($"{text}: calibration text not found.");
+        List<CalibrationText> texts = ReadTexts(model, llama, options);
 
         int h = llama.HiddenSize, inter = llama.IntermediateSize;
         CheckExperts(model, llama);
         int perToken = Math.Min(llama.ExpertsPerToken, k);
         List<TensorHeader> headers = Plan(model, llama, k);
         long bytesAfter = headers.Sum(x => x.ByteLength);
-        log(string.Create(CultureInfo.InvariantCulture,
-            $"MC-SMoE: {e} → {k} experts × {layers} layers, top-{llama.ExpertsPerToken} → top-{perToken}; {headers.Count} tensors, {model.TotalBytes:N0} → {bytesAfter:N0} bytes"));
+        string plan = string.Create(CultureInfo.InvariantCulture,
+            $"MC-SMoE: {e} → {k} experts × {layers} layers, top-{llama.ExpertsPerToken} → top-{perToken}; {headers.Count} tensors, {model.TotalBytes:N0} → {bytesAfter:N0} bytes");
         if (options.DryRun)
+        {
+            log(plan);
             return new MoeCompressResult(e, k, layers, perToken, headers.Count, model.TotalBytes, bytesAfter, null, [], [], 0,
                 new Dictionary<string, int>(), 0);
+        }
 
         var inputs = new List<string> { model.Path };
         inputs.AddRange(options.CalibrationTexts);
         using var output = new OutputFolder(outputPath, overwrite: options.Overwrite, inputs);
+        log(plan);
 
-        (RoutingStatistics statistics, long tokens) = Calibrate(model, llama, options, log, cancel);
+        (RoutingStatistics statistics, long tokens) = Calibrate(model, llama, texts, options, log, cancel);
         var groups = new ExpertGroups[layers];
         var frequencies = new double[layers][];
         for (int l = 0; l < layers; l++)
@@ -223,16 +228,36 @@ public static partial class MoeCompressor
     }
 
     /// <summary>Runs the model over every calibration text with a routing observer; the float32 model is dropped afterwards.</summary>
-    private static (RoutingStatistics, long) Calibrate(ModelFolder folder, LlamaConfig llama, MoeCompressOptions options, Action<string> log, CancellationToken cancel)
+    private static (RoutingStatistics, long) Calibrate(ModelFolder folder, LlamaConfig llama, IReadOnlyList<CalibrationText> texts, MoeCompressOptions options,
+        Action<string> log, CancellationToken cancel)
     {
         var statistics = new RoutingStatistics(llama.LayerCount, llama.ExpertCount);
         LlamaModel model = LlamaModel.Load(folder, options.Threads);
         model.Routing = statistics.Observe;
-        ITokenizer tokenizer = PerplexityEvaluator.TokenizerFor(folder, llama);
         long tokens = 0;
-        foreach (string text in options.CalibrationTexts)
+        foreach (CalibrationText text in texts)
         {
             cancel.ThrowIfCancellationRequested();
+            PerplexityResult result = PerplexityEvaluator.Evaluate(model, text.Tokens, new PerplexityOptions { Window = options.Window });
+            tokens += (long)result.Windows * options.Window;
+            log(string.Create(CultureInfo.InvariantCulture,
+                $"calibration {text.Path}: {result.Windows} windows of {options.Window} tokens (bytes {text.Start}..{text.End}), perplexity {result.Perplexity:F4}"));
+        }
+
+        model.Routing = null;
+        return (statistics, tokens);
+    }
+
+    /// <summary>One calibration text's tokens: bytes [Start, End) of the file after --skip and --bytes.</summary>
+    private sealed record CalibrationText(string Path, int[] Tokens, int Start, int End);
+
+    /// <summary>Reads and tokenizes every calibration text up front, so that a short or unreadable one fails before any work.</summary>
+    private static List<CalibrationText> ReadTexts(ModelFolder folder, LlamaConfig llama, MoeCompressOptions options)
+    {
+        ITokenizer tokenizer = PerplexityEvaluator.TokenizerFor(folder, llama);
+        var texts = new List<CalibrationText>();
+        foreach (string text in options.CalibrationTexts)
+        {
             byte[] bytes;
             try
             {
@@ -248,14 +273,10 @@ public static partial class MoeCompressor
             int[] ids = tokenizer.Encode(bytes.AsSpan(start, length));
             if (ids.Length < options.Window)
                 throw new WeldException($"{text}: {ids.Length} tokens after skipping {options.Skip} bytes, fewer than one calibration window of {options.Window}.");
-            PerplexityResult result = PerplexityEvaluator.Evaluate(model, ids, new PerplexityOptions { Window = options.Window });
-            tokens += (long)result.Windows * options.Window;
-            log(string.Create(CultureInfo.InvariantCulture,
-                $"calibration {text}: {result.Windows} windows of {options.Window} tokens (bytes {start}..{start + length}), perplexity {result.Perplexity:F4}"));
+            texts.Add(new CalibrationText(text, ids, start, start + length));
         }
 
-        model.Routing = null;
-        return (statistics, tokens);
+        return texts;
     }
 
     private static ExpertWeights ReadExpert(ModelFolder model, int layer, int expert)
