@@ -68,7 +68,7 @@ internal static class MoeCompressCommand
         if (options.Error is double e && (!double.IsFinite(e) || e <= 0 || e >= 1))
             throw new WeldException($"--error {e.ToString(CultureInfo.InvariantCulture)}: must be a relative error between 0 and 1 (exclusive).");
 
-        var settings = new Weld.Engine.Moe.MoeCompressOptions(options.Experts, options.Texts.ToArray(), options.Window, options.Bytes, options.Skip,
+        var settings = new MoeCompressionSettings(options.Experts, options.Texts.ToArray(), options.Window, options.Bytes, options.Skip,
             lowRank, options.Seed, options.Overwrite, options.DryRun, options.Threads);
         var clock = Stopwatch.StartNew();
         MoeCompressResult result = MoeCompressor.Compress(options.Model, options.Output ?? "", settings, console.Info, cancel);

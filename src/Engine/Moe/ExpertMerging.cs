@@ -35,10 +35,28 @@ public static class ExpertMerging
         int hidden, int intermediate, int seed = 0)
     {
         ArgumentNullException.ThrowIfNull(members);
-        ArgumentOutOfRangeException.ThrowIfLessThan(members.Count, 1);
-        ArgumentOutOfRangeException.ThrowIfNotEqual(frequency.Length, members.Count, nameof(frequency));
+        return Merge(members.Count, m => members[m], frequency, hidden, intermediate, seed);
+    }
+
+    /// <summary>
+    /// The same merge with the members read one at a time: <paramref name="member"/>(0) is the dominant expert, held
+    /// throughout; every other member is requested once, aligned, added to the sums and dropped before the next.
+    /// </summary>
+    /// <param name="count">Members in the group.</param>
+    /// <param name="member">Reads member m (0 = the dominant expert), called once per m in increasing order.</param>
+    /// <param name="frequency">Each member's activation frequency (≥ 0).</param>
+    /// <param name="hidden">hidden_size.</param>
+    /// <param name="intermediate">The experts' intermediate size.</param>
+    /// <param name="seed">Seeds weight matching's visiting order (one group: no effect on the result).</param>
+    public static (ExpertWeights Merged, int[][] Permutations) Merge(int count, Func<int, ExpertWeights> member, ReadOnlySpan<double> frequency,
+        int hidden, int intermediate, int seed = 0)
+    {
+        ArgumentNullException.ThrowIfNull(member);
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        ArgumentOutOfRangeException.ThrowIfNotEqual(frequency.Length, count, nameof(frequency));
         PermutationSpec spec = Spec(hidden, intermediate);
-        TensorSet reference = AsTensorSet(members[0], hidden, intermediate, "dominant expert");
+        ExpertWeights dominant = member(0);
+        TensorSet reference = AsTensorSet(dominant, hidden, intermediate, "dominant expert");
 
         double total = 0;
         foreach (double f in frequency)
@@ -47,13 +65,13 @@ public static class ExpertMerging
             total += f;
         }
 
-        var w1 = new double[members[0].W1.Length];
-        var w2 = new double[members[0].W2.Length];
-        var w3 = new double[members[0].W3.Length];
-        var permutations = new int[members.Count][];
-        for (int m = 0; m < members.Count; m++)
+        var w1 = new double[dominant.W1.Length];
+        var w2 = new double[dominant.W2.Length];
+        var w3 = new double[dominant.W3.Length];
+        var permutations = new int[count][];
+        for (int m = 0; m < count; m++)
         {
-            ExpertWeights member = members[m];
+            ExpertWeights expert = m == 0 ? dominant : member(m);
             int[] permutation;
             if (m == 0)
             {
@@ -61,21 +79,22 @@ public static class ExpertMerging
             }
             else
             {
-                TensorSet model = AsTensorSet(member, hidden, intermediate, $"member {m}");
-                WeightMatchingResult matched = WeightMatching.Run(spec, reference, model, seed, maxIterations: 4);
+                TensorSet model = AsTensorSet(expert, hidden, intermediate, $"member {m}");
+                // One permutation group: the first sweep's assignment is already the optimum, a second would only confirm it.
+                WeightMatchingResult matched = WeightMatching.Run(spec, reference, model, seed, maxIterations: 1);
                 permutation = matched.Permutations[0];
                 TensorSet aligned = WeightMatching.Apply(spec, model, matched.Permutations);
-                member = new ExpertWeights(aligned.Get(W1), aligned.Get(W2), aligned.Get(W3));
+                expert = new ExpertWeights(aligned.Get(W1), aligned.Get(W2), aligned.Get(W3));
             }
 
             permutations[m] = permutation;
             double weight = total > 0 ? frequency[m] : 1;
-            Accumulate(w1, member.W1, weight);
-            Accumulate(w2, member.W2, weight);
-            Accumulate(w3, member.W3, weight);
+            Accumulate(w1, expert.W1, weight);
+            Accumulate(w2, expert.W2, weight);
+            Accumulate(w3, expert.W3, weight);
         }
 
-        double divisor = total > 0 ? total : members.Count;
+        double divisor = total > 0 ? total : count;
         return (new ExpertWeights(Divide(w1, divisor), Divide(w2, divisor), Divide(w3, divisor)), permutations);
     }
 

@@ -19,7 +19,7 @@ namespace Weld.Engine.Moe;
 /// <param name="Overwrite">Whether an existing Weld output may be replaced.</param>
 /// <param name="DryRun">Check the inputs and report the plan without calibrating or writing.</param>
 /// <param name="Threads">Worker threads of the calibration pass and the SVD (-1: all cores); the output does not depend on it.</param>
-public sealed record MoeCompressOptions(int Experts, IReadOnlyList<string> CalibrationTexts, int Window = 128, int Bytes = 32768, int Skip = 0,
+public sealed record MoeCompressionSettings(int Experts, IReadOnlyList<string> CalibrationTexts, int Window = 128, int Bytes = 32768, int Skip = 0,
     LowRankTarget? LowRank = null, int Seed = 0, bool Overwrite = false, bool DryRun = false, int Threads = -1);
 
 /// <summary>What <see cref="MoeCompressor.Compress"/> did (or, for a dry run, would do).</summary>
@@ -63,7 +63,7 @@ public static partial class MoeCompressor
     /// <summary>Compresses the MoE at <paramref name="modelPath"/> into <paramref name="outputPath"/> (atomically).</summary>
     /// <exception cref="WeldException">The model is not a Mixtral-layout MoE, K is out of range, a text cannot be read
     /// or is shorter than one window, or the output may not be written.</exception>
-    public static MoeCompressResult Compress(string modelPath, string outputPath, MoeCompressOptions options,
+    public static MoeCompressResult Compress(string modelPath, string outputPath, MoeCompressionSettings options,
         Action<string>? log = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(modelPath);
@@ -106,6 +106,7 @@ public static partial class MoeCompressor
         log(plan);
 
         (RoutingStatistics statistics, long tokens) = Calibrate(model, llama, texts, options, log, cancel);
+        ReleaseLargeArrays(model.ParameterCount); // the float32 copy of the model the calibration ran on
         var groups = new ExpertGroups[layers];
         var frequencies = new double[layers][];
         for (int l = 0; l < layers; l++)
@@ -144,7 +145,12 @@ public static partial class MoeCompressor
                     {
                         int group = int.Parse(match.Groups[3].Value, CultureInfo.InvariantCulture);
                         if (cached is not { } c || c.Layer != layer || c.Group != group)
-                            cached = (layer, group, MergeGroup(model, layer, groups[layer], frequencies[layer], group, h, inter, options.Seed));
+                        {
+                            cached = null;
+                            ReleaseLargeArrays(3L * h * inter); // the previous group's members, sums and similarity matrix
+                            cached = (layer, group, MergeGroup(model, layer, groups[layer], frequencies[layer], group, h, inter, options.Seed, log));
+                        }
+
                         ExpertWeights merged = cached.Value.Weights;
                         string w = match.Groups[4].Value;
                         float[] values = w == "w1" ? merged.W1 : w == "w2" ? merged.W2 : merged.W3;
@@ -228,7 +234,7 @@ public static partial class MoeCompressor
     }
 
     /// <summary>Runs the model over every calibration text with a routing observer; the float32 model is dropped afterwards.</summary>
-    private static (RoutingStatistics, long) Calibrate(ModelFolder folder, LlamaConfig llama, IReadOnlyList<CalibrationText> texts, MoeCompressOptions options,
+    private static (RoutingStatistics, long) Calibrate(ModelFolder folder, LlamaConfig llama, IReadOnlyList<CalibrationText> texts, MoeCompressionSettings options,
         Action<string> log, CancellationToken cancel)
     {
         var statistics = new RoutingStatistics(llama.LayerCount, llama.ExpertCount);
@@ -252,7 +258,7 @@ public static partial class MoeCompressor
     private sealed record CalibrationText(string Path, int[] Tokens, int Start, int End);
 
     /// <summary>Reads and tokenizes every calibration text up front, so that a short or unreadable one fails before any work.</summary>
-    private static List<CalibrationText> ReadTexts(ModelFolder folder, LlamaConfig llama, MoeCompressOptions options)
+    private static List<CalibrationText> ReadTexts(ModelFolder folder, LlamaConfig llama, MoeCompressionSettings options)
     {
         ITokenizer tokenizer = PerplexityEvaluator.TokenizerFor(folder, llama);
         var texts = new List<CalibrationText>();
@@ -286,18 +292,25 @@ public static partial class MoeCompressor
     }
 
     /// <summary>Reads group <paramref name="group"/>'s experts (one group at a time) and merges them.</summary>
-    private static ExpertWeights MergeGroup(ModelFolder model, int layer, ExpertGroups groups, double[] frequency, int group, int h, int inter, int seed)
+    private static ExpertWeights MergeGroup(ModelFolder model, int layer, ExpertGroups groups, double[] frequency, int group, int h, int inter, int seed,
+        Action<string> log)
     {
         int[] members = groups.Members(group);
-        var experts = new ExpertWeights[members.Length];
         var weights = new double[members.Length];
-        for (int m = 0; m < members.Length; m++)
+        for (int m = 0; m < members.Length; m++) weights[m] = frequency[members[m]];
+        // One member besides the dominant expert at a time; the previous member's float32 copies and weight
+        // matching's similarity matrices are garbage by the time the next one is read.
+        (ExpertWeights merged, int[][] permutations) = ExpertMerging.Merge(members.Length, m =>
         {
-            experts[m] = ReadExpert(model, layer, members[m]);
-            weights[m] = frequency[members[m]];
-        }
-
-        return ExpertMerging.Merge(experts, weights, h, inter, seed).Merged;
+            if (m > 1) ReleaseLargeArrays(3L * h * inter);
+            return ReadExpert(model, layer, members[m]);
+        }, weights, h, inter, seed);
+        int moved = 0;
+        foreach (int[] p in permutations)
+            for (int i = 0; i < p.Length; i++)
+                if (p[i] != i) moved++;
+        log($"layer {layer} group {group} {{{string.Join(",", members)}}}: merged; alignment moved {moved} of {(members.Length - 1) * inter} hidden units");
+        return merged;
     }
 
     /// <summary>The router of the K groups: row g is the dominant expert's row of the input router.</summary>
@@ -307,6 +320,16 @@ public static partial class MoeCompressor
         var reduced = new float[groups.Dominant.Length * h];
         for (int g = 0; g < groups.Dominant.Length; g++) router.AsSpan(groups.Dominant[g] * h, h).CopyTo(reduced.AsSpan(g * h, h));
         return reduced;
+    }
+
+    /// <summary>
+    /// Returns large garbage (a model's float32 copy, a group's experts) to the OS before the next large allocation:
+    /// left to itself the GC lets large-object garbage pile up, so peak memory would grow with the model instead of
+    /// with one group (as <see cref="Compression.LowRankCompressor"/> does for its tensors).
+    /// </summary>
+    private static void ReleaseLargeArrays(long elements)
+    {
+        if (elements >= 16 << 20) GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
     }
 
     private static void CopyBytes(ModelTensor source, SafeTensorsWriter writer)

@@ -257,7 +257,7 @@ public sealed class MoeCompressorTests
         string output = Path.Combine(folder, "k1");
         string text = Path.Combine(TestPaths.SharedModels, "eval", "c.txt");
         MoeCompressResult result = MoeCompressor.Compress(input, output,
-            new MoeCompressOptions(1, [text], Window: 64, Bytes: 4096, Skip: 32768), cancel: default);
+            new MoeCompressionSettings(1, [text], Window: 64, Bytes: 4096, Skip: 32768), cancel: default);
         Assert.Equal((4, 1, 1), (result.ExpertsBefore, result.ExpertsAfter, result.ExpertsPerToken));
         Assert.Equal(4096L, result.CalibrationTokens); // 64 windows of 64 byte tokens
 
@@ -296,7 +296,7 @@ public sealed class MoeCompressorTests
     {
         string folder = TestPaths.NewTempDir();
         string text = Path.Combine(TestPaths.SharedModels, "eval", "c.txt");
-        var dense = Assert.Throws<WeldException>(() => MoeCompressor.Compress(TestPaths.Model("lm-base"), Path.Combine(folder, "x"), new MoeCompressOptions(1, [text])));
+        var dense = Assert.Throws<WeldException>(() => MoeCompressor.Compress(TestPaths.Model("lm-base"), Path.Combine(folder, "x"), new MoeCompressionSettings(1, [text])));
         Assert.Contains("is not a mixture of experts", dense.Message);
         Assert.False(Directory.Exists(Path.Combine(folder, "x")));
     }
