@@ -54,7 +54,7 @@ public static class ExpertMerging
         ArgumentNullException.ThrowIfNull(member);
         ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
         ArgumentOutOfRangeException.ThrowIfNotEqual(frequency.Length, count, nameof(frequency));
-        PermutationSpec spec = Spec(hidden, intermediate);
+        PermutationSpec spec = Spec(intermediate);
         ExpertWeights dominant = member(0);
         TensorSet reference = AsTensorSet(dominant, hidden, intermediate, "dominant expert");
 
@@ -99,11 +99,8 @@ public static class ExpertMerging
     }
 
     /// <summary>The expert's hidden-unit symmetry: w1 and w3 rows and w2 columns permute together.</summary>
-    public static PermutationSpec Spec(int hidden, int intermediate)
-    {
-        _ = hidden;
-        return new PermutationSpec([new PermutationGroup("expert.hidden", intermediate, [new(W1, 0), new(W3, 0), new(W2, 1)])]);
-    }
+    public static PermutationSpec Spec(int intermediate) =>
+        new([new PermutationGroup("expert.hidden", intermediate, [new(W1, 0), new(W3, 0), new(W2, 1)])]);
 
     private static TensorSet AsTensorSet(ExpertWeights expert, int hidden, int intermediate, string name)
     {
