@@ -22,7 +22,7 @@ internal static class WeldCommandLine
             settings.AutoVersion = true;
             settings.AutoHelp = true;
         });
-        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, CompressOptions, AlignOptions, ExtractLoraOptions, ApplyLoraOptions, DecompressOptions, CombineLoraOptions, MoeOptions>(args);
+        var result = parser.ParseArguments<InspectOptions, MergeOptions, FinalizeOptions, EvalOptions, DiffOptions, ReportOptions, CompressOptions, AlignOptions, ExtractLoraOptions, ApplyLoraOptions, DecompressOptions, CombineLoraOptions, MoeOptions, MoeCompressOptions>(args);
         if (result.Tag == ParserResultType.NotParsed)
             return WriteHelp(result, ((NotParsed<object>)result).Errors.ToList(), stdout, stderr);
 
@@ -53,6 +53,7 @@ internal static class WeldCommandLine
                 DecompressOptions o => LowRankCommand.Decompress(o, console, cancel.Token),
                 CombineLoraOptions o => CombineLoraCommand.Run(o, console),
                 MoeOptions o => MoeCommand.Run(o, console, cancel.Token),
+                MoeCompressOptions o => MoeCompressCommand.Run(o, console, cancel.Token),
                 _ => ExitCodes.UsageError,
             };
         }
