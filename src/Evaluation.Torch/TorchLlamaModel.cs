@@ -104,7 +104,9 @@ public sealed class TorchLlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguage
     {
         using var scope = NewDisposeScope();
         long t = tokens.shape[1];
-        using Tensor positions = arange(t, ScalarType.Float32).unsqueeze(1);
+        var indices = new float[t];
+        for (int i = 0; i < indices.Length; i++) indices[i] = i;
+        using Tensor positions = tensor(indices).unsqueeze(1);
         using Tensor frequencies = tensor(_inverseFrequencies).unsqueeze(0);
         // Angles as the float32 product position·inv_freq, then duplicated to [freqs, freqs] (Hugging Face's layout).
         Tensor angles = positions * frequencies;

@@ -31,21 +31,21 @@ internal sealed class Projection : nn.Module<Tensor, Tensor>
 internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     private readonly Tensor _weight;
-    private readonly double _eps;
+    private readonly Scalar _eps;
 
     public RmsNorm(string name, Tensor weight, double eps) : base(name)
     {
         _weight = weight.to_type(ScalarType.Float32);
-        _eps = eps;
+        // ε as a float32 Scalar (the float32 expression mean + eps), held by the module: see TorchScalars.
+        _eps = ((float)eps).ToScalar();
         register_buffer("weight", _weight);
     }
 
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        Tensor meanSquare = x.pow(2).mean([-1], keepdim: true);
-        // ε added in float32, as the float32 expression mean + eps does.
-        return (x * (meanSquare + (float)_eps).rsqrt() * _weight).MoveToOuterDisposeScope();
+        Tensor meanSquare = x.square().mean([-1], keepdim: true);
+        return (x * meanSquare.add(_eps).rsqrt() * _weight).MoveToOuterDisposeScope();
     }
 }
 
@@ -69,6 +69,7 @@ internal sealed class Attention : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
     private readonly Projection _q, _k, _v, _o;
     private readonly int _heads, _kvHeads, _headDim;
+    private readonly Scalar _scale;
 
     public Attention(string name, Projection q, Projection k, Projection v, Projection o, LlamaConfig config) : base(name)
     {
@@ -76,6 +77,7 @@ internal sealed class Attention : nn.Module<Tensor, Tensor, Tensor, Tensor>
         _heads = config.HeadCount;
         _kvHeads = config.KeyValueHeadCount;
         _headDim = config.HeadDim;
+        _scale = ((float)(1.0 / Math.Sqrt(_headDim))).ToScalar();
         RegisterComponents();
     }
 
@@ -96,9 +98,9 @@ internal sealed class Attention : nn.Module<Tensor, Tensor, Tensor, Tensor>
             v = v.repeat_interleave(group, 1);
         }
 
-        Tensor scores = q.matmul(k.transpose(2, 3)) * (float)(1.0 / Math.Sqrt(_headDim));
+        Tensor scores = q.matmul(k.transpose(2, 3)).mul(_scale);
         using Tensor mask = ones([t, t], ScalarType.Bool).triu(1);
-        Tensor weights = scores.masked_fill(mask, float.NegativeInfinity).softmax(-1);
+        Tensor weights = scores.masked_fill(mask, TorchScalars.NegativeInfinity).softmax(-1);
         Tensor attended = weights.matmul(v).transpose(1, 2).reshape(batch, t, _heads * _headDim);
         return _o.forward(attended).MoveToOuterDisposeScope();
     }
@@ -120,6 +122,7 @@ internal sealed class SparseMoe : nn.Module<Tensor, Tensor>
 {
     private readonly Projection _router;
     private readonly SwiGlu[] _experts;
+    private readonly Scalar[] _expertIndex;
     private readonly int _topK;
 
     public SparseMoe(string name, Projection router, SwiGlu[] experts, int topK) : base(name)
@@ -127,6 +130,8 @@ internal sealed class SparseMoe : nn.Module<Tensor, Tensor>
         _router = router;
         _experts = experts;
         _topK = topK;
+        _expertIndex = new Scalar[experts.Length];
+        for (int e = 0; e < experts.Length; e++) _expertIndex[e] = ((long)e).ToScalar();
         for (int e = 0; e < experts.Length; e++) register_module($"experts_{e}", experts[e]);
         register_module("gate", router);
     }
@@ -141,12 +146,12 @@ internal sealed class SparseMoe : nn.Module<Tensor, Tensor>
         Tensor output = zeros_like(x);
         for (int e = 0; e < _experts.Length; e++)
         {
-            Tensor hit = chosen.eq(e);
+            Tensor hit = chosen.eq(_expertIndex[e]);
             Tensor rows = hit.any(-1).nonzero().squeeze(-1);
             if (rows.shape[0] == 0) continue;
             Tensor weight = (top * hit.to_type(ScalarType.Float32)).sum(-1).index_select(0, rows).unsqueeze(-1);
             Tensor value = _experts[e].forward(x.index_select(0, rows)) * weight;
-            output.index_add_(0, rows, value, 1);
+            output.index_add_(0, rows, value, TorchScalars.One);
         }
 
         return output.MoveToOuterDisposeScope();
@@ -176,4 +181,15 @@ internal sealed class DecoderLayer : nn.Module<Tensor, Tensor, Tensor, Tensor>
             : _mlp.forward(normed);
         return (h + mlp).MoveToOuterDisposeScope();
     }
+}
+
+/// <summary>
+/// Scalars that live as long as the process. Every Scalar the modules pass to libtorch is held by a field rather than
+/// made by an implicit conversion: a temporary Scalar that nothing references can be finalized by the GC while the
+/// native call still reads it (seen here as c10's "Expected false to be true" from Scalar::toFloat under load).
+/// </summary>
+internal static class TorchScalars
+{
+    public static readonly Scalar NegativeInfinity = float.NegativeInfinity.ToScalar();
+    public static readonly Scalar One = 1.ToScalar();
 }
