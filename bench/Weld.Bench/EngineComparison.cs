@@ -16,8 +16,8 @@ internal static class EngineComparison
     public static int Run(string? modelPath, string? textPath, int rounds)
     {
         string zoo = EvalBenchmarks.ZooFolder();
-        modelPath ??= Path.Combine(zoo, "lm-base");
-        textPath ??= Path.Combine(zoo, "eval", "c.txt");
+        if (string.IsNullOrEmpty(modelPath)) modelPath = Path.Combine(zoo, "lm-base");
+        if (string.IsNullOrEmpty(textPath)) textPath = Path.Combine(zoo, "eval", "c.txt");
         using var folder = ModelFolder.Open(modelPath);
         var engines = new (string Name, ICausalLanguageModel Model)[]
         {
