@@ -35,6 +35,10 @@ if (args.Length >= 1 && args[0] == "checksum-speed")
 // `... -- eval-verify [ZOO]` checks the forward pass on every zoo model × domain against reference_metrics.json.
 if (args.Length >= 1 && args[0] == "eval-verify")
     return EvalVerification.Run(args.Length > 1 ? args[1] : null);
+// `... -- eval-engines [MODEL] [TEXT] [ROUNDS]` compares the built-in and TorchSharp engines' tokens per second.
+if (args.Length >= 1 && args[0] == "eval-engines")
+    return EngineComparison.Run(args.Length > 1 ? args[1] : null, args.Length > 2 ? args[2] : null,
+        args.Length > 3 ? int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture) : 3);
 // `... -- ptx DIR [sm_XY]` writes one .ptx file per GPU kernel (default: the newest architecture ILGPU targets); no GPU needed.
 if (args.Length >= 2 && args[0] == "ptx")
     return PtxCommand.Run(args[1], args.Length > 2 ? args[2] : null);

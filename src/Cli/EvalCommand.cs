@@ -8,7 +8,7 @@ using Weld.Engine.Models;
 
 namespace Weld.Cli;
 
-[Verb("eval", HelpText = "Perplexity of a language model on a text, or accuracy/loss of a classifier on a dataset; --interpolate A B scans the loss between two checkpoints.")]
+[Verb("eval", HelpText = "Perplexity of a language model on a text, its accuracy on a multiple-choice task, or accuracy/loss of a classifier on a dataset; --interpolate A B scans the loss between two checkpoints.")]
 internal sealed class EvalOptions
 {
     [Value(0, MetaName = "MODEL", HelpText = "A Hugging Face model folder (Llama-family decoder, or an MLP classifier with a `layers` config).")]
@@ -16,6 +16,15 @@ internal sealed class EvalOptions
 
     [Option("text", HelpText = "A text file to score (perplexity by fixed windows).")]
     public string? Text { get; set; }
+
+    [Option("task", HelpText = "A multiple-choice task (JSON Lines: {\"context\": ..., \"choices\": [...], \"gold\": i}), scored as lm-evaluation-harness does.")]
+    public string? Task { get; set; }
+
+    [Option("engine", Default = EvaluationEngines.Builtin, HelpText = "Language-model engine: builtin (Weld's own forward pass) or torch (TorchSharp/libtorch).")]
+    public string Engine { get; set; } = EvaluationEngines.Builtin;
+
+    [Option("compute", Default = "float32", HelpText = "Compute type of the torch engine's projections: float32 or bfloat16.")]
+    public string Compute { get; set; } = "float32";
 
     [Option("dataset", HelpText = "A .safetensors dataset (X, y and a split index tensor) for classifiers.")]
     public string? Dataset { get; set; }
@@ -52,15 +61,19 @@ internal static class EvalCommand
 
     public static int Run(EvalOptions options, CliConsole console)
     {
-        if ((options.Text is null) == (options.Dataset is null))
-            throw new WeldException("give exactly one of --text FILE (language models) or --dataset FILE (classifiers).");
+        int inputs = (options.Text is null ? 0 : 1) + (options.Task is null ? 0 : 1) + (options.Dataset is null ? 0 : 1);
+        if (inputs != 1)
+            throw new WeldException("give exactly one of --text FILE or --task FILE (language models), or --dataset FILE (classifiers).");
         string[] ends = options.Interpolate.ToArray();
         if (ends.Length == 0)
         {
             if (options.Model is null) throw new WeldException("name a MODEL, or two with --interpolate A B.");
+            if (options.Task is not null) return RunTask(options, console);
             return options.Text is not null ? RunText(options, console) : RunDataset(options, console);
         }
 
+        if (options.Task is not null) throw new WeldException("--interpolate scans perplexity (--text) or classifier loss (--dataset), not --task.");
+        if (options.Engine != EvaluationEngines.Builtin) throw new WeldException($"--interpolate runs on the builtin engine, not --engine {options.Engine}.");
         if (options.Model is not null)
             throw new WeldException($"give either MODEL or --interpolate A B, not both (got MODEL '{options.Model}').");
         return RunInterpolation(options, ends[0], ends[1], console);
@@ -73,14 +86,23 @@ internal static class EvalCommand
         using var folder = ModelFolder.Open(options.Model!);
         if (MlpClassifier.IsMlp(folder.Config))
             throw new WeldException($"{options.Model}: is an MLP classifier (config has 'layers'); evaluate it with --dataset FILE, not --text.");
-        LlamaModel model = LlamaModel.Load(folder, options.Threads);
-        ITokenizer tokenizer = PerplexityEvaluator.TokenizerFor(folder, model.Config);
-        PerplexityResult r = PerplexityEvaluator.EvaluateFile(model, tokenizer, options.Text!, TextOptions(options));
+        ICausalLanguageModel model = EvaluationEngines.Load(folder, options.Engine, options.Compute, options.Threads);
+        PerplexityResult r;
+        try
+        {
+            ITokenizer tokenizer = PerplexityEvaluator.TokenizerFor(folder, model.Config);
+            r = PerplexityEvaluator.EvaluateFile(model, tokenizer, options.Text!, TextOptions(options));
+        }
+        finally
+        {
+            (model as IDisposable)?.Dispose();
+        }
         if (options.Json)
         {
             var json = new JsonObject
             {
                 ["model"] = options.Model,
+                ["engine"] = options.Engine,
                 ["text"] = options.Text,
                 ["window"] = options.Window,
                 ["bytes"] = options.Bytes,
@@ -103,6 +125,53 @@ internal static class EvalCommand
             w.WriteLine(Invariant($"nll         {r.MeanNll:F6} nats/token"));
             w.WriteLine(Invariant($"tokens      {r.Tokens} in {r.Windows} windows"));
             w.WriteLine(Invariant($"tokens/s    {r.TokensPerSecond:F0}"));
+        }
+
+        return ExitCodes.Ok;
+    }
+
+    private static int RunTask(EvalOptions options, CliConsole console)
+    {
+        IReadOnlyList<MultipleChoiceItem> items = MultipleChoiceTask.Load(options.Task!);
+        using var folder = ModelFolder.Open(options.Model!);
+        if (MlpClassifier.IsMlp(folder.Config))
+            throw new WeldException($"{options.Model}: is an MLP classifier (config has 'layers'); evaluate it with --dataset FILE, not --task.");
+        ICausalLanguageModel model = EvaluationEngines.Load(folder, options.Engine, options.Compute, options.Threads);
+        MultipleChoiceResult r;
+        try
+        {
+            r = MultipleChoiceEvaluator.Evaluate(model, PerplexityEvaluator.TokenizerFor(folder, model.Config), items);
+        }
+        catch (WeldException e) when (e is not InvalidModelFileException)
+        {
+            throw new WeldException($"{options.Task}: {e.Message}", e);
+        }
+        finally
+        {
+            (model as IDisposable)?.Dispose();
+        }
+
+        if (options.Json)
+        {
+            var json = new JsonObject
+            {
+                ["model"] = options.Model,
+                ["engine"] = options.Engine,
+                ["task"] = options.Task,
+                ["accuracy"] = r.Accuracy,
+                ["accuracy_norm"] = r.AccuracyNorm,
+                ["items"] = r.Items,
+                ["seconds"] = r.Seconds,
+            };
+            console.Out.WriteLine(json.ToJsonString(s_indented));
+        }
+        else
+        {
+            console.Out.WriteLine(Invariant($"model          {options.Model} ({options.Engine} engine)"));
+            console.Out.WriteLine(Invariant($"task           {options.Task} ({r.Items} items)"));
+            console.Out.WriteLine(Invariant($"accuracy       {r.Accuracy:F4}"));
+            console.Out.WriteLine(Invariant($"accuracy_norm  {r.AccuracyNorm:F4}"));
+            console.Out.WriteLine(Invariant($"seconds        {r.Seconds:F2}"));
         }
 
         return ExitCodes.Ok;

@@ -13,7 +13,7 @@ namespace Weld.Engine.Evaluation;
 /// Follows Hugging Face's <c>LlamaForCausalLM</c> with eager attention in float32. Optional q/k/v/o biases
 /// (<c>attention_bias</c>, as in Qwen2) are applied when the checkpoint has them.
 /// </remarks>
-public sealed partial class LlamaModel
+public sealed partial class LlamaModel : ICausalLanguageModel
 {
     private readonly float[] _embedding;
     private readonly LayerWeights[] _layers;
@@ -94,8 +94,26 @@ public sealed partial class LlamaModel
         ArgumentOutOfRangeException.ThrowIfLessThan(windowCount, 1);
         ArgumentOutOfRangeException.ThrowIfNotEqual(tokens.Length, windowCount * windowLength, nameof(tokens));
         ArgumentOutOfRangeException.ThrowIfLessThan(windowNll.Length, windowCount, nameof(windowNll));
+        var tokenNll = new double[windowCount * (windowLength - 1)];
+        ScoreTokens(tokens, windowCount, windowLength, tokenNll);
+        // Summed in token order so the result does not depend on scheduling.
+        for (int w = 0; w < windowCount; w++)
+        {
+            double sum = 0;
+            for (int t = 0; t < windowLength - 1; t++) sum += tokenNll[w * (windowLength - 1) + t];
+            windowNll[w] = sum;
+        }
+    }
+
+    /// <inheritdoc />
+    public void ScoreTokens(ReadOnlySpan<int> tokens, int windowCount, int windowLength, Span<double> tokenNll)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(windowLength, 2);
+        ArgumentOutOfRangeException.ThrowIfLessThan(windowCount, 1);
+        ArgumentOutOfRangeException.ThrowIfNotEqual(tokens.Length, windowCount * windowLength, nameof(tokens));
+        ArgumentOutOfRangeException.ThrowIfLessThan(tokenNll.Length, windowCount * (windowLength - 1), nameof(tokenNll));
         float[] normed = Forward(tokens, windowCount, windowLength, null);
-        ScoreLogits(normed, tokens, windowCount, windowLength, windowNll);
+        ScoreLogits(normed, tokens, windowCount, windowLength, tokenNll);
     }
 
     /// <summary>
@@ -267,8 +285,8 @@ public sealed partial class LlamaModel
         });
     }
 
-    /// <summary>lm_head over bounded row blocks, then log-softmax NLL of each next token.</summary>
-    private void ScoreLogits(float[] hidden, ReadOnlySpan<int> tokens, int windowCount, int windowLength, Span<double> windowNll)
+    /// <summary>lm_head over bounded row blocks, then log-softmax NLL of each next token (the windows' last rows predict nothing).</summary>
+    private void ScoreLogits(float[] hidden, ReadOnlySpan<int> tokens, int windowCount, int windowLength, Span<double> tokenNll)
     {
         LlamaConfig c = Config;
         int h = c.HiddenSize, vocab = c.VocabSize;
@@ -297,13 +315,8 @@ public sealed partial class LlamaModel
             }, _ => { });
         }
 
-        // Summed in row order so the result does not depend on scheduling.
         for (int w = 0; w < windowCount; w++)
-        {
-            double sum = 0;
-            for (int t = 0; t < windowLength - 1; t++) sum += rowNll[w * windowLength + t];
-            windowNll[w] = sum;
-        }
+            rowNll.AsSpan(w * windowLength, windowLength - 1).CopyTo(tokenNll.Slice(w * (windowLength - 1), windowLength - 1));
     }
 
     private sealed record LayerWeights(float[] InputNorm, float[] Q, float[] K, float[] V, float[] O,

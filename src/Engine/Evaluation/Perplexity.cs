@@ -57,7 +57,7 @@ public static class PerplexityEvaluator
 
     /// <summary>Reads the first <see cref="PerplexityOptions.Bytes"/> bytes of <paramref name="textPath"/> and scores them.</summary>
     /// <exception cref="WeldException">The file cannot be read or is too short for one window.</exception>
-    public static PerplexityResult EvaluateFile(LlamaModel model, ITokenizer tokenizer, string textPath, PerplexityOptions? options = null)
+    public static PerplexityResult EvaluateFile(ICausalLanguageModel model, ITokenizer tokenizer, string textPath, PerplexityOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(textPath);
         options ??= new PerplexityOptions();
@@ -84,7 +84,7 @@ public static class PerplexityEvaluator
 
     /// <summary>Scores already tokenized text.</summary>
     /// <exception cref="WeldException">Fewer tokens than one window, or a token outside the vocabulary.</exception>
-    public static PerplexityResult Evaluate(LlamaModel model, ReadOnlySpan<int> tokens, PerplexityOptions? options = null)
+    public static PerplexityResult Evaluate(ICausalLanguageModel model, ReadOnlySpan<int> tokens, PerplexityOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         options ??= new PerplexityOptions();
@@ -103,6 +103,7 @@ public static class PerplexityEvaluator
         perBatch = Math.Min(perBatch, windows);
 
         var batch = new int[perBatch * window];
+        var tokenNll = new double[perBatch * (window - 1)];
         var nll = new double[windows];
         var clock = Stopwatch.StartNew();
         for (int first = 0; first < windows; first += perBatch)
@@ -110,7 +111,14 @@ public static class PerplexityEvaluator
             int count = Math.Min(perBatch, windows - first);
             for (int w = 0; w < count; w++)
                 tokens.Slice((first + w) * stride, window).CopyTo(batch.AsSpan(w * window, window));
-            model.ScoreWindows(batch.AsSpan(0, count * window), count, window, nll.AsSpan(first, count));
+            model.ScoreTokens(batch.AsSpan(0, count * window), count, window, tokenNll);
+            // Each window's sum in token order, so the result does not depend on the engine's scheduling.
+            for (int w = 0; w < count; w++)
+            {
+                double sum = 0;
+                foreach (double value in tokenNll.AsSpan(w * (window - 1), window - 1)) sum += value;
+                nll[first + w] = sum;
+            }
         }
 
         clock.Stop();

@@ -11,11 +11,21 @@ public sealed class PerplexityReport
 {
     private static readonly string[] s_palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
     private readonly PerplexityResult?[,] _results;
+    private readonly MultipleChoiceResult?[,] _tasks;
 
     /// <summary>Creates an empty report for <paramref name="models"/> × <paramref name="domains"/>.</summary>
     /// <exception cref="ArgumentException">No models or no domains.</exception>
-    public PerplexityReport(IReadOnlyList<string> models, IReadOnlyList<string> domains)
+    public PerplexityReport(IReadOnlyList<string> models, IReadOnlyList<string> domains) : this(models, domains, [])
     {
+    }
+
+    /// <summary>Creates an empty report for <paramref name="models"/> × <paramref name="domains"/>, with multiple-choice task columns.</summary>
+    /// <exception cref="ArgumentException">No models or no domains.</exception>
+    public PerplexityReport(IReadOnlyList<string> models, IReadOnlyList<string> domains, IReadOnlyList<string> tasks)
+    {
+        ArgumentNullException.ThrowIfNull(tasks);
+        Tasks = tasks;
+        _tasks = new MultipleChoiceResult?[models?.Count ?? 0, tasks.Count];
         ArgumentNullException.ThrowIfNull(models);
         ArgumentNullException.ThrowIfNull(domains);
         if (models.Count == 0 || domains.Count == 0) throw new ArgumentException("a report needs at least one model and one domain.");
@@ -30,6 +40,15 @@ public sealed class PerplexityReport
     /// <summary>Domain labels (columns of the table, groups of the chart).</summary>
     public IReadOnlyList<string> Domains { get; }
 
+    /// <summary>Multiple-choice task labels (accuracy and accuracy_norm columns after the perplexities).</summary>
+    public IReadOnlyList<string> Tasks { get; }
+
+    /// <summary>The result of model <paramref name="model"/> on task <paramref name="task"/> (null until set).</summary>
+    public MultipleChoiceResult? GetTask(int model, int task) => _tasks[model, task];
+
+    /// <summary>Sets the result of model <paramref name="model"/> on task <paramref name="task"/>.</summary>
+    public void SetTask(int model, int task, MultipleChoiceResult result) => _tasks[model, task] = result;
+
     /// <summary>The result of model <paramref name="model"/> on domain <paramref name="domain"/> (null until set).</summary>
     public PerplexityResult? this[int model, int domain]
     {
@@ -43,8 +62,10 @@ public sealed class PerplexityReport
         var text = new StringBuilder();
         text.Append("| model |");
         foreach (string domain in Domains) text.Append(CultureInfo.InvariantCulture, $" {Escape(domain)} |");
-        text.Append(" mean NLL |\n|---|");
-        for (int d = 0; d < Domains.Count; d++) text.Append("---:|");
+        text.Append(" mean NLL |");
+        foreach (string task in Tasks) text.Append(CultureInfo.InvariantCulture, $" {Escape(task)} acc | {Escape(task)} acc_norm |");
+        text.Append("\n|---|");
+        for (int d = 0; d < Domains.Count + 2 * Tasks.Count; d++) text.Append("---:|");
         text.Append("---:|\n");
         for (int m = 0; m < Models.Count; m++)
         {
@@ -62,7 +83,14 @@ public sealed class PerplexityReport
                 }
             }
 
-            text.Append(tokens == 0 ? " – |\n" : string.Create(CultureInfo.InvariantCulture, $" {nll / tokens:F4} |\n"));
+            text.Append(tokens == 0 ? " – |" : string.Create(CultureInfo.InvariantCulture, $" {nll / tokens:F4} |"));
+            for (int t = 0; t < Tasks.Count; t++)
+            {
+                MultipleChoiceResult? r = _tasks[m, t];
+                text.Append(r is null ? " – | – |" : string.Create(CultureInfo.InvariantCulture, $" {r.Accuracy:F4} | {r.AccuracyNorm:F4} |"));
+            }
+
+            text.Append('\n');
         }
 
         return text.ToString();
