@@ -15,10 +15,10 @@ internal static unsafe class MagnitudeRankSampling
 
     /// <summary>
     /// Samples the fiber that starts at flat index <paramref name="first"/>; <paramref name="order"/> is scratch of at
-    /// least 2 × <paramref name="length"/> entries.
+    /// least 2 × <paramref name="length"/> entries; <paramref name="firstIndex"/> is the tensor index of <c>values[0]</c> (for the draws).
     /// </summary>
     public static void SampleFiber(float* values, long first, int length, int stride, in Probabilities probabilities,
-        PhiloxKey key, ulong[] order)
+        PhiloxKey key, long firstIndex, ulong[] order)
     {
         // (magnitude key, position) pairs sort like a stable sort by magnitude: the sorted position is the rank − 1.
         for (int r = 0; r < length; r++)
@@ -33,7 +33,7 @@ internal static unsafe class MagnitudeRankSampling
             long index = first + (long)(uint)order[s] * stride;
             float p = length == 1 ? probabilities.Single : probabilities.Low + s / span * 2f * probabilities.Epsilon;
             float value = values[index];
-            bool keep = Philox4x32.ToUniform(Philox4x32.ElementBits(key, index)) < p;
+            bool keep = Philox4x32.ToUniform(Philox4x32.ElementBits(key, firstIndex + index)) < p;
             values[index] = keep ? (probabilities.Divide ? value / p : value) : 0f;
         }
     }
