@@ -54,6 +54,13 @@ internal sealed class RankMagnitudeStream
 
     private bool Samples => _density > 0 && _density < 1 && _slice > 0;
 
+    /// <summary>
+    /// Whether a chunk boundary can cut a slice: chunks start at multiples of <see cref="TensorMergeInputs.ChunkAlignment"/>,
+    /// so a slice length that divides it (any power of two up to 2²⁰: every Llama-shaped row) is never cut and the
+    /// statistics pass that gathers cut slices can be skipped.
+    /// </summary>
+    public bool CutsSlices => Samples && TensorMergeInputs.ChunkAlignment % _slice != 0;
+
     /// <summary>Statistics pass: copies the pieces of cut slices that the chunk at <paramref name="offset"/> holds.</summary>
     public void Observe(ReadOnlySpan<float> delta, long offset)
     {

@@ -16,7 +16,7 @@ public abstract partial class TaskVectorMerge
 
     /// <summary>
     /// One streamed tensor. Passes, with δ_k = θ_k − θ_base formed per chunk: the top-k cut of each trimmed δ_k, or
-    /// both cuts of Breadcrumbs' band (two counting passes); for DELLA, the slices cut by chunk boundaries; then, for
+    /// both cuts of Breadcrumbs' band (two counting passes); for DELLA, the slices cut by chunk boundaries (when a boundary can cut one); then, for
     /// the L1 rescale, ‖δ_k‖₁ and ‖sparsify(δ_k)‖₁ (the before-norm rides along with the first pass); then the apply pass.
     /// </summary>
     private sealed class TensorStream : IStreamingTensorMerge
@@ -72,8 +72,9 @@ public abstract partial class TaskVectorMerge
                         if (band.NeedsSearch) _searchPasses = 2;
                         break;
                     case Sparsification.RankMagnitude:
-                        _rank[k] = new RankMagnitudeStream(description, k, density, p.Number("epsilon"), _rescale == RescaleMode.InverseDensity);
-                        _slicePasses = 1;
+                        var rank = new RankMagnitudeStream(description, k, density, p.Number("epsilon"), _rescale == RescaleMode.InverseDensity);
+                        _rank[k] = rank;
+                        if (rank.CutsSlices) _slicePasses = 1;
                         break;
                 }
             }

@@ -26,6 +26,7 @@ public class StreamedMethodTests
         { "breadcrumbs_paper", "1237x1931", "beta=0.7 gamma=0.4", "", 0 }, // β + γ ≥ 1: everything masked, no passes
         { "della", "1237x1931", "density=0.5 epsilon=0.2", "", 2 },
         { "della", "37x41x1571", "density=0.3 epsilon=0.1", "", 2 },
+        { "della", "2333x1024", "density=0.4 epsilon=0.1", "", 1 }, // rows of 2¹⁰ are never cut: no cut-slice pass
         { "della_linear", "1237x1931", "density=0.6 epsilon=0.15", "rescale_norm=inverse_density", 1 },
         { "della_linear", "1237x1931", "density=0.6 epsilon=0.15", "rescale=0", 1 },
         { "sce", "1237x1931", "", "", 1 },
