@@ -114,14 +114,19 @@ recipe_for() { # method -> recipe text
   tv() { printf 'models:\n  - model: %s\n    parameters: {%s}\n  - model: %s\n    parameters: {%s}\nbase_model: %s\nmerge_method: %s\n%s' \
     "$ft1" "$1" "$ft2" "$1" "$base" "$m" "${2:-}"; }
   case $m in
-    linear|karcher|multislerp) printf '%s\nmerge_method: %s\n' "$three" "$m" ;;
-    task_arithmetic|magmax|ram|ramplus_tl|model_stock|consensus|divergence_weights) tv "weight: 0.5" ;;
+    linear|multislerp) printf '%s\nmerge_method: %s\n' "$three" "$m" ;;
+    karcher) printf 'models:\n  - model: %s\n  - model: %s\n  - model: %s\nmerge_method: karcher\n' "$base" "$ft1" "$ft2" ;;
+    task_arithmetic) tv "weight: 0.5" ;;
+    magmax|ram|ramplus_tl|model_stock|consensus|divergence_weights|tsv) # no per-model parameters
+      printf 'models:\n  - model: %s\n  - model: %s\nbase_model: %s\nmerge_method: %s\n' "$ft1" "$ft2" "$base" "$m" ;;
     ties) tv "weight: 0.5, density: 0.3" ;;
     dare_ties|dare_linear) tv "weight: 0.5, density: 0.3" ;;
-    breadcrumbs|breadcrumbs_ties|breadcrumbs_paper) tv "weight: 0.5, density: 0.3, gamma: 0.01" ;;
+    breadcrumbs|breadcrumbs_ties) tv "weight: 0.5, density: 0.3, gamma: 0.01" ;;
+    breadcrumbs_paper) tv "weight: 0.5, beta: 0.69, gamma: 0.01" ;;
     della|della_linear) tv "weight: 0.5, density: 0.3, epsilon: 0.1" ;;
     sce) printf 'models:\n  - model: %s\n  - model: %s\nbase_model: %s\nmerge_method: sce\nparameters: {select_topk: 0.3}\n' "$ft1" "$ft2" "$base" ;;
-    slerp|nuslerp) printf 'models:\n  - model: %s\n    parameters: {weight: 0.5}\n  - model: %s\n    parameters: {weight: 0.5}\nbase_model: %s\nmerge_method: %s\nparameters: {t: 0.5}\n' "$base" "$ft1" "$base" "$m" ;;
+    slerp) printf 'models:\n  - model: %s\n  - model: %s\nbase_model: %s\nmerge_method: slerp\nparameters: {t: 0.5}\n' "$base" "$ft1" "$base" ;;
+    nuslerp) tv "weight: 0.5" ;;
     nearswap) printf 'models:\n  - model: %s\n  - model: %s\nbase_model: %s\nmerge_method: nearswap\nparameters: {t: 0.001}\n' "$base" "$ft1" "$base" ;;
     arcee_fusion) printf 'models:\n  - model: %s\n  - model: %s\nbase_model: %s\nmerge_method: arcee_fusion\n' "$base" "$ft1" "$base" ;;
     *) tv "weight: 0.5" ;;
@@ -129,7 +134,7 @@ recipe_for() { # method -> recipe text
 }
 
 methods=${METHODS:-linear ties dare_ties breadcrumbs_ties della sce}
-[ "$methods" = all ] && methods="linear task_arithmetic ties dare_ties dare_linear breadcrumbs breadcrumbs_ties della della_linear sce magmax ram ramplus_tl model_stock consensus slerp nuslerp multislerp karcher nearswap arcee_fusion tsv"
+[ "$methods" = all ] && methods="linear task_arithmetic ties dare_ties dare_linear breadcrumbs breadcrumbs_ties breadcrumbs_paper della della_linear sce magmax ram ramplus_tl model_stock consensus divergence_weights slerp nuslerp multislerp karcher nearswap arcee_fusion tsv"
 IFS=';' read -r -a variants <<< "${VARIANTS---memory-limit 1B;-j 1}"
 for m in $methods; do
   run "$m" "" "$(recipe_for "$m")"

@@ -13,7 +13,9 @@ public partial interface IMergeKernels
     /// for a fiber of one element. Element i (flat index) is kept iff u_i &lt; p with u_i the uniform of element i of
     /// the Philox stream of <paramref name="key"/> (as <see cref="DropAndRescale"/> draws it), becoming x / p (one IEEE
     /// division) when <paramref name="divideByProbability"/>; dropped elements become +0.
+    /// <paramref name="firstIndex"/> is the tensor index of <c>values[0]</c> (the draws use firstIndex + i), so a tensor
+    /// streamed in chunks of whole fibers draws as in one piece.
     /// </summary>
     void SampleByMagnitudeRank(Span<float> values, int fiberLength, int fiberStride, float lowProbability, float epsilon,
-        float singleProbability, bool divideByProbability, PhiloxKey key);
+        float singleProbability, bool divideByProbability, PhiloxKey key, long firstIndex = 0);
 }

@@ -42,6 +42,13 @@ public sealed class MagnitudeThresholdSearch
     /// <summary>How many elements with key == <see cref="ThresholdKey"/> are kept, lowest indices first.</summary>
     public long TiesToKeep { get; private set; }
 
+    /// <summary>
+    /// Elements with a smaller key than <see cref="ThresholdKey"/>, so the ties at the threshold hold the ascending
+    /// ranks CountBelow, CountBelow + 1, … in index order. Exact for 0 &lt; keep &lt; length (found by the counting
+    /// passes) and for keep = length (0, the threshold is key 0); not known for keep = 0.
+    /// </summary>
+    public long CountBelow => _countBelow;
+
     /// <summary>Counts one chunk in the current pass (chunks of a pass may come in any order).</summary>
     public void Observe(IMergeKernels kernels, ReadOnlySpan<float> chunk)
     {

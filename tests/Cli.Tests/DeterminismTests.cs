@@ -21,6 +21,49 @@ public sealed class DeterminismTests
         Assert.Equal(one, four);
     }
 
+    /// <summary>
+    /// The zoo's tensors are far below the smallest --memory-limit (16M), so these models carry one 3003 × 1000 bf16
+    /// tensor: its five float32 buffers (60 MB) exceed half of a 24M budget, so it is streamed in 2²⁰-element chunks
+    /// (statistics passes + an apply pass; rows of 1000 straddle every chunk boundary). The bytes must not change.
+    /// </summary>
+    [Theory]
+    [InlineData("breadcrumbs", "{weight: 0.5, density: 0.6, gamma: 0.05}", "")]
+    [InlineData("breadcrumbs_ties", "{weight: 0.5, density: 0.5, gamma: 0.02}", "rescale: true")]
+    [InlineData("breadcrumbs_paper", "{weight: 0.5, beta: 0.6, gamma: 0.05}", "")]
+    [InlineData("della", "{weight: 0.5, density: 0.4, epsilon: 0.1}", "")]
+    [InlineData("della_linear", "{weight: 0.5, density: 0.5, epsilon: 0.2}", "rescale_norm: inverse_density")]
+    [InlineData("sce", "{}", "select_topk: 0.4")]
+    public void TinyMemoryLimit_StreamsWithTheSameBytes(string method, string modelParameters, string global)
+    {
+        string temp = TestPaths.NewTempDir("weld-cli");
+        string[] names = ["base", "a", "b", "c"];
+        var random = new Random(23);
+        var baseValues = new float[3003 * 1000];
+        for (int i = 0; i < baseValues.Length; i++) baseValues[i] = (float)(random.NextDouble() - 0.5);
+        foreach (string name in names)
+        {
+            Directory.CreateDirectory(Path.Combine(temp, name));
+            using var writer = new Weld.Engine.SafeTensors.SafeTensorsWriter(Path.Combine(temp, name, "model.safetensors"),
+                [new Weld.Engine.SafeTensors.TensorHeader("big.weight", Weld.Engine.SafeTensors.DType.BF16, [3003, 1000])], null);
+            var values = (float[])baseValues.Clone();
+            if (name != "base")
+                for (int i = 0; i < values.Length; i++) values[i] += (float)(0.01 * (random.NextDouble() - 0.5));
+            writer.WriteFloat32(values);
+            writer.Complete();
+        }
+        string models = string.Concat(names[1..].Select(n => $"  - model: {Path.Combine(temp, n)}\n    parameters: {modelParameters}\n"));
+        string recipe = Recipes.Write(temp, $"models:\n{models}base_model: {Path.Combine(temp, "base")}\nmerge_method: {method}\nparameters: {{ {global} }}\n");
+
+        var dryRun = WeldCli.Run(["merge", recipe, "-o", Path.Combine(temp, "dry"), "--dry-run", "--memory-limit", "24M"]);
+        CliAssert.Succeeded(dryRun);
+        Assert.Contains("are merged in chunks, reading them again for each statistics pass", dryRun.Stdout);
+
+        byte[] whole = Merge(recipe, Path.Combine(temp, "whole"), "--random-seed", "7", "--memory-limit", "1B");
+        byte[] streamed = Merge(recipe, Path.Combine(temp, "streamed"), "--random-seed", "7", "--memory-limit", "24M", "-j", "1");
+
+        Assert.Equal(whole, streamed);
+    }
+
     [Fact]
     public void DareSeed_SameSeedSameBytes_OtherSeedOtherBytes()
     {

@@ -9,9 +9,10 @@ namespace Weld.Engine.Methods;
 ///   m_k = [⌊β n⌋ &lt; rank(|δ_k|) ≤ n − ⌊γ n⌋],   θ = θ_base + λ Σ_k w_k (m_k ⊙ δ_k)
 /// </code>
 /// Unlike mergekit's <c>breadcrumbs</c> (which keeps a <c>density</c> below the top cut), both cuts are given directly;
-/// β + γ ≥ 1 masks everything. Ranks break ties by position (Weld's magnitude band rule).
+/// β + γ ≥ 1 masks everything. Ranks break ties by position (Weld's magnitude band rule). A tensor too large for
+/// memory is streamed: both cuts are found in two counting passes (<see cref="MagnitudeBand"/>).
 /// </summary>
-public sealed class BreadcrumbsPaper : IMergeMethod
+public sealed class BreadcrumbsPaper : IStreamingMergeMethod
 {
     /// <inheritdoc />
     public string Name => "breadcrumbs_paper";
@@ -32,17 +33,70 @@ public sealed class BreadcrumbsPaper : IMergeMethod
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
         IMergeKernels kernels = inputs.Kernels;
-        ReadOnlySpan<float> baseline = inputs.Base.Span;
-        kernels.SubtractRows(inputs.Models.Span, baseline);
+        kernels.SubtractRows(inputs.Models.Span, inputs.Base.Span);
         long n = inputs.Length;
         for (int k = 0; k < inputs.Count; k++)
         {
             ResolvedParameters p = inputs.ModelParameters[k];
             kernels.KeepMagnitudeBand(inputs.Row(k), (long)(p.Number("beta") * n), (long)(p.Number("gamma") * n));
         }
+        Combine(inputs, output);
+    }
+
+    /// <summary>θ_base + λ Σ_k w_k δ̂_k from the masked task vectors.</summary>
+    private static void Combine(TensorMergeInputs inputs, Span<float> output)
+    {
+        IMergeKernels kernels = inputs.Kernels;
         kernels.WeightedSum(inputs.Models.Span, inputs.PerModel("weight"), output);
         float lambda = (float)inputs.Global.Number("lambda");
         if (lambda != 1f) kernels.Scale(output, lambda);
-        kernels.Axpby(1f, baseline, 1f, output, output);
+        kernels.Axpby(1f, inputs.Base.Span, 1f, output, output);
+    }
+
+    /// <inheritdoc />
+    public bool CanStream(IReadOnlyList<ResolvedParameters> modelParameters, ResolvedParameters global) => true;
+
+    /// <inheritdoc />
+    public IStreamingTensorMerge BeginTensor(TensorMergeInputs description) => new TensorStream(description);
+
+    /// <summary>One streamed tensor: the band's two counting passes, then the apply pass.</summary>
+    private sealed class TensorStream : IStreamingTensorMerge
+    {
+        private readonly MagnitudeBand[] _bands;
+
+        public TensorStream(TensorMergeInputs description)
+        {
+            long n = description.TensorLength;
+            _bands = new MagnitudeBand[description.Count];
+            for (int k = 0; k < _bands.Length; k++)
+            {
+                ResolvedParameters p = description.ModelParameters[k];
+                _bands[k] = new MagnitudeBand(n, (long)(p.Number("beta") * n), (long)(p.Number("gamma") * n));
+            }
+            StatisticsPasses = _bands.Any(b => b.NeedsSearch) ? 2 : 0;
+        }
+
+        public int StatisticsPasses { get; }
+
+        public void Observe(int pass, TensorMergeInputs chunk)
+        {
+            chunk.Kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            for (int k = 0; k < _bands.Length; k++)
+                _bands[k].Observe(chunk.Kernels, chunk.Row(k));
+        }
+
+        public void EndPass(int pass)
+        {
+            foreach (MagnitudeBand band in _bands)
+                band.EndPass();
+        }
+
+        public void Merge(TensorMergeInputs chunk, Span<float> output)
+        {
+            chunk.Kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            for (int k = 0; k < _bands.Length; k++)
+                _bands[k].Apply(chunk.Kernels, chunk.Row(k), chunk.Offset);
+            Combine(chunk, output);
+        }
     }
 }

@@ -21,7 +21,8 @@ public interface IStreamingMergeMethod : IMergeMethod
 /// <remarks>
 /// The caller runs, for pass = 0 … <see cref="StatisticsPasses"/> − 1, <see cref="Observe"/> on every chunk in index
 /// order and then <see cref="EndPass"/>; then <see cref="Merge"/> on every chunk in index order. Chunks start at
-/// multiples of <see cref="TensorMergeInputs.ChunkAlignment"/>; their rows are scratch the state may overwrite.
+/// multiples of <see cref="TensorMergeInputs.ChunkAlignment"/>; their rows are scratch the state may overwrite (in a
+/// statistics pass the base row too: nothing reads it after <see cref="Observe"/>).
 /// </remarks>
 public interface IStreamingTensorMerge
 {

@@ -33,10 +33,7 @@ internal static class RankMagnitudeSampling
             values.Clear();
             return;
         }
-        if (density + epsilon >= 1 || density - epsilon <= 0)
-            throw new WeldException(
-                $"{inputs.TensorName}: model {inputs.ModelIndices[row]}: della needs density ± epsilon inside (0, 1), "
-                + $"got density {density} and epsilon {epsilon}");
+        Validate(inputs.TensorName, inputs.ModelIndices[row], density, epsilon);
 
         var (outer, length, inner) = Fibers(inputs.Shape, values.Length);
         if (length == 0 || inner == 0)
@@ -45,8 +42,25 @@ internal static class RankMagnitudeSampling
             throw new WeldException(
                 $"{inputs.TensorName}: della samples along dim 1 of the whole tensor, but shape [{string.Join(", ", inputs.Shape)}] "
                 + $"does not hold the {values.Length} elements given");
-        inputs.Kernels.SampleByMagnitudeRank(values, length, inner, (float)(density - epsilon), (float)epsilon, (float)density,
-            divideByProbability, inputs.RandomKey(row));
+        Sample(inputs.Kernels, values, length, inner, density, epsilon, divideByProbability, inputs.RandomKey(row), 0);
+    }
+
+    /// <summary>
+    /// Samples whole [dim 1 × rest] slices: <paramref name="values"/> starts at tensor index
+    /// <paramref name="firstIndex"/>, a multiple of length · inner (the draws are keyed by tensor index).
+    /// </summary>
+    internal static void Sample(IMergeKernels kernels, Span<float> values, int length, int inner, double density, double epsilon,
+        bool divideByProbability, PhiloxKey key, long firstIndex) =>
+        kernels.SampleByMagnitudeRank(values, length, inner, (float)(density - epsilon), (float)epsilon, (float)density,
+            divideByProbability, key, firstIndex);
+
+    /// <summary>Throws unless density ± epsilon lies inside (0, 1) (for 0 &lt; density &lt; 1).</summary>
+    internal static void Validate(string tensorName, int modelIndex, double density, double epsilon)
+    {
+        if (density + epsilon >= 1 || density - epsilon <= 0)
+            throw new WeldException(
+                $"{tensorName}: model {modelIndex}: della needs density ± epsilon inside (0, 1), "
+                + $"got density {density} and epsilon {epsilon}");
     }
 
     /// <summary>Splits a tensor into fibers along dim 1: (count before, fiber length, stride).</summary>
@@ -56,5 +70,13 @@ internal static class RankMagnitudeSampling
         int outer = (int)shape[0], length = (int)shape[1];
         int inner = outer == 0 || length == 0 ? 0 : elementCount / (outer * length);
         return (outer, length, inner);
+    }
+
+    /// <summary>Fiber length and stride along dim 1 of a tensor of <paramref name="elementCount"/> elements (any size).</summary>
+    internal static (long Length, long Inner) FiberLayout(long[] shape, long elementCount)
+    {
+        if (shape.Length < 2) return (elementCount, 1);
+        long outer = shape[0], length = shape[1];
+        return (length, outer == 0 || length == 0 ? 0 : elementCount / (outer * length));
     }
 }

@@ -12,8 +12,10 @@ namespace Weld.Engine.Methods;
 /// </code>
 /// These are mergekit's 2025 definitions (<c>sce_weight</c>, <c>sce_merge</c>); releases before them took uniform
 /// weights only at a sum of exactly 0 and replaced a zero divisor by 1.
+/// A tensor too large for memory is streamed: the selection's count and cut and the energies are gathered in passes
+/// over chunks, then every chunk is erased and mixed exactly as in one piece.
 /// </summary>
-public sealed class Sce : IMergeMethod
+public sealed partial class Sce : IStreamingMergeMethod
 {
     /// <summary>mergekit's floor of the erased-weight divisor (<c>clamp(min=1e-6)</c>).</summary>
     private const float DivisorFloor = 1e-6f;
@@ -66,17 +68,37 @@ public sealed class Sce : IMergeMethod
     /// </summary>
     private static float[] MatrixWeights(TensorMergeInputs inputs)
     {
-        int count = inputs.Count;
+        var energy = new double[inputs.Count];
+        for (int k = 0; k < energy.Length; k++) energy[k] = SumOfSquares(inputs.Kernels, inputs.Row(k));
+        return MatrixWeights(energy, inputs.TensorLength);
+    }
+
+    /// <summary>The weights from Σ δ_k² of each task vector over the whole tensor of <paramref name="length"/> elements.</summary>
+    private static float[] MatrixWeights(double[] energy, long length)
+    {
+        int count = energy.Length;
         var raw = new double[count];
         double total = 0;
         for (int k = 0; k < count; k++)
         {
-            raw[k] = inputs.Kernels.SumOfSquares(inputs.Row(k)) / inputs.Length;
+            raw[k] = energy[k] / length;
             total += raw[k];
         }
         var weights = new float[count];
         for (int k = 0; k < count; k++) weights[k] = (float)(Math.Abs(total) < UniformBelow ? 1.0 / count : raw[k] / total);
         return weights;
+    }
+
+    /// <summary>
+    /// Σ x² summed block by block (<see cref="TensorMergeInputs.ChunkAlignment"/>) in index order: a streamed tensor
+    /// adds the same blocks in the same order, so both paths round identically.
+    /// </summary>
+    private static double SumOfSquares(IMergeKernels kernels, ReadOnlySpan<float> values)
+    {
+        double sum = 0;
+        for (int start = 0; start < values.Length; start += TensorMergeInputs.ChunkAlignment)
+            sum += kernels.SumOfSquares(values.Slice(start, Math.Min(TensorMergeInputs.ChunkAlignment, values.Length - start)));
+        return sum;
     }
 
     /// <summary>

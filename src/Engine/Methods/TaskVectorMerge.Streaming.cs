@@ -6,69 +6,88 @@ public abstract partial class TaskVectorMerge
 {
     /// <inheritdoc />
     /// <remarks>
-    /// Model Breadcrumbs' two-sided cut and DELLA's per-fiber magnitude ranks need the whole tensor; the other
-    /// sparsifications stream.
+    /// Every sparsification streams: top-k and Model Breadcrumbs' two-sided cut find their thresholds in counting
+    /// passes, DELLA samples whole dim-0 slices per chunk (<see cref="RankMagnitudeStream"/>).
     /// </remarks>
-    public bool CanStream(IReadOnlyList<ResolvedParameters> modelParameters, ResolvedParameters global) =>
-        _sparsification is not (Sparsification.MagnitudeOutliers or Sparsification.RankMagnitude);
+    public bool CanStream(IReadOnlyList<ResolvedParameters> modelParameters, ResolvedParameters global) => true;
 
     /// <inheritdoc />
-    public IStreamingTensorMerge BeginTensor(TensorMergeInputs description)
-    {
-        if (!CanStream(description.ModelParameters, description.Global))
-            throw new WeldException($"tensor {description.TensorName}: {Name} needs the whole tensor in memory; raise --memory-limit");
-        return new TensorStream(this, description);
-    }
+    public IStreamingTensorMerge BeginTensor(TensorMergeInputs description) => new TensorStream(this, description);
 
     /// <summary>
-    /// One streamed tensor. Passes, with δ_k = θ_k − θ_base formed per chunk:
-    /// the top-k cut of each trimmed δ_k (two counting passes), then, for the L1 rescale, ‖δ_k‖₁ and
-    /// ‖sparsify(δ_k)‖₁ (the before-norm rides along with the first pass); then the apply pass.
+    /// One streamed tensor. Passes, with δ_k = θ_k − θ_base formed per chunk: the top-k cut of each trimmed δ_k, or
+    /// both cuts of Breadcrumbs' band (two counting passes); for DELLA, the slices cut by chunk boundaries (when a boundary can cut one); then, for
+    /// the L1 rescale, ‖δ_k‖₁ and ‖sparsify(δ_k)‖₁ (the before-norm rides along with the first pass); then the apply pass.
     /// </summary>
     private sealed class TensorStream : IStreamingTensorMerge
     {
         private readonly TaskVectorMerge _method;
+        private readonly IMergeKernels _kernels;
         private readonly RescaleMode _rescale;
         private readonly float[] _density;
         private readonly MagnitudeThresholdSearch?[] _search;
         private readonly long[] _tiesLeft;
+        private readonly MagnitudeBand?[] _band;
+        private readonly RankMagnitudeStream?[] _rank;
         private readonly double[] _normBefore;
         private readonly double[] _normAfter;
         private readonly float?[] _factor;
         private readonly int _searchPasses;
+        private readonly int _slicePasses;
 
         public TensorStream(TaskVectorMerge method, TensorMergeInputs description)
         {
             _method = method;
+            _kernels = description.Kernels;
             int count = description.Count;
+            long n = description.TensorLength;
             _rescale = method.Rescale(description.Global);
             _density = new float[count];
             _search = new MagnitudeThresholdSearch?[count];
             _tiesLeft = new long[count];
+            _band = new MagnitudeBand?[count];
+            _rank = new RankMagnitudeStream?[count];
             _normBefore = new double[count];
             _normAfter = new double[count];
             _factor = new float?[count];
             bool sparsifies = false;
             for (int k = 0; k < count; k++)
             {
-                double density = method._sparsification == Sparsification.None ? 1 : description.ModelParameters[k].Number("density");
+                ResolvedParameters p = description.ModelParameters[k];
+                double density = method._sparsification == Sparsification.None ? 1 : p.Number("density");
                 _density[k] = (float)density;
                 if (density >= 1) continue;
                 sparsifies = true;
-                if (method._sparsification == Sparsification.Magnitude)
+                switch (method._sparsification)
                 {
-                    var search = new MagnitudeThresholdSearch(description.TensorLength, MagnitudeCounts.KeepCount(density, description.TensorLength));
-                    _search[k] = search;
-                    if (!search.IsComplete) _searchPasses = 2;
+                    case Sparsification.Magnitude:
+                        var search = new MagnitudeThresholdSearch(n, MagnitudeCounts.KeepCount(density, n));
+                        _search[k] = search;
+                        if (!search.IsComplete) _searchPasses = 2;
+                        break;
+                    case Sparsification.MagnitudeOutliers:
+                        var (dropBottom, dropTop) = MagnitudeCounts.BreadcrumbsCuts(density, p.Number("gamma"), n);
+                        var band = new MagnitudeBand(n, dropBottom, dropTop);
+                        _band[k] = band;
+                        if (band.NeedsSearch) _searchPasses = 2;
+                        break;
+                    case Sparsification.RankMagnitude:
+                        var rank = new RankMagnitudeStream(description, k, density, p.Number("epsilon"), _rescale == RescaleMode.InverseDensity);
+                        _rank[k] = rank;
+                        if (rank.CutsSlices) _slicePasses = 1;
+                        break;
                 }
             }
-            StatisticsPasses = _searchPasses + (sparsifies && _rescale == RescaleMode.L1 ? 1 : 0);
+            StatisticsPasses = _searchPasses + _slicePasses + (sparsifies && _rescale == RescaleMode.L1 ? 1 : 0);
         }
 
         public int StatisticsPasses { get; }
 
+        /// <summary>The pass that collects DELLA's cut slices, or −1.</summary>
+        private int SlicePass => _slicePasses > 0 ? _searchPasses : -1;
+
         /// <summary>The pass that measures ‖sparsify(δ)‖₁ (the last one), or −1.</summary>
-        private int NormPass => _rescale == RescaleMode.L1 && StatisticsPasses > _searchPasses ? StatisticsPasses - 1 : -1;
+        private int NormPass => _rescale == RescaleMode.L1 && StatisticsPasses > _searchPasses + _slicePasses ? StatisticsPasses - 1 : -1;
 
         public void Observe(int pass, TensorMergeInputs chunk)
         {
@@ -81,7 +100,12 @@ public abstract partial class TaskVectorMerge
                 if (pass == 0 && _rescale == RescaleMode.L1)
                     _normBefore[k] += L1Norm(kernels, row);
                 if (pass < _searchPasses)
+                {
                     _search[k]?.Observe(kernels, row);
+                    _band[k]?.Observe(kernels, row);
+                }
+                if (pass == SlicePass)
+                    _rank[k]?.Observe(row, chunk.Offset);
                 if (pass == NormPass)
                 {
                     SparsifyChunk(chunk, k, row);
@@ -93,8 +117,15 @@ public abstract partial class TaskVectorMerge
         public void EndPass(int pass)
         {
             if (pass < _searchPasses)
+            {
                 foreach (MagnitudeThresholdSearch? search in _search)
                     search?.EndPass();
+                foreach (MagnitudeBand? band in _band)
+                    band?.EndPass();
+            }
+            if (pass == SlicePass)
+                foreach (RankMagnitudeStream? rank in _rank)
+                    rank?.SampleCutSlices(_kernels);
             if (pass == NormPass)
                 for (int k = 0; k < _factor.Length; k++)
                     _factor[k] = L1RescaleFactor(_normBefore[k], _normAfter[k]);
@@ -123,6 +154,15 @@ public abstract partial class TaskVectorMerge
                 if (chunk.Offset == 0) _tiesLeft[k] = search.TiesToKeep;
                 _tiesLeft[k] -= kernels.KeepAboveMagnitude(row, search.ThresholdKey, _tiesLeft[k]);
                 if (_rescale == RescaleMode.InverseDensity) kernels.Divide(row, _density[k]);
+            }
+            else if (_band[k] is { } band)
+            {
+                band.Apply(kernels, row, chunk.Offset);
+                if (_rescale == RescaleMode.InverseDensity) kernels.Divide(row, _density[k]);
+            }
+            else if (_rank[k] is { } rank)
+            {
+                rank.Apply(kernels, row, chunk.Offset);
             }
             else if (_method._sparsification == Sparsification.Random)
             {

@@ -5,7 +5,7 @@ public sealed unsafe partial class CpuKernels
 {
     /// <inheritdoc />
     public void SampleByMagnitudeRank(Span<float> values, int fiberLength, int fiberStride, float lowProbability, float epsilon,
-        float singleProbability, bool divideByProbability, PhiloxKey key)
+        float singleProbability, bool divideByProbability, PhiloxKey key, long firstIndex = 0)
     {
         long fibers = RankSamplingFibers(values.Length, fiberLength, fiberStride);
         if (fibers == 0)
@@ -20,7 +20,7 @@ public sealed unsafe partial class CpuKernels
                 (fiber, _, order) =>
                 {
                     long first = fiber / fiberStride * fiberLength * fiberStride + fiber % fiberStride;
-                    MagnitudeRankSampling.SampleFiber((float*)address, first, fiberLength, fiberStride, probabilities, key, order);
+                    MagnitudeRankSampling.SampleFiber((float*)address, first, fiberLength, fiberStride, probabilities, key, firstIndex, order);
                     return order;
                 },
                 static _ => { });

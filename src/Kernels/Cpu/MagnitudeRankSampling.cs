@@ -15,10 +15,10 @@ internal static unsafe class MagnitudeRankSampling
 
     /// <summary>
     /// Samples the fiber that starts at flat index <paramref name="first"/>; <paramref name="order"/> is scratch of at
-    /// least 2 × <paramref name="length"/> entries.
+    /// least 2 × <paramref name="length"/> entries; <paramref name="firstIndex"/> is the tensor index of <c>values[0]</c> (for the draws).
     /// </summary>
     public static void SampleFiber(float* values, long first, int length, int stride, in Probabilities probabilities,
-        PhiloxKey key, ulong[] order)
+        PhiloxKey key, long firstIndex, ulong[] order)
     {
         // (magnitude key, position) pairs sort like a stable sort by magnitude: the sorted position is the rank − 1.
         for (int r = 0; r < length; r++)
@@ -27,13 +27,29 @@ internal static unsafe class MagnitudeRankSampling
             order[r] = ((ulong)magnitude << 32) | (uint)r;
         }
         SortByKey(order, length);
+        // The draws in position order, into the sort's spent scratch half: one Philox block serves the (up to) four
+        // consecutive tensor indices it covers instead of being recomputed for each element in sorted order.
+        Span<ulong> draws = order.AsSpan(length, length);
+        long blockOf = -1;
+        Philox4x32Block block = default;
+        for (int r = 0; r < length; r++)
+        {
+            long tensorIndex = firstIndex + first + (long)r * stride;
+            if (tensorIndex >> 2 != blockOf)
+            {
+                blockOf = tensorIndex >> 2;
+                block = Philox4x32.StreamBlock(key, (ulong)blockOf);
+            }
+            draws[r] = block[(int)(tensorIndex & 3)];
+        }
         float span = length - 1;
         for (int s = 0; s < length; s++)
         {
-            long index = first + (long)(uint)order[s] * stride;
+            int r = (int)(uint)order[s];
+            long index = first + (long)r * stride;
             float p = length == 1 ? probabilities.Single : probabilities.Low + s / span * 2f * probabilities.Epsilon;
             float value = values[index];
-            bool keep = Philox4x32.ToUniform(Philox4x32.ElementBits(key, index)) < p;
+            bool keep = Philox4x32.ToUniform((uint)draws[r]) < p;
             values[index] = keep ? (probabilities.Divide ? value / p : value) : 0f;
         }
     }

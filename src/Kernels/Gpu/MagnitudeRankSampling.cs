@@ -8,21 +8,21 @@ namespace Weld.Kernels.Gpu;
 /// <remarks>DELLA's magnitude-rank sampling (<see cref="MagnitudeRankSampling"/>): upload, one launch (a group per fiber), download.</remarks>
 public sealed partial class GpuKernels
 {
-    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, long, int, long, int, float, float, float, int, ulong, uint, uint>? _sampleByMagnitudeRank;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, long, int, long, int, float, float, float, int, ulong, uint, uint, long>? _sampleByMagnitudeRank;
 
     /// <inheritdoc />
     public void SampleByMagnitudeRank(Span<float> values, int fiberLength, int fiberStride, float lowProbability, float epsilon,
-        float singleProbability, bool divideByProbability, PhiloxKey key) =>
+        float singleProbability, bool divideByProbability, PhiloxKey key, long firstIndex = 0) =>
         SampleByMagnitudeRank(values, fiberLength, fiberStride, lowProbability, epsilon, singleProbability, divideByProbability, key,
-            MagnitudeRankSampling.Tile);
+            MagnitudeRankSampling.Tile, firstIndex);
 
     /// <summary>
-    /// <see cref="SampleByMagnitudeRank(Span{float}, int, int, float, float, float, bool, PhiloxKey)"/> with fibers of up
+    /// <see cref="SampleByMagnitudeRank(Span{float}, int, int, float, float, float, bool, PhiloxKey, long)"/> with fibers of up
     /// to <paramref name="tile"/> elements sorted and longer ones ranked by counting over tiles of that size (1 to
     /// <see cref="MagnitudeRankSampling.Tile"/>); tests take a small tile to reach the counting path with short fibers.
     /// </summary>
     internal void SampleByMagnitudeRank(Span<float> values, int fiberLength, int fiberStride, float lowProbability, float epsilon,
-        float singleProbability, bool divideByProbability, PhiloxKey key, int tile)
+        float singleProbability, bool divideByProbability, PhiloxKey key, int tile, long firstIndex = 0)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(tile, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(tile, MagnitudeRankSampling.Tile);
@@ -33,7 +33,7 @@ public sealed partial class GpuKernels
         ArrayView<float> input = call.Upload(values);
         ArrayView<float> output = call.Rent<float>(values.Length);
         LaunchSampleByMagnitudeRank(input, output, fibers, fiberLength, fiberStride, lowProbability, epsilon, singleProbability,
-            divideByProbability, key, tile);
+            divideByProbability, key, tile, firstIndex);
         call.Download(output, values);
     }
 
@@ -43,12 +43,12 @@ public sealed partial class GpuKernels
     /// </summary>
     internal void LaunchSampleByMagnitudeRank(ArrayView<float> input, ArrayView<float> output, long fibers, int fiberLength, long fiberStride,
         float lowProbability, float epsilon, float singleProbability, bool divideByProbability, PhiloxKey key,
-        int tile = MagnitudeRankSampling.Tile)
+        int tile = MagnitudeRankSampling.Tile, long firstIndex = 0)
     {
         // One group per fiber; the kernel strides over the fibers past the grid.
         var config = new KernelConfig((int)Math.Min(fibers, _device.MaxGroups), _device.GroupSize);
         Load(ref _sampleByMagnitudeRank, MagnitudeRankSampling.SampleFibers)(Stream, config, input, output, fibers, fiberLength, fiberStride,
-            tile, lowProbability, epsilon, singleProbability, divideByProbability ? 1 : 0, key.Seed, key.TensorHash, key.ModelIndex);
+            tile, lowProbability, epsilon, singleProbability, divideByProbability ? 1 : 0, key.Seed, key.TensorHash, key.ModelIndex, firstIndex);
     }
 }
 
@@ -70,7 +70,7 @@ internal static class MagnitudeRankSampling
     /// element at sorted position s is kept iff u &lt; p(s), as <see cref="IMergeKernels.SampleByMagnitudeRank"/>.
     /// </summary>
     public static void SampleFibers(ArrayView<float> input, ArrayView<float> output, long fibers, int length, long stride, int tileSize,
-        float low, float epsilon, float single, int divide, ulong seed, uint tensorHash, uint modelIndex)
+        float low, float epsilon, float single, int divide, ulong seed, uint tensorHash, uint modelIndex, long firstIndex)
     {
         ArrayView<ulong> tile = SharedMemory.Allocate<ulong>(Tile);
         int thread = Group.IdxX, threads = Group.DimX;
@@ -110,7 +110,7 @@ internal static class MagnitudeRankSampling
                 for (int s = thread; s < length; s += threads)
                 {
                     long index = first + (long)(uint)tile[s] * stride;
-                    output[index] = Sample(input[index], index, s, length, low, epsilon, single, divide, seed, tensorHash, modelIndex);
+                    output[index] = Sample(input[index], firstIndex + index, s, length, low, epsilon, single, divide, seed, tensorHash, modelIndex);
                 }
                 Group.Barrier(); // the next fiber reuses the tile
             }
@@ -138,7 +138,7 @@ internal static class MagnitudeRankSampling
                     if (valid)
                     {
                         long index = first + (long)r * stride;
-                        output[index] = Sample(input[index], index, rank, length, low, epsilon, single, divide, seed, tensorHash, modelIndex);
+                        output[index] = Sample(input[index], firstIndex + index, rank, length, low, epsilon, single, divide, seed, tensorHash, modelIndex);
                     }
                 }
                 Group.Barrier(); // the next fiber reuses the tile
@@ -150,7 +150,7 @@ internal static class MagnitudeRankSampling
     private static ulong RankPair(ArrayView<float> input, long first, int r, long stride) =>
         ((ulong)MagnitudeKey(input[first + r * stride]) << 32) | (uint)r;
 
-    /// <summary>Element <paramref name="index"/> at sorted position s: p from s (float32, the CPU's order), then the keep draw.</summary>
+    /// <summary>Element <paramref name="index"/> (tensor index, for the draw) at sorted position s: p from s (float32, the CPU's order), then the keep draw.</summary>
     private static float Sample(float x, long index, int s, int length, float low, float epsilon, float single, int divide, ulong seed,
         uint tensorHash, uint modelIndex)
     {

@@ -120,10 +120,16 @@ public class StreamingTests
         Assert.Contains("tensor model.", error.Message);
         Assert.Contains("raise --memory-limit", error.Message);
 
-        // Breadcrumbs' two-sided cut needs the whole tensor.
-        MergeRecipe breadcrumbs = RecipeHarness.Recipe(Ties.Replace("merge_method: ties", "merge_method: breadcrumbs"));
+        // Model Stock's angles need the whole tensor.
+        MergeRecipe stock = RecipeHarness.Recipe("""
+            models:
+              - model: {zoo}/lm-ft-prose
+              - model: {zoo}/lm-ft-c
+            base_model: {zoo}/lm-base
+            merge_method: model_stock
+            """);
         error = Assert.Throws<WeldException>(() =>
-            MergeRunner.Run(breadcrumbs, new MergeOptions { OutputPath = Output(), MemoryLimitBytes = 900_000 }));
+            MergeRunner.Run(stock, new MergeOptions { OutputPath = Output(), MemoryLimitBytes = 600_000 }));
         Assert.Contains("needs the whole tensor in memory", error.Message);
     }
 
@@ -155,6 +161,12 @@ public class StreamingTests
     [InlineData("dare_ties", "{weight: 0.5, density: 0.4}", "", 1)] // L1 norms before and after the drop
     [InlineData("dare_linear", "{weight: 0.6, density: 0.5}", "rescale_norm: inverse_density", 0)] // elementwise
     [InlineData("task_arithmetic", "{weight: 0.6}", "lambda: 0.8", 0)]
+    [InlineData("breadcrumbs_ties", "{weight: 0.5, density: 0.6, gamma: 0.05}", "", 2)] // both cuts of the band
+    [InlineData("breadcrumbs", "{weight: 0.5, density: 0.7}", "rescale: true", 3)] // + the L1 norm of the band
+    [InlineData("della", "{weight: 0.5, density: 0.4, epsilon: 0.1}", "", 2)] // rows cut by chunk boundaries + L1 norms
+    [InlineData("della_linear", "{weight: 0.5, density: 0.5}", "rescale_norm: inverse_density", 1)]
+    [InlineData("sce", "{}", "", 1)] // Σ δ² per model
+    [InlineData("sce", "{}", "select_topk: 0.4", 4)] // nonzero variances, the variance cut (2), Σ δ²
     public void Streamed_methods_merge_tensors_larger_than_the_limit_with_the_same_bytes(string method, string modelParameters, string global, int statisticsPasses)
     {
         string folder = SyntheticTaskModels();

@@ -76,7 +76,7 @@ internal static class MethodHarness
     /// <summary>The random key the harness gives model row <paramref name="row"/>.</summary>
     public static PhiloxKey Key(int row, ulong seed = 7) => new(seed, TensorHash, (uint)(row + 1));
 
-    private static ResolvedParameters Defaults(IMergeMethod method, ParameterScope scope)
+    internal static ResolvedParameters Defaults(IMergeMethod method, ParameterScope scope)
     {
         var p = new ResolvedParameters();
         foreach (var spec in method.Parameters)
