@@ -1,4 +1,5 @@
 using Weld.Kernels;
+using Weld.Kernels.Cpu;
 
 namespace Weld.Engine.Methods;
 
@@ -22,7 +23,7 @@ public abstract partial class TaskVectorMerge
 
     /// <summary>
     /// One streamed tensor. Passes, with δ_k = θ_k − θ_base formed per chunk:
-    /// the top-k cut of each trimmed δ_k (two counting passes), then, for the L1 rescale, ‖δ_k‖₁ and
+    /// the top-k cut of each trimmed δ_k (one counting pass, three when the sampled bracket misses), then, for the L1 rescale, ‖δ_k‖₁ and
     /// ‖sparsify(δ_k)‖₁ (the before-norm rides along with the first pass); then the apply pass.
     /// </summary>
     private sealed class TensorStream : IStreamingTensorMerge
@@ -30,12 +31,13 @@ public abstract partial class TaskVectorMerge
         private readonly TaskVectorMerge _method;
         private readonly RescaleMode _rescale;
         private readonly float[] _density;
-        private readonly MagnitudeThresholdSearch?[] _search;
+        private readonly SampledThresholdSearch?[] _search;
         private readonly long[] _tiesLeft;
         private readonly double[] _normBefore;
         private readonly double[] _normAfter;
         private readonly float?[] _factor;
-        private readonly int _searchPasses;
+        private readonly bool _normPass;
+        private int _searchPasses;
 
         public TensorStream(TaskVectorMerge method, TensorMergeInputs description)
         {
@@ -43,7 +45,7 @@ public abstract partial class TaskVectorMerge
             int count = description.Count;
             _rescale = method.Rescale(description.Global);
             _density = new float[count];
-            _search = new MagnitudeThresholdSearch?[count];
+            _search = new SampledThresholdSearch?[count];
             _tiesLeft = new long[count];
             _normBefore = new double[count];
             _normAfter = new double[count];
@@ -57,15 +59,16 @@ public abstract partial class TaskVectorMerge
                 sparsifies = true;
                 if (method._sparsification == Sparsification.Magnitude)
                 {
-                    var search = new MagnitudeThresholdSearch(description.TensorLength, MagnitudeCounts.KeepCount(density, description.TensorLength));
+                    var search = new SampledThresholdSearch(description.TensorLength, MagnitudeCounts.KeepCount(density, description.TensorLength));
                     _search[k] = search;
-                    if (!search.IsComplete) _searchPasses = 2;
+                    _searchPasses = Math.Max(_searchPasses, search.PassesLeft);
                 }
             }
-            StatisticsPasses = _searchPasses + (sparsifies && _rescale == RescaleMode.L1 ? 1 : 0);
+            _normPass = sparsifies && _rescale == RescaleMode.L1;
         }
 
-        public int StatisticsPasses { get; }
+        /// <summary>Drops after the first pass when every sampled search found its cut (see <see cref="SampledThresholdSearch"/>).</summary>
+        public int StatisticsPasses => _searchPasses + (_normPass ? 1 : 0);
 
         /// <summary>The pass that measures ‖sparsify(δ)‖₁ (the last one), or −1.</summary>
         private int NormPass => _rescale == RescaleMode.L1 && StatisticsPasses > _searchPasses ? StatisticsPasses - 1 : -1;
@@ -93,8 +96,16 @@ public abstract partial class TaskVectorMerge
         public void EndPass(int pass)
         {
             if (pass < _searchPasses)
-                foreach (MagnitudeThresholdSearch? search in _search)
+            {
+                int left = 0;
+                foreach (SampledThresholdSearch? search in _search)
+                {
                     search?.EndPass();
+                    left = Math.Max(left, search?.PassesLeft ?? 0);
+                }
+                _searchPasses = pass + 1 + left;
+                return;
+            }
             if (pass == NormPass)
                 for (int k = 0; k < _factor.Length; k++)
                     _factor[k] = L1RescaleFactor(_normBefore[k], _normAfter[k]);
