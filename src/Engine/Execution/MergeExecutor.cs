@@ -74,6 +74,13 @@ public sealed class MergeExecutor
     /// </summary>
     internal const int TileElements = 1 << 14;
 
+    /// <summary>
+    /// Most elements per item of the fused elementwise path (16 MiB of bf16 output). Larger items buy nothing (the tiles
+    /// are the unit of work) and cost fresh memory: on the bench VM first-touching a page costs about 1 s of CPU per GB
+    /// (the kernel zeroes it, the hypervisor backs it), and 250 MB items made linear's peak 0.65 GB.
+    /// </summary>
+    internal const long FusedItemElements = 1 << 23;
+
     private readonly IMergeKernels _kernels;
     private readonly CpuKernels _tileKernels = new(1);
     private readonly int _parallelism;
@@ -262,8 +269,9 @@ public sealed class MergeExecutor
                 bool fused = IsFused(plan, task);
                 if (fused)
                 {
-                    // Only the encoded output is buffered: items of about a quarter of the budget each.
-                    long target = _pool.LimitBytes / 4 / DTypes.SizeOf(header.DType);
+                    // Only the encoded output is buffered: items of about a quarter of the budget each, and no larger than
+                    // FusedItemElements, so the few buffer sizes in use are reused from the pool instead of fresh pages.
+                    long target = Math.Min(_pool.LimitBytes / 4 / DTypes.SizeOf(header.DType), FusedItemElements);
                     chunk = Math.Min(n, Math.Max(TensorMergeInputs.ChunkAlignment, target / TensorMergeInputs.ChunkAlignment * TensorMergeInputs.ChunkAlignment));
                 }
                 else if (plan.Method.Traits.Elementwise)
