@@ -27,6 +27,9 @@ internal static unsafe class SampledMagnitudeSelect
     private const int SampleBlockLength = 32; // two cache lines per block: the sample costs ~1k memory fetches
     internal const int SampleSize = SampleBlocks * SampleBlockLength;
 
+    /// <summary>A bracket of at most this many distinct keys is counted per key (4 MiB of counts) instead of radix-selected.</summary>
+    private const int MaxCountedKeys = 1 << 20;
+
     /// <summary>
     /// Finds the key at ascending rank <paramref name="rank"/> and the per-chunk counts of keys equal to it, as
     /// <see cref="MagnitudeSelect.Select"/> does; false (and nothing written) when the sample's bracket missed.
@@ -69,6 +72,35 @@ internal static unsafe class SampledMagnitudeSelect
                 bandCount += inBand[chunk];
             }
             if (rank < countBelowBand || rank >= countBelowBand + bandCount) return false;
+
+            if ((long)high - low < MaxCountedKeys)
+            {
+                // A narrow bracket (bf16-derived keys: few distinct values): count its keys per key and walk up.
+                int[] counts = ArrayPool<int>.Shared.Rent(high - low + 1);
+                try
+                {
+                    Array.Clear(counts, 0, high - low + 1);
+                    for (int chunk = 0; chunk < chunks; chunk++)
+                        foreach (int key in band.AsSpan(chunk * capacity, inBand[chunk]))
+                            counts[key - low]++;
+                    long cumulative = countBelowBand;
+                    int offset = 0;
+                    while (cumulative + counts[offset] <= rank) cumulative += counts[offset++];
+                    result = new MagnitudeRank(low + offset, cumulative, counts[offset]);
+                }
+                finally
+                {
+                    ArrayPool<int>.Shared.Return(counts);
+                }
+                for (int chunk = 0; chunk < chunks; chunk++)
+                {
+                    int equal = 0;
+                    foreach (int key in band.AsSpan(chunk * capacity, inBand[chunk]))
+                        if (key == result.Key) equal++;
+                    equalPerChunk[chunk] = equal;
+                }
+                return true;
+            }
 
             // Gather the bracket's keys in chunk order and select among them.
             int[] gathered = ArrayPool<int>.Shared.Rent((int)bandCount);
