@@ -17,18 +17,79 @@ public sealed unsafe partial class NativeFloatBuffer : MemoryManager<float>
     private const long HugePageBytes = 2 << 20;
     private const int AdviseHugePage = 14; // MADV_HUGEPAGE
     private static bool s_hugePagesUnsupported = !OperatingSystem.IsLinux();
+    private static bool s_mapUnsupported = !OperatingSystem.IsLinux();
+
+    private const int ProtectReadWrite = 0x3, MapPrivateAnonymous = 0x22, RemapMayMove = 0x1;
 
     private float* _pointer;
+    private long _mappedBytes; // > 0: the buffer is its own anonymous mapping (Linux, large buffers), resizable in place
 
     /// <summary>Allocates <paramref name="length"/> floats.</summary>
     public NativeFloatBuffer(int length)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         Length = length;
+        Allocate(length);
+    }
+
+    /// <summary>Floats in the buffer.</summary>
+    public int Length { get; private set; }
+
+    /// <summary>
+    /// Makes the buffer <paramref name="length"/> floats long; the contents are undefined afterwards. A large buffer on
+    /// Linux keeps its physical pages (<c>mremap</c> moves them, it neither copies nor zeroes): a pool that resizes a
+    /// free buffer for a request of another size pays the kernel's page zeroing only for the growth, where freeing it
+    /// and allocating anew would fault in and zero every page again.
+    /// </summary>
+    public void Resize(int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ObjectDisposedException.ThrowIf(_pointer == null, this);
         long bytes = (long)Math.Max(length, 1) * sizeof(float);
+        if (_mappedBytes > 0 && bytes >= 2 * HugePageBytes)
+        {
+            long rounded = RoundToHugePages(bytes);
+            if (rounded != _mappedBytes)
+            {
+                nint moved = Mremap((nint)_pointer, (nuint)_mappedBytes, (nuint)rounded, RemapMayMove);
+                if (moved == -1) throw new OutOfMemoryException($"mremap of {_mappedBytes:N0} to {rounded:N0} bytes failed (errno {Marshal.GetLastPInvokeError()})");
+                _pointer = (float*)moved;
+                _mappedBytes = rounded;
+                AdviseHugePages(_pointer, rounded);
+            }
+            Length = length;
+            return;
+        }
+        Free();
+        Length = length;
+        Allocate(length);
+    }
+
+    private void Allocate(int length)
+    {
+        long bytes = (long)Math.Max(length, 1) * sizeof(float);
+        if (bytes >= 2 * HugePageBytes && !s_mapUnsupported)
+        {
+            long rounded = RoundToHugePages(bytes);
+            try
+            {
+                nint mapped = Mmap(0, (nuint)rounded, ProtectReadWrite, MapPrivateAnonymous, -1, 0);
+                if (mapped != -1)
+                {
+                    _pointer = (float*)mapped;
+                    _mappedBytes = rounded;
+                    AdviseHugePages(_pointer, rounded);
+                    return;
+                }
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+                s_mapUnsupported = true;
+            }
+        }
         if (bytes >= 2 * HugePageBytes)
         {
-            long rounded = (bytes + HugePageBytes - 1) & ~(HugePageBytes - 1);
+            long rounded = RoundToHugePages(bytes);
             _pointer = (float*)NativeMemory.AlignedAlloc((nuint)rounded, (nuint)HugePageBytes);
             AdviseHugePages(_pointer, rounded);
         }
@@ -38,8 +99,15 @@ public sealed unsafe partial class NativeFloatBuffer : MemoryManager<float>
         }
     }
 
-    /// <summary>Floats in the buffer.</summary>
-    public int Length { get; }
+    private static long RoundToHugePages(long bytes) => (bytes + HugePageBytes - 1) & ~(HugePageBytes - 1);
+
+    private void Free()
+    {
+        if (_mappedBytes > 0) Munmap((nint)_pointer, (nuint)_mappedBytes);
+        else NativeMemory.AlignedFree(_pointer);
+        _pointer = null;
+        _mappedBytes = 0;
+    }
 
     /// <summary>The whole buffer.</summary>
     public Span<float> Span => GetSpan();
@@ -69,8 +137,7 @@ public sealed unsafe partial class NativeFloatBuffer : MemoryManager<float>
     protected override void Dispose(bool disposing)
     {
         if (_pointer == null) return;
-        NativeMemory.AlignedFree(_pointer);
-        _pointer = null;
+        Free();
     }
 
     private static void AdviseHugePages(float* start, long bytes)
@@ -89,4 +156,13 @@ public sealed unsafe partial class NativeFloatBuffer : MemoryManager<float>
 
     [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
     private static partial int Madvise(nint address, nuint length, int advice);
+
+    [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
+    private static partial nint Mmap(nint address, nuint length, int protection, int flags, int fd, long offset);
+
+    [LibraryImport("libc", EntryPoint = "mremap", SetLastError = true)]
+    private static partial nint Mremap(nint address, nuint oldLength, nuint newLength, int flags);
+
+    [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
+    private static partial int Munmap(nint address, nuint length);
 }

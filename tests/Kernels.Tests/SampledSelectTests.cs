@@ -11,7 +11,7 @@ public class SampledSelectTests
 {
     private const int Length = SampledMagnitudeSelect.MinimumLength + 54_321; // odd last chunk
 
-    public static TheoryData<string> Distributions => new() { "normal", "bf16-ties", "sorted", "mostly-zero", "specials" };
+    public static TheoryData<string> Distributions => new() { "normal", "bf16-ties", "sorted", "mostly-zero", "specials", "few-keys" };
 
     private static float[] Make(string kind, System.Random random)
     {
@@ -26,6 +26,11 @@ public class SampledSelectTests
             case "bf16-ties":
                 for (int i = 0; i < Length; i++)
                     values[i] = FloatConversions.Bf16ToSingle(FloatConversions.SingleToBf16(values[i]));
+                break;
+            case "few-keys":
+                // 5,000 neighbouring floats, each many times: every bracket is narrow enough to be counted per key.
+                for (int i = 0; i < Length; i++)
+                    values[i] = BitConverter.Int32BitsToSingle(0x3C000000 + random.Next(5000)) * (random.Next(2) == 0 ? 1 : -1);
                 break;
             case "sorted":
                 Array.Sort(values, (a, b) => MathF.Abs(a).CompareTo(MathF.Abs(b)));
@@ -71,7 +76,7 @@ public class SampledSelectTests
             }
         }
         // Ordinary data must take the sampled path at most ranks (it would be dead code otherwise).
-        if (kind is "normal" or "bf16-ties" or "specials")
+        if (kind is "normal" or "bf16-ties" or "specials" or "few-keys")
             Assert.True(taken >= ranks.Length - 1, $"seed {seed}, {kind}: sampled path taken for only {taken} of {ranks.Length} ranks");
     }
 

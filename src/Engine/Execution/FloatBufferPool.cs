@@ -4,7 +4,7 @@ namespace Weld.Engine.Execution;
 
 /// <summary>
 /// The merge's working memory: native float32 buffers under a hard byte budget. A rent blocks until the budget has
-/// room (freed buffers are reused best-fit, or freed to the OS to make room), so the number of tensors in flight
+/// room (freed buffers are reused best-fit, resized in place for another size, or freed to the OS to make room), so the number of tensors in flight
 /// adapts to their size and the budget is never exceeded. <see cref="PeakBytes"/> is what tests assert against.
 /// </summary>
 public sealed class FloatBufferPool : IDisposable
@@ -57,6 +57,13 @@ public sealed class FloatBufferPool : IDisposable
                     _free.RemoveAt(best);
                     return reused;
                 }
+                // A free buffer too small for this request grows to fit (only the growth is fresh memory); a fresh
+                // buffer is taken while the budget has room (the larger free ones stay for larger requests); then a
+                // larger free buffer shrinks to fit; only then are free buffers released.
+                if (TryResizeFree(count, grow: true) is { } grown)
+                    return grown;
+                if (_allocatedBytes + bytes > LimitBytes && TryResizeFree(count, grow: false) is { } shrunk)
+                    return shrunk;
                 while (_allocatedBytes + bytes > LimitBytes && _free.Count > 0)
                 {
                     Release(_free[0]);
@@ -102,6 +109,37 @@ public sealed class FloatBufferPool : IDisposable
             _allocatedBytes = 0;
             Monitor.PulseAll(_gate);
         }
+    }
+
+    /// <summary>
+    /// Resizes a free buffer to <paramref name="count"/> floats: with <paramref name="grow"/> the largest of those smaller
+    /// than the request (releasing other free buffers if the growth needs room), else the smallest of those larger;
+    /// null when there is none, or the growth does not fit. A resized buffer keeps its pages
+    /// (<see cref="NativeFloatBuffer.Resize"/>): only the growth is fresh memory for the kernel to zero, where freeing
+    /// the buffer and allocating a new one had every page zeroed again.
+    /// </summary>
+    private NativeFloatBuffer? TryResizeFree(int count, bool grow)
+    {
+        NativeFloatBuffer? buffer = null;
+        foreach (NativeFloatBuffer candidate in _free)
+        {
+            if (grow ? candidate.Length >= count : candidate.Length < count) continue;
+            if (buffer is null || (grow ? candidate.Length > buffer.Length : candidate.Length < buffer.Length)) buffer = candidate;
+        }
+        if (buffer is null) return null;
+        long delta = ((long)count - buffer.Length) * sizeof(float);
+        for (int i = 0; _allocatedBytes + delta > LimitBytes && i < _free.Count;)
+        {
+            if (_free[i] == buffer) { i++; continue; }
+            Release(_free[i]);
+            _free.RemoveAt(i);
+        }
+        if (_allocatedBytes + delta > LimitBytes) return null;
+        _free.Remove(buffer);
+        buffer.Resize(count);
+        _allocatedBytes += delta;
+        PeakBytes = Math.Max(PeakBytes, _allocatedBytes);
+        return buffer;
     }
 
     private void Release(NativeFloatBuffer buffer)

@@ -59,7 +59,7 @@ public sealed record MergeSummary(int Tensors, long BytesRead, long BytesWritten
 /// a loader reads and converts the next tensors' inputs, the compute stage runs the method, a writer converts
 /// and appends results to the current shard. Tensors too large for the budget are cut into chunks: in one pass
 /// when the method is elementwise, in statistics passes then an apply pass when it streams
-/// (<see cref="IStreamingMergeMethod"/>: TIES, DARE). Output bytes depend only on the plan, never on timing or thread count.
+/// (<see cref="IStreamingMergeMethod"/>: TIES, DARE, Breadcrumbs, DELLA, SCE). Output bytes depend only on the plan, never on timing or thread count.
 /// </summary>
 public sealed class MergeExecutor
 {
@@ -73,6 +73,13 @@ public sealed class MergeExecutor
     /// in the core's L2 cache between decoding, merging and encoding.
     /// </summary>
     internal const int TileElements = 1 << 14;
+
+    /// <summary>
+    /// Most elements per item of the fused elementwise path (16 MiB of bf16 output). Larger items buy nothing (the tiles
+    /// are the unit of work) and cost fresh memory: on the bench VM first-touching a page costs about 1 s of CPU per GB
+    /// (the kernel zeroes it, the hypervisor backs it), and 250 MB items made linear's peak 0.65 GB.
+    /// </summary>
+    internal const long FusedItemElements = 1 << 23;
 
     private readonly IMergeKernels _kernels;
     private readonly CpuKernels _tileKernels = new(1);
@@ -254,6 +261,7 @@ public sealed class MergeExecutor
                 long n = task.ElementCount;
                 long chunk = n;
                 IStreamingTensorMerge? stream = null;
+                StreamPasses? ended = null;
                 int passes = 0;
                 // A tensor whose buffers take more than half the budget is cut into chunks (keeping two items in
                 // flight): in one pass for elementwise methods, in statistics passes + an apply pass for streaming ones.
@@ -261,8 +269,9 @@ public sealed class MergeExecutor
                 bool fused = IsFused(plan, task);
                 if (fused)
                 {
-                    // Only the encoded output is buffered: items of about a quarter of the budget each.
-                    long target = _pool.LimitBytes / 4 / DTypes.SizeOf(header.DType);
+                    // Only the encoded output is buffered: items of about a quarter of the budget each, and no larger than
+                    // FusedItemElements, so the few buffer sizes in use are reused from the pool instead of fresh pages.
+                    long target = Math.Min(_pool.LimitBytes / 4 / DTypes.SizeOf(header.DType), FusedItemElements);
                     chunk = Math.Min(n, Math.Max(TensorMergeInputs.ChunkAlignment, target / TensorMergeInputs.ChunkAlignment * TensorMergeInputs.ChunkAlignment));
                 }
                 else if (plan.Method.Traits.Elementwise)
@@ -273,12 +282,21 @@ public sealed class MergeExecutor
                 {
                     chunk = Math.Min(n, ChunkElements(rows));
                     stream = ((IStreamingMergeMethod)plan.Method).BeginTensor(Inputs(plan, task, Memory<float>.Empty, ReadOnlyMemory<float>.Empty, 0, n));
+                    ended = new StreamPasses();
                     passes = stream.StatisticsPasses;
                 }
                 if (chunk > Array.MaxLength / Math.Max(rows, 1))
                     throw new WeldException($"tensor {header.Name}: {n:N0} elements × {rows} inputs do not fit one in-memory stack; lower --memory-limit so it is processed in chunks");
                 for (int pass = 0; pass <= passes; pass++)
                 {
+                    if (ended is not null && pass > 0)
+                    {
+                        // A pass may show that fewer passes are needed: wait until the compute stage has closed the
+                        // previous one (the pipeline drains once per pass boundary) and ask again.
+                        ended.WaitForNextEnd(cancel);
+                        passes = stream!.StatisticsPasses;
+                        if (pass > passes) throw new InvalidOperationException($"tensor {header.Name}: the streamed merge asked for fewer passes than it already had");
+                    }
                     bool apply = pass == passes;
                     for (long offset = 0; offset < n || (n == 0 && offset == 0); offset += Math.Max(chunk, 1))
                     {
@@ -312,7 +330,7 @@ public sealed class MergeExecutor
                             bytes += Read(models, task.Auxiliary[i], offset, inputs.Memory.Slice((auxiliaryStart + i) * length, length), header.Name);
                         Interlocked.Add(ref counters.BytesRead, bytes);
                         bool last = offset + length >= n;
-                        var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass);
+                        var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass, Ended: ended);
                         if (!output.TryWrite(item))
                             output.WriteAsync(item, cancel).AsTask().GetAwaiter().GetResult();
                         if (n == 0) break;
@@ -396,7 +414,11 @@ public sealed class MergeExecutor
                 if (item.Stream is { } stream && item.Pass < stream.StatisticsPasses)
                 {
                     stream.Observe(item.Pass, inputs);
-                    if (item.Last) stream.EndPass(item.Pass);
+                    if (item.Last)
+                    {
+                        stream.EndPass(item.Pass);
+                        item.Ended!.End();
+                    }
                     _pool.Return(item.Inputs);
                     continue; // statistics only: nothing to write
                 }
@@ -595,7 +617,19 @@ public sealed class MergeExecutor
     /// item carries no inputs (the compute stage reads its tiles) and its output buffer holds encoded bytes.
     /// </summary>
     private sealed record WorkItem(TensorTask Task, long Offset, int Length, bool Last, NativeFloatBuffer? Inputs, NativeFloatBuffer? Output,
-        IStreamingTensorMerge? Stream = null, int Pass = 0, bool Fused = false, bool Copy = false);
+        IStreamingTensorMerge? Stream = null, int Pass = 0, bool Fused = false, bool Copy = false, StreamPasses? Ended = null);
+
+    /// <summary>Counts the statistics passes of one streamed tensor that the compute stage has closed; the loader waits on it.</summary>
+    private sealed class StreamPasses
+    {
+        private readonly SemaphoreSlim _ended = new(0);
+
+        /// <summary>Called by the compute stage after <see cref="IStreamingTensorMerge.EndPass"/>.</summary>
+        public void End() => _ended.Release();
+
+        /// <summary>Blocks until the next pass is closed (passes close in order, one release each).</summary>
+        public void WaitForNextEnd(CancellationToken cancel) => _ended.Wait(cancel);
+    }
 
     private sealed class Counters
     {

@@ -26,7 +26,10 @@ public interface IStreamingMergeMethod : IMergeMethod
 /// </remarks>
 public interface IStreamingTensorMerge
 {
-    /// <summary>Statistics passes needed before the output can be written (0: one pass suffices).</summary>
+    /// <summary>
+    /// Statistics passes needed before the output can be written (0: one pass suffices). The caller reads it again after
+    /// each <see cref="EndPass"/>: a state may find after a pass that it needs fewer than it first said (never more).
+    /// </summary>
     int StatisticsPasses { get; }
 
     /// <summary>Gathers statistics from one chunk in pass <paramref name="pass"/>.</summary>

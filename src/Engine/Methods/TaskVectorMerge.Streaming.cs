@@ -1,4 +1,5 @@
 using Weld.Kernels;
+using Weld.Kernels.Cpu;
 
 namespace Weld.Engine.Methods;
 
@@ -15,9 +16,11 @@ public abstract partial class TaskVectorMerge
     public IStreamingTensorMerge BeginTensor(TensorMergeInputs description) => new TensorStream(this, description);
 
     /// <summary>
-    /// One streamed tensor. Passes, with δ_k = θ_k − θ_base formed per chunk: the top-k cut of each trimmed δ_k, or
-    /// both cuts of Breadcrumbs' band (two counting passes); for DELLA, the slices cut by chunk boundaries (when a boundary can cut one); then, for
-    /// the L1 rescale, ‖δ_k‖₁ and ‖sparsify(δ_k)‖₁ (the before-norm rides along with the first pass); then the apply pass.
+    /// One streamed tensor. Passes, with δ_k = θ_k − θ_base formed per chunk: the top-k cut of each trimmed δ_k (one
+    /// counting pass, three when the sampled bracket misses: <see cref="SampledThresholdSearch"/>), or both cuts of
+    /// Breadcrumbs' band (two counting passes); for DELLA, the slices cut by chunk boundaries (when a boundary can cut
+    /// one); then, for the L1 rescale, ‖δ_k‖₁ and ‖sparsify(δ_k)‖₁ (the before-norm rides along with the first pass);
+    /// then the apply pass.
     /// </summary>
     private sealed class TensorStream : IStreamingTensorMerge
     {
@@ -25,15 +28,17 @@ public abstract partial class TaskVectorMerge
         private readonly IMergeKernels _kernels;
         private readonly RescaleMode _rescale;
         private readonly float[] _density;
-        private readonly MagnitudeThresholdSearch?[] _search;
+        private readonly SampledThresholdSearch?[] _search;
         private readonly long[] _tiesLeft;
         private readonly MagnitudeBand?[] _band;
         private readonly RankMagnitudeStream?[] _rank;
         private readonly double[] _normBefore;
         private readonly double[] _normAfter;
         private readonly float?[] _factor;
-        private readonly int _searchPasses;
+        private readonly bool _normPass;
+        private readonly int _bandPasses;
         private readonly int _slicePasses;
+        private int _searchPasses;
 
         public TensorStream(TaskVectorMerge method, TensorMergeInputs description)
         {
@@ -43,7 +48,7 @@ public abstract partial class TaskVectorMerge
             long n = description.TensorLength;
             _rescale = method.Rescale(description.Global);
             _density = new float[count];
-            _search = new MagnitudeThresholdSearch?[count];
+            _search = new SampledThresholdSearch?[count];
             _tiesLeft = new long[count];
             _band = new MagnitudeBand?[count];
             _rank = new RankMagnitudeStream?[count];
@@ -61,15 +66,15 @@ public abstract partial class TaskVectorMerge
                 switch (method._sparsification)
                 {
                     case Sparsification.Magnitude:
-                        var search = new MagnitudeThresholdSearch(n, MagnitudeCounts.KeepCount(density, n));
+                        var search = new SampledThresholdSearch(n, MagnitudeCounts.KeepCount(density, n));
                         _search[k] = search;
-                        if (!search.IsComplete) _searchPasses = 2;
+                        _searchPasses = Math.Max(_searchPasses, search.PassesLeft);
                         break;
                     case Sparsification.MagnitudeOutliers:
                         var (dropBottom, dropTop) = MagnitudeCounts.BreadcrumbsCuts(density, p.Number("gamma"), n);
                         var band = new MagnitudeBand(n, dropBottom, dropTop);
                         _band[k] = band;
-                        if (band.NeedsSearch) _searchPasses = 2;
+                        if (band.NeedsSearch) _bandPasses = 2;
                         break;
                     case Sparsification.RankMagnitude:
                         var rank = new RankMagnitudeStream(description, k, density, p.Number("epsilon"), _rescale == RescaleMode.InverseDensity);
@@ -78,16 +83,18 @@ public abstract partial class TaskVectorMerge
                         break;
                 }
             }
-            StatisticsPasses = _searchPasses + _slicePasses + (sparsifies && _rescale == RescaleMode.L1 ? 1 : 0);
+            _searchPasses = Math.Max(_searchPasses, _bandPasses);
+            _normPass = sparsifies && _rescale == RescaleMode.L1;
         }
 
-        public int StatisticsPasses { get; }
+        /// <summary>Drops after the first pass when every sampled search found its cut (see <see cref="SampledThresholdSearch"/>).</summary>
+        public int StatisticsPasses => _searchPasses + _slicePasses + (_normPass ? 1 : 0);
 
         /// <summary>The pass that collects DELLA's cut slices, or −1.</summary>
         private int SlicePass => _slicePasses > 0 ? _searchPasses : -1;
 
         /// <summary>The pass that measures ‖sparsify(δ)‖₁ (the last one), or −1.</summary>
-        private int NormPass => _rescale == RescaleMode.L1 && StatisticsPasses > _searchPasses + _slicePasses ? StatisticsPasses - 1 : -1;
+        private int NormPass => _normPass ? StatisticsPasses - 1 : -1;
 
         public void Observe(int pass, TensorMergeInputs chunk)
         {
@@ -100,10 +107,9 @@ public abstract partial class TaskVectorMerge
                 if (pass == 0 && _rescale == RescaleMode.L1)
                     _normBefore[k] += L1Norm(kernels, row);
                 if (pass < _searchPasses)
-                {
                     _search[k]?.Observe(kernels, row);
+                if (pass < _bandPasses)
                     _band[k]?.Observe(kernels, row);
-                }
                 if (pass == SlicePass)
                     _rank[k]?.Observe(row, chunk.Offset);
                 if (pass == NormPass)
@@ -118,14 +124,26 @@ public abstract partial class TaskVectorMerge
         {
             if (pass < _searchPasses)
             {
-                foreach (MagnitudeThresholdSearch? search in _search)
+                // The sampled top-k searches may finish early (the count of passes drops, never rises); the band's
+                // two counting passes are fixed.
+                int left = Math.Max(0, _bandPasses - (pass + 1));
+                foreach (SampledThresholdSearch? search in _search)
+                {
                     search?.EndPass();
-                foreach (MagnitudeBand? band in _band)
-                    band?.EndPass();
+                    left = Math.Max(left, search?.PassesLeft ?? 0);
+                }
+                if (pass < _bandPasses)
+                    foreach (MagnitudeBand? band in _band)
+                        band?.EndPass();
+                _searchPasses = pass + 1 + left;
+                return;
             }
             if (pass == SlicePass)
+            {
                 foreach (RankMagnitudeStream? rank in _rank)
                     rank?.SampleCutSlices(_kernels);
+                return;
+            }
             if (pass == NormPass)
                 for (int k = 0; k < _factor.Length; k++)
                     _factor[k] = L1RescaleFactor(_normBefore[k], _normAfter[k]);

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Numerics;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Weld.Kernels.Cpu;
 
@@ -24,7 +25,10 @@ internal static unsafe class SampledMagnitudeSelect
 
     private const int SampleBlocks = 1024;
     private const int SampleBlockLength = 32; // two cache lines per block: the sample costs ~1k memory fetches
-    private const int SampleSize = SampleBlocks * SampleBlockLength;
+    internal const int SampleSize = SampleBlocks * SampleBlockLength;
+
+    /// <summary>A bracket of at most this many distinct keys is counted per key (4 MiB of counts) instead of radix-selected.</summary>
+    private const int MaxCountedKeys = 1 << 20;
 
     /// <summary>
     /// Finds the key at ascending rank <paramref name="rank"/> and the per-chunk counts of keys equal to it, as
@@ -68,6 +72,35 @@ internal static unsafe class SampledMagnitudeSelect
                 bandCount += inBand[chunk];
             }
             if (rank < countBelowBand || rank >= countBelowBand + bandCount) return false;
+
+            if ((long)high - low < MaxCountedKeys)
+            {
+                // A narrow bracket (bf16-derived keys: few distinct values): count its keys per key and walk up.
+                int[] counts = ArrayPool<int>.Shared.Rent(high - low + 1);
+                try
+                {
+                    Array.Clear(counts, 0, high - low + 1);
+                    for (int chunk = 0; chunk < chunks; chunk++)
+                        foreach (int key in band.AsSpan(chunk * capacity, inBand[chunk]))
+                            counts[key - low]++;
+                    long cumulative = countBelowBand;
+                    int offset = 0;
+                    while (cumulative + counts[offset] <= rank) cumulative += counts[offset++];
+                    result = new MagnitudeRank(low + offset, cumulative, counts[offset]);
+                }
+                finally
+                {
+                    ArrayPool<int>.Shared.Return(counts);
+                }
+                for (int chunk = 0; chunk < chunks; chunk++)
+                {
+                    int equal = 0;
+                    foreach (int key in band.AsSpan(chunk * capacity, inBand[chunk]))
+                        if (key == result.Key) equal++;
+                    equalPerChunk[chunk] = equal;
+                }
+                return true;
+            }
 
             // Gather the bracket's keys in chunk order and select among them.
             int[] gathered = ArrayPool<int>.Shared.Rent((int)bandCount);
@@ -126,9 +159,10 @@ internal static unsafe class SampledMagnitudeSelect
 
     /// <summary>
     /// Keys [<paramref name="low"/>, <paramref name="high"/>] that hold the sought rank with high probability:
-    /// the sample quantile ± 4 binomial standard deviations (plus a few positions).
+    /// the sample quantile ± 4 binomial standard deviations (plus a few positions, plus
+    /// <paramref name="extraMargin"/> sample positions on each side).
     /// </summary>
-    private static bool TryBracket(int* bits, int length, long rank, out int low, out int high, out double share)
+    internal static bool TryBracket(int* bits, int length, long rank, out int low, out int high, out double share, int extraMargin = 0)
     {
         int[] sample = ArrayPool<int>.Shared.Rent(SampleSize);
         try
@@ -143,7 +177,7 @@ internal static unsafe class SampledMagnitudeSelect
             Array.Sort(sample, 0, SampleSize);
             double q = (double)rank / length;
             int position = (int)(q * SampleSize);
-            int margin = (int)(4 * Math.Sqrt(SampleSize * q * (1 - q))) + 16;
+            int margin = (int)(4 * Math.Sqrt(SampleSize * q * (1 - q))) + 16 + extraMargin;
             low = position - margin <= 0 ? 0 : sample[position - margin];
             high = position + margin >= SampleSize - 1 ? int.MaxValue : sample[position + margin];
             int first = LowerBound(sample, low), end = LowerBound(sample, high == int.MaxValue ? int.MaxValue : high + 1);
@@ -168,6 +202,14 @@ internal static unsafe class SampledMagnitudeSelect
         return lo;
     }
 
+    /// <summary>Span form of <see cref="Partition(int*, int, int, int, int*, int, out long)"/>: the capacity is the band's length.</summary>
+    internal static int Partition(ReadOnlySpan<float> values, int low, int high, Span<int> band, out long countBelow)
+    {
+        fixed (float* data = values)
+        fixed (int* destination = band)
+            return Partition((int*)data, values.Length, low, high, destination, band.Length, out countBelow);
+    }
+
     /// <summary>
     /// Counts keys below <paramref name="low"/> and copies keys in [low, high] to <paramref name="band"/> in index
     /// order; −1 when more than <paramref name="capacity"/> fall in the bracket.
@@ -176,6 +218,25 @@ internal static unsafe class SampledMagnitudeSelect
     {
         int stored = 0, i = 0;
         long belowCount = 0;
+        if (Avx512F.IsSupported)
+        {
+            // Branch-free: every vector's in-bracket keys are compressed to the front of a register (the register form:
+            // the memory form of vpcompressd is microcoded on some cores) and stored whole; only `stored` advances, by
+            // their count. Stops while 16 free slots are left, for the loops below to finish under the exact capacity check.
+            Vector512<int> mask = Vector512.Create(MagnitudeSelect.KeyMask);
+            Vector512<int> lowVector = Vector512.Create(low), highVector = Vector512.Create(high);
+            Vector512<int> belowLanes = Vector512<int>.Zero;
+            for (; i <= size - Vector512<int>.Count && stored <= capacity - Vector512<int>.Count; i += Vector512<int>.Count)
+            {
+                Vector512<int> key = Vector512.Load(bits + i) & mask;
+                Vector512<int> isBelow = Vector512.LessThan(key, lowVector);
+                belowLanes -= isBelow; // −1 per lane below
+                Vector512<int> inBracket = Vector512.AndNot(Vector512.LessThanOrEqual(key, highVector), isBelow);
+                Avx512F.Compress(Vector512<int>.Zero, inBracket, key).Store(band + stored);
+                stored += BitOperations.PopCount(inBracket.ExtractMostSignificantBits());
+            }
+            belowCount += Vector512.Sum(belowLanes);
+        }
         if (Vector256.IsHardwareAccelerated)
         {
             Vector256<int> mask = Vector256.Create(MagnitudeSelect.KeyMask);
