@@ -86,6 +86,13 @@ public sealed class MergeExecutor
     private readonly int _parallelism;
     private readonly FloatBufferPool _pool;
 
+    /// <summary>
+    /// With an explicit thread count N, the loader, compute and writer stages take turns at their CPU work (each uses at
+    /// most N threads), so the merge never keeps more than N cores busy; without one (all cores) they overlap freely.
+    /// Held only around CPU work, never across a channel or a pool wait, so the stages cannot deadlock on it.
+    /// </summary>
+    private readonly SemaphoreSlim? _cpuGate;
+
     /// <summary>Creates an executor.</summary>
     /// <param name="kernels">The arithmetic backend.</param>
     /// <param name="memoryLimitBytes">Hard budget for working buffers.</param>
@@ -95,6 +102,19 @@ public sealed class MergeExecutor
         _kernels = kernels;
         _parallelism = parallelism;
         _pool = new FloatBufferPool(memoryLimitBytes);
+        _cpuGate = parallelism > 0 ? new SemaphoreSlim(1, 1) : null;
+    }
+
+    /// <summary>Enters the CPU gate (when there is one) until the returned turn is disposed.</summary>
+    private CpuTurn EnterCpu(CancellationToken cancel)
+    {
+        _cpuGate?.Wait(cancel);
+        return new CpuTurn(_cpuGate);
+    }
+
+    private readonly struct CpuTurn(SemaphoreSlim? gate) : IDisposable
+    {
+        public void Dispose() => gate?.Release();
     }
 
     /// <summary>
@@ -321,13 +341,16 @@ public sealed class MergeExecutor
                         NativeFloatBuffer inputs = _pool.Rent(rows * length, cancel);
                         NativeFloatBuffer? result = apply ? _pool.Rent(length, cancel) : null;
                         long bytes = 0;
-                        for (int i = 0; i < task.Inputs.Count; i++)
-                            bytes += Read(models, task.Inputs[i], offset, inputs.Memory.Slice(i * length, length), header.Name);
-                        if (task.Base is { } b)
-                            bytes += Read(models, b, offset, inputs.Memory.Slice(task.Inputs.Count * length, length), header.Name);
-                        int auxiliaryStart = rows - task.Auxiliary.Count;
-                        for (int i = 0; i < task.Auxiliary.Count; i++)
-                            bytes += Read(models, task.Auxiliary[i], offset, inputs.Memory.Slice((auxiliaryStart + i) * length, length), header.Name);
+                        using (EnterCpu(cancel))
+                        {
+                            for (int i = 0; i < task.Inputs.Count; i++)
+                                bytes += Read(models, task.Inputs[i], offset, inputs.Memory.Slice(i * length, length), header.Name);
+                            if (task.Base is { } b)
+                                bytes += Read(models, b, offset, inputs.Memory.Slice(task.Inputs.Count * length, length), header.Name);
+                            int auxiliaryStart = rows - task.Auxiliary.Count;
+                            for (int i = 0; i < task.Auxiliary.Count; i++)
+                                bytes += Read(models, task.Auxiliary[i], offset, inputs.Memory.Slice((auxiliaryStart + i) * length, length), header.Name);
+                        }
                         Interlocked.Add(ref counters.BytesRead, bytes);
                         bool last = offset + length >= n;
                         var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass, Ended: ended);
@@ -413,22 +436,25 @@ public sealed class MergeExecutor
                     item.Offset, item.Length, data.Slice((task.Rows - task.Auxiliary.Count) * item.Length, task.Auxiliary.Count * item.Length));
                 if (item.Stream is { } stream && item.Pass < stream.StatisticsPasses)
                 {
-                    stream.Observe(item.Pass, inputs);
-                    if (item.Last)
+                    using (EnterCpu(cancel))
                     {
-                        stream.EndPass(item.Pass);
-                        item.Ended!.End();
+                        stream.Observe(item.Pass, inputs);
+                        if (item.Last) stream.EndPass(item.Pass);
                     }
+                    if (item.Last) item.Ended!.End();
                     _pool.Return(item.Inputs);
                     continue; // statistics only: nothing to write
                 }
-                Span<float> result = item.Output!.Span.Slice(0, item.Length);
-                if (item.Stream is { } streamed)
-                    streamed.Merge(inputs, result);
-                else
-                    plan.Method.Merge(inputs, result);
-                if (task.LinesScale is double scale)
-                    LayerScaling.Apply(inputs.Kernels, inputs.Base.Span, result, (float)scale);
+                using (EnterCpu(cancel))
+                {
+                    Span<float> result = item.Output!.Span.Slice(0, item.Length);
+                    if (item.Stream is { } streamed)
+                        streamed.Merge(inputs, result);
+                    else
+                        plan.Method.Merge(inputs, result);
+                    if (task.LinesScale is double scale)
+                        LayerScaling.Apply(inputs.Kernels, inputs.Base.Span, result, (float)scale);
+                }
                 _pool.Return(item.Inputs);
                 output.WriteAsync(item with { Inputs = null }, cancel).AsTask().GetAwaiter().GetResult();
             }
@@ -456,10 +482,13 @@ public sealed class MergeExecutor
                         {
                             WorkItem item = ReadNext(input, cancel);
                             Debug.Assert(item.Task.Header.Name == header.Name);
-                            if (item.Fused)
-                                writer.WriteBytes(MemoryMarshal.AsBytes(item.Output!.Span).Slice(0, item.Length * DTypes.SizeOf(header.DType)));
-                            else
-                                writer.WriteFloat32(item.Output!.Span.Slice(0, item.Length));
+                            using (EnterCpu(cancel))
+                            {
+                                if (item.Fused)
+                                    writer.WriteBytes(MemoryMarshal.AsBytes(item.Output!.Span).Slice(0, item.Length * DTypes.SizeOf(header.DType)));
+                                else
+                                    writer.WriteFloat32(item.Output!.Span.Slice(0, item.Length));
+                            }
                             _pool.Return(item.Output);
                             counters.BytesWritten += (long)item.Length * DTypes.SizeOf(header.DType);
                             if (item.Last) break;
@@ -584,6 +613,7 @@ public sealed class MergeExecutor
         int size = DTypes.SizeOf(dtype);
         try
         {
+            using CpuTurn turn = EnterCpu(cancel);
             Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers, CancellationToken = cancel }, worker =>
             {
                 Memory<float> own = scratch.Memory.Slice(worker * stride, stride);
