@@ -1,5 +1,6 @@
 #!/bin/bash
-# One Weld merge split over a Slurm job array: array task I computes part I of N of the output shards.
+# One Weld merge split over a Slurm job array: array task I computes part I of N of the output shards, N being the
+# array's size (8 below; `sbatch --array=1-4 ...` runs it in 4 parts).
 #   sbatch --export=ALL,RECIPE=recipe.yml,OUT=/shared/out/merged examples/scale-out/slurm-merge.sh
 # then, once every task has finished:
 #   sbatch --dependency=afterok:<jobid> --wrap "weld finalize /shared/out/merged"
