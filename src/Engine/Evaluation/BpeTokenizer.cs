@@ -1,6 +1,4 @@
 using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 
 namespace Weld.Engine.Evaluation;
@@ -25,10 +23,8 @@ public sealed class BpeTokenizer : ITokenizer
 
     private readonly Dictionary<string, int> _vocabulary;
     private readonly Dictionary<(string Left, string Right), int> _mergeRanks;
-    private readonly IReadOnlyList<PreTokenizerStep> _steps;
-    private readonly bool _addPrefixSpace;
+    private readonly PreTokenizerSplitter _splitter;
     private readonly bool _ignoreMerges;
-    private readonly bool _normalizeNfc;
     private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
 
     /// <summary>Creates a tokenizer from its parts.</summary>
@@ -40,23 +36,23 @@ public sealed class BpeTokenizer : ITokenizer
     /// <param name="ignoreMerges">Take a whole piece as one token when the vocabulary has it (Llama-3's <c>ignore_merges</c>).</param>
     public BpeTokenizer(IReadOnlyDictionary<string, int> vocabulary, IReadOnlyList<(string Left, string Right)> merges,
         IReadOnlyList<string> splitPatterns, bool addPrefixSpace = false, bool ignoreMerges = false)
-        : this(vocabulary, merges, splitPatterns.Select(p => new PreTokenizerStep(new Regex(p, RegexOptions.CultureInvariant), Remove: false)).ToList(),
-            addPrefixSpace, ignoreMerges, normalizeNfc: false)
+        : this(vocabulary, merges,
+            new PreTokenizerSplitter(splitPatterns.Select(p => new PreTokenizerSplitter.Step(new Regex(p, RegexOptions.CultureInvariant), Remove: false)).ToList(),
+                addPrefixSpace, normalizeNfc: false),
+            ignoreMerges)
     {
     }
 
     private BpeTokenizer(IReadOnlyDictionary<string, int> vocabulary, IReadOnlyList<(string Left, string Right)> merges,
-        IReadOnlyList<PreTokenizerStep> steps, bool addPrefixSpace, bool ignoreMerges, bool normalizeNfc)
+        PreTokenizerSplitter splitter, bool ignoreMerges)
     {
         ArgumentNullException.ThrowIfNull(vocabulary);
         ArgumentNullException.ThrowIfNull(merges);
         _vocabulary = new Dictionary<string, int>(vocabulary, StringComparer.Ordinal);
         _mergeRanks = new Dictionary<(string, string), int>(merges.Count);
         for (int rank = 0; rank < merges.Count; rank++) _mergeRanks.TryAdd(merges[rank], rank);
-        _steps = steps;
-        _addPrefixSpace = addPrefixSpace;
+        _splitter = splitter;
         _ignoreMerges = ignoreMerges;
-        _normalizeNfc = normalizeNfc;
     }
 
     /// <summary>Number of entries in the vocabulary.</summary>
@@ -64,125 +60,14 @@ public sealed class BpeTokenizer : ITokenizer
 
     /// <summary>Reads a <c>tokenizer.json</c> with a byte-level BPE model.</summary>
     /// <exception cref="InvalidModelFileException">The file is not JSON, not BPE, or uses an unsupported pre-tokenizer or normalizer.</exception>
-    public static BpeTokenizer Load(string path)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        string fullPath = Path.GetFullPath(path);
-        JsonObject root;
-        try
-        {
-            root = JsonNode.Parse(File.ReadAllText(fullPath)) as JsonObject
-                ?? throw new InvalidModelFileException(fullPath, "the tokenizer file must be a JSON object.");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidModelFileException(fullPath, $"the tokenizer file is not valid JSON ({e.Message}).");
-        }
+    public static BpeTokenizer Load(string path) => FromFile(ByteLevelBpeFile.Read(path));
 
-        if (root["model"] is not JsonObject model || (string?)model["type"] is not "BPE")
-            throw new InvalidModelFileException(fullPath, "only byte-level BPE tokenizers (model.type \"BPE\") are supported.");
-        if (model["vocab"] is not JsonObject vocabNode)
-            throw new InvalidModelFileException(fullPath, "model.vocab must be an object of token → id.");
-        var vocabulary = new Dictionary<string, int>(vocabNode.Count, StringComparer.Ordinal);
-        foreach (KeyValuePair<string, JsonNode?> entry in vocabNode)
-        {
-            if (entry.Value is not JsonValue id || !id.TryGetValue(out int value))
-                throw new InvalidModelFileException(fullPath, $"model.vocab['{entry.Key}'] is not an integer id.");
-            vocabulary[entry.Key] = value;
-        }
-
-        var merges = new List<(string, string)>();
-        if (model["merges"] is JsonArray mergeList)
-        {
-            foreach (JsonNode? merge in mergeList)
-            {
-                if (merge is JsonValue text && text.TryGetValue(out string? pair) && pair.IndexOf(' ', 1) is int space and > 0)
-                    merges.Add((pair[..space], pair[(space + 1)..]));
-                else if (merge is JsonArray { Count: 2 } parts && (string?)parts[0] is { } left && (string?)parts[1] is { } right)
-                    merges.Add((left, right));
-                else
-                    throw new InvalidModelFileException(fullPath, $"model.merges entry {merge?.ToJsonString()} is not \"a b\" or [\"a\", \"b\"].");
-            }
-        }
-
-        bool normalizeNfc = root["normalizer"] switch
-        {
-            null => false,
-            JsonObject n when (string?)n["type"] == "NFC" => true,
-            JsonObject n => throw new InvalidModelFileException(fullPath, $"normalizer '{(string?)n["type"]}' is not supported (supported: none, NFC)."),
-            _ => throw new InvalidModelFileException(fullPath, "normalizer must be an object or null."),
-        };
-
-        var steps = new List<PreTokenizerStep>();
-        bool addPrefixSpace = false;
-        bool sawByteLevel = false;
-        void AddStep(JsonObject step)
-        {
-            switch ((string?)step["type"])
-            {
-                case "ByteLevel":
-                    sawByteLevel = true;
-                    addPrefixSpace |= step["add_prefix_space"] is JsonValue a && a.TryGetValue(out bool add) && add;
-                    if (step["use_regex"] is not JsonValue u || !u.TryGetValue(out bool useRegex) || useRegex)
-                        steps.Add(new PreTokenizerStep(new Regex(Gpt2Pattern, RegexOptions.CultureInvariant), Remove: false));
-                    break;
-                case "Split":
-                    string? behavior = (string?)step["behavior"];
-                    if (behavior is not ("Isolated" or "Removed"))
-                        throw new InvalidModelFileException(fullPath, $"Split behaviour '{behavior}' is not supported (supported: Isolated, Removed).");
-                    if (step["invert"] is JsonValue inv && inv.TryGetValue(out bool invert) && invert)
-                        throw new InvalidModelFileException(fullPath, "Split with invert: true is not supported.");
-                    string pattern = step["pattern"] switch
-                    {
-                        JsonObject p when (string?)p["Regex"] is { } regex => regex,
-                        JsonObject p when (string?)p["String"] is { } literal => Regex.Escape(literal),
-                        _ => throw new InvalidModelFileException(fullPath, "Split needs a pattern {\"Regex\": ...} or {\"String\": ...}."),
-                    };
-                    Regex compiled;
-                    try
-                    {
-                        compiled = new Regex(pattern, RegexOptions.CultureInvariant);
-                    }
-                    catch (ArgumentException e)
-                    {
-                        throw new InvalidModelFileException(fullPath, $"Split pattern cannot be compiled by .NET ({e.Message}).");
-                    }
-
-                    steps.Add(new PreTokenizerStep(compiled, behavior == "Removed"));
-                    break;
-                case "Sequence":
-                    if (step["pretokenizers"] is not JsonArray list)
-                        throw new InvalidModelFileException(fullPath, "a Sequence pre-tokenizer needs 'pretokenizers'.");
-                    foreach (JsonNode? inner in list)
-                        AddStep(inner as JsonObject ?? throw new InvalidModelFileException(fullPath, "pre-tokenizer entries must be objects."));
-                    break;
-                default:
-                    throw new InvalidModelFileException(fullPath,
-                        $"pre-tokenizer '{(string?)step["type"]}' is not supported (supported: ByteLevel, Split, Sequence).");
-            }
-        }
-
-        if (root["pre_tokenizer"] is JsonObject preTokenizer) AddStep(preTokenizer);
-        if (!sawByteLevel)
-            throw new InvalidModelFileException(fullPath, "the tokenizer is not byte-level (no ByteLevel pre-tokenizer); only byte-level BPE is supported.");
-        bool ignoreMerges = model["ignore_merges"] is JsonValue im && im.TryGetValue(out bool ignore) && ignore;
-        return new BpeTokenizer(vocabulary, merges, steps, addPrefixSpace, ignoreMerges, normalizeNfc);
-    }
+    internal static BpeTokenizer FromFile(ByteLevelBpeFile file) => new(file.Vocabulary, file.Merges, file.Splitter, file.IgnoreMerges);
 
     /// <inheritdoc />
     public int[] Encode(ReadOnlySpan<byte> utf8)
     {
-        string text = Encoding.UTF8.GetString(utf8);
-        if (_normalizeNfc) text = text.Normalize(NormalizationForm.FormC);
-        if (_addPrefixSpace && !text.StartsWith(' ')) text = " " + text;
-
-        var pieces = new List<string> { text };
-        foreach (PreTokenizerStep step in _steps)
-        {
-            var next = new List<string>(pieces.Count * 2);
-            foreach (string piece in pieces) step.Split(piece, next);
-            pieces = next;
-        }
+        List<string> pieces = _splitter.Split(Encoding.UTF8.GetString(utf8));
 
         var ids = new List<int>(utf8.Length / 3 + 1);
         foreach (string piece in pieces)
@@ -260,23 +145,5 @@ public sealed class BpeTokenizer : ITokenizer
         }
 
         return map;
-    }
-
-    /// <summary>One regex split: matches become pieces, and so do the gaps between them (unless removed).</summary>
-    private sealed record PreTokenizerStep(Regex Pattern, bool Remove)
-    {
-        public void Split(string text, List<string> output)
-        {
-            int last = 0;
-            foreach (ValueMatch match in Pattern.EnumerateMatches(text))
-            {
-                if (match.Length == 0) continue;
-                if (match.Index > last) output.Add(text[last..match.Index]);
-                if (!Remove) output.Add(text.Substring(match.Index, match.Length));
-                last = match.Index + match.Length;
-            }
-
-            if (last < text.Length) output.Add(text[last..]);
-        }
     }
 }

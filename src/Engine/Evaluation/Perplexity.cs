@@ -42,17 +42,13 @@ public sealed record PerplexityResult(double TotalNll, long Tokens, int Windows,
 /// </summary>
 public static class PerplexityEvaluator
 {
-    /// <summary>The tokenizer a model folder implies: its <c>tokenizer.json</c> if present, else bytes for a 256-entry vocabulary.</summary>
-    /// <exception cref="WeldException">No tokenizer.json and a vocabulary that is not 256 bytes.</exception>
+    /// <summary>The tokenizer a model folder implies (<see cref="TokenizerLoader.ForFolder"/>).</summary>
+    /// <exception cref="WeldException">An unsupported tokenizer file, or none and a vocabulary that is not 256 bytes.</exception>
     public static ITokenizer TokenizerFor(ModelFolder model, LlamaConfig config)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(config);
-        string tokenizerPath = Path.Combine(model.Path, "tokenizer.json");
-        if (File.Exists(tokenizerPath)) return BpeTokenizer.Load(tokenizerPath);
-        if (config.VocabSize == 256) return ByteTokenizer.Instance;
-        throw new WeldException(
-            $"{model.Path}: has no tokenizer.json and vocab_size {config.VocabSize} is not the 256 of a byte-level model; cannot tokenize text.");
+        return TokenizerLoader.ForFolder(model.Path, config.VocabSize);
     }
 
     /// <summary>Reads the first <see cref="PerplexityOptions.Bytes"/> bytes of <paramref name="textPath"/> and scores them.</summary>

@@ -49,6 +49,36 @@ internal static class SentencePieceWriter
         return output.ToArray();
     }
 
+    /// <summary>
+    /// A model the way Llama 2's tokenizer.model is set up: BPE, <paramref name="byteFallback"/>, unk/bos/eos ids
+    /// 0/1/2, and the identity normalizer with a dummy prefix, whitespace as ▁ and extra whitespace kept.
+    /// </summary>
+    public static byte[] WriteLlama2Style(IReadOnlyList<SentencePiece> pieces, bool byteFallback = true)
+    {
+        var output = new List<byte>(Write(pieces, withOtherFields: false));
+        var trainer = new List<byte>();
+        LengthDelimited(trainer, 1, Encoding.UTF8.GetBytes("input.txt"));
+        VarintField(trainer, 3, 2); // model_type: BPE
+        VarintField(trainer, 35, byteFallback ? 1UL : 0UL); // byte_fallback
+        VarintField(trainer, 40, 0); // unk_id
+        VarintField(trainer, 41, 1); // bos_id
+        VarintField(trainer, 42, 2); // eos_id
+        LengthDelimited(output, 2, trainer.ToArray());
+        var normalizer = new List<byte>();
+        LengthDelimited(normalizer, 1, Encoding.UTF8.GetBytes("identity"));
+        VarintField(normalizer, 3, 1); // add_dummy_prefix
+        VarintField(normalizer, 4, 0); // remove_extra_whitespaces
+        VarintField(normalizer, 5, 1); // escape_whitespaces
+        LengthDelimited(output, 3, normalizer.ToArray());
+        return output.ToArray();
+    }
+
+    private static void VarintField(List<byte> output, int field, ulong value)
+    {
+        Tag(output, field, 0);
+        Varint(output, value);
+    }
+
     private static void LengthDelimited(List<byte> output, int field, byte[] bytes)
     {
         Tag(output, field, 2);
