@@ -7,35 +7,15 @@ using Xunit;
 namespace Weld.Engine.Tests.Evaluation;
 
 /// <summary>
-/// A Llama 2 style SentencePiece BPE model small enough to encode by hand (<see cref="HelloPieces"/>), read by
+/// A Llama 2 style SentencePiece BPE model small enough to encode by hand (<see cref="HelloSentencePiece"/>), read by
 /// Microsoft.ML.Tokenizers through <see cref="TokenizerLoader"/>.
 /// </summary>
 public class MlSentencePieceTokenizerTests
 {
-    /// <summary>
-    /// Llama 2's layout: 0 &lt;unk&gt;, 1 &lt;s&gt;, 2 &lt;/s&gt;, 3-258 the byte pieces &lt;0x00&gt;-&lt;0xFF&gt;,
-    /// then single characters (low scores) and merged pieces (score = priority: higher merges first).
-    /// </summary>
-    internal static SentencePiece[] HelloPieces()
-    {
-        var pieces = new List<SentencePiece>
-        {
-            new("<unk>", 0, SentencePieceType.Unknown), new("<s>", 0, SentencePieceType.Control), new("</s>", 0, SentencePieceType.Control),
-        };
-        for (int b = 0; b < 256; b++) pieces.Add(new($"<0x{b:X2}>", 0, SentencePieceType.Byte));
-        (string Piece, float Score)[] normal =
-        [
-            ("\u2581", -100), ("h", -101), ("e", -102), ("l", -103), ("o", -104), ("w", -105), ("r", -106), ("d", -107), // 259-266
-            ("ll", -1), ("he", -2), ("llo", -3), ("hello", -4), ("\u2581hello", -5), ("or", -6), ("\u2581w", -7), // 267-273
-        ];
-        foreach ((string piece, float score) in normal) pieces.Add(new(piece, score, SentencePieceType.Normal));
-        return pieces.ToArray();
-    }
-
     private static ITokenizer Load(bool byteFallback = true)
     {
         string folder = TestPaths.NewTempDir();
-        File.WriteAllBytes(Path.Combine(folder, "tokenizer.model"), SentencePieceWriter.WriteLlama2Style(HelloPieces(), byteFallback));
+        File.WriteAllBytes(Path.Combine(folder, "tokenizer.model"), SentencePieceWriter.WriteLlama2Style(HelloSentencePiece.Pieces(), byteFallback));
         return TokenizerLoader.ForFolder(folder, 274);
     }
 
@@ -71,7 +51,7 @@ public class MlSentencePieceTokenizerTests
     public void A_llama2_folder_with_a_sentencepiece_tokenizer_json_uses_its_tokenizer_model()
     {
         string folder = TestPaths.NewTempDir();
-        File.WriteAllBytes(Path.Combine(folder, "tokenizer.model"), SentencePieceWriter.WriteLlama2Style(HelloPieces()));
+        File.WriteAllBytes(Path.Combine(folder, "tokenizer.model"), SentencePieceWriter.WriteLlama2Style(HelloSentencePiece.Pieces()));
         File.WriteAllText(Path.Combine(folder, "tokenizer.json"), """
             {"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
              "pre_tokenizer": null, "model": {"type": "BPE", "byte_fallback": true, "vocab": {}, "merges": []}}
