@@ -4,7 +4,8 @@ using System.Text.RegularExpressions;
 namespace Weld.Engine.Evaluation;
 
 /// <summary>
-/// Byte-level BPE from a Hugging Face <c>tokenizer.json</c> (GPT-2, Llama-3, Qwen2 style): the text is split by the
+/// Weld's own byte-level BPE from a Hugging Face <c>tokenizer.json</c> (GPT-2, Llama-3, Qwen2 style), used where
+/// Microsoft.ML.Tokenizers cannot reproduce the file (see <see cref="MlBpeTokenizer"/>): the text is split by the
 /// pre-tokenizer's regex, each piece's UTF-8 bytes are mapped to printable characters (GPT-2's byte-to-unicode
 /// table), and adjacent symbols are merged by merge rank until no ranked pair is left.
 /// </summary>
