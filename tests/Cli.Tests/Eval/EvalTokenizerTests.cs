@@ -19,28 +19,49 @@ public sealed class EvalTokenizerTests
         return JsonDocument.Parse(result.Stdout).RootElement.Clone();
     }
 
-    [Fact]
-    public void Eval_scores_a_sentencepiece_model_on_the_hand_derived_ids()
+    /// <summary>
+    /// lm-base's weights with 274 embedding / lm_head rows (the 18 past its 256 seeded random), the hello-world
+    /// SentencePiece model, a text of 64 "hello world" lines, and that text's ids derived by hand:
+    /// "▁hello▁world" + the newline byte, then "hello" without the dummy prefix on every later line
+    /// (271 ▁hello, 273 ▁w, 272 or, 262 l, 266 d, 13 &lt;0x0A&gt;; 270 hello). 384 ids: 6 windows of 64.
+    /// </summary>
+    private static (string Folder, string Text, int[] Ids) HelloModel()
     {
-        // lm-base's weights with 274 embedding / lm_head rows (the 18 past its 256 seeded random) and the
-        // hello-world SentencePiece model.
         string folder = Path.Combine(TestPaths.NewTempDir(), "sp");
         VocabularyFixtures.WriteWeights(folder, "lm-base", HelloSentencePiece.Pieces().Length, tied: false, seed: 7);
         File.WriteAllBytes(Path.Combine(folder, "tokenizer.model"), SentencePieceWriter.WriteLlama2Style(HelloSentencePiece.Pieces()));
         string text = Path.Combine(folder, "hello.txt");
         File.WriteAllText(text, string.Concat(Enumerable.Repeat("hello world\n", 64)));
-
-        JsonElement json = Json(WeldCli.Run("eval", folder, "--text", text, "--window", "64", "--json"));
-
-        // "▁hello▁world" + newline byte, then "hello" without the dummy prefix on every later line:
-        // 271 ▁hello, 273 ▁w, 272 or, 262 l, 266 d, 13 <0x0A>; 270 hello. 384 ids → 6 windows of 64.
         var ids = new List<int> { 271, 273, 272, 262, 266, 13 };
         for (int line = 1; line < 64; line++) ids.AddRange([270, 273, 272, 262, 266, 13]);
+        return (folder, text, ids.ToArray());
+    }
+
+    private static PerplexityResult Expected(string folder, int[] ids)
+    {
         using var model = ModelFolder.Open(folder);
-        PerplexityResult expected = PerplexityEvaluator.Evaluate(LlamaModel.Load(model), ids.ToArray(), new PerplexityOptions { Window = 64 });
+        return PerplexityEvaluator.Evaluate(LlamaModel.Load(model), ids, new PerplexityOptions { Window = 64 });
+    }
+
+    [Fact]
+    public void Eval_scores_a_sentencepiece_model_on_the_hand_derived_ids()
+    {
+        (string folder, string text, int[] ids) = HelloModel();
+        JsonElement json = Json(WeldCli.Run("eval", folder, "--text", text, "--window", "64", "--json"));
+        PerplexityResult expected = Expected(folder, ids);
         Assert.Equal(6 * 63, json.GetProperty("tokens").GetInt64());
         Assert.Equal(expected.TotalNll, json.GetProperty("total_nll").GetDouble());
         Assert.Equal(expected.Perplexity, json.GetProperty("perplexity").GetDouble());
+    }
+
+    [Fact]
+    public void Eval_on_the_torch_engine_uses_the_same_sentencepiece_ids()
+    {
+        (string folder, string text, int[] ids) = HelloModel();
+        JsonElement json = Json(WeldCli.Run("eval", folder, "--text", text, "--window", "64", "--engine", "torch", "--json"));
+        Assert.Equal(6 * 63, json.GetProperty("tokens").GetInt64());
+        Weld.Cli.Tests.Torch.TorchEngineParityTests.AssertRelative(Expected(folder, ids).Perplexity, json.GetProperty("perplexity").GetDouble(), 1e-5,
+            "weld eval --engine torch, SentencePiece");
     }
 
     [Fact]
