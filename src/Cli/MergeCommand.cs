@@ -342,7 +342,7 @@ internal static class PlanReport
                 + (mine.Count == 0 ? " (nothing to compute: more parts than shards; this part only records that it ran)" : ": " + string.Join(", ", mine.Order(StringComparer.Ordinal))));
         }
         // The pipeline keeps up to two tensors in flight; a tensor over half the budget is cut into chunks, in one pass
-        // (elementwise methods) or in statistics passes + an apply pass (streaming methods: TIES, DARE, Breadcrumbs, DELLA, SCE).
+        // (elementwise methods) or in statistics passes + an apply pass (streaming methods: TIES, DARE, Breadcrumbs, DELLA, SCE, the SLERP family, Model Stock).
         bool chunks = plan.Method.Traits.Elementwise
             || (plan.Method is IStreamingMergeMethod streaming && plan.Tensors.All(t => t.CopyFrom is not null || streaming.CanStream(t.ModelParameters, t.Global)));
         long peak = chunks ? Math.Min(memoryLimit, 2 * largestStack) : Math.Min(2 * largestStack, Math.Max(memoryLimit, largestStack));

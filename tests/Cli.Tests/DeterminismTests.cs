@@ -33,7 +33,14 @@ public sealed class DeterminismTests
     [InlineData("della", "{weight: 0.5, density: 0.4, epsilon: 0.1}", "")]
     [InlineData("della_linear", "{weight: 0.5, density: 0.5, epsilon: 0.2}", "rescale_norm: inverse_density")]
     [InlineData("sce", "{}", "select_topk: 0.4")]
-    public void TinyMemoryLimit_StreamsWithTheSameBytes(string method, string modelParameters, string global)
+    [InlineData("slerp", "{}", "t: 0.4", "a")]
+    [InlineData("nuslerp", "{weight: 0.5}", "", "a b")]
+    [InlineData("nuslerp", "{weight: 0.5}", "nuslerp_flatten: false", "a b")]
+    [InlineData("multislerp", "{weight: 0.3}", "")]
+    [InlineData("karcher", "{}", "", "a b c", false)]
+    [InlineData("model_stock", "{}", "")]
+    [InlineData("model_stock", "{}", "filter_wise: true")]
+    public void TinyMemoryLimit_StreamsWithTheSameBytes(string method, string modelParameters, string global, string inputs = "a b c", bool withBase = true)
     {
         string temp = TestPaths.NewTempDir("weld-cli");
         string[] names = ["base", "a", "b", "c"];
@@ -51,8 +58,9 @@ public sealed class DeterminismTests
             writer.WriteFloat32(values);
             writer.Complete();
         }
-        string models = string.Concat(names[1..].Select(n => $"  - model: {Path.Combine(temp, n)}\n    parameters: {modelParameters}\n"));
-        string recipe = Recipes.Write(temp, $"models:\n{models}base_model: {Path.Combine(temp, "base")}\nmerge_method: {method}\nparameters: {{ {global} }}\n");
+        string models = string.Concat(inputs.Split(' ').Select(n => $"  - model: {Path.Combine(temp, n)}\n    parameters: {modelParameters}\n"));
+        string baseModel = withBase ? $"base_model: {Path.Combine(temp, "base")}\n" : "";
+        string recipe = Recipes.Write(temp, $"models:\n{models}{baseModel}merge_method: {method}\nparameters: {{ {global} }}\n");
 
         var dryRun = WeldCli.Run(["merge", recipe, "-o", Path.Combine(temp, "dry"), "--dry-run", "--memory-limit", "24M"]);
         CliAssert.Succeeded(dryRun);

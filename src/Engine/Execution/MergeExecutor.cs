@@ -59,7 +59,7 @@ public sealed record MergeSummary(int Tensors, long BytesRead, long BytesWritten
 /// a loader reads and converts the next tensors' inputs, the compute stage runs the method, a writer converts
 /// and appends results to the current shard. Tensors too large for the budget are cut into chunks: in one pass
 /// when the method is elementwise, in statistics passes then an apply pass when it streams
-/// (<see cref="IStreamingMergeMethod"/>: TIES, DARE, Breadcrumbs, DELLA, SCE). Output bytes depend only on the plan, never on timing or thread count.
+/// (<see cref="IStreamingMergeMethod"/>: TIES, DARE, Breadcrumbs, DELLA, SCE, the SLERP family, Model Stock). Output bytes depend only on the plan, never on timing or thread count.
 /// </summary>
 public sealed class MergeExecutor
 {

@@ -10,7 +10,13 @@ namespace Weld.Engine.Methods;
 ///   θ = (Σ_k ‖x_k‖ / N) · m
 /// </code>
 /// </summary>
-public sealed class Karcher : IMergeMethod
+/// <remarks>
+/// m and T are always combinations of the inputs, so the iteration runs on their coefficients c (m = Σ c_k x_k) with
+/// the Gram matrix G_jk = ⟨x_j, x_k⟩: ⟨m, x_k⟩ = (G c)_k and ‖m‖² = cᵀ G c, in float64. One pass over the data gathers
+/// G (summed in 2²⁰-element blocks in index order, <see cref="BlockSums"/>), one more writes θ = Σ (scale · c_k) x_k;
+/// a tensor too large for memory streams the same two passes chunk by chunk and gets the same bits.
+/// </remarks>
+public sealed class Karcher : IStreamingMergeMethod
 {
     /// <inheritdoc />
     public string Name => "karcher";
@@ -28,72 +34,148 @@ public sealed class Karcher : IMergeMethod
     /// <inheritdoc />
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
-        var kernels = inputs.Kernels;
-        int count = inputs.Count;
-        if (count == 1)
+        var tensor = new TensorStream(inputs);
+        if (tensor.StatisticsPasses == 1)
         {
-            inputs.Row(0).CopyTo(output);
-            return;
+            tensor.Observe(0, inputs);
+            tensor.EndPass(0);
         }
-        int maxIterations = (int)inputs.Global.Number("max_iter");
-        double tol = inputs.Global.Number("tol");
-        double alpha = 1.0 / count;
+        tensor.Merge(inputs, output);
+    }
 
-        var norms = new double[count];
-        double validAlpha = 0, scale = 0;
-        for (int k = 0; k < count; k++)
-        {
-            norms[k] = Math.Sqrt(kernels.SumOfSquares(inputs.Row(k)));
-            if (norms[k] > tol) validAlpha += alpha;
-            scale += alpha * norms[k];
-        }
-        if (validAlpha == 0)
-        {
-            output.Clear();
-            return;
-        }
-        double share = alpha / validAlpha; // the normalised alpha of each valid input
+    /// <inheritdoc />
+    public bool CanStream(IReadOnlyList<ResolvedParameters> modelParameters, ResolvedParameters global) => true;
 
-        // Initial guess: the normalised weighted mean of the unit vectors (the first unit vector if that vanishes).
-        var coefficients = new float[count];
-        for (int k = 0; k < count; k++) coefficients[k] = norms[k] > tol ? (float)(share / norms[k]) : 0f;
-        kernels.WeightedSum(inputs.Models.Span, coefficients, output);
-        double meanNorm = Math.Sqrt(kernels.SumOfSquares(output));
-        if (meanNorm < tol)
+    /// <inheritdoc />
+    public IStreamingTensorMerge BeginTensor(TensorMergeInputs description) => new TensorStream(description);
+
+    /// <summary>One tensor, whole or streamed: the Gram matrix, the mean's coefficients, then θ.</summary>
+    private sealed class TensorStream : IStreamingTensorMerge
+    {
+        private readonly int _count;
+        private readonly int _maxIterations;
+        private readonly double _tol;
+        private readonly double[,] _gram;
+        private float[] _outputWeights = [];
+        private bool _noDirection; // every input's norm ≤ tol (or NaN): θ = 0, as mergekit returns zeros
+
+        public TensorStream(TensorMergeInputs description)
         {
-            int first = Array.FindIndex(norms, x => x > tol);
-            inputs.Row(first).CopyTo(output);
-            kernels.Divide(output, (float)norms[first]);
-        }
-        else
-        {
-            kernels.Divide(output, (float)meanNorm);
+            _count = description.Count;
+            _maxIterations = (int)description.Global.Number("max_iter");
+            _tol = description.Global.Number("tol");
+            _gram = new double[_count, _count];
+            StatisticsPasses = _count == 1 ? 0 : 1;
         }
 
-        float[] tangent = new float[inputs.Length];
-        for (int iteration = 0; iteration < maxIterations; iteration++)
+        public int StatisticsPasses { get; }
+
+        public void Observe(int pass, TensorMergeInputs chunk)
         {
-            // T = Σ c_k x_k / ‖x_k‖ − (Σ c_k cos θ_k) m with c_k = a_k θ_k / sin θ_k.
-            double along = 0;
-            for (int k = 0; k < count; k++)
+            for (int j = 0; j < _count; j++)
             {
-                coefficients[k] = 0f;
-                if (norms[k] <= tol) continue;
-                double cos = Math.Clamp(kernels.Dot(output, inputs.Row(k)) / norms[k], -1, 1);
-                double theta = Math.Acos(cos);
-                if (theta < tol) continue;
-                double c = share * theta / Math.Sin(theta);
-                coefficients[k] = (float)(c / norms[k]);
-                along += c * cos;
+                _gram[j, j] = BlockSums.SumOfSquares(chunk.Kernels, chunk.Row(j), chunk.Offset, _gram[j, j]);
+                for (int k = j + 1; k < _count; k++)
+                    _gram[j, k] = BlockSums.Dot(chunk.Kernels, chunk.Row(j), chunk.Row(k), chunk.Offset, _gram[j, k]);
             }
-            kernels.WeightedSum(inputs.Models.Span, coefficients, tangent);
-            kernels.Axpby(1f, tangent, (float)-along, output, tangent);
-            double tangentNorm = Math.Sqrt(kernels.SumOfSquares(tangent));
-            if (tangentNorm < tol) break;
-            kernels.Axpby((float)Math.Cos(tangentNorm), output, (float)(Math.Sin(tangentNorm) / tangentNorm), tangent, output);
-            double unitNorm = Math.Sqrt(kernels.SumOfSquares(output));
-            if (unitNorm > tol) kernels.Divide(output, (float)unitNorm);
         }
-        kernels.Scale(output, (float)scale);
+
+        public void EndPass(int pass)
+        {
+            for (int j = 0; j < _count; j++)
+                for (int k = 0; k < j; k++) _gram[j, k] = _gram[k, j];
+            _outputWeights = OutputWeights();
+        }
+
+        public void Merge(TensorMergeInputs chunk, Span<float> output)
+        {
+            if (_count == 1)
+                chunk.Row(0).CopyTo(output);
+            else if (_noDirection)
+                output.Clear();
+            else
+                chunk.Kernels.WeightedSum(chunk.Models.Span, _outputWeights, output);
+        }
+
+        /// <summary>The weights of θ = Σ w_k x_k: the mean direction's coefficients times the mean norm.</summary>
+        private float[] OutputWeights()
+        {
+            double alpha = 1.0 / _count;
+            var norms = new double[_count];
+            double validAlpha = 0, scale = 0;
+            for (int k = 0; k < _count; k++)
+            {
+                norms[k] = Math.Sqrt(_gram[k, k]);
+                if (norms[k] > _tol) validAlpha += alpha;
+                scale += alpha * norms[k];
+            }
+            var weights = new float[_count];
+            _noDirection = validAlpha == 0;
+            if (_noDirection) return weights;
+            double share = alpha / validAlpha; // the normalised alpha of each valid input
+
+            // Initial guess: the normalised weighted mean of the unit vectors (the first unit vector if that vanishes).
+            var mean = new double[_count];
+            for (int k = 0; k < _count; k++) mean[k] = norms[k] > _tol ? share / norms[k] : 0;
+            double meanNorm = Norm(mean);
+            if (meanNorm < _tol)
+            {
+                int first = Array.FindIndex(norms, x => x > _tol);
+                Array.Clear(mean);
+                mean[first] = 1 / norms[first];
+            }
+            else
+            {
+                Divide(mean, meanNorm);
+            }
+
+            var tangent = new double[_count];
+            for (int iteration = 0; iteration < _maxIterations; iteration++)
+            {
+                // T = Σ c_k x_k / ‖x_k‖ − (Σ c_k cos θ_k) m with c_k = a_k θ_k / sin θ_k.
+                double along = 0;
+                for (int k = 0; k < _count; k++)
+                {
+                    tangent[k] = 0;
+                    if (norms[k] <= _tol) continue;
+                    double cos = Math.Clamp(Inner(mean, k) / norms[k], -1, 1);
+                    double theta = Math.Acos(cos);
+                    if (theta < _tol) continue;
+                    double c = share * theta / Math.Sin(theta);
+                    tangent[k] = c / norms[k];
+                    along += c * cos;
+                }
+                for (int k = 0; k < _count; k++) tangent[k] -= along * mean[k];
+                double tangentNorm = Norm(tangent);
+                if (tangentNorm < _tol) break;
+                double towardMean = Math.Cos(tangentNorm), towardTangent = Math.Sin(tangentNorm) / tangentNorm;
+                for (int k = 0; k < _count; k++) mean[k] = towardMean * mean[k] + towardTangent * tangent[k];
+                double unitNorm = Norm(mean);
+                if (unitNorm > _tol) Divide(mean, unitNorm);
+            }
+            for (int k = 0; k < _count; k++) weights[k] = (float)(scale * mean[k]);
+            return weights;
+        }
+
+        /// <summary>⟨Σ_j c_j x_j, x_k⟩ = (G c)_k.</summary>
+        private double Inner(double[] coefficients, int k)
+        {
+            double sum = 0;
+            for (int j = 0; j < _count; j++) sum += coefficients[j] * _gram[j, k];
+            return sum;
+        }
+
+        /// <summary>‖Σ_k c_k x_k‖ = √(cᵀ G c); a sum rounded below 0 counts as 0 (NaN stays NaN).</summary>
+        private double Norm(double[] coefficients)
+        {
+            double sum = 0;
+            for (int k = 0; k < _count; k++) sum += coefficients[k] * Inner(coefficients, k);
+            return Math.Sqrt(sum < 0 ? 0 : sum);
+        }
+
+        private static void Divide(double[] values, double divisor)
+        {
+            for (int k = 0; k < values.Length; k++) values[k] /= divisor;
+        }
     }
 }

@@ -8,8 +8,11 @@ namespace Weld.Engine.Methods;
 ///   θ_H = t · mean_k θ_k + (1 − t) · θ_base
 /// </code>
 /// With <c>filter_wise</c> the angle and ratio are taken per output row (dim −1) instead of per tensor.
+/// A tensor too large for memory is streamed: one pass gathers ‖δ_k‖² and ⟨δ_i, δ_j⟩ of every row (a row cut by a
+/// chunk boundary keeps adding where the previous chunk stopped; all sums go in 2²⁰-element blocks in index order
+/// on both paths, <see cref="BlockSums"/>), then the apply pass interpolates each chunk.
 /// </summary>
-public sealed class ModelStock : IMergeMethod
+public sealed class ModelStock : IStreamingMergeMethod
 {
     /// <inheritdoc />
     public string Name => "model_stock";
@@ -26,51 +29,147 @@ public sealed class ModelStock : IMergeMethod
     /// <inheritdoc />
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
-        int n = inputs.Count;
-        int rowLength = inputs.Global.Flag("filter_wise") && inputs.Shape.Length >= 2
-            ? (int)inputs.Shape[^1]
-            : inputs.Length;
-        var kernels = inputs.Kernels;
-        ReadOnlySpan<float> baseline = inputs.Base.Span;
-
+        var tensor = new TensorStream(inputs);
         // Average of the fine-tunes first (before the rows become task vectors).
-        float[] uniform = new float[n];
-        Array.Fill(uniform, 1f);
-        kernels.WeightedSum(inputs.Models.Span, uniform, output);
-        kernels.Divide(output, n);
-
-        kernels.SubtractRows(inputs.Models.Span, baseline);
-        // The ratios come from float64 reductions per row; the mix itself is one kernel call over all rows.
-        int rows = rowLength == 0 ? 0 : inputs.Length / rowLength;
-        float[] averageWeights = new float[rows], baseWeights = new float[rows];
-        for (int row = 0; row < rows; row++)
-        {
-            double t = InterpolationRatio(inputs, row * rowLength, rowLength);
-            averageWeights[row] = (float)t;
-            baseWeights[row] = (float)(1 - t);
-        }
-        kernels.AxpbyRows(output.Slice(0, rows * rowLength), averageWeights, baseline.Slice(0, rows * rowLength), baseWeights);
+        tensor.Average(inputs, output);
+        inputs.Kernels.SubtractRows(inputs.Models.Span, inputs.Base.Span);
+        tensor.Gather(inputs);
+        tensor.EndPass(0);
+        tensor.Interpolate(inputs, output);
     }
 
-    private static double InterpolationRatio(TensorMergeInputs inputs, int start, int length)
+    /// <inheritdoc />
+    public bool CanStream(IReadOnlyList<ResolvedParameters> modelParameters, ResolvedParameters global) => true;
+
+    /// <inheritdoc />
+    public IStreamingTensorMerge BeginTensor(TensorMergeInputs description) => new TensorStream(description);
+
+    /// <summary>
+    /// One tensor, whole or streamed: per row the Gram entries of the task vectors (‖δ_k‖², then ⟨δ_i, δ_j⟩ for i &lt; j),
+    /// then the average interpolated toward the base with each row's ratio.
+    /// </summary>
+    private sealed class TensorStream : IStreamingTensorMerge
     {
-        int n = inputs.Count;
-        double cosSum = 0;
-        int pairs = 0;
-        for (int i = 0; i < n; i++)
+        private readonly int _count;
+        private readonly long _rowLength;
+        private readonly int _entries; // Gram entries per row: K squared norms, then the K(K−1)/2 pairs
+        private readonly double[] _gram;
+        private readonly float[] _averageWeights, _baseWeights;
+
+        public TensorStream(TensorMergeInputs description)
         {
-            ReadOnlySpan<float> di = inputs.Row(i).Slice(start, length);
-            double normI = Math.Sqrt(inputs.Kernels.SumOfSquares(di));
-            for (int j = i + 1; j < n; j++)
+            _count = description.Count;
+            long[] shape = description.Shape;
+            long n = description.TensorLength;
+            _rowLength = description.Global.Flag("filter_wise") && shape.Length >= 2 ? shape[^1] : n;
+            int rows = _rowLength == 0 ? 0 : (int)(n / _rowLength);
+            _entries = _count + _count * (_count - 1) / 2;
+            _gram = new double[rows * _entries];
+            _averageWeights = new float[rows];
+            _baseWeights = new float[rows];
+        }
+
+        public int StatisticsPasses => 1;
+
+        public void Observe(int pass, TensorMergeInputs chunk)
+        {
+            chunk.Kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            Gather(chunk);
+        }
+
+        public void EndPass(int pass)
+        {
+            for (int row = 0; row < _averageWeights.Length; row++)
             {
-                ReadOnlySpan<float> dj = inputs.Row(j).Slice(start, length);
-                double normJ = Math.Sqrt(inputs.Kernels.SumOfSquares(dj));
-                double cos = inputs.Kernels.Dot(di, dj) / Math.Max(normI * normJ, 1e-6);
-                cosSum += Math.Clamp(cos, -1, 1);
-                pairs++;
+                double t = InterpolationRatio(_gram.AsSpan(row * _entries, _entries));
+                _averageWeights[row] = (float)t;
+                _baseWeights[row] = (float)(1 - t);
             }
         }
-        double cosTheta = cosSum / pairs;
-        return n * cosTheta / (1 + (n - 1) * cosTheta);
+
+        public void Merge(TensorMergeInputs chunk, Span<float> output)
+        {
+            Average(chunk, output);
+            Interpolate(chunk, output);
+        }
+
+        /// <summary>output = mean_k θ_k (float32: a sum from +0 in model order, then one division).</summary>
+        public void Average(TensorMergeInputs chunk, Span<float> output)
+        {
+            Span<float> uniform = stackalloc float[_count];
+            uniform.Fill(1f);
+            chunk.Kernels.WeightedSum(chunk.Models.Span, uniform, output);
+            chunk.Kernels.Divide(output, _count);
+        }
+
+        /// <summary>Adds the chunk's pieces of each row's Gram entries (rows hold the task vectors).</summary>
+        public void Gather(TensorMergeInputs chunk)
+        {
+            for (int i = 0; i < chunk.Length;)
+            {
+                var (row, _, length) = Segment(chunk, i, manyRows: false);
+                Span<double> gram = _gram.AsSpan((int)row * _entries, _entries);
+                long offset = chunk.Offset + i;
+                for (int k = 0; k < _count; k++)
+                    gram[k] = BlockSums.SumOfSquares(chunk.Kernels, chunk.Row(k).Slice(i, length), offset, gram[k]);
+                int pair = _count;
+                for (int a = 0; a < _count; a++)
+                    for (int b = a + 1; b < _count; b++, pair++)
+                        gram[pair] = BlockSums.Dot(chunk.Kernels, chunk.Row(a).Slice(i, length), chunk.Row(b).Slice(i, length), offset, gram[pair]);
+                i += length;
+            }
+        }
+
+        /// <summary>output = t · output + (1 − t) · θ_base with each row's t.</summary>
+        public void Interpolate(TensorMergeInputs chunk, Span<float> output)
+        {
+            ReadOnlySpan<float> baseline = chunk.Base.Span;
+            for (int i = 0; i < chunk.Length;)
+            {
+                var (row, rows, length) = Segment(chunk, i, manyRows: true);
+                chunk.Kernels.AxpbyRows(output.Slice(i, length), _averageWeights.AsSpan((int)row, rows),
+                    baseline.Slice(i, length), _baseWeights.AsSpan((int)row, rows));
+                i += length;
+            }
+        }
+
+        /// <summary>
+        /// From chunk element <paramref name="i"/>: the row it lies in and, with <paramref name="manyRows"/> when it starts
+        /// a row, as many whole rows as the chunk holds (else the rest of its row, as far as the chunk goes), and their
+        /// length in elements.
+        /// </summary>
+        private (long Row, int Rows, int Length) Segment(TensorMergeInputs chunk, int i, bool manyRows)
+        {
+            long index = chunk.Offset + i;
+            long row = index / _rowLength, within = index % _rowLength;
+            int left = chunk.Length - i;
+            if (manyRows && within == 0 && left >= _rowLength)
+            {
+                int rows = (int)(left / _rowLength);
+                return (row, rows, (int)(rows * _rowLength));
+            }
+            return (row, 1, (int)Math.Min(left, _rowLength - within));
+        }
+
+        /// <summary>t from one row's Gram entries.</summary>
+        private double InterpolationRatio(ReadOnlySpan<double> gram)
+        {
+            int n = _count;
+            double cosSum = 0;
+            int pairs = 0, pair = n;
+            for (int i = 0; i < n; i++)
+            {
+                double normI = Math.Sqrt(gram[i]);
+                for (int j = i + 1; j < n; j++, pair++)
+                {
+                    double normJ = Math.Sqrt(gram[j]);
+                    double cos = gram[pair] / Math.Max(normI * normJ, 1e-6);
+                    cosSum += Math.Clamp(cos, -1, 1);
+                    pairs++;
+                }
+            }
+            double cosTheta = cosSum / pairs;
+            return n * cosTheta / (1 + (n - 1) * cosTheta);
+        }
     }
 }

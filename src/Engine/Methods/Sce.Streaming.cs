@@ -64,8 +64,9 @@ public sealed partial class Sce
                 }
                 Select(chunk, variance);
             }
+            // Block by block onto the running sum: a chunk of several blocks adds them one at a time, as the whole tensor does.
             for (int k = 0; k < chunk.Count; k++)
-                _energy[k] += SumOfSquares(kernels, chunk.Row(k));
+                _energy[k] = BlockSums.SumOfSquares(kernels, chunk.Row(k), chunk.Offset, _energy[k]);
         }
 
         public void EndPass(int pass)

@@ -120,13 +120,13 @@ public class StreamingTests
         Assert.Contains("tensor model.", error.Message);
         Assert.Contains("raise --memory-limit", error.Message);
 
-        // Model Stock's angles need the whole tensor.
+        // TSV's SVDs need the whole tensor.
         MergeRecipe stock = RecipeHarness.Recipe("""
             models:
               - model: {zoo}/lm-ft-prose
               - model: {zoo}/lm-ft-c
             base_model: {zoo}/lm-base
-            merge_method: model_stock
+            merge_method: tsv
             """);
         error = Assert.Throws<WeldException>(() =>
             MergeRunner.Run(stock, new MergeOptions { OutputPath = Output(), MemoryLimitBytes = 600_000 }));
@@ -191,6 +191,36 @@ public class StreamingTests
         Assert.InRange(small.PeakBufferBytes, 1, 30_000_000);
         // Each statistics pass reads the large tensor of the four inputs (bf16) once more.
         Assert.Equal(big.BytesRead + statisticsPasses * 4L * 3_003_000 * 2, small.BytesRead);
+        byte[] expected = File.ReadAllBytes(Path.Combine(whole, "model.safetensors"));
+        byte[] actual = File.ReadAllBytes(Path.Combine(streamed, "model.safetensors"));
+        Assert.True(expected.AsSpan().SequenceEqual(actual), $"{method}: streamed output differs from the whole-tensor merge");
+    }
+
+    [Theory]
+    [InlineData("slerp", "a", true, "{}", "t: 0.3", 1)] // ‖v0‖², ‖v1‖², ⟨v0, v1⟩
+    [InlineData("nuslerp", "a b", true, "{weight: 0.4}", "", 1)] // one angle for the whole tensor
+    [InlineData("nuslerp", "a b", false, "{weight: 0.4}", "nuslerp_flatten: false", 1)] // rows of 1000, some cut by chunks
+    [InlineData("nuslerp", "a b", true, "{weight: 0.4}", "nuslerp_flatten: false, nuslerp_row_wise: true", 1)] // columns
+    [InlineData("multislerp", "a b c", true, "{weight: 0.3}", "", 2)] // ‖v_k‖, then ‖M‖ and ⟨v_k, M⟩
+    [InlineData("multislerp", "a b c", false, "{weight: 0.3}", "normalize_weights: false", 2)]
+    [InlineData("karcher", "a b c", false, "{}", "", 1)] // the Gram matrix of the inputs
+    [InlineData("model_stock", "a b c", true, "{}", "", 1)] // the Gram matrix of the task vectors
+    [InlineData("model_stock", "a b", true, "{}", "filter_wise: true", 1)] // one per row
+    public void Spherical_methods_merge_tensors_larger_than_the_limit_with_the_same_bytes(string method, string inputs, bool withBase,
+        string modelParameters, string global, int statisticsPasses)
+    {
+        string folder = SyntheticTaskModels();
+        string models = string.Concat(inputs.Split(' ').Select(m => $"  - model: {folder}/{m}\n    parameters: {modelParameters.Replace("0.", m == "b" ? "0.5" : "0.")}\n"));
+        string yaml = $"models:\n{models}{(withBase ? $"base_model: {folder}/base\n" : "")}merge_method: {method}\nparameters: {{ {global} }}\n";
+        MergeRecipe recipe = RecipeParser.Parse(yaml, "stream.yml");
+        string whole = Output(), streamed = Output();
+        int rows = inputs.Split(' ').Length + (withBase ? 1 : 0);
+        var big = MergeRunner.Run(recipe, new MergeOptions { OutputPath = whole, MemoryLimitBytes = 500_000_000, Seed = 7, FuseElementwise = false });
+        var small = MergeRunner.Run(recipe, new MergeOptions { OutputPath = streamed, MemoryLimitBytes = 30_000_000, Threads = 1, Seed = 7 });
+        Assert.True(big.PeakBufferBytes >= (rows + 1L) * 3_003_000 * 4, "the reference run did not hold the whole tensor");
+        Assert.InRange(small.PeakBufferBytes, 1, 30_000_000);
+        // Each statistics pass reads the large tensor of the inputs (bf16) once more.
+        Assert.Equal(big.BytesRead + statisticsPasses * rows * 3_003_000L * 2, small.BytesRead);
         byte[] expected = File.ReadAllBytes(Path.Combine(whole, "model.safetensors"));
         byte[] actual = File.ReadAllBytes(Path.Combine(streamed, "model.safetensors"));
         Assert.True(expected.AsSpan().SequenceEqual(actual), $"{method}: streamed output differs from the whole-tensor merge");

@@ -4,7 +4,7 @@ using Xunit;
 namespace Weld.Engine.Tests.Methods;
 
 /// <summary>
-/// Breadcrumbs, DELLA and SCE streamed in chunks (statistics passes, then the apply pass) against the same method's
+/// Breadcrumbs, DELLA, SCE and the spherical methods (slerp, nuslerp, multislerp, karcher, model_stock) streamed in chunks (statistics passes, then the apply pass) against the same method's
 /// whole-tensor <see cref="IMergeMethod.Merge"/>: the same bits, element for element.
 /// </summary>
 public class StreamedMethodTests
@@ -66,6 +66,113 @@ public class StreamedMethodTests
             Assert.True(changed > n / 100, $"{methodName}: only {changed} of {n} elements differ from the base");
     }
 
+    /// <summary>
+    /// The spherical methods, whose statistics are float64 sums (norms, dot products, Gram matrices) over the whole
+    /// tensor or per row: odd shapes whose rows straddle chunk boundaries, with and without a base, and inputs with
+    /// NaN, ±∞, a zero tensor or an antipodal pair, where the methods define what comes out.
+    /// </summary>
+    public static TheoryData<string, string, int, bool, string, string, int> SphericalCases() => new()
+    {
+        { "slerp", "1237x1931", 1, true, "", "t=0.3", 1 },
+        { "slerp", "2386547", 1, true, "nan", "t=0.7", 1 },
+        { "nuslerp", "1237x1931", 2, true, "", "", 1 },
+        { "nuslerp", "2386547", 2, false, "", "", 1 },
+        { "nuslerp", "1237x1931", 2, false, "", "nuslerp_flatten=0", 1 }, // rows of 1931 cut by chunk boundaries
+        { "nuslerp", "37x41x1571", 2, true, "inf", "nuslerp_flatten=0", 1 },
+        { "nuslerp", "1237x1931", 2, true, "", "nuslerp_flatten=0 nuslerp_row_wise=1", 1 }, // columns
+        { "nuslerp", "1931x1237", 2, false, "nan", "nuslerp_flatten=0 nuslerp_row_wise=1", 1 },
+        { "multislerp", "1237x1931", 3, true, "", "", 2 },
+        { "multislerp", "2386547", 3, false, "", "normalize_weights=0", 2 },
+        { "multislerp", "1237x1931", 2, true, "antipodal", "", 2 }, // ‖M‖ = 0: the lerp fallback
+        { "multislerp", "1237x1931", 1, true, "", "", 0 }, // one input is the output
+        { "karcher", "1237x1931", 3, false, "", "", 1 },
+        { "karcher", "2386547", 3, false, "zero", "max_iter=3", 1 }, // a zero tensor is left out
+        { "karcher", "37x41x1571", 2, false, "inf", "", 1 },
+        { "karcher", "1237x1931", 1, false, "", "", 0 },
+        { "model_stock", "1237x1931", 3, true, "", "", 1 },
+        { "model_stock", "1237x1931", 2, true, "", "filter_wise=1", 1 }, // one ratio per row of 1931
+        { "model_stock", "37x41x1571", 3, true, "nan", "filter_wise=1", 1 },
+        { "model_stock", "2386547", 2, true, "inf", "", 1 },
+    };
+
+    [Theory]
+    [MemberData(nameof(SphericalCases))]
+    public void Spherical_methods_stream_with_the_bits_of_the_whole_tensor(string methodName, string shapeText, int count, bool withBase,
+        string special, string global, int passes)
+    {
+        IMergeMethod method = MergeMethods.Find(methodName)!;
+        long[] shape = shapeText.Split('x').Select(long.Parse).ToArray();
+        int n = (int)shape.Aggregate(1L, (a, b) => a * b);
+        // Task vectors against a base are small; inputs without one are far apart, so the angles are not tiny.
+        var (baseline, models) = MethodHarness.RandomModels(seed: n % 1000 + count, n, count, deltaScale: withBase ? 0.006f : 0.3f);
+        if (!withBase)
+            for (int m = 0; m < count; m++)
+                models[m] = MethodHarness.RandomTensor(new Random(m + 5), n, 1f);
+        Special(special, baseline, models);
+        float[]? baseRow = withBase ? baseline : null;
+        Action<int, ResolvedParameters> perModelSet = (m, p) =>
+        {
+            if (method.Parameters.Any(spec => spec.Name == "weight")) p.Set("weight", special == "antipodal" ? 0.5 : 0.3 + 0.25 * m);
+        };
+        Action<ResolvedParameters> globalSet = p => Apply(p, global);
+
+        float[] whole = MethodHarness.Run(method, baseRow, Copy(models), shape, perModelSet, globalSet);
+        foreach (int chunk in new[] { Chunk, 2 * Chunk })
+        {
+            float[] streamed = RunStreamed((IStreamingMergeMethod)method, baseRow, Copy(models), shape, perModelSet, globalSet, chunk,
+                out int statisticsPasses);
+            Assert.Equal(passes, statisticsPasses);
+            AssertSameBits(whole, streamed, $"{methodName} {shapeText} {special} {global}, chunks of {chunk}");
+        }
+        // The output must be a mix, not one of the inputs, and finite where the inputs are: one input (karcher, multislerp)
+        // is returned as it is, and an antipodal pair of equal weights falls back to the lerp, which gives the base.
+        if (count == 1 && methodName != "slerp")
+            Assert.Equal(0, CountDifferent(whole, models[0]));
+        else if (special == "antipodal")
+            Assert.Equal(0, CountDifferent(whole, baseline));
+        else
+        {
+            float[] reference = withBase ? baseline : models[0];
+            int changed = 0;
+            for (int i = 0; i < n; i++) changed += whole[i] != reference[i] ? 1 : 0;
+            Assert.True(changed > n / 100, $"{methodName}: only {changed} of {n} elements differ from the reference input");
+        }
+        if (special == "")
+            Assert.True(whole.All(float.IsFinite), $"{methodName}: a finite input gave a non-finite output");
+    }
+
+    /// <summary>
+    /// Plants the special values: "nan"/"inf" in the first model next to a chunk boundary and inside a row; "zero" makes
+    /// the second model 0; "antipodal" makes the second task vector the negative of the first.
+    /// </summary>
+    private static void Special(string special, float[] baseline, float[][] models)
+    {
+        switch (special)
+        {
+            case "nan":
+                models[0][Chunk - 1] = float.NaN;
+                models[0][12_345] = float.NaN;
+                break;
+            case "inf":
+                models[0][Chunk] = float.PositiveInfinity;
+                models[^1][54_321] = float.NegativeInfinity;
+                break;
+            case "zero":
+                Array.Clear(models[1]);
+                break;
+            case "antipodal":
+                for (int i = 0; i < baseline.Length; i++) models[1][i] = baseline[i] - (models[0][i] - baseline[i]);
+                break;
+        }
+    }
+
+    private static int CountDifferent(float[] a, float[] b)
+    {
+        int different = 0;
+        for (int i = 0; i < a.Length; i++) different += BitConverter.SingleToUInt32Bits(a[i]) != BitConverter.SingleToUInt32Bits(b[i]) ? 1 : 0;
+        return different;
+    }
+
     [Fact]
     public void Della_refuses_to_stream_a_slice_larger_than_a_chunk()
     {
@@ -91,7 +198,7 @@ public class StreamedMethodTests
     private static float[][] Copy(float[][] models) => models.Select(m => (float[])m.Clone()).ToArray();
 
     /// <summary>The executor's protocol: every statistics pass over the chunks in index order, then the apply pass.</summary>
-    private static float[] RunStreamed(IStreamingMergeMethod method, float[] baseline, float[][] models, long[] shape,
+    private static float[] RunStreamed(IStreamingMergeMethod method, float[]? baseline, float[][] models, long[] shape,
         Action<int, ResolvedParameters>? perModel, Action<ResolvedParameters>? global, int chunk, out int statisticsPasses)
     {
         int n = models[0].Length;
@@ -131,7 +238,7 @@ public class StreamedMethodTests
                 // Fresh copies each pass: the state may overwrite the rows (and the base row in a statistics pass).
                 var stacked = new float[models.Length * length];
                 for (int m = 0; m < models.Length; m++) models[m].AsSpan(offset, length).CopyTo(stacked.AsSpan(m * length));
-                float[] baseRow = baseline.AsSpan(offset, length).ToArray();
+                float[] baseRow = baseline is null ? [] : baseline.AsSpan(offset, length).ToArray();
                 TensorMergeInputs inputs = Inputs(stacked, baseRow, offset, [length]);
                 if (pass < stream.StatisticsPasses)
                 {

@@ -1,0 +1,40 @@
+using Weld.Kernels;
+
+namespace Weld.Engine.Methods;
+
+/// <summary>
+/// Float64 reductions cut at every tensor index that is a multiple of <see cref="TensorMergeInputs.ChunkAlignment"/>
+/// and added piece by piece in index order onto a running sum. Streamed chunks start at such multiples, so a sum
+/// gathered chunk by chunk adds exactly the pieces a whole-tensor sum adds, in the same order: the same bits.
+/// </summary>
+internal static class BlockSums
+{
+    private const int Block = TensorMergeInputs.ChunkAlignment;
+
+    /// <summary><paramref name="sum"/> + Σ x[i]², where x[0] is tensor element <paramref name="offset"/>.</summary>
+    public static double SumOfSquares(IMergeKernels kernels, ReadOnlySpan<float> x, long offset, double sum = 0)
+    {
+        for (int start = 0; start < x.Length;)
+        {
+            int length = PieceLength(offset + start, x.Length - start);
+            sum += kernels.SumOfSquares(x.Slice(start, length));
+            start += length;
+        }
+        return sum;
+    }
+
+    /// <summary><paramref name="sum"/> + Σ a[i]·b[i], where a[0] and b[0] are tensor element <paramref name="offset"/>.</summary>
+    public static double Dot(IMergeKernels kernels, ReadOnlySpan<float> a, ReadOnlySpan<float> b, long offset, double sum = 0)
+    {
+        for (int start = 0; start < a.Length;)
+        {
+            int length = PieceLength(offset + start, a.Length - start);
+            sum += kernels.Dot(a.Slice(start, length), b.Slice(start, length));
+            start += length;
+        }
+        return sum;
+    }
+
+    /// <summary>Elements from tensor index <paramref name="index"/> up to the next block boundary, at most <paramref name="left"/>.</summary>
+    private static int PieceLength(long index, int left) => (int)Math.Min(left, Block - index % Block);
+}
