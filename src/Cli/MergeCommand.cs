@@ -38,7 +38,7 @@ internal sealed class MergeOptions
     [Option("cuda", HelpText = "mergekit's flag: same as --device cuda.")]
     public bool Cuda { get; set; }
 
-    [Option("memory-limit", HelpText = "Hard budget for working buffers: bytes with K/M/B suffixes (2B = 2·10⁹). Default: 1/8 of the machine's memory, between 256M and 1B (--dry-run says what it picked).")]
+    [Option("memory-limit", HelpText = "Hard budget for working buffers: bytes with K/M/B suffixes (2B = 2·10⁹). Default: 1/8 of the machine's memory, between 256M and 1B (--dry-run says what it picked); without this flag a tensor the method cannot stream may take up to half the machine's memory.")]
     public string? MemoryLimit { get; set; }
 
     [Option("resume", HelpText = "Reuse the shards an interrupted run of the same command finished.")]
