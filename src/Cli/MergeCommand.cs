@@ -38,7 +38,7 @@ internal sealed class MergeOptions
     [Option("cuda", HelpText = "mergekit's flag: same as --device cuda.")]
     public bool Cuda { get; set; }
 
-    [Option("memory-limit", HelpText = "Hard budget for working buffers: bytes with K/M/B suffixes (2B = 2·10⁹). Default: 1/8 of the machine's memory, between 256M and 1B (--dry-run says what it picked).")]
+    [Option("memory-limit", HelpText = "Hard budget for working buffers: bytes with K/M/B suffixes (2B = 2·10⁹). Default: 1/8 of the machine's memory, between 256M and 1B (--dry-run says what it picked); without this flag a tensor the method cannot stream may take up to half the machine's memory.")]
     public string? MemoryLimit { get; set; }
 
     [Option("resume", HelpText = "Reuse the shards an interrupted run of the same command finished.")]
@@ -113,7 +113,7 @@ internal static class MergeCommand
             MergePlan plan = MergeRunner.Plan(recipe, models, options.RandomSeed ?? 0);
             PlanReport.Write(plan, models, shardBytes, ParseMemoryLimit(options.MemoryLimit), console.Out,
                 options.MemoryLimit is null ? DefaultMemoryLimit.Explain(DefaultMemoryLimit.MachineBytes) : $"{options.MemoryLimit} (given)",
-                options.Part is null ? null : PartSelection.Parse(options.Part));
+                options.Part is null ? null : PartSelection.Parse(options.Part), WholeTensorLimit(options));
             return ExitCodes.Ok;
         }
         if (output is null)
@@ -133,6 +133,7 @@ internal static class MergeCommand
             Threads = options.Threads,
             Kernels = kernels,
             MemoryLimitBytes = ParseMemoryLimit(options.MemoryLimit),
+            WholeTensorLimitBytes = WholeTensorLimit(options),
             Resume = options.Resume,
             DirectIo = !options.NoDirectIo,
             AllowNonFinite = options.AllowNonFinite,
@@ -171,6 +172,12 @@ internal static class MergeCommand
             throw new WeldException($"--memory-limit {text}: at least 16M is needed for the working buffers");
         return bytes;
     }
+
+    /// <summary>
+    /// Without --memory-limit, a tensor the method cannot stream may raise the budget to half the machine's memory
+    /// (<see cref="DefaultMemoryLimit.WholeTensorFor"/>); a given limit stays hard.
+    /// </summary>
+    private static long? WholeTensorLimit(MergeOptions options) => options.MemoryLimit is null ? DefaultMemoryLimit.WholeTensorBytes : null;
 
     private static void CheckDevice(string device)
     {
@@ -317,7 +324,7 @@ internal sealed class PlainProgress : IProgress<MergeProgress>, IDisposable
 internal static class PlanReport
 {
     public static void Write(MergePlan plan, ModelSet models, long shardBytes, long memoryLimit, TextWriter writer, string? limitReason = null,
-        PartSelection? part = null)
+        PartSelection? part = null, long? wholeTensorLimit = null)
     {
         var inv = CultureInfo.InvariantCulture;
         long read = 0;
@@ -350,8 +357,25 @@ internal static class PlanReport
         writer.WriteLine(string.Create(inv, $"memory:   largest tensor needs {largestStack:N0} bytes of float32 buffers; peak about {peak:N0} bytes (--memory-limit {memoryLimit:N0})"));
         if (largestStack > memoryLimit / 2 && chunks)
             writer.WriteLine(string.Create(inv, $"memory:   tensors above {memoryLimit / 2:N0} bytes of buffers are merged in chunks{(plan.Method.Traits.Elementwise ? "" : ", reading them again for each statistics pass")}"));
-        if (largestStack > memoryLimit && !chunks)
+        IReadOnlyList<TensorTask> whole = WholeTensors.AboveBudget(plan, memoryLimit);
+        if (whole.Count > 0 && wholeTensorLimit is long raised)
+        {
+            // No --memory-limit: each of these is merged in one piece with the budget raised for it (the pipeline drains around it).
+            writer.WriteLine(string.Create(inv, $"memory:   {whole.Count} tensor(s) {plan.Method.Name} cannot stream are above the budget: each is merged whole, the budget raised for it up to {raised:N0} bytes (half the machine's memory)"));
+            foreach (TensorTask t in whole)
+            {
+                long need = WholeTensors.NeededBytes(plan, t), working = WholeTensors.WorkingBytes(plan, t);
+                writer.WriteLine(string.Create(inv, $"  whole tensor {t.Header.Name}: {need:N0} bytes ({WholeTensors.BufferBytes(t):N0} of float32 buffers")
+                    + (working > 0 ? string.Create(inv, $" + {working:N0} of the method's own working memory)") : ")")
+                    + (need > raised ? " - more than this machine can safely give: the merge will fail" : ""));
+            }
+        }
+        else if (largestStack > memoryLimit && !chunks)
+        {
             writer.WriteLine(string.Create(inv, $"warning:  {plan.Method.Name} needs whole tensors in memory: raise --memory-limit to at least {largestStack:N0}"));
+            foreach (TensorTask t in whole)
+                writer.WriteLine(string.Create(inv, $"  whole tensor {t.Header.Name}: {WholeTensors.BufferBytes(t):N0} bytes of float32 buffers (above --memory-limit: the merge will fail)"));
+        }
         foreach (var shard in shards)
             writer.WriteLine(string.Create(inv, $"  {shard.FileName}: {shard.Tensors.Count} tensors, {shard.DataBytes:N0} bytes"));
         foreach (string note in plan.Notes) writer.WriteLine($"note: {note}");

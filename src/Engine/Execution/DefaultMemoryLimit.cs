@@ -26,6 +26,18 @@ public static class DefaultMemoryLimit
     /// <summary>The default budget on this machine.</summary>
     public static long Bytes => For(MachineBytes);
 
+    /// <summary>
+    /// The budget a tensor that must be merged whole (<see cref="WholeTensors"/>) may raise the pool to when the user gave
+    /// no limit: half of <paramref name="machineBytes"/> (never below <see cref="For"/>). The pool counts everything
+    /// the pipeline holds, so the raised tensor waits until the tensors in flight around it leave room: the process's
+    /// buffers stay under half the machine, and the other half is left to the runtime (about 0.1 GB), the page cache
+    /// that serves the mapped inputs, and whatever else runs on the machine.
+    /// </summary>
+    public static long WholeTensorFor(long machineBytes) => Math.Max(machineBytes / 2, For(machineBytes));
+
+    /// <summary><see cref="WholeTensorFor"/> on this machine.</summary>
+    public static long WholeTensorBytes => WholeTensorFor(MachineBytes);
+
     /// <summary>One line saying what was picked and why.</summary>
     public static string Explain(long machineBytes)
     {

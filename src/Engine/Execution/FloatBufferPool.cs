@@ -14,7 +14,7 @@ public sealed class FloatBufferPool : IDisposable
     private readonly HashSet<NativeFloatBuffer> _allocated = [];
     private long _allocatedBytes;
 
-    /// <summary>Creates a pool that never holds more than <paramref name="limitBytes"/> of buffers.</summary>
+    /// <summary>Creates a pool that never holds more than <paramref name="limitBytes"/> of buffers (or the larger limit a rent names).</summary>
     public FloatBufferPool(long limitBytes)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limitBytes);
@@ -37,11 +37,17 @@ public sealed class FloatBufferPool : IDisposable
     public bool CanFit(long count) => count * sizeof(float) <= LimitBytes;
 
     /// <summary>A buffer of at least <paramref name="count"/> floats; blocks until the budget allows it.</summary>
-    public NativeFloatBuffer Rent(int count, CancellationToken cancel)
+    public NativeFloatBuffer Rent(int count, CancellationToken cancel) => Rent(count, LimitBytes, cancel);
+
+    /// <summary>
+    /// A buffer of at least <paramref name="count"/> floats, waiting until all buffers together stay within
+    /// <paramref name="limitBytes"/> (above <see cref="LimitBytes"/> only for a tensor that must be merged whole).
+    /// </summary>
+    public NativeFloatBuffer Rent(int count, long limitBytes, CancellationToken cancel)
     {
         long bytes = (long)count * sizeof(float);
-        if (bytes > LimitBytes)
-            throw new WeldException($"a buffer of {bytes:N0} bytes does not fit the memory limit of {LimitBytes:N0} bytes");
+        if (bytes > limitBytes)
+            throw new WeldException($"a buffer of {bytes:N0} bytes does not fit the memory limit of {limitBytes:N0} bytes");
         lock (_gate)
         {
             while (true)
@@ -60,16 +66,16 @@ public sealed class FloatBufferPool : IDisposable
                 // A free buffer too small for this request grows to fit (only the growth is fresh memory); a fresh
                 // buffer is taken while the budget has room (the larger free ones stay for larger requests); then a
                 // larger free buffer shrinks to fit; only then are free buffers released.
-                if (TryResizeFree(count, grow: true) is { } grown)
+                if (TryResizeFree(count, grow: true, limitBytes) is { } grown)
                     return grown;
-                if (_allocatedBytes + bytes > LimitBytes && TryResizeFree(count, grow: false) is { } shrunk)
+                if (_allocatedBytes + bytes > limitBytes && TryResizeFree(count, grow: false, limitBytes) is { } shrunk)
                     return shrunk;
-                while (_allocatedBytes + bytes > LimitBytes && _free.Count > 0)
+                while (_allocatedBytes + bytes > limitBytes && _free.Count > 0)
                 {
                     Release(_free[0]);
                     _free.RemoveAt(0);
                 }
-                if (_allocatedBytes + bytes <= LimitBytes)
+                if (_allocatedBytes + bytes <= limitBytes)
                 {
                     var buffer = new NativeFloatBuffer(count);
                     _allocated.Add(buffer);
@@ -114,11 +120,11 @@ public sealed class FloatBufferPool : IDisposable
     /// <summary>
     /// Resizes a free buffer to <paramref name="count"/> floats: with <paramref name="grow"/> the largest of those smaller
     /// than the request (releasing other free buffers if the growth needs room), else the smallest of those larger;
-    /// null when there is none, or the growth does not fit. A resized buffer keeps its pages
+    /// null when there is none, or the growth does not fit <paramref name="limitBytes"/>. A resized buffer keeps its pages
     /// (<see cref="NativeFloatBuffer.Resize"/>): only the growth is fresh memory for the kernel to zero, where freeing
     /// the buffer and allocating a new one had every page zeroed again.
     /// </summary>
-    private NativeFloatBuffer? TryResizeFree(int count, bool grow)
+    private NativeFloatBuffer? TryResizeFree(int count, bool grow, long limitBytes)
     {
         NativeFloatBuffer? buffer = null;
         foreach (NativeFloatBuffer candidate in _free)
@@ -128,13 +134,13 @@ public sealed class FloatBufferPool : IDisposable
         }
         if (buffer is null) return null;
         long delta = ((long)count - buffer.Length) * sizeof(float);
-        for (int i = 0; _allocatedBytes + delta > LimitBytes && i < _free.Count;)
+        for (int i = 0; _allocatedBytes + delta > limitBytes && i < _free.Count;)
         {
             if (_free[i] == buffer) { i++; continue; }
             Release(_free[i]);
             _free.RemoveAt(i);
         }
-        if (_allocatedBytes + delta > LimitBytes) return null;
+        if (_allocatedBytes + delta > limitBytes) return null;
         _free.Remove(buffer);
         buffer.Resize(count);
         _allocatedBytes += delta;

@@ -50,7 +50,7 @@ public readonly record struct MergeProgress(int TensorsDone, int TensorCount, lo
 /// <param name="Elapsed">Wall time.</param>
 /// <param name="Shards">The whole output's shard layout.</param>
 /// <param name="ShardsWritten">Shards written by this run (resumed or other parts' shards excluded).</param>
-/// <param name="PeakBufferBytes">Most working-buffer bytes held at once (never above the memory limit).</param>
+/// <param name="PeakBufferBytes">Most working-buffer bytes held at once (never above the memory limit, except while a tensor on the whole-tensor fallback, <see cref="MergeOptions.WholeTensorLimitBytes"/>, is held).</param>
 public sealed record MergeSummary(int Tensors, long BytesRead, long BytesWritten, TimeSpan Elapsed,
     IReadOnlyList<ShardPlan> Shards, IReadOnlyList<string> ShardsWritten, long PeakBufferBytes);
 
@@ -133,6 +133,14 @@ public sealed class MergeExecutor
     /// <see cref="NonFiniteInputException"/>, naming the file and tensor, before the output is committed.
     /// </summary>
     public bool AllowNonFinite { get; init; }
+
+    /// <summary>
+    /// When set, a tensor the method must merge whole (<see cref="WholeTensors"/>) whose buffers exceed the memory limit
+    /// may raise the pool to this many bytes while it is loaded and merged (the pipeline drains around it: its rents
+    /// wait until everything held together fits); one that needs more fails before any tensor is read. Null: the
+    /// memory limit is hard for every tensor.
+    /// </summary>
+    public long? WholeTensorLimitBytes { get; init; }
 
     /// <summary>Peak working-buffer bytes of the runs so far.</summary>
     public long PeakBufferBytes => _pool.PeakBytes;
@@ -241,6 +249,15 @@ public sealed class MergeExecutor
                 $"are above the memory limit of {_pool.LimitBytes:N0} bytes; raise --memory-limit");
         }
         long whole = (rows + 1) * task.ElementCount;
+        if (WholeTensorLimitBytes is long raised && WholeTensors.MustBeWhole(plan, task) && !_pool.CanFit(whole))
+        {
+            long working = WholeTensors.WorkingBytes(plan, task);
+            if (whole * sizeof(float) + working <= raised) return;
+            throw new WeldException(
+                $"tensor {task.Header.Name} ({task.ElementCount:N0} elements, {rows} inputs): {plan.Method.Name} needs the whole tensor in memory, " +
+                $"{whole * sizeof(float) + working:N0} bytes ({whole * sizeof(float):N0} of float32 buffers{(working > 0 ? $" + {working:N0} of its own working memory" : "")}), " +
+                $"above the {raised:N0} bytes this machine can safely give a tensor (half its memory)");
+        }
         if (_pool.CanFit(whole) || plan.Method.Traits.Elementwise || CanStream(plan, task))
         {
             long smallest = (rows + 1) * Math.Min(task.ElementCount, TensorMergeInputs.ChunkAlignment);
@@ -305,6 +322,10 @@ public sealed class MergeExecutor
                     ended = new StreamPasses();
                     passes = stream.StatisticsPasses;
                 }
+                // A tensor that must be merged whole and is above the limit takes the raised budget (CheckFits allowed it).
+                // The method's own working memory is left out of the pool: the buffers wait until they fit beside it.
+                long limit = WholeTensorLimitBytes is long raised && WholeTensors.MustBeWhole(plan, task) && WholeTensors.BufferBytes(task) > _pool.LimitBytes
+                    ? raised - WholeTensors.WorkingBytes(plan, task) : _pool.LimitBytes;
                 if (chunk > Array.MaxLength / Math.Max(rows, 1))
                     throw new WeldException($"tensor {header.Name}: {n:N0} elements × {rows} inputs do not fit one in-memory stack; lower --memory-limit so it is processed in chunks");
                 for (int pass = 0; pass <= passes; pass++)
@@ -338,8 +359,8 @@ public sealed class MergeExecutor
                             if (n == 0) break;
                             continue;
                         }
-                        NativeFloatBuffer inputs = _pool.Rent(rows * length, cancel);
-                        NativeFloatBuffer? result = apply ? _pool.Rent(length, cancel) : null;
+                        NativeFloatBuffer inputs = _pool.Rent(rows * length, limit, cancel);
+                        NativeFloatBuffer? result = apply ? _pool.Rent(length, limit, cancel) : null;
                         long bytes = 0;
                         using (EnterCpu(cancel))
                         {

@@ -21,6 +21,14 @@ public sealed class MergeOptions
     /// <summary>Hard budget for working buffers in bytes (default: <see cref="DefaultMemoryLimit.Bytes"/>, from the machine's memory).</summary>
     public long MemoryLimitBytes { get; init; } = DefaultMemoryLimit.Bytes;
 
+    /// <summary>
+    /// When set, a tensor the method must merge whole (<see cref="WholeTensors"/>) whose buffers exceed
+    /// <see cref="MemoryLimitBytes"/> may take up to this many bytes of buffers in all (the pipeline drains around it);
+    /// one that needs more fails before any tensor is merged. Null (default): such a tensor fails, as the limit is hard.
+    /// The CLI sets <see cref="DefaultMemoryLimit.WholeTensorBytes"/> when no <c>--memory-limit</c> is given.
+    /// </summary>
+    public long? WholeTensorLimitBytes { get; init; }
+
     /// <summary>Copy tokenizer and side files from the tokenizer source (default on).</summary>
     public bool CopyTokenizer { get; init; } = true;
 
@@ -141,7 +149,7 @@ public static class MergeRunner
         output.KeepOnDispose = false;
 
         IMergeKernels kernels = options.Kernels ?? new CpuKernels(options.Threads);
-        var executor = new MergeExecutor(kernels, options.MemoryLimitBytes, options.Threads) { DirectIo = options.DirectIo, FuseElementwise = options.FuseElementwise, AllowNonFinite = options.AllowNonFinite };
+        var executor = new MergeExecutor(kernels, options.MemoryLimitBytes, options.Threads) { WholeTensorLimitBytes = options.WholeTensorLimitBytes, DirectIo = options.DirectIo, FuseElementwise = options.FuseElementwise, AllowNonFinite = options.AllowNonFinite };
         MergeSummary summary;
         try
         {

@@ -14,8 +14,10 @@ namespace Weld.Engine.Methods;
 /// </code>
 /// Tensors of more than 10⁶ elements take the quantiles from 10⁶ elements drawn with replacement from the model's
 /// Philox stream (mergekit draws with torch's generator, so those thresholds cannot match it bit for bit).
+/// A tensor too large for memory is streamed: the sampled positions are known before any data is read, so one pass
+/// gathers the sampled scores (rows cut by a chunk boundary are assembled and scored whole), a second applies the gate.
 /// </summary>
-public sealed class ArceeFusion : IMergeMethod
+public sealed partial class ArceeFusion : IStreamingMergeMethod
 {
     private const int SampleSize = 1_000_000;
 
@@ -45,20 +47,30 @@ public sealed class ArceeFusion : IMergeMethod
     /// <summary>median + 1.5 · IQR of the scores (of a Philox sample of them above 10⁶ elements).</summary>
     internal static float Threshold(ReadOnlySpan<float> scores, PhiloxKey key)
     {
-        float[] sorted;
-        if (scores.Length > SampleSize)
-        {
-            sorted = new float[SampleSize];
-            for (int j = 0; j < SampleSize; j++)
-                sorted[j] = scores[(int)((Philox4x32.ElementBits(key, j) * (ulong)scores.Length) >> 32)];
-        }
-        else
-        {
-            sorted = scores.ToArray();
-        }
-        Array.Sort(sorted);
-        float last = sorted.Length - 1;
-        float q1 = sorted[(long)(0.25f * last)], median = sorted[(long)(0.5f * last)], q3 = sorted[(long)(0.75f * last)];
+        long[] positions = SamplePositions(scores.Length, key);
+        var sample = new float[positions.Length];
+        for (int j = 0; j < sample.Length; j++) sample[j] = scores[(int)positions[j]];
+        return Threshold(sample);
+    }
+
+    /// <summary>
+    /// The positions whose scores the quantiles are taken from, in draw order: every position up to 10⁶ elements,
+    /// else 10⁶ drawn with replacement, position j from the j-th 32 bits of the Philox stream scaled to the length.
+    /// </summary>
+    private static long[] SamplePositions(long length, PhiloxKey key)
+    {
+        var positions = new long[Math.Min(length, SampleSize)];
+        for (int j = 0; j < positions.Length; j++)
+            positions[j] = length > SampleSize ? (long)((Philox4x32.ElementBits(key, j) * (ulong)length) >> 32) : j;
+        return positions;
+    }
+
+    /// <summary>median + 1.5 · IQR of the sampled scores (sorted in place), q_a = sorted[⌊a · (m − 1)⌋].</summary>
+    private static float Threshold(float[] sample)
+    {
+        Array.Sort(sample);
+        float last = sample.Length - 1;
+        float q1 = sample[(long)(0.25f * last)], median = sample[(long)(0.5f * last)], q3 = sample[(long)(0.75f * last)];
         return median + 1.5f * (q3 - q1);
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Weld.Kernels;
 
 namespace Weld.Engine.Methods;
@@ -10,9 +11,11 @@ namespace Weld.Engine.Methods;
 ///   w_k = softmax_k(−c_k / T),   θ = θ_base + λ · Σ_k w_k τ_k
 /// </code>
 /// Global <c>temperature</c> (T, default 1; large T tends to the plain mean of the task vectors, i.e. the mean of
-/// the models) and <c>lambda</c> (λ, default 1). Dot products and norms accumulate in float64 (the kernels'). Needs the whole tensor.
+/// the models) and <c>lambda</c> (λ, default 1). Dot products and norms accumulate in float64 (the kernels'), block by
+/// block of <see cref="TensorMergeInputs.ChunkAlignment"/> in index order. A tensor too large for memory is streamed:
+/// one pass gathers the sums, a second writes the weighted sum, with the bits of one piece.
 /// </summary>
-public sealed class DivergenceWeights : IMergeMethod
+public sealed class DivergenceWeights : IStreamingMergeMethod
 {
     /// <inheritdoc />
     public string Name => "divergence_weights";
@@ -30,32 +33,74 @@ public sealed class DivergenceWeights : IMergeMethod
     /// <inheritdoc />
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
-        IMergeKernels kernels = inputs.Kernels;
-        ReadOnlySpan<float> baseline = inputs.Base.Span;
-        kernels.SubtractRows(inputs.Models.Span, baseline);
-        int n = inputs.Length, count = inputs.Count;
-        ReadOnlySpan<float> tau = inputs.Models.Span;
-
+        inputs.Kernels.SubtractRows(inputs.Models.Span, inputs.Base.Span);
         // τ̄ goes in the output buffer first; it is overwritten by the weighted sum once the weights are known.
-        var uniform = new float[count];
-        Array.Fill(uniform, 1f / count);
-        kernels.WeightedSum(tau, uniform, output);
-        double meanNorm = Math.Sqrt(kernels.SumOfSquares(output));
-        var logits = new double[count];
-        double temperature = inputs.Global.Number("temperature");
-        for (int k = 0; k < count; k++)
-        {
-            ReadOnlySpan<float> row = tau.Slice(k * n, n);
-            double norms = Math.Sqrt(kernels.SumOfSquares(row)) * meanNorm;
-            double dot = kernels.Dot(row, output);
-            double cosine = norms > 0 ? dot / norms : 0;
-            logits[k] = -cosine / temperature;
-        }
-        float[] weights = Softmax(logits);
-        kernels.WeightedSum(tau, weights, output);
+        var sums = new CosineSums(inputs.Count);
+        sums.Add(inputs, output);
+        Mix(inputs, sums.Weights(inputs.Global.Number("temperature")), output);
+    }
+
+    /// <inheritdoc />
+    public bool CanStream(IReadOnlyList<ResolvedParameters> modelParameters, ResolvedParameters global) => true;
+
+    /// <inheritdoc />
+    public IStreamingTensorMerge BeginTensor(TensorMergeInputs description) => new TensorStream(description);
+
+    /// <summary>output = θ_base + λ · Σ_k w_k τ_k over the task vectors in <paramref name="inputs"/>' rows.</summary>
+    private static void Mix(TensorMergeInputs inputs, float[] weights, Span<float> output)
+    {
+        IMergeKernels kernels = inputs.Kernels;
+        kernels.WeightedSum(inputs.Models.Span, weights, output);
         float lambda = (float)inputs.Global.Number("lambda");
         if (lambda != 1f) kernels.Scale(output, lambda);
-        kernels.Axpby(1f, baseline, 1f, output, output);
+        kernels.Axpby(1f, inputs.Base.Span, 1f, output, output);
+    }
+
+    /// <summary>
+    /// Σ τ̄², Σ τ_k² and Σ τ_k·τ̄ over the tensor, each added block by block (<see cref="TensorMergeInputs.ChunkAlignment"/>)
+    /// in index order: a streamed tensor's chunks start on block boundaries, so both paths add the same blocks in the same order.
+    /// </summary>
+    private sealed class CosineSums(int count)
+    {
+        private readonly double[] _squares = new double[count];
+        private readonly double[] _dots = new double[count];
+        private double _meanSquares;
+
+        /// <summary>Adds the sums of the task vectors in <paramref name="inputs"/>' rows; <paramref name="mean"/> receives τ̄ there.</summary>
+        public void Add(TensorMergeInputs inputs, Span<float> mean)
+        {
+            IMergeKernels kernels = inputs.Kernels;
+            int n = inputs.Length;
+            var uniform = new float[count];
+            Array.Fill(uniform, 1f / count);
+            kernels.WeightedSum(inputs.Models.Span, uniform, mean.Slice(0, n));
+            for (int start = 0; start < n; start += TensorMergeInputs.ChunkAlignment)
+            {
+                int length = Math.Min(TensorMergeInputs.ChunkAlignment, n - start);
+                ReadOnlySpan<float> block = mean.Slice(start, length);
+                _meanSquares += kernels.SumOfSquares(block);
+                for (int k = 0; k < count; k++)
+                {
+                    ReadOnlySpan<float> row = inputs.Row(k).Slice(start, length);
+                    _squares[k] += kernels.SumOfSquares(row);
+                    _dots[k] += kernels.Dot(row, block);
+                }
+            }
+        }
+
+        /// <summary>w_k = softmax_k(−cos(τ_k, τ̄) / T), in float64, rounded to float32.</summary>
+        public float[] Weights(double temperature)
+        {
+            double meanNorm = Math.Sqrt(_meanSquares);
+            var logits = new double[count];
+            for (int k = 0; k < count; k++)
+            {
+                double norms = Math.Sqrt(_squares[k]) * meanNorm;
+                double cosine = norms > 0 ? _dots[k] / norms : 0;
+                logits[k] = -cosine / temperature;
+            }
+            return Softmax(logits);
+        }
     }
 
     /// <summary>softmax over the logits, shifted by their maximum so exp never overflows.</summary>
@@ -69,5 +114,29 @@ public sealed class DivergenceWeights : IMergeMethod
         var weights = new float[logits.Length];
         for (int k = 0; k < logits.Length; k++) weights[k] = (float)(exp[k] / total);
         return weights;
+    }
+
+    /// <summary>One streamed tensor: a pass gathering the cosine sums (τ̄ in the spent base row), then the mix.</summary>
+    private sealed class TensorStream(TensorMergeInputs description) : IStreamingTensorMerge
+    {
+        private readonly CosineSums _sums = new(description.Count);
+        private float[]? _weights;
+
+        public int StatisticsPasses => 1;
+
+        public void Observe(int pass, TensorMergeInputs chunk)
+        {
+            chunk.Kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            // The base row is spent once the task vectors are formed: it holds τ̄ of this chunk.
+            _sums.Add(chunk, MemoryMarshal.AsMemory(chunk.Base).Span);
+        }
+
+        public void EndPass(int pass) => _weights = _sums.Weights(description.Global.Number("temperature"));
+
+        public void Merge(TensorMergeInputs chunk, Span<float> output)
+        {
+            chunk.Kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            Mix(chunk, _weights!, output);
+        }
     }
 }

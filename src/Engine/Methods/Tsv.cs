@@ -24,7 +24,7 @@ namespace Weld.Engine.Methods;
 /// sign flips a column of U and the same column of V together, which the polar factors carry through unchanged: the
 /// result does not depend on the signs the factorisation happens to pick.
 /// </remarks>
-public sealed class Tsv : IMergeMethod
+public sealed class Tsv : IMergeMethod, IWholeTensorWorkingMemory
 {
     /// <inheritdoc />
     public string Name => "tsv";
@@ -68,6 +68,26 @@ public sealed class Tsv : IMergeMethod
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
                 output[i * n + j] = (float)(baseline[i * n + j] + alpha * merged[i, j]);
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Float64, every task factored at once (the upper bound of the parallel loop): per task its Δ, a transposed copy
+    /// when it is wide, the thin QR's Q, U = Q·U_R (4 matrices of m·n) and U's first k columns; beside them the stacked
+    /// U and V ((m + n)·T·k). Then the two polar factors (each a thin SVD of a stacked matrix: four of its size), the
+    /// stacked factors, U_⊥Σ and the merged m × n result. The larger of the two phases.
+    /// </remarks>
+    public long WorkingBytes(long[] shape, IReadOnlyList<ResolvedParameters> modelParameters, ResolvedParameters global)
+    {
+        if (shape.Length != 2) return 0;
+        long m = Math.Max(shape[0], shape[1]), n = Math.Min(shape[0], shape[1]);
+        int count = modelParameters.Count;
+        double reduction = global.Number("sv_reduction");
+        long k = RankPerTask(reduction == 0 ? 1.0 / count : reduction, (int)Math.Min(n, int.MaxValue));
+        long stacked = (m + n) * count * k;
+        long factoring = count * (4 * m * n + m * k) + stacked;
+        long polar = stacked + 4 * stacked + m * count * k + m * n;
+        return sizeof(double) * Math.Max(factoring, polar);
     }
 
     /// <summary>k = ⌊reduction · min(m, n)⌋, the triplets kept per task (the reference's <c>int(s.shape[0] * sv_reduction)</c>).</summary>

@@ -134,16 +134,19 @@ public class StreamingTests
     }
 
     /// <summary>A base and three fine-tunes (bf16, so many equal magnitudes) with a 3,003,000-element tensor.</summary>
-    private static string SyntheticTaskModels()
+    private static string SyntheticTaskModels() => SyntheticTaskModels([3003, 1000]);
+
+    /// <summary>A base and three fine-tunes with a tensor of shape <paramref name="bigShape"/> (and a small one).</summary>
+    private static string SyntheticTaskModels(long[] bigShape)
     {
         string folder = TestPaths.NewTempDir();
         var random = new Random(11);
-        var baseValues = new float[3_003_000];
+        var baseValues = new float[bigShape.Aggregate(1L, (a, b) => a * b)];
         for (int i = 0; i < baseValues.Length; i++) baseValues[i] = (float)(random.NextDouble() - 0.5);
         foreach (string m in new[] { "base", "a", "b", "c" })
         {
             Directory.CreateDirectory(Path.Combine(folder, m));
-            TensorHeader[] headers = [new("big.weight", DType.BF16, [3003, 1000]), new("small.weight", DType.BF16, [7, 9])];
+            TensorHeader[] headers = [new("big.weight", DType.BF16, bigShape), new("small.weight", DType.BF16, [7, 9])];
             using var writer = new SafeTensorsWriter(Path.Combine(folder, m, "model.safetensors"), headers, null);
             var values = (float[])baseValues.Clone();
             if (m != "base")
@@ -167,6 +170,8 @@ public class StreamingTests
     [InlineData("della_linear", "{weight: 0.5, density: 0.5}", "rescale_norm: inverse_density", 1)]
     [InlineData("sce", "{}", "", 1)] // Σ δ² per model
     [InlineData("sce", "{}", "select_topk: 0.4", 4)] // nonzero variances, the variance cut (2), Σ δ²
+    [InlineData("ramplus_tl", "{}", "r: 0.3, alpha: 100, epsilon: 0.002", 1)] // shared and unique counts (ρ ≈ 5, below α: the counts set λ)
+    [InlineData("divergence_weights", "{}", "temperature: 0.5, lambda: 0.9", 1)] // Σ τ̄², Σ τ_k², Σ τ_k·τ̄
     public void Streamed_methods_merge_tensors_larger_than_the_limit_with_the_same_bytes(string method, string modelParameters, string global, int statisticsPasses)
     {
         string folder = SyntheticTaskModels();
@@ -224,6 +229,33 @@ public class StreamingTests
         byte[] expected = File.ReadAllBytes(Path.Combine(whole, "model.safetensors"));
         byte[] actual = File.ReadAllBytes(Path.Combine(streamed, "model.safetensors"));
         Assert.True(expected.AsSpan().SequenceEqual(actual), $"{method}: streamed output differs from the whole-tensor merge");
+    }
+
+    [Theory]
+    [InlineData(new long[] { 3003, 1000 })] // rows of 1,000: chunk boundaries (multiples of 2^20) cut rows in two
+    [InlineData(new long[] { 3003000 })] // one row longer than a chunk: assembled across three chunks
+    [InlineData(new long[] { 733, 4096 })] // rows that divide the chunks: no row is cut
+    public void Arcee_fusion_streams_tensors_larger_than_the_limit_with_the_same_bytes(long[] shape)
+    {
+        string folder = SyntheticTaskModels(shape);
+        long n = shape.Aggregate(1L, (a, b) => a * b);
+        MergeRecipe recipe = RecipeParser.Parse($$"""
+            models:
+              - model: {{folder}}/a
+            base_model: {{folder}}/base
+            merge_method: arcee_fusion
+            """, "arcee.yml");
+        string whole = Output(), streamed = Output();
+        // Model + base + output of about 3M float32 = 36 MB: whole under 500 MB, 1M-element chunks under 30 MB.
+        var big = MergeRunner.Run(recipe, new MergeOptions { OutputPath = whole, MemoryLimitBytes = 500_000_000, Seed = 3 });
+        var small = MergeRunner.Run(recipe, new MergeOptions { OutputPath = streamed, MemoryLimitBytes = 30_000_000, Threads = 1, Seed = 3 });
+        Assert.True(big.PeakBufferBytes >= 3L * n * 4, "the reference run did not hold the whole tensor");
+        Assert.InRange(small.PeakBufferBytes, 1, 30_000_000);
+        // One statistics pass (the sampled scores) reads the large tensor of both inputs (bf16) once more.
+        Assert.Equal(big.BytesRead + 2L * n * 2, small.BytesRead);
+        byte[] expected = File.ReadAllBytes(Path.Combine(whole, "model.safetensors"));
+        byte[] actual = File.ReadAllBytes(Path.Combine(streamed, "model.safetensors"));
+        Assert.True(expected.AsSpan().SequenceEqual(actual), "arcee_fusion: streamed output differs from the whole-tensor merge");
     }
 
     [Fact]
