@@ -122,21 +122,7 @@ public sealed partial class LlamaModel
                 throw new WeldException($"token id {token} is outside the model's vocabulary (vocab_size {Config.VocabSize}).");
         int h = Config.HiddenSize, t = tokens.Length;
         var result = new float[Config.LayerCount][];
-        Forward(tokens, 1, t, (layer, x) =>
-        {
-            var vector = new float[h];
-            if (averageOverSequence)
-            {
-                for (int i = 0; i < t; i++) TensorPrimitives.Add(vector, x.AsSpan(i * h, h), vector);
-                TensorPrimitives.Divide(vector, t, vector);
-            }
-            else
-            {
-                x.AsSpan((t - 1) * h, h).CopyTo(vector);
-            }
-
-            result[layer] = vector;
-        });
+        Forward(tokens, 1, t, (layer, x) => result[layer] = Summarise(x, t, h, averageOverSequence));
         return result;
     }
 }

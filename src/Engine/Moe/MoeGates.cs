@@ -77,21 +77,28 @@ public static class MoeGates
         }
         else
         {
-            log($"loading {baseModel.Path} to run the prompts (float32, {4 * baseModel.ParameterCount / (1 << 20)} MiB)");
-            LlamaModel model = LlamaModel.Load(baseModel);
-            bool average = config.GateMode == "hidden_avg";
-            embed = prompts =>
+            // Every distinct prompt runs once, all of them through one layer at a time (one layer's weights in memory).
+            var prompts = new List<string>();
+            var index = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (MoeExpert expert in config.Experts)
+                foreach (string prompt in expert.PositivePrompts.Concat(expert.NegativePrompts))
+                    if (index.TryAdd(prompt, prompts.Count)) prompts.Add(prompt);
+            int[][] sequences = prompts.Select(p => Tokenize(tokenizer, p, llama)).ToArray();
+            log($"running {prompts.Count} prompt(s) through {baseModel.Path} one layer at a time (float32, one layer's weights in memory)");
+            float[][][] states = LlamaModel.StreamLayerInputs(baseModel, sequences, config.GateMode == "hidden_avg",
+                layerDone: layer => log($"prompts: layer {layer + 1}/{layers}"), cancel: cancel);
+            embed = group =>
             {
+                // Summed in prompt order, as the whole-model pass summed them prompt after prompt.
                 var mean = new float[layers][];
                 for (int l = 0; l < layers; l++) mean[l] = new float[h];
-                foreach (string prompt in prompts)
+                foreach (string prompt in group)
                 {
-                    cancel.ThrowIfCancellationRequested();
-                    float[][] states = model.LayerInputs(Tokenize(tokenizer, prompt, llama), average);
-                    for (int l = 0; l < layers; l++) TensorPrimitives.Add(mean[l], states[l], mean[l]);
+                    float[][] promptStates = states[index[prompt]];
+                    for (int l = 0; l < layers; l++) TensorPrimitives.Add(mean[l], promptStates[l], mean[l]);
                 }
 
-                for (int l = 0; l < layers; l++) TensorPrimitives.Divide(mean[l], prompts.Count, mean[l]);
+                for (int l = 0; l < layers; l++) TensorPrimitives.Divide(mean[l], group.Count, mean[l]);
                 return mean;
             };
         }
