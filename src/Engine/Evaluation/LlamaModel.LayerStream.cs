@@ -67,19 +67,34 @@ public sealed partial class LlamaModel
             for (int s = 0; s < sequences.Count; s++) result[s][layer] = Summarise(streams[s], sequences[s].Length, h, averageOverSequence);
             // The last layer's output is no layer's input: its weights are never read.
             if (layer == c.LayerCount - 1) break;
-            LayerWeights weights = LayerWeights.Load(c, ReadLayer(model, layer), layer);
-            for (int s = 0; s < sequences.Count; s++)
-            {
-                cancel.ThrowIfCancellationRequested();
-                int t = sequences[s].Length;
-                var rope = new RotaryEmbedding(c.HeadDim, t, c.RopeTheta, c.RopeScaling);
-                shell.RunLayer(weights, layer, streams[s], new LayerBuffers(c, t), rope, 1, t);
-            }
-
+            long elements = shell.RunStreamedLayer(model, layer, sequences, streams, cancel);
+            // The layer's arrays are garbage now; return them before the next layer is read, so that the peak is
+            // one layer, not however many the collector lets pile up on the large-object heap.
+            if (elements >= 16 << 20) GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             layerDone?.Invoke(layer);
         }
 
         return result;
+    }
+
+    /// <summary>Reads layer <paramref name="layer"/> and runs it over every stream in place; returns the layer's element count.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private long RunStreamedLayer(ModelFolder model, int layer, IReadOnlyList<int[]> sequences, float[][] streams, CancellationToken cancel)
+    {
+        LlamaConfig c = Config;
+        TensorSet tensors = ReadLayer(model, layer);
+        LayerWeights weights = LayerWeights.Load(c, tensors, layer);
+        for (int s = 0; s < sequences.Count; s++)
+        {
+            cancel.ThrowIfCancellationRequested();
+            int t = sequences[s].Length;
+            var rope = new RotaryEmbedding(c.HeadDim, t, c.RopeTheta, c.RopeScaling);
+            RunLayer(weights, layer, streams[s], new LayerBuffers(c, t), rope, 1, t);
+        }
+
+        long elements = 0;
+        foreach (string name in tensors.Names) elements += tensors.Get(name).LongLength;
+        return elements;
     }
 
     /// <summary>The layer input at the last position, or averaged over positions (as <see cref="LayerInputs"/> takes it).</summary>

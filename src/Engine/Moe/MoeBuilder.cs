@@ -24,9 +24,9 @@ public sealed record MoeBuildResult(int Experts, int Layers, int Tensors, long O
 /// <c>base_model</c>; the router of layer ℓ is row i = expert i's gate vector for ℓ (see <see cref="MoeGates"/>).
 /// </summary>
 /// <remarks>
-/// Memory: tensors stream one at a time (one expert tensor as float32 at a time). The <c>hidden</c> gate modes hold
-/// the base model as float32 while the prompts run (4 bytes × its parameter count), which is what mergekit needs
-/// too (it loads the base in bfloat16); the single output file is written tensor by tensor.
+/// Memory: tensors stream one at a time (one expert tensor as float32 at a time). The <c>hidden</c> gate modes run
+/// the base over the prompts one layer at a time (<see cref="LlamaModel.StreamLayerInputs"/>): one layer's weights
+/// in float32 plus the prompts' hidden states, where mergekit loads the whole base.
 /// </remarks>
 public static partial class MoeBuilder
 {

@@ -22,7 +22,7 @@ namespace Weld.Engine.Moe;
 /// </list>
 /// </summary>
 /// <remarks>
-/// Differences from mergekit, deliberate: prompts run one at a time in float32 (mergekit pads a batch and runs in
+/// Differences from mergekit, deliberate: each prompt runs on its own (unpadded) in float32 (mergekit pads a batch and runs in
 /// bfloat16, so with right padding its "last token" of a shorter prompt is a pad token); the tokenizer's BOS is not
 /// prepended (Weld's tokenizers do not add special tokens; the zoo's byte-level models have none).
 /// </remarks>
