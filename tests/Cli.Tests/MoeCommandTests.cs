@@ -71,6 +71,28 @@ public sealed class MoeCommandTests
     }
 
     [Fact]
+    public void Out_shard_size_writes_shards_with_an_index_that_eval_loads()
+    {
+        string folder = TestPaths.NewTempDir();
+        string output = Path.Combine(folder, "moe");
+        CliResult dry = WeldCli.Run("moe", WriteConfig(folder, "random"), "-o", output, "--out-shard-size", "300K", "--dry-run");
+        CliAssert.Succeeded(dry);
+        int shards = int.Parse(System.Text.RegularExpressions.Regex.Match(dry.Stdout, @"in (\d+) shard\(s\); nothing written").Groups[1].Value);
+        Assert.True(shards > 1, dry.Stdout); // about 2.9 MB of tensors in shards of at most 300 kB
+        CliResult built = WeldCli.Run("moe", WriteConfig(folder, "random"), "-o", output, "--out-shard-size", "300K");
+        CliAssert.Succeeded(built);
+        Assert.Contains($"in {shards} shard(s)", built.Stdout);
+        Assert.True(File.Exists(Path.Combine(output, "model.safetensors.index.json")));
+        Assert.Equal(shards, Directory.GetFiles(output, "model-*-of-*.safetensors").Length);
+        Assert.True(File.Exists(Path.Combine(output, $"model-{shards:D5}-of-{shards:D5}.safetensors")));
+        Assert.False(File.Exists(Path.Combine(output, "model.safetensors")));
+        CliAssert.Succeeded(WeldCli.Run("eval", output, "--text", Text("c"), "--bytes", "1024"));
+
+        CliAssert.InputError(WeldCli.Run("moe", WriteConfig(folder, "random"), "-o", Path.Combine(folder, "x"), "--out-shard-size", "lots"), "not a byte size");
+        Assert.False(Directory.Exists(Path.Combine(folder, "x")));
+    }
+
+    [Fact]
     public void The_zoo_example_builds_from_the_repository_root_with_models_relative_to_the_config()
     {
         string output = Path.Combine(TestPaths.NewTempDir(), "moe");

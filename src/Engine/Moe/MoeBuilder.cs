@@ -15,7 +15,9 @@ namespace Weld.Engine.Moe;
 /// <param name="OutputBytes">Bytes of tensor data in the output.</param>
 /// <param name="DType">The output dtype.</param>
 /// <param name="GateVectors">The router weights, [layer][expert][hidden] (null for a dry run).</param>
-public sealed record MoeBuildResult(int Experts, int Layers, int Tensors, long OutputBytes, DType DType, float[][][]? GateVectors);
+/// <param name="Shards">The output's safetensors files (one <c>model.safetensors</c>, or shards with an index).</param>
+public sealed record MoeBuildResult(int Experts, int Layers, int Tensors, long OutputBytes, DType DType, float[][][]? GateVectors,
+    IReadOnlyList<ShardPlan> Shards);
 
 /// <summary>
 /// mergekit-moe for Mixtral output: every layer's MLP becomes a <c>block_sparse_moe</c> whose expert i is expert
@@ -30,6 +32,9 @@ public sealed record MoeBuildResult(int Experts, int Layers, int Tensors, long O
 /// </remarks>
 public static partial class MoeBuilder
 {
+    /// <summary>The default largest output shard: 5B bytes, as <c>weld merge --out-shard-size</c> (mergekit's default).</summary>
+    public const long DefaultMaxShardBytes = 5_000_000_000;
+
     [GeneratedRegex(@"^model\.layers\.(\d+)\.mlp\.(gate_proj|up_proj|down_proj)\.weight$")]
     private static partial Regex MlpWeight();
 
@@ -41,9 +46,12 @@ public static partial class MoeBuilder
     /// <param name="seed">Seeds random gates and expert noise.</param>
     /// <param name="log">Progress lines.</param>
     /// <param name="cancel">Cancels between tensors.</param>
-    /// <exception cref="WeldException">An input is missing, not a Llama/Mistral decoder, or the experts do not fit the base.</exception>
+    /// <param name="maxShardBytes">The largest output shard in bytes (a larger tensor gets a shard of its own);
+    /// the default is <c>weld merge</c>'s 5B.</param>
+    /// <exception cref="WeldException">An input is missing, not a Llama/Mistral decoder, the experts do not fit the
+    /// base, or <paramref name="maxShardBytes"/> is not positive.</exception>
     public static MoeBuildResult Build(MoeConfig config, string outputPath, bool overwrite, bool dryRun, int seed,
-        Action<string>? log = null, CancellationToken cancel = default)
+        Action<string>? log = null, CancellationToken cancel = default, long maxShardBytes = DefaultMaxShardBytes)
     {
         ArgumentNullException.ThrowIfNull(config);
         log ??= _ => { };
@@ -100,32 +108,33 @@ public static partial class MoeBuilder
 
             List<(TensorHeader Header, Func<float[]?> Values, ModelTensor? Copy)> plan = Plan(config, baseModel, experts, llama, dtype, seed);
             long bytes = plan.Sum(p => p.Header.ByteLength);
+            IReadOnlyList<ShardPlan> shards = ShardLayout.Plan(plan.Select(p => p.Header).ToArray(), maxShardBytes);
             int e = experts.Length;
             log($"MoE: {e} experts × {llama.LayerCount} layers, top-{config.ExpertsPerToken}, gate_mode {config.GateMode}, dtype {DTypes.ToTorchDType(dtype)}; "
-                + $"{plan.Count} tensors, {bytes.ToString("N0", CultureInfo.InvariantCulture)} bytes");
+                + $"{plan.Count} tensors, {bytes.ToString("N0", CultureInfo.InvariantCulture)} bytes in {shards.Count} shard(s)");
             if ((e & (e - 1)) != 0) log($"note: {e} experts is not a power of two (llama.cpp cannot load such a model; transformers can).");
-            if (dryRun) return new MoeBuildResult(e, llama.LayerCount, plan.Count, bytes, dtype, null);
+            if (dryRun) return new MoeBuildResult(e, llama.LayerCount, plan.Count, bytes, dtype, null, shards);
 
             using var output = new OutputFolder(outputPath, overwrite,
                 [config.SourcePath, baseModel.Path, .. experts.Select(x => x.Path)]);
             float[][][] gates = MoeGates.Compute(config, baseModel, llama, seed, log, cancel);
-            var headers = plan.Select(p => p.Header).ToArray();
-            using (var writer = new SafeTensorsWriter(Path.Combine(output.WorkPath, ShardLayout.SingleFileName), headers, null))
+            using (var writer = new ShardedTensorWriter(output.WorkPath, plan.Select(p => p.Header).ToArray(), maxShardBytes))
             {
                 int done = 0;
                 foreach ((TensorHeader header, Func<float[]?> values, ModelTensor? copy) in plan)
                 {
                     cancel.ThrowIfCancellationRequested();
+                    SafeTensorsWriter shard = writer.For(header.Name);
                     if (copy is { } source && source.DType == header.DType)
                     {
                         const int Chunk = 1 << 26;
                         for (long offset = 0; offset < source.Info.ByteLength; offset += Chunk)
-                            writer.WriteBytes(source.File.GetBytes(source.Info, offset, (int)Math.Min(Chunk, source.Info.ByteLength - offset)));
+                            shard.WriteBytes(source.File.GetBytes(source.Info, offset, (int)Math.Min(Chunk, source.Info.ByteLength - offset)));
                     }
                     else
                     {
                         float[] data = values() ?? RouterRow(header.Name, gates, llama);
-                        writer.WriteFloat32(data);
+                        shard.WriteFloat32(data);
                     }
 
                     if (++done % 64 == 0 || done == plan.Count) log($"tensors {done}/{plan.Count}");
@@ -138,12 +147,12 @@ public static partial class MoeBuilder
             foreach (string side in baseModel.SideFiles)
             {
                 string name = Path.GetFileName(side);
-                if (name is "config.json" or "model.safetensors.index.json") continue;
+                if (name is "config.json" || name == ShardIndex.FileName) continue;
                 File.Copy(side, Path.Combine(output.WorkPath, name));
             }
 
             output.Commit();
-            return new MoeBuildResult(e, llama.LayerCount, plan.Count, bytes, dtype, gates);
+            return new MoeBuildResult(e, llama.LayerCount, plan.Count, bytes, dtype, gates, shards);
         }
         finally
         {
