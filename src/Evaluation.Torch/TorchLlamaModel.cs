@@ -24,6 +24,8 @@ public sealed class TorchLlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguage
     {
         Config = config;
         ComputeType = compute;
+        if (config.IsMoe && config.MoeLayout != MoeLayout.Mixtral)
+            throw new WeldException($"{model.Path}: the torch engine scores Mixtral MoE models only, not {config.MoeLayout}; use --engine builtin.");
         int h = config.HiddenSize, q = config.HeadCount * config.HeadDim, kv = config.KeyValueHeadCount * config.HeadDim;
         int inter = config.IntermediateSize;
         Tensor embedding = SafeTensorsLoader.Load(model, "model.embed_tokens.weight", config.VocabSize, h);

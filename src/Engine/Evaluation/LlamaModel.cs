@@ -5,7 +5,8 @@ using Weld.Kernels.Cpu;
 namespace Weld.Engine.Evaluation;
 
 /// <summary>
-/// A Llama-family decoder (RMSNorm, RoPE, grouped-query causal attention, SwiGLU MLP, tied or untied lm_head) held
+/// A Llama-family decoder (RMSNorm, RoPE, grouped-query causal attention, SwiGLU MLP or a sparse mixture of SwiGLU
+/// experts: Mixtral, Qwen2-MoE; tied or untied lm_head) held
 /// in float32, scoring fixed-length windows without a KV cache: many windows go through each layer at once, so every
 /// projection is one large GEMM over windows × positions.
 /// </summary>
@@ -165,8 +166,15 @@ public sealed partial class LlamaModel : ICausalLanguageModel
         public readonly float[] K = new float[rows * c.KeyValueHeadCount * c.HeadDim];
         public readonly float[] V = new float[rows * c.KeyValueHeadCount * c.HeadDim];
         public readonly float[] Attention = new float[rows * c.HeadCount * c.HeadDim];
-        public readonly float[] Gate = new float[c.IsMoe ? 0 : rows * c.IntermediateSize];
-        public readonly float[] Up = new float[c.IsMoe ? 0 : rows * c.IntermediateSize];
+        public readonly float[] Gate = new float[HasDenseLayer(c) ? rows * c.IntermediateSize : 0];
+        public readonly float[] Up = new float[HasDenseLayer(c) ? rows * c.IntermediateSize : 0];
+
+        private static bool HasDenseLayer(LlamaConfig c)
+        {
+            for (int l = 0; l < c.LayerCount; l++)
+                if (!c.IsSparseLayer(l)) return true;
+            return false;
+        }
     }
 
     private ParallelOptions Options => new() { MaxDegreeOfParallelism = _maxDegreeOfParallelism };
@@ -319,6 +327,7 @@ public sealed partial class LlamaModel : ICausalLanguageModel
         {
             int h = config.HiddenSize, q = config.HeadCount * config.HeadDim, kv = config.KeyValueHeadCount * config.HeadDim;
             int inter = config.IntermediateSize;
+            bool sparse = config.IsSparseLayer(i);
             string p = $"model.layers.{i}.";
             return new LayerWeights(
                 weights.Get(p + "input_layernorm.weight", h),
@@ -331,10 +340,10 @@ public sealed partial class LlamaModel : ICausalLanguageModel
                 OptionalBias(weights, p + "self_attn.v_proj.bias", kv),
                 OptionalBias(weights, p + "self_attn.o_proj.bias", h),
                 weights.Get(p + "post_attention_layernorm.weight", h),
-                config.IsMoe ? null : weights.Get(p + "mlp.gate_proj.weight", inter, h),
-                config.IsMoe ? null : weights.Get(p + "mlp.up_proj.weight", inter, h),
-                config.IsMoe ? null : weights.Get(p + "mlp.down_proj.weight", h, inter),
-                config.IsMoe ? MoeWeights.Load(config, weights, i) : null);
+                sparse ? null : weights.Get(p + "mlp.gate_proj.weight", inter, h),
+                sparse ? null : weights.Get(p + "mlp.up_proj.weight", inter, h),
+                sparse ? null : weights.Get(p + "mlp.down_proj.weight", h, inter),
+                sparse ? MoeWeights.Load(config, weights, i) : null);
         }
 
         private static float[]? OptionalBias(TensorSet weights, string name, int length) =>

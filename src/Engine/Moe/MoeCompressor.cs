@@ -76,6 +76,8 @@ public static partial class MoeCompressor
         LlamaConfig llama = LlamaConfig.FromModelConfig(config);
         if (!llama.IsMoe)
             throw new WeldException($"{modelPath}: is not a mixture of experts (model_type '{config.ModelType}', no num_local_experts); moe-compress needs a Mixtral-layout MoE such as `weld moe` writes.");
+        if (llama.MoeLayout != MoeLayout.Mixtral)
+            throw new WeldException($"{modelPath}: is a {llama.MoeLayout} MoE (model_type '{config.ModelType}'); moe-compress merges Mixtral-layout experts only.");
         int e = llama.ExpertCount, k = options.Experts, layers = llama.LayerCount;
         if (k < 1) throw new WeldException($"--experts {k}: must be at least 1.");
         if (k >= e) throw new WeldException($"--experts {k}: must be fewer than the model's {e} experts per layer ({modelPath}).");

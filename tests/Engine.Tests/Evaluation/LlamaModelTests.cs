@@ -69,10 +69,12 @@ public partial class LlamaModelTests
         double[] Linear(string name, double[] x, int outputs)
         {
             var y = new double[outputs];
+            string bias = name.Replace(".weight", ".bias", StringComparison.Ordinal);
             for (int o = 0; o < outputs; o++)
             {
                 double[] row = Row(name, o, x.Length);
                 for (int i = 0; i < x.Length; i++) y[o] += row[i] * x[i];
+                if (w.Contains(bias)) y[o] += w.Get(bias)[o]; // attention_bias (Qwen2, Qwen2-MoE)
             }
 
             return y;
