@@ -6,7 +6,7 @@ using Weld.Engine.SafeTensors;
 
 namespace Weld.Cli;
 
-[Verb("moe", HelpText = "Build a Mixtral-layout mixture of experts from dense fine-tunes of one base (mergekit-moe YAML, unchanged): experts' MLPs become the experts, routers from prompts (gate_mode hidden | hidden_avg | cheap_embed | random | uniform_random).")]
+[Verb("moe", HelpText = "Build a mixture of experts (Mixtral, or Qwen2-MoE with one shared expert) from dense fine-tunes of one base (mergekit-moe YAML, unchanged): experts' MLPs become the experts, routers from prompts (gate_mode hidden | hidden_avg | cheap_embed | random | uniform_random).")]
 internal sealed class MoeOptions
 {
     [Value(0, MetaName = "CONFIG", Required = true, HelpText = "A mergekit-moe YAML config (base_model, experts with source_model and positive_prompts, gate_mode, dtype, experts_per_token).")]
@@ -48,7 +48,7 @@ internal static class MoeCommand
         }
 
         console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"wrote {options.Output}: MixtralForCausalLM, {result.Experts} experts × {result.Layers} layers, top-{config.ExpertsPerToken}, {result.Tensors} tensors, {size} bytes in {result.Shards.Count} shard(s), {clock.Elapsed.TotalSeconds:F1} s"));
+            $"wrote {options.Output}: {MoeBuilder.ArchitectureName(result.Architecture)}, {result.Experts} experts{(config.SharedExperts.Count > 0 ? " + 1 shared" : "")} × {result.Layers} layers, top-{config.ExpertsPerToken}, {result.Tensors} tensors, {size} bytes in {result.Shards.Count} shard(s), {clock.Elapsed.TotalSeconds:F1} s"));
         return ExitCodes.Ok;
     }
 }

@@ -28,13 +28,15 @@ namespace Weld.Engine.Moe;
 /// </remarks>
 public static class MoeGates
 {
-    /// <summary>Computes every layer's router rows.</summary>
+    /// <summary>Computes every layer's gate vectors: one row per <see cref="MoeConfig.GatedExperts"/> entry (the routed
+    /// experts' router rows, then any shared expert's gate).</summary>
     /// <exception cref="WeldException">A prompt tokenizes to nothing, or the base model cannot run.</exception>
     public static float[][][] Compute(MoeConfig config, ModelFolder baseModel, LlamaConfig llama, int seed, Action<string> log,
         CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(config);
-        int layers = llama.LayerCount, h = llama.HiddenSize, e = config.Experts.Count;
+        IReadOnlyList<MoeExpert> gated = config.GatedExperts;
+        int layers = llama.LayerCount, h = llama.HiddenSize, e = gated.Count;
         var gates = new float[layers][][];
         for (int l = 0; l < layers; l++) gates[l] = new float[e][];
 
@@ -80,7 +82,7 @@ public static class MoeGates
             // Every distinct prompt runs once, all of them through one layer at a time (one layer's weights in memory).
             var prompts = new List<string>();
             var index = new Dictionary<string, int>(StringComparer.Ordinal);
-            foreach (MoeExpert expert in config.Experts)
+            foreach (MoeExpert expert in gated)
                 foreach (string prompt in expert.PositivePrompts.Concat(expert.NegativePrompts))
                     if (index.TryAdd(prompt, prompts.Count)) prompts.Add(prompt);
             int[][] sequences = prompts.Select(p => Tokenize(tokenizer, p, llama)).ToArray();
@@ -105,8 +107,9 @@ public static class MoeGates
 
         for (int x = 0; x < e; x++)
         {
-            MoeExpert expert = config.Experts[x];
-            log($"expert {x} ({expert.SourceModel}): {expert.PositivePrompts.Count} positive, {expert.NegativePrompts.Count} negative prompt(s)");
+            MoeExpert expert = gated[x];
+            string role = x < config.Experts.Count ? $"expert {x}" : $"shared expert {x - config.Experts.Count}";
+            log($"{role} ({expert.SourceModel}): {expert.PositivePrompts.Count} positive, {expert.NegativePrompts.Count} negative prompt(s)");
             float[][] vectors = embed(expert.PositivePrompts);
             if (expert.NegativePrompts.Count > 0)
             {
