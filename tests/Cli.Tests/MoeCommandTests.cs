@@ -93,6 +93,28 @@ public sealed class MoeCommandTests
     }
 
     [Fact]
+    public void A_shared_expert_gives_a_qwen2_moe_that_eval_scores()
+    {
+        string folder = TestPaths.NewTempDir();
+        string config = Path.Combine(folder, "qwen.yml");
+        File.WriteAllText(config, File.ReadAllText(WriteConfig(folder, "hidden")) + $"""
+
+            shared_experts:
+              - source_model: '{TestPaths.Model("lm-base")}'
+                positive_prompts: ["The "]
+            """);
+        string output = Path.Combine(folder, "qwen");
+        CliResult built = WeldCli.Run("moe", config, "-o", output);
+        CliAssert.Succeeded(built);
+        Assert.Contains("Qwen2MoeForCausalLM, 2 experts + 1 shared × 4 layers", built.Stdout);
+        Assert.Contains("\"model_type\": \"qwen2_moe\"", File.ReadAllText(Path.Combine(output, "config.json")));
+        CliResult eval = WeldCli.Run("eval", output, "--text", Text("c"), "--bytes", "2048", "--json");
+        CliAssert.Succeeded(eval);
+        double perplexity = JsonDocument.Parse(eval.Stdout).RootElement.GetProperty("perplexity").GetDouble();
+        Assert.True(perplexity is > 1 and < 20, $"{perplexity}");
+    }
+
+    [Fact]
     public void The_zoo_example_builds_from_the_repository_root_with_models_relative_to_the_config()
     {
         string output = Path.Combine(TestPaths.NewTempDir(), "moe");
