@@ -86,7 +86,8 @@ public sealed record LlamaConfig(int HiddenSize, int IntermediateSize, int Layer
     /// MixtralForCausalLM) must give <c>num_local_experts</c> and may give <c>num_experts_per_tok</c> (transformers'
     /// default 2); Qwen2-MoE (<c>qwen2_moe</c> / Qwen2MoeForCausalLM) must give <c>num_experts</c> and takes the rest
     /// with Qwen2MoeConfig's defaults (top-4, moe_intermediate_size 1408, shared_expert_intermediate_size 5632,
-    /// norm_topk_prob false, decoder_sparse_step 1, no mlp_only_layers). Other MoE layouts (Qwen3-MoE, DeepSeek) are
+    /// norm_topk_prob false, decoder_sparse_step 1, no mlp_only_layers); Qwen3-MoE (<c>qwen3_moe</c>) likewise with
+    /// Qwen3MoeConfig's (top-8, moe_intermediate_size 768, no shared expert). Other MoE layouts (DeepSeek) are
     /// refused rather than scored as dense models.
     /// </summary>
     private static LlamaConfig ReadExperts(ModelConfig config, string file)
@@ -95,6 +96,7 @@ public sealed record LlamaConfig(int HiddenSize, int IntermediateSize, int Layer
         var none = new LlamaConfig(0, 0, 0, 0, 0, 0, 0, 0, 0, null);
         bool mixtral = config.ModelType == "mixtral" || config.Architecture == "MixtralForCausalLM";
         bool qwen2 = config.ModelType == "qwen2_moe" || config.Architecture == "Qwen2MoeForCausalLM";
+        bool qwen3 = config.ModelType == "qwen3_moe" || config.Architecture == "Qwen3MoeForCausalLM";
         if (mixtral)
         {
             int experts = OptionalInt(raw, file, "num_local_experts")
@@ -105,11 +107,12 @@ public sealed record LlamaConfig(int HiddenSize, int IntermediateSize, int Layer
             return none with { ExpertCount = experts, ExpertsPerToken = perToken };
         }
 
-        if (qwen2)
+        if (qwen2 || qwen3)
         {
+            string name = qwen2 ? "Qwen2-MoE" : "Qwen3-MoE";
             int experts = OptionalInt(raw, file, "num_experts")
-                ?? throw new InvalidModelFileException(file, "'num_experts' is missing; a Qwen2-MoE model needs it.");
-            int perToken = OptionalInt(raw, file, "num_experts_per_tok") ?? 4;
+                ?? throw new InvalidModelFileException(file, $"'num_experts' is missing; a {name} model needs it.");
+            int perToken = OptionalInt(raw, file, "num_experts_per_tok") ?? (qwen2 ? 4 : 8);
             if (perToken > experts)
                 throw new InvalidModelFileException(file, $"num_experts_per_tok ({perToken}) exceeds num_experts ({experts}).");
             bool normalize = raw["norm_topk_prob"] switch
@@ -132,22 +135,19 @@ public sealed record LlamaConfig(int HiddenSize, int IntermediateSize, int Layer
 
             return none with
             {
-                ExpertCount = experts, ExpertsPerToken = perToken, MoeLayout = MoeLayout.Qwen2Moe,
-                ExpertIntermediateSize = OptionalInt(raw, file, "moe_intermediate_size") ?? 1408,
-                SharedExpertIntermediateSize = OptionalInt(raw, file, "shared_expert_intermediate_size") ?? 5632,
+                ExpertCount = experts, ExpertsPerToken = perToken, MoeLayout = qwen2 ? MoeLayout.Qwen2Moe : MoeLayout.Qwen3Moe,
+                ExpertIntermediateSize = OptionalInt(raw, file, "moe_intermediate_size") ?? (qwen2 ? 1408 : 768),
+                SharedExpertIntermediateSize = qwen2 ? OptionalInt(raw, file, "shared_expert_intermediate_size") ?? 5632 : 0,
                 NormalizeTopK = normalize,
                 DecoderSparseStep = OptionalInt(raw, file, "decoder_sparse_step") ?? 1,
                 MlpOnlyLayers = mlpOnly,
             };
         }
 
-        if (config.ModelType == "qwen3_moe")
-            throw new InvalidModelFileException(file,
-                "model_type 'qwen3_moe' cannot be evaluated: Qwen3 attention (q_norm/k_norm) is not implemented; Mixtral and Qwen2-MoE models can be.");
         foreach (string key in (string[])["num_experts", "num_local_experts", "n_routed_experts"])
             if (raw[key] is not null)
                 throw new InvalidModelFileException(file,
-                    $"'{key}' says this is a mixture of experts of model_type '{config.ModelType}'; only Mixtral (model_type 'mixtral') and Qwen2-MoE ('qwen2_moe') models can be evaluated.");
+                    $"'{key}' says this is a mixture of experts of model_type '{config.ModelType}'; only Mixtral (model_type 'mixtral'), Qwen2-MoE ('qwen2_moe') and Qwen3-MoE ('qwen3_moe') models can be evaluated.");
         return none;
     }
 
@@ -182,6 +182,9 @@ public enum MoeLayout
     /// and <c>mlp.shared_expert_gate</c>; softmax over all experts, top-k, renormalised only with <c>norm_topk_prob</c>;
     /// plus the shared expert scaled by sigmoid(shared_expert_gate·x).</summary>
     Qwen2Moe,
+
+    /// <summary>Qwen3-MoE: Qwen2-MoE's names and routing without a shared expert (and Qwen3 attention's q/k norms).</summary>
+    Qwen3Moe,
 }
 
 /// <summary>The <c>rope_scaling</c> of Llama 3.1+ (<c>rope_type: llama3</c>): long wavelengths slowed by a factor.</summary>

@@ -15,7 +15,7 @@ public sealed partial class LlamaModel
         public static MoeWeights Load(LlamaConfig config, TensorSet weights, int layer)
         {
             int h = config.HiddenSize, inter = config.ExpertWidth, e = config.ExpertCount;
-            bool qwen = config.MoeLayout == MoeLayout.Qwen2Moe;
+            bool qwen = config.MoeLayout != MoeLayout.Mixtral;
             string p = qwen ? $"model.layers.{layer}.mlp." : $"model.layers.{layer}.block_sparse_moe.";
             (string gate, string up, string down) = qwen ? ("gate_proj", "up_proj", "down_proj") : ("w1", "w3", "w2");
             var w1 = new float[e][];
@@ -29,7 +29,7 @@ public sealed partial class LlamaModel
             }
 
             SharedExpert? shared = null;
-            if (qwen && config.SharedExpertIntermediateSize > 0)
+            if (config.MoeLayout == MoeLayout.Qwen2Moe && config.SharedExpertIntermediateSize > 0)
             {
                 int s = config.SharedExpertIntermediateSize;
                 shared = new SharedExpert(
@@ -57,9 +57,9 @@ public sealed partial class LlamaModel
     public RoutingObserver? Routing { get; set; }
 
     /// <summary>
-    /// Hugging Face <c>MixtralSparseMoeBlock</c> / <c>Qwen2MoeSparseMoeBlock</c>: logits = gate(x); softmax over all E
+    /// Hugging Face <c>MixtralSparseMoeBlock</c> / <c>Qwen2MoeSparseMoeBlock</c> / <c>Qwen3MoeSparseMoeBlock</c>: logits = gate(x); softmax over all E
     /// in float32; top-k by probability (ties to the lower index, as <c>torch.topk</c> on CPU); Mixtral renormalises
-    /// the k weights to sum to 1 (equal to a softmax over the k logits), Qwen2-MoE only with <c>norm_topk_prob</c>;
+    /// the k weights to sum to 1 (equal to a softmax over the k logits), the Qwen ones only with <c>norm_topk_prob</c>;
     /// output = Σ weightᵢ·down(silu(gate x)·up x), plus for Qwen2-MoE sigmoid(shared_expert_gate·x)·shared_expert(x).
     /// </summary>
     private void SparseMoe(MoeWeights moe, int layerIndex, float[] input, float[] output, int rows)

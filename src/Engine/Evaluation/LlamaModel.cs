@@ -6,7 +6,7 @@ namespace Weld.Engine.Evaluation;
 
 /// <summary>
 /// A Llama-family decoder (RMSNorm, RoPE, grouped-query causal attention, SwiGLU MLP or a sparse mixture of SwiGLU
-/// experts: Mixtral, Qwen2-MoE; tied or untied lm_head) held
+/// experts: Mixtral, Qwen2-MoE, Qwen3-MoE; Qwen3's q/k norms; tied or untied lm_head) held
 /// in float32, scoring fixed-length windows without a KV cache: many windows go through each layer at once, so every
 /// projection is one large GEMM over windows × positions.
 /// </summary>
@@ -135,6 +135,9 @@ public sealed partial class LlamaModel : ICausalLanguageModel
         Linear(b.Normed, layer.Q, layer.QBias, b.Q, rows, h, qWidth);
         Linear(b.Normed, layer.K, layer.KBias, b.K, rows, h, kvWidth);
         Linear(b.Normed, layer.V, layer.VBias, b.V, rows, h, kvWidth);
+        // Qwen3: RMSNorm of every head's query and key over head_dim, before the rotation.
+        if (layer.QNorm is { } qNorm) RmsNorm(b.Q, qNorm, b.Q, rows * c.HeadCount, c.HeadDim);
+        if (layer.KNorm is { } kNorm) RmsNorm(b.K, kNorm, b.K, rows * c.KeyValueHeadCount, c.HeadDim);
         ApplyRope(rope, b.Q, rows, windowLength, c.HeadCount, c.HeadDim);
         ApplyRope(rope, b.K, rows, windowLength, c.KeyValueHeadCount, c.HeadDim);
         Attend(b.Q, b.K, b.V, b.Attention, windowCount, windowLength);
@@ -320,7 +323,7 @@ public sealed partial class LlamaModel : ICausalLanguageModel
 
     private sealed record LayerWeights(float[] InputNorm, float[] Q, float[] K, float[] V, float[] O,
         float[]? QBias, float[]? KBias, float[]? VBias, float[]? OBias,
-        float[] PostAttentionNorm, float[]? Gate, float[]? Up, float[]? Down, MoeWeights? Moe)
+        float[] PostAttentionNorm, float[]? Gate, float[]? Up, float[]? Down, MoeWeights? Moe, float[]? QNorm, float[]? KNorm)
     {
         /// <summary>Layer <paramref name="i"/>'s tensors from <paramref name="weights"/> (which may hold only that layer).</summary>
         public static LayerWeights Load(LlamaConfig config, TensorSet weights, int i)
@@ -343,9 +346,12 @@ public sealed partial class LlamaModel : ICausalLanguageModel
                 sparse ? null : weights.Get(p + "mlp.gate_proj.weight", inter, h),
                 sparse ? null : weights.Get(p + "mlp.up_proj.weight", inter, h),
                 sparse ? null : weights.Get(p + "mlp.down_proj.weight", h, inter),
-                sparse ? MoeWeights.Load(config, weights, i) : null);
+                sparse ? MoeWeights.Load(config, weights, i) : null,
+                OptionalBias(weights, p + "self_attn.q_norm.weight", config.HeadDim),
+                OptionalBias(weights, p + "self_attn.k_norm.weight", config.HeadDim));
         }
 
+        /// <summary>An optional vector (a bias, or Qwen3's q_norm/k_norm weight).</summary>
         private static float[]? OptionalBias(TensorSet weights, string name, int length) =>
             weights.Contains(name) ? weights.Get(name, length) : null;
     }

@@ -28,7 +28,8 @@ public sealed record MoeBuildResult(int Experts, int Layers, int Tensors, long O
 /// vector for ℓ (see <see cref="MoeGates"/>). Mixtral output (<c>gate_proj→w1</c>, <c>down_proj→w2</c>,
 /// <c>up_proj→w3</c> under <c>block_sparse_moe</c>) or, with one shared expert, Qwen2-MoE output (mergekit's
 /// "Qwen MoE": <c>mlp.experts.N.*_proj</c>, <c>mlp.shared_expert.*_proj</c> from the shared model, <c>mlp.gate</c>,
-/// <c>mlp.shared_expert_gate</c> = the shared expert's gate vector, zero q/k/v biases where the base has none).
+/// <c>mlp.shared_expert_gate</c> = the shared expert's gate vector, zero q/k/v biases where the base has none), or,
+/// from Qwen3 models, Qwen3-MoE output (the same names without a shared expert).
 /// </summary>
 /// <remarks>
 /// Memory: tensors stream one at a time (one expert tensor as float32 at a time). The <c>hidden</c> gate modes run
@@ -159,9 +160,12 @@ public static partial class MoeBuilder
                 writer.Complete();
             }
 
-            string json = architecture == MoeOutputArchitecture.Mixtral
-                ? OutputConfig(baseConfig, e, config.ExpertsPerToken, dtype)
-                : Qwen2MoeConfig(baseConfig, llama, e, config.ExpertsPerToken, dtype);
+            string json = architecture switch
+            {
+                MoeOutputArchitecture.Mixtral => OutputConfig(baseConfig, e, config.ExpertsPerToken, dtype),
+                MoeOutputArchitecture.Qwen2Moe => Qwen2MoeConfig(baseConfig, llama, e, config.ExpertsPerToken, dtype),
+                _ => Qwen3MoeConfig(baseConfig, llama, e, config.ExpertsPerToken, dtype),
+            };
             File.WriteAllText(Path.Combine(output.WorkPath, "config.json"), json);
             foreach (string side in baseModel.SideFiles)
             {
@@ -180,8 +184,12 @@ public static partial class MoeBuilder
     }
 
     /// <summary>The class name transformers loads the output as.</summary>
-    public static string ArchitectureName(MoeOutputArchitecture architecture) =>
-        architecture == MoeOutputArchitecture.Mixtral ? "MixtralForCausalLM" : "Qwen2MoeForCausalLM";
+    public static string ArchitectureName(MoeOutputArchitecture architecture) => architecture switch
+    {
+        MoeOutputArchitecture.Mixtral => "MixtralForCausalLM",
+        MoeOutputArchitecture.Qwen2Moe => "Qwen2MoeForCausalLM",
+        _ => "Qwen3MoeForCausalLM",
+    };
 
     private static void CheckDecoder(ModelFolder model, MoeOutputArchitecture architecture, string where)
     {
@@ -195,8 +203,10 @@ public static partial class MoeBuilder
                 || name.Contains(".self_attn.v_proj.", StringComparison.Ordinal);
             if (architecture == MoeOutputArchitecture.Mixtral)
                 throw new WeldException($"{where}: has projection biases ('{name}'); Mixtral has none.");
-            if (!qkv)
+            if (architecture == MoeOutputArchitecture.Qwen2Moe && !qkv)
                 throw new WeldException($"{where}: has a bias '{name}'; Qwen2-MoE has biases on q/k/v only.");
+            if (name.Contains(".mlp.", StringComparison.Ordinal))
+                throw new WeldException($"{where}: has an MLP bias '{name}'; Qwen3-MoE experts have none.");
         }
     }
 
@@ -204,7 +214,7 @@ public static partial class MoeBuilder
     private static List<(TensorHeader, Func<float[]?>, ModelTensor?)> Plan(MoeConfig config, MoeOutputArchitecture architecture,
         ModelFolder baseModel, ModelFolder[] experts, ModelFolder[] shared, LlamaConfig llama, DType dtype, int seed)
     {
-        bool qwen = architecture == MoeOutputArchitecture.Qwen2Moe;
+        bool qwen = architecture != MoeOutputArchitecture.Mixtral, sharedExpert = architecture == MoeOutputArchitecture.Qwen2Moe;
         var plan = new List<(TensorHeader, Func<float[]?>, ModelTensor?)>();
         void AddExpert(string outputName, ModelFolder model, MoeExpert expert, string name, bool residual, int index)
         {
@@ -236,7 +246,7 @@ public static partial class MoeBuilder
                 AddExpert(outputName, experts[i], config.Experts[i], name, residual, i);
             }
 
-            if (qwen) AddExpert($"model.layers.{layer}.mlp.shared_expert.{projection}.weight", shared[0], config.SharedExperts[0], name, residual, experts.Length);
+            if (sharedExpert) AddExpert($"model.layers.{layer}.mlp.shared_expert.{projection}.weight", shared[0], config.SharedExperts[0], name, residual, experts.Length);
         }
 
         int h = llama.HiddenSize;
@@ -249,6 +259,7 @@ public static partial class MoeBuilder
             }
 
             plan.Add((new TensorHeader($"model.layers.{l}.mlp.gate.weight", dtype, [experts.Length, h]), () => null, null));
+            if (!sharedExpert) continue;
             plan.Add((new TensorHeader($"model.layers.{l}.mlp.shared_expert_gate.weight", dtype, [1, h]), () => null, null));
             // Qwen2-MoE's attention always has q/k/v biases; a base without them gets zeros (as mergekit writes).
             foreach ((string projection, int width) in (ReadOnlySpan<(string, int)>)[("q_proj", llama.HeadCount * llama.HeadDim),
@@ -319,6 +330,29 @@ public static partial class MoeBuilder
         json["torch_dtype"] = DTypes.ToTorchDType(dtype);
         json.Remove("dtype");
         foreach (string llamaOnly in (string[])["mlp_bias", "attention_bias", "pretraining_tp"]) json.Remove(llamaOnly);
+        return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+
+    /// <summary>
+    /// The base's (Qwen3) config.json as mergekit's Qwen3 MoE config: <c>Qwen3MoeForCausalLM</c>, <c>num_experts</c>,
+    /// <c>num_experts_per_tok</c>, <c>decoder_sparse_step</c> 1, <c>norm_topk_prob</c> true, <c>moe_intermediate_size</c>
+    /// equal to the base's <c>intermediate_size</c>.
+    /// </summary>
+    internal static string Qwen3MoeConfig(ModelConfig baseConfig, LlamaConfig llama, int experts, int perToken, DType dtype)
+    {
+        var json = (JsonObject)baseConfig.Raw.DeepClone();
+        json["architectures"] = new JsonArray("Qwen3MoeForCausalLM");
+        json["model_type"] = "qwen3_moe";
+        json["num_experts"] = experts;
+        json["num_experts_per_tok"] = perToken;
+        json["decoder_sparse_step"] = 1;
+        json["norm_topk_prob"] = true;
+        json["moe_intermediate_size"] = llama.IntermediateSize;
+        json["mlp_only_layers"] = new JsonArray();
+        json["output_router_logits"] = false;
+        json["router_aux_loss_coef"] = 0.001;
+        json["torch_dtype"] = DTypes.ToTorchDType(dtype);
+        json.Remove("dtype");
         return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
     }
 

@@ -9,13 +9,17 @@ public enum MoeOutputArchitecture
     /// <summary><c>Qwen2MoeForCausalLM</c> (mergekit's "Qwen MoE"): <c>mlp.experts.N.gate_proj/up_proj/down_proj</c>,
     /// <c>mlp.gate</c>, one <c>mlp.shared_expert</c> and its <c>mlp.shared_expert_gate</c>.</summary>
     Qwen2Moe,
+
+    /// <summary><c>Qwen3MoeForCausalLM</c> (mergekit's "Qwen3 MoE", from Qwen3 models): <c>mlp.experts.N.*_proj</c> and
+    /// <c>mlp.gate</c>, no shared expert.</summary>
+    Qwen3Moe,
 }
 
 /// <summary>
 /// mergekit-moe's <c>select_output_arch</c>: the output architectures are tried in mergekit's order (Mixtral, DeepSeek
 /// MoE, Qwen MoE, Qwen3 MoE), kept when their name starts with the config's <c>architecture</c> (case-insensitive)
 /// and when they support the config; Mixtral wins when it qualifies, else the first that does. A config for which
-/// mergekit would choose DeepSeek MoE or Qwen3 MoE is refused: Weld writes Mixtral and Qwen MoE only.
+/// mergekit would choose DeepSeek MoE is refused: Weld writes Mixtral, Qwen MoE and Qwen3 MoE.
 /// </summary>
 public static class MoeArchitectureSelection
 {
@@ -52,9 +56,9 @@ public static class MoeArchitectureSelection
         {
             "Mixtral" => MoeOutputArchitecture.Mixtral,
             "Qwen MoE" => MoeOutputArchitecture.Qwen2Moe,
+            "Qwen3 MoE" => MoeOutputArchitecture.Qwen3Moe,
             _ => throw new WeldException(
-                $"{config.SourcePath}: mergekit-moe would write a {chosen} model for this config, which weld moe does not write (it writes Mixtral and Qwen MoE = Qwen2-MoE)"
-                + (chosen == "DeepSeek MoE" ? "; for Qwen2-MoE give the shared expert positive_prompts and set architecture: qwen." : "."))
+                $"{config.SourcePath}: mergekit-moe would write a {chosen} model for this config, which weld moe does not write (it writes Mixtral, Qwen MoE = Qwen2-MoE and Qwen3 MoE); for Qwen2-MoE give the shared expert positive_prompts and set architecture: qwen.")
         };
     }
 

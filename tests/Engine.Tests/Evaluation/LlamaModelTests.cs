@@ -87,6 +87,18 @@ public partial class LlamaModelTests
             return x.Select((v, i) => v / Math.Sqrt(mean + Eps) * g[i]).ToArray();
         }
 
+        double[] HeadNorm(double[] x, string name, int heads)
+        {
+            var y = new double[x.Length];
+            for (int head = 0; head < heads; head++)
+            {
+                double[] normed = RmsNorm(x[(head * HeadDim)..((head + 1) * HeadDim)], name);
+                normed.CopyTo(y, head * HeadDim);
+            }
+
+            return y;
+        }
+
         double[] Rope(double[] x, int offset, int position)
         {
             int half = HeadDim / 2;
@@ -115,6 +127,12 @@ public partial class LlamaModelTests
                 q[i] = Linear(p + "self_attn.q_proj.weight", x, Heads * HeadDim);
                 k[i] = Linear(p + "self_attn.k_proj.weight", x, KvHeads * HeadDim);
                 v[i] = Linear(p + "self_attn.v_proj.weight", x, KvHeads * HeadDim);
+                if (w.Contains(p + "self_attn.q_norm.weight")) // Qwen3: RMSNorm per head over head_dim, before RoPE
+                {
+                    q[i] = HeadNorm(q[i], p + "self_attn.q_norm.weight", Heads);
+                    k[i] = HeadNorm(k[i], p + "self_attn.k_norm.weight", KvHeads);
+                }
+
                 for (int head = 0; head < Heads; head++) q[i] = Rope(q[i], head * HeadDim, i);
                 for (int head = 0; head < KvHeads; head++) k[i] = Rope(k[i], head * HeadDim, i);
             }
