@@ -13,10 +13,12 @@ namespace Weld.Engine.Tests.Evaluation;
 /// </summary>
 public partial class LlamaModelTests
 {
-    /// <summary>Writes <paramref name="weights"/> as one safetensors file (sorted names) with a config.json.</summary>
-    internal static string WriteModelFolder(TensorSet weights, string configJson, DType dtype)
+    /// <summary>Writes <paramref name="weights"/> as one safetensors file (sorted names) with a config.json, into
+    /// <paramref name="folder"/> (created) or a fresh temporary folder.</summary>
+    internal static string WriteModelFolder(TensorSet weights, string configJson, DType dtype, string? folder = null)
     {
-        string folder = TestPaths.NewTempDir();
+        if (folder is null) folder = TestPaths.NewTempDir();
+        else Directory.CreateDirectory(folder);
         File.WriteAllText(Path.Combine(folder, "config.json"), configJson);
         string[] names = weights.Names.Order(StringComparer.Ordinal).ToArray();
         TensorHeader[] headers = names.Select(n => new TensorHeader(n, dtype, weights.GetShape(n))).ToArray();
