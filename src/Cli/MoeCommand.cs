@@ -6,7 +6,7 @@ using Weld.Engine.SafeTensors;
 
 namespace Weld.Cli;
 
-[Verb("moe", HelpText = "Build a mixture of experts (Mixtral, or Qwen2-MoE with one shared expert) from dense fine-tunes of one base (mergekit-moe YAML, unchanged): experts' MLPs become the experts, routers from prompts (gate_mode hidden | hidden_avg | cheap_embed | random | uniform_random).")]
+[Verb("moe", HelpText = "Build a mixture of experts (Mixtral; Qwen2-MoE with one shared expert; Qwen3-MoE from Qwen3 models) from dense fine-tunes of one base (mergekit-moe YAML, unchanged): experts' MLPs become the experts, routers from prompts (gate_mode hidden | hidden_avg | cheap_embed | random | uniform_random).")]
 internal sealed class MoeOptions
 {
     [Value(0, MetaName = "CONFIG", Required = true, HelpText = "A mergekit-moe YAML config (base_model, experts with source_model and positive_prompts, gate_mode, dtype, experts_per_token).")]
