@@ -3,6 +3,7 @@ using System.Globalization;
 using CommandLine;
 using Weld.Engine;
 using Weld.Engine.Moe;
+using Weld.Engine.SafeTensors;
 
 namespace Weld.Cli;
 
@@ -42,6 +43,9 @@ internal sealed class MoeCompressOptions
     [Option("threads", Default = -1, HelpText = "Worker threads (-1: all cores); the output bytes do not depend on it.")]
     public int Threads { get; set; }
 
+    [Option("out-shard-size", Default = "5B", HelpText = "Largest output shard: bytes with K/M/B suffixes (as weld merge; one model.safetensors when everything fits).")]
+    public string OutShardSize { get; set; } = "5B";
+
     [Option("dry-run", HelpText = "Check the model and options and print the plan; calibrate and write nothing.")]
     public bool DryRun { get; set; }
 
@@ -69,7 +73,7 @@ internal static class MoeCompressCommand
             throw new WeldException($"--error {e.ToString(CultureInfo.InvariantCulture)}: must be a relative error between 0 and 1 (exclusive).");
 
         var settings = new MoeCompressionSettings(options.Experts, options.Texts.ToArray(), options.Window, options.Bytes, options.Skip,
-            lowRank, options.Seed, options.Overwrite, options.DryRun, options.Threads);
+            lowRank, options.Seed, options.Overwrite, options.DryRun, options.Threads, ByteSize.Parse(options.OutShardSize));
         var clock = Stopwatch.StartNew();
         MoeCompressResult result = MoeCompressor.Compress(options.Model, options.Output ?? "", settings, console.Info, cancel);
         var inv = CultureInfo.InvariantCulture;

@@ -24,6 +24,10 @@ public sealed class TorchLlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguage
     {
         Config = config;
         ComputeType = compute;
+        if (config.IsMoe && config.MoeLayout != MoeLayout.Mixtral)
+            throw new WeldException($"{model.Path}: the torch engine scores Mixtral MoE models only, not {config.MoeLayout}; use --engine builtin.");
+        if (model.Contains("model.layers.0.self_attn.q_norm.weight"))
+            throw new WeldException($"{model.Path}: has Qwen3 attention (q_norm/k_norm), which the torch engine does not implement; use --engine builtin.");
         int h = config.HiddenSize, q = config.HeadCount * config.HeadDim, kv = config.KeyValueHeadCount * config.HeadDim;
         int inter = config.IntermediateSize;
         Tensor embedding = SafeTensorsLoader.Load(model, "model.embed_tokens.weight", config.VocabSize, h);

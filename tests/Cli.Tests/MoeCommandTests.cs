@@ -71,6 +71,50 @@ public sealed class MoeCommandTests
     }
 
     [Fact]
+    public void Out_shard_size_writes_shards_with_an_index_that_eval_loads()
+    {
+        string folder = TestPaths.NewTempDir();
+        string output = Path.Combine(folder, "moe");
+        CliResult dry = WeldCli.Run("moe", WriteConfig(folder, "random"), "-o", output, "--out-shard-size", "300K", "--dry-run");
+        CliAssert.Succeeded(dry);
+        int shards = int.Parse(System.Text.RegularExpressions.Regex.Match(dry.Stdout, @"in (\d+) shard\(s\); nothing written").Groups[1].Value);
+        Assert.True(shards > 1, dry.Stdout); // about 2.9 MB of tensors in shards of at most 300 kB
+        CliResult built = WeldCli.Run("moe", WriteConfig(folder, "random"), "-o", output, "--out-shard-size", "300K");
+        CliAssert.Succeeded(built);
+        Assert.Contains($"in {shards} shard(s)", built.Stdout);
+        Assert.True(File.Exists(Path.Combine(output, "model.safetensors.index.json")));
+        Assert.Equal(shards, Directory.GetFiles(output, "model-*-of-*.safetensors").Length);
+        Assert.True(File.Exists(Path.Combine(output, $"model-{shards:D5}-of-{shards:D5}.safetensors")));
+        Assert.False(File.Exists(Path.Combine(output, "model.safetensors")));
+        CliAssert.Succeeded(WeldCli.Run("eval", output, "--text", Text("c"), "--bytes", "1024"));
+
+        CliAssert.InputError(WeldCli.Run("moe", WriteConfig(folder, "random"), "-o", Path.Combine(folder, "x"), "--out-shard-size", "lots"), "not a byte size");
+        Assert.False(Directory.Exists(Path.Combine(folder, "x")));
+    }
+
+    [Fact]
+    public void A_shared_expert_gives_a_qwen2_moe_that_eval_scores()
+    {
+        string folder = TestPaths.NewTempDir();
+        string config = Path.Combine(folder, "qwen.yml");
+        File.WriteAllText(config, File.ReadAllText(WriteConfig(folder, "hidden")) + $"""
+
+            shared_experts:
+              - source_model: '{TestPaths.Model("lm-base")}'
+                positive_prompts: ["The "]
+            """);
+        string output = Path.Combine(folder, "qwen");
+        CliResult built = WeldCli.Run("moe", config, "-o", output);
+        CliAssert.Succeeded(built);
+        Assert.Contains("Qwen2MoeForCausalLM, 2 experts + 1 shared × 4 layers", built.Stdout);
+        Assert.Contains("\"model_type\": \"qwen2_moe\"", File.ReadAllText(Path.Combine(output, "config.json")));
+        CliResult eval = WeldCli.Run("eval", output, "--text", Text("c"), "--bytes", "2048", "--json");
+        CliAssert.Succeeded(eval);
+        double perplexity = JsonDocument.Parse(eval.Stdout).RootElement.GetProperty("perplexity").GetDouble();
+        Assert.True(perplexity is > 1 and < 20, $"{perplexity}");
+    }
+
+    [Fact]
     public void The_zoo_example_builds_from_the_repository_root_with_models_relative_to_the_config()
     {
         string output = Path.Combine(TestPaths.NewTempDir(), "moe");

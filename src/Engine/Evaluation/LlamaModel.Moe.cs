@@ -3,29 +3,48 @@ using Weld.Kernels.Cpu;
 
 namespace Weld.Engine.Evaluation;
 
-/// <summary>Mixtral's sparse MoE block, and the per-layer hidden states that MoE router initialisation reads.</summary>
+/// <summary>Mixtral's and Qwen2-MoE's sparse MoE blocks, and the per-layer hidden states that MoE router initialisation reads.</summary>
 public sealed partial class LlamaModel
 {
-    /// <summary>One layer's <c>block_sparse_moe</c>: the router [E, h] and each expert's w1 (gate), w3 (up), w2 (down).</summary>
-    private sealed record MoeWeights(float[] Router, float[][] W1, float[][] W3, float[][] W2)
+    /// <summary>
+    /// One layer's sparse block: the router [E, h] and each expert's gate (Mixtral w1), up (w3) and down (w2)
+    /// projections; for Qwen2-MoE also the shared expert and its gate [1, h].
+    /// </summary>
+    private sealed record MoeWeights(float[] Router, float[][] W1, float[][] W3, float[][] W2, SharedExpert? Shared)
     {
         public static MoeWeights Load(LlamaConfig config, TensorSet weights, int layer)
         {
-            int h = config.HiddenSize, inter = config.IntermediateSize, e = config.ExpertCount;
-            string p = $"model.layers.{layer}.block_sparse_moe.";
+            int h = config.HiddenSize, inter = config.ExpertWidth, e = config.ExpertCount;
+            bool qwen = config.MoeLayout != MoeLayout.Mixtral;
+            string p = qwen ? $"model.layers.{layer}.mlp." : $"model.layers.{layer}.block_sparse_moe.";
+            (string gate, string up, string down) = qwen ? ("gate_proj", "up_proj", "down_proj") : ("w1", "w3", "w2");
             var w1 = new float[e][];
             var w2 = new float[e][];
             var w3 = new float[e][];
             for (int i = 0; i < e; i++)
             {
-                w1[i] = weights.Get($"{p}experts.{i}.w1.weight", inter, h);
-                w2[i] = weights.Get($"{p}experts.{i}.w2.weight", h, inter);
-                w3[i] = weights.Get($"{p}experts.{i}.w3.weight", inter, h);
+                w1[i] = weights.Get($"{p}experts.{i}.{gate}.weight", inter, h);
+                w2[i] = weights.Get($"{p}experts.{i}.{down}.weight", h, inter);
+                w3[i] = weights.Get($"{p}experts.{i}.{up}.weight", inter, h);
             }
 
-            return new MoeWeights(weights.Get(p + "gate.weight", e, h), w1, w3, w2);
+            SharedExpert? shared = null;
+            if (config.MoeLayout == MoeLayout.Qwen2Moe && config.SharedExpertIntermediateSize > 0)
+            {
+                int s = config.SharedExpertIntermediateSize;
+                shared = new SharedExpert(
+                    weights.Get(p + "shared_expert.gate_proj.weight", s, h),
+                    weights.Get(p + "shared_expert.up_proj.weight", s, h),
+                    weights.Get(p + "shared_expert.down_proj.weight", h, s),
+                    weights.Get(p + "shared_expert_gate.weight", 1, h));
+            }
+
+            return new MoeWeights(weights.Get(p + "gate.weight", e, h), w1, w3, w2, shared);
         }
     }
+
+    /// <summary>Qwen2-MoE's shared expert (a SwiGLU MLP every token goes through) and its sigmoid gate [1, h].</summary>
+    private sealed record SharedExpert(float[] Gate, float[] Up, float[] Down, float[] Scale);
 
     /// <summary>Receives, per MoE layer, each routed row's top-k experts and its router logits (for routing statistics).</summary>
     /// <param name="layer">The layer index.</param>
@@ -38,14 +57,16 @@ public sealed partial class LlamaModel
     public RoutingObserver? Routing { get; set; }
 
     /// <summary>
-    /// Hugging Face <c>MixtralSparseMoeBlock</c>: logits = gate(x); softmax over all E in float32; top-k by
-    /// probability (ties to the lower index, as <c>torch.topk</c> on CPU); the k weights renormalised to sum to 1
-    /// (equal to a softmax over the k logits); output = Σ weightᵢ·w2(silu(w1 x)·w3 x).
+    /// Hugging Face <c>MixtralSparseMoeBlock</c> / <c>Qwen2MoeSparseMoeBlock</c> / <c>Qwen3MoeSparseMoeBlock</c>: logits = gate(x); softmax over all E
+    /// in float32; top-k by probability (ties to the lower index, as <c>torch.topk</c> on CPU); Mixtral renormalises
+    /// the k weights to sum to 1 (equal to a softmax over the k logits), the Qwen ones only with <c>norm_topk_prob</c>;
+    /// output = Σ weightᵢ·down(silu(gate x)·up x), plus for Qwen2-MoE sigmoid(shared_expert_gate·x)·shared_expert(x).
     /// </summary>
     private void SparseMoe(MoeWeights moe, int layerIndex, float[] input, float[] output, int rows)
     {
         LlamaConfig c = Config;
-        int h = c.HiddenSize, inter = c.IntermediateSize, e = c.ExpertCount, k = c.ExpertsPerToken;
+        int h = c.HiddenSize, inter = c.ExpertWidth, e = c.ExpertCount, k = c.ExpertsPerToken;
+        bool normalize = c.MoeLayout == MoeLayout.Mixtral || c.NormalizeTopK;
         var logits = new float[rows * e];
         Linear(input, moe.Router, null, logits, rows, h, e);
         var chosen = new int[rows * k];
@@ -69,8 +90,12 @@ public sealed partial class LlamaModel
                 w[j] = probabilities[best];
             }
 
-            float sum = TensorPrimitives.Sum(w);
-            TensorPrimitives.Divide(w, sum, w);
+            if (normalize)
+            {
+                float sum = TensorPrimitives.Sum(w);
+                TensorPrimitives.Divide(w, sum, w);
+            }
+
             return probabilities;
         }, _ => { });
         Routing?.Invoke(layerIndex, rows, logits, chosen);
@@ -104,6 +129,30 @@ public sealed partial class LlamaModel
                 for (int d = 0; d < h; d++) target[d] += scale * value[d];
             }
         }
+
+        if (moe.Shared is { } shared) AddSharedExpert(shared, input, output, rows);
+    }
+
+    /// <summary><c>output += sigmoid(shared_expert_gate·x)·down(silu(gate x)·up x)</c> for every row.</summary>
+    private void AddSharedExpert(SharedExpert shared, float[] input, float[] output, int rows)
+    {
+        int h = Config.HiddenSize, width = Config.SharedExpertIntermediateSize;
+        var gate = new float[rows * width];
+        var up = new float[rows * width];
+        var down = new float[rows * h];
+        var scale = new float[rows];
+        Linear(input, shared.Gate, null, gate, rows, h, width);
+        Linear(input, shared.Up, null, up, rows, h, width);
+        SwiGlu(gate, up, rows, width);
+        Linear(gate, shared.Down, null, down, rows, width, h);
+        Linear(input, shared.Scale, null, scale, rows, h, 1);
+        for (int r = 0; r < rows; r++)
+        {
+            float sigmoid = 1f / (1f + MathF.Exp(-scale[r]));
+            Span<float> target = output.AsSpan(r * h, h);
+            ReadOnlySpan<float> value = down.AsSpan(r * h, h);
+            for (int d = 0; d < h; d++) target[d] += sigmoid * value[d];
+        }
     }
 
     /// <summary>
@@ -122,21 +171,7 @@ public sealed partial class LlamaModel
                 throw new WeldException($"token id {token} is outside the model's vocabulary (vocab_size {Config.VocabSize}).");
         int h = Config.HiddenSize, t = tokens.Length;
         var result = new float[Config.LayerCount][];
-        Forward(tokens, 1, t, (layer, x) =>
-        {
-            var vector = new float[h];
-            if (averageOverSequence)
-            {
-                for (int i = 0; i < t; i++) TensorPrimitives.Add(vector, x.AsSpan(i * h, h), vector);
-                TensorPrimitives.Divide(vector, t, vector);
-            }
-            else
-            {
-                x.AsSpan((t - 1) * h, h).CopyTo(vector);
-            }
-
-            result[layer] = vector;
-        });
+        Forward(tokens, 1, t, (layer, x) => result[layer] = Summarise(x, t, h, averageOverSequence));
         return result;
     }
 }

@@ -5,7 +5,8 @@ using Weld.Kernels.Cpu;
 namespace Weld.Engine.Evaluation;
 
 /// <summary>
-/// A Llama-family decoder (RMSNorm, RoPE, grouped-query causal attention, SwiGLU MLP, tied or untied lm_head) held
+/// A Llama-family decoder (RMSNorm, RoPE, grouped-query causal attention, SwiGLU MLP or a sparse mixture of SwiGLU
+/// experts: Mixtral, Qwen2-MoE, Qwen3-MoE; Qwen3's q/k norms; tied or untied lm_head) held
 /// in float32, scoring fixed-length windows without a KV cache: many windows go through each layer at once, so every
 /// projection is one large GEMM over windows × positions.
 /// </summary>
@@ -32,29 +33,10 @@ public sealed partial class LlamaModel : ICausalLanguageModel
         ArgumentNullException.ThrowIfNull(weights);
         Config = config;
         _maxDegreeOfParallelism = maxDegreeOfParallelism;
-        int h = config.HiddenSize, q = config.HeadCount * config.HeadDim, kv = config.KeyValueHeadCount * config.HeadDim;
-        int inter = config.IntermediateSize;
+        int h = config.HiddenSize;
         _embedding = weights.Get("model.embed_tokens.weight", config.VocabSize, h);
         _layers = new LayerWeights[config.LayerCount];
-        for (int i = 0; i < config.LayerCount; i++)
-        {
-            string p = $"model.layers.{i}.";
-            _layers[i] = new LayerWeights(
-                weights.Get(p + "input_layernorm.weight", h),
-                weights.Get(p + "self_attn.q_proj.weight", q, h),
-                weights.Get(p + "self_attn.k_proj.weight", kv, h),
-                weights.Get(p + "self_attn.v_proj.weight", kv, h),
-                weights.Get(p + "self_attn.o_proj.weight", h, q),
-                OptionalBias(weights, p + "self_attn.q_proj.bias", q),
-                OptionalBias(weights, p + "self_attn.k_proj.bias", kv),
-                OptionalBias(weights, p + "self_attn.v_proj.bias", kv),
-                OptionalBias(weights, p + "self_attn.o_proj.bias", h),
-                weights.Get(p + "post_attention_layernorm.weight", h),
-                config.IsMoe ? null : weights.Get(p + "mlp.gate_proj.weight", inter, h),
-                config.IsMoe ? null : weights.Get(p + "mlp.up_proj.weight", inter, h),
-                config.IsMoe ? null : weights.Get(p + "mlp.down_proj.weight", h, inter),
-                config.IsMoe ? MoeWeights.Load(config, weights, i) : null);
-        }
+        for (int i = 0; i < config.LayerCount; i++) _layers[i] = LayerWeights.Load(config, weights, i);
 
         _finalNorm = weights.Get("model.norm.weight", h);
         // transformers ties by sharing the embedding when the config says so, whatever lm_head.weight the file holds;
@@ -75,9 +57,6 @@ public sealed partial class LlamaModel : ICausalLanguageModel
             ?? throw new WeldException($"{model.Path}: has no config.json; cannot build a forward pass.");
         return new LlamaModel(LlamaConfig.FromModelConfig(config), TensorSet.Load(model), maxDegreeOfParallelism);
     }
-
-    private static float[]? OptionalBias(TensorSet weights, string name, int length) =>
-        weights.Contains(name) ? weights.Get(name, length) : null;
 
     /// <summary>
     /// Runs <paramref name="windowCount"/> windows of <paramref name="windowLength"/> tokens, each from position 0,
@@ -128,54 +107,77 @@ public sealed partial class LlamaModel : ICausalLanguageModel
             if ((uint)token >= (uint)c.VocabSize)
                 throw new WeldException($"token id {token} is outside the model's vocabulary (vocab_size {c.VocabSize}).");
 
-        int rows = tokens.Length;
-        int h = c.HiddenSize, qWidth = c.HeadCount * c.HeadDim, kvWidth = c.KeyValueHeadCount * c.HeadDim;
+        int rows = tokens.Length, h = c.HiddenSize;
         var rope = new RotaryEmbedding(c.HeadDim, windowLength, c.RopeTheta, c.RopeScaling);
         var x = new float[rows * h];
-        var normed = new float[rows * h];
-        var projected = new float[rows * h];
-        var q = new float[rows * qWidth];
-        var k = new float[rows * kvWidth];
-        var v = new float[rows * kvWidth];
-        var attention = new float[rows * qWidth];
-        var gate = new float[c.IsMoe ? 0 : rows * c.IntermediateSize];
-        var up = new float[c.IsMoe ? 0 : rows * c.IntermediateSize];
-
+        var buffers = new LayerBuffers(c, rows);
         for (int r = 0; r < rows; r++)
             _embedding.AsSpan(tokens[r] * h, h).CopyTo(x.AsSpan(r * h, h));
 
         for (int layerIndex = 0; layerIndex < _layers.Length; layerIndex++)
         {
-            LayerWeights layer = _layers[layerIndex];
             layerInput?.Invoke(layerIndex, x);
-            RmsNorm(x, layer.InputNorm, normed, rows, h);
-            Linear(normed, layer.Q, layer.QBias, q, rows, h, qWidth);
-            Linear(normed, layer.K, layer.KBias, k, rows, h, kvWidth);
-            Linear(normed, layer.V, layer.VBias, v, rows, h, kvWidth);
-            ApplyRope(rope, q, rows, windowLength, c.HeadCount, c.HeadDim);
-            ApplyRope(rope, k, rows, windowLength, c.KeyValueHeadCount, c.HeadDim);
-            Attend(q, k, v, attention, windowCount, windowLength);
-            Linear(attention, layer.O, layer.OBias, projected, rows, qWidth, h);
-            TensorPrimitives.Add(x, projected, x);
-
-            RmsNorm(x, layer.PostAttentionNorm, normed, rows, h);
-            if (layer.Moe is { } moe)
-            {
-                SparseMoe(moe, layerIndex, normed, projected, rows);
-            }
-            else
-            {
-                Linear(normed, layer.Gate!, null, gate, rows, h, c.IntermediateSize);
-                Linear(normed, layer.Up!, null, up, rows, h, c.IntermediateSize);
-                SwiGlu(gate, up, rows, c.IntermediateSize);
-                Linear(gate, layer.Down!, null, projected, rows, c.IntermediateSize, h);
-            }
-
-            TensorPrimitives.Add(x, projected, x);
+            RunLayer(_layers[layerIndex], layerIndex, x, buffers, rope, windowCount, windowLength);
         }
 
+        float[] normed = buffers.Normed;
         RmsNorm(x, _finalNorm, normed, rows, h);
         return normed;
+    }
+
+    /// <summary>One decoder layer in place on the residual stream <paramref name="x"/> (windowCount × windowLength rows).</summary>
+    private void RunLayer(LayerWeights layer, int layerIndex, float[] x, LayerBuffers b, RotaryEmbedding rope, int windowCount, int windowLength)
+    {
+        LlamaConfig c = Config;
+        int rows = windowCount * windowLength;
+        int h = c.HiddenSize, qWidth = c.HeadCount * c.HeadDim, kvWidth = c.KeyValueHeadCount * c.HeadDim;
+        RmsNorm(x, layer.InputNorm, b.Normed, rows, h);
+        Linear(b.Normed, layer.Q, layer.QBias, b.Q, rows, h, qWidth);
+        Linear(b.Normed, layer.K, layer.KBias, b.K, rows, h, kvWidth);
+        Linear(b.Normed, layer.V, layer.VBias, b.V, rows, h, kvWidth);
+        // Qwen3: RMSNorm of every head's query and key over head_dim, before the rotation.
+        if (layer.QNorm is { } qNorm) RmsNorm(b.Q, qNorm, b.Q, rows * c.HeadCount, c.HeadDim);
+        if (layer.KNorm is { } kNorm) RmsNorm(b.K, kNorm, b.K, rows * c.KeyValueHeadCount, c.HeadDim);
+        ApplyRope(rope, b.Q, rows, windowLength, c.HeadCount, c.HeadDim);
+        ApplyRope(rope, b.K, rows, windowLength, c.KeyValueHeadCount, c.HeadDim);
+        Attend(b.Q, b.K, b.V, b.Attention, windowCount, windowLength);
+        Linear(b.Attention, layer.O, layer.OBias, b.Projected, rows, qWidth, h);
+        TensorPrimitives.Add(x, b.Projected, x);
+
+        RmsNorm(x, layer.PostAttentionNorm, b.Normed, rows, h);
+        if (layer.Moe is { } moe)
+        {
+            SparseMoe(moe, layerIndex, b.Normed, b.Projected, rows);
+        }
+        else
+        {
+            Linear(b.Normed, layer.Gate!, null, b.Gate, rows, h, c.IntermediateSize);
+            Linear(b.Normed, layer.Up!, null, b.Up, rows, h, c.IntermediateSize);
+            SwiGlu(b.Gate, b.Up, rows, c.IntermediateSize);
+            Linear(b.Gate, layer.Down!, null, b.Projected, rows, c.IntermediateSize, h);
+        }
+
+        TensorPrimitives.Add(x, b.Projected, x);
+    }
+
+    /// <summary>The activations of one layer over <c>rows</c> rows, reused from layer to layer.</summary>
+    private sealed class LayerBuffers(LlamaConfig c, int rows)
+    {
+        public readonly float[] Normed = new float[rows * c.HiddenSize];
+        public readonly float[] Projected = new float[rows * c.HiddenSize];
+        public readonly float[] Q = new float[rows * c.HeadCount * c.HeadDim];
+        public readonly float[] K = new float[rows * c.KeyValueHeadCount * c.HeadDim];
+        public readonly float[] V = new float[rows * c.KeyValueHeadCount * c.HeadDim];
+        public readonly float[] Attention = new float[rows * c.HeadCount * c.HeadDim];
+        public readonly float[] Gate = new float[HasDenseLayer(c) ? rows * c.IntermediateSize : 0];
+        public readonly float[] Up = new float[HasDenseLayer(c) ? rows * c.IntermediateSize : 0];
+
+        private static bool HasDenseLayer(LlamaConfig c)
+        {
+            for (int l = 0; l < c.LayerCount; l++)
+                if (!c.IsSparseLayer(l)) return true;
+            return false;
+        }
     }
 
     private ParallelOptions Options => new() { MaxDegreeOfParallelism = _maxDegreeOfParallelism };
@@ -321,5 +323,36 @@ public sealed partial class LlamaModel : ICausalLanguageModel
 
     private sealed record LayerWeights(float[] InputNorm, float[] Q, float[] K, float[] V, float[] O,
         float[]? QBias, float[]? KBias, float[]? VBias, float[]? OBias,
-        float[] PostAttentionNorm, float[]? Gate, float[]? Up, float[]? Down, MoeWeights? Moe);
+        float[] PostAttentionNorm, float[]? Gate, float[]? Up, float[]? Down, MoeWeights? Moe, float[]? QNorm, float[]? KNorm)
+    {
+        /// <summary>Layer <paramref name="i"/>'s tensors from <paramref name="weights"/> (which may hold only that layer).</summary>
+        public static LayerWeights Load(LlamaConfig config, TensorSet weights, int i)
+        {
+            int h = config.HiddenSize, q = config.HeadCount * config.HeadDim, kv = config.KeyValueHeadCount * config.HeadDim;
+            int inter = config.IntermediateSize;
+            bool sparse = config.IsSparseLayer(i);
+            string p = $"model.layers.{i}.";
+            return new LayerWeights(
+                weights.Get(p + "input_layernorm.weight", h),
+                weights.Get(p + "self_attn.q_proj.weight", q, h),
+                weights.Get(p + "self_attn.k_proj.weight", kv, h),
+                weights.Get(p + "self_attn.v_proj.weight", kv, h),
+                weights.Get(p + "self_attn.o_proj.weight", h, q),
+                OptionalBias(weights, p + "self_attn.q_proj.bias", q),
+                OptionalBias(weights, p + "self_attn.k_proj.bias", kv),
+                OptionalBias(weights, p + "self_attn.v_proj.bias", kv),
+                OptionalBias(weights, p + "self_attn.o_proj.bias", h),
+                weights.Get(p + "post_attention_layernorm.weight", h),
+                sparse ? null : weights.Get(p + "mlp.gate_proj.weight", inter, h),
+                sparse ? null : weights.Get(p + "mlp.up_proj.weight", inter, h),
+                sparse ? null : weights.Get(p + "mlp.down_proj.weight", h, inter),
+                sparse ? MoeWeights.Load(config, weights, i) : null,
+                OptionalBias(weights, p + "self_attn.q_norm.weight", config.HeadDim),
+                OptionalBias(weights, p + "self_attn.k_norm.weight", config.HeadDim));
+        }
+
+        /// <summary>An optional vector (a bias, or Qwen3's q_norm/k_norm weight).</summary>
+        private static float[]? OptionalBias(TensorSet weights, string name, int length) =>
+            weights.Contains(name) ? weights.Get(name, length) : null;
+    }
 }

@@ -19,8 +19,10 @@ namespace Weld.Engine.Moe;
 /// <param name="Overwrite">Whether an existing Weld output may be replaced.</param>
 /// <param name="DryRun">Check the inputs and report the plan without calibrating or writing.</param>
 /// <param name="Threads">Worker threads of the calibration pass and the SVD (-1: all cores); the output does not depend on it.</param>
+/// <param name="MaxShardBytes">The largest output shard in bytes (as <c>weld merge --out-shard-size</c>; default 5B).</param>
 public sealed record MoeCompressionSettings(int Experts, IReadOnlyList<string> CalibrationTexts, int Window = 128, int Bytes = 32768, int Skip = 0,
-    LowRankTarget? LowRank = null, int Seed = 0, bool Overwrite = false, bool DryRun = false, int Threads = -1);
+    LowRankTarget? LowRank = null, int Seed = 0, bool Overwrite = false, bool DryRun = false, int Threads = -1,
+    long MaxShardBytes = MoeBuilder.DefaultMaxShardBytes);
 
 /// <summary>What <see cref="MoeCompressor.Compress"/> did (or, for a dry run, would do).</summary>
 /// <param name="ExpertsBefore">E.</param>
@@ -74,6 +76,8 @@ public static partial class MoeCompressor
         LlamaConfig llama = LlamaConfig.FromModelConfig(config);
         if (!llama.IsMoe)
             throw new WeldException($"{modelPath}: is not a mixture of experts (model_type '{config.ModelType}', no num_local_experts); moe-compress needs a Mixtral-layout MoE such as `weld moe` writes.");
+        if (llama.MoeLayout != MoeLayout.Mixtral)
+            throw new WeldException($"{modelPath}: is a {llama.MoeLayout} MoE (model_type '{config.ModelType}'); moe-compress merges Mixtral-layout experts only.");
         int e = llama.ExpertCount, k = options.Experts, layers = llama.LayerCount;
         if (k < 1) throw new WeldException($"--experts {k}: must be at least 1.");
         if (k >= e) throw new WeldException($"--experts {k}: must be fewer than the model's {e} experts per layer ({modelPath}).");
@@ -91,8 +95,9 @@ public static partial class MoeCompressor
         int perToken = Math.Min(llama.ExpertsPerToken, k);
         List<TensorHeader> headers = Plan(model, llama, k);
         long bytesAfter = headers.Sum(x => x.ByteLength);
+        int shardCount = ShardLayout.Plan(headers, options.MaxShardBytes).Count;
         string plan = string.Create(CultureInfo.InvariantCulture,
-            $"MC-SMoE: {e} → {k} experts × {layers} layers, top-{llama.ExpertsPerToken} → top-{perToken}; {headers.Count} tensors, {model.TotalBytes:N0} → {bytesAfter:N0} bytes");
+            $"MC-SMoE: {e} → {k} experts × {layers} layers, top-{llama.ExpertsPerToken} → top-{perToken}; {headers.Count} tensors, {model.TotalBytes:N0} → {bytesAfter:N0} bytes in {shardCount} shard(s)");
         if (options.DryRun)
         {
             log(plan);
@@ -121,12 +126,13 @@ public static partial class MoeCompressor
         double maxError = 0;
         long factored = 0;
         (int Layer, int Group, ExpertWeights Weights)? cached = null;
-        using (var writer = new SafeTensorsWriter(Path.Combine(output.WorkPath, ShardLayout.SingleFileName), headers, null))
+        using (var shards = new ShardedTensorWriter(output.WorkPath, headers, options.MaxShardBytes))
         {
             int done = 0;
             foreach (TensorHeader header in headers)
             {
                 cancel.ThrowIfCancellationRequested();
+                SafeTensorsWriter writer = shards.For(header.Name);
                 Match match = MoeTensor().Match(header.Name);
                 if (!match.Success)
                 {
@@ -173,7 +179,7 @@ public static partial class MoeCompressor
                 if (++done % 64 == 0 || done == headers.Count) log($"tensors {done}/{headers.Count}");
             }
 
-            writer.Complete();
+            shards.Complete();
         }
 
         var json = (JsonObject)config.Raw.DeepClone();
@@ -183,7 +189,7 @@ public static partial class MoeCompressor
         foreach (string side in model.SideFiles)
         {
             string name = Path.GetFileName(side);
-            if (name is "config.json" or "model.safetensors.index.json") continue;
+            if (name is "config.json" || name == ShardIndex.FileName) continue;
             File.Copy(side, Path.Combine(output.WorkPath, name));
         }
 

@@ -29,6 +29,13 @@ public sealed record MoeConfig(string BaseModel, int BaseModelLine, IReadOnlyLis
     /// <summary>Whether routers are random (no prompts needed).</summary>
     public bool RandomGates => GateMode is "random" or "uniform_random";
 
+    /// <summary>
+    /// The experts that get a gate vector, in mergekit's order: the routed experts, then the shared experts when
+    /// they have prompts or the gates are random (a Qwen2-MoE shared expert's <c>shared_expert_gate</c>).
+    /// </summary>
+    public IReadOnlyList<MoeExpert> GatedExperts =>
+        SharedExperts.Count > 0 && (RandomGates || SharedExperts.Any(e => e.PositivePrompts.Count > 0)) ? [.. Experts, .. SharedExperts] : Experts;
+
     /// <summary>Reads and checks a mergekit-moe YAML file.</summary>
     /// <exception cref="WeldException">The file cannot be read, is not valid YAML, or fails mergekit's checks (the message names the line).</exception>
     public static MoeConfig Load(string path)
@@ -122,10 +129,10 @@ public sealed record MoeConfig(string BaseModel, int BaseModelLine, IReadOnlyLis
             throw new WeldException($"{SourcePath}: experts_per_token must be >= 1, not {ExpertsPerToken}.");
         if (Experts.Count < ExpertsPerToken)
             throw new WeldException($"{SourcePath}: {Experts.Count} expert(s) but experts_per_token {ExpertsPerToken}; include at least as many experts as experts_per_token.");
-        if (SharedExperts.Count > 0)
-            throw new WeldException($"{SourcePath}:{SharedExperts[0].Line}: shared_experts need a Qwen2-MoE output, which weld moe does not write yet (Mixtral has no shared experts).");
-        if (Architecture is not null && !Architecture.Equals("mixtral", StringComparison.OrdinalIgnoreCase))
-            throw new WeldException($"{SourcePath}: architecture '{Architecture}' is not supported; weld moe writes Mixtral (architecture: mixtral).");
+        if (Architecture is not null && !MoeArchitectureSelection.IsKnown(Architecture))
+            throw new WeldException($"{SourcePath}: architecture '{Architecture}' matches none of mergekit-moe's output architectures (Mixtral, DeepSeek MoE, Qwen MoE, Qwen3 MoE).");
+        if (SharedExperts.Count > 0 && SharedExperts.Any(e => e.PositivePrompts.Count > 0) != SharedExperts.All(e => e.PositivePrompts.Count > 0))
+            throw new WeldException($"{SourcePath}:{SharedExperts[0].Line}: give positive_prompts to all shared experts or to none, not a mix.");
         if (RandomGates) return;
         for (int i = 0; i < Experts.Count; i++)
             if (Experts[i].PositivePrompts.Count == 0)

@@ -22,19 +22,21 @@ namespace Weld.Engine.Moe;
 /// </list>
 /// </summary>
 /// <remarks>
-/// Differences from mergekit, deliberate: prompts run one at a time in float32 (mergekit pads a batch and runs in
+/// Differences from mergekit, deliberate: each prompt runs on its own (unpadded) in float32 (mergekit pads a batch and runs in
 /// bfloat16, so with right padding its "last token" of a shorter prompt is a pad token); the tokenizer's BOS is not
 /// prepended (Weld's tokenizers do not add special tokens; the zoo's byte-level models have none).
 /// </remarks>
 public static class MoeGates
 {
-    /// <summary>Computes every layer's router rows.</summary>
+    /// <summary>Computes every layer's gate vectors: one row per <see cref="MoeConfig.GatedExperts"/> entry (the routed
+    /// experts' router rows, then any shared expert's gate).</summary>
     /// <exception cref="WeldException">A prompt tokenizes to nothing, or the base model cannot run.</exception>
     public static float[][][] Compute(MoeConfig config, ModelFolder baseModel, LlamaConfig llama, int seed, Action<string> log,
         CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(config);
-        int layers = llama.LayerCount, h = llama.HiddenSize, e = config.Experts.Count;
+        IReadOnlyList<MoeExpert> gated = config.GatedExperts;
+        int layers = llama.LayerCount, h = llama.HiddenSize, e = gated.Count;
         var gates = new float[layers][][];
         for (int l = 0; l < layers; l++) gates[l] = new float[e][];
 
@@ -77,29 +79,37 @@ public static class MoeGates
         }
         else
         {
-            log($"loading {baseModel.Path} to run the prompts (float32, {4 * baseModel.ParameterCount / (1 << 20)} MiB)");
-            LlamaModel model = LlamaModel.Load(baseModel);
-            bool average = config.GateMode == "hidden_avg";
-            embed = prompts =>
+            // Every distinct prompt runs once, all of them through one layer at a time (one layer's weights in memory).
+            var prompts = new List<string>();
+            var index = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (MoeExpert expert in gated)
+                foreach (string prompt in expert.PositivePrompts.Concat(expert.NegativePrompts))
+                    if (index.TryAdd(prompt, prompts.Count)) prompts.Add(prompt);
+            int[][] sequences = prompts.Select(p => Tokenize(tokenizer, p, llama)).ToArray();
+            log($"running {prompts.Count} prompt(s) through {baseModel.Path} one layer at a time (float32, one layer's weights in memory)");
+            float[][][] states = LlamaModel.StreamLayerInputs(baseModel, sequences, config.GateMode == "hidden_avg",
+                layerDone: layer => log($"prompts: layer {layer + 1}/{layers}"), cancel: cancel);
+            embed = group =>
             {
+                // Summed in prompt order, as the whole-model pass summed them prompt after prompt.
                 var mean = new float[layers][];
                 for (int l = 0; l < layers; l++) mean[l] = new float[h];
-                foreach (string prompt in prompts)
+                foreach (string prompt in group)
                 {
-                    cancel.ThrowIfCancellationRequested();
-                    float[][] states = model.LayerInputs(Tokenize(tokenizer, prompt, llama), average);
-                    for (int l = 0; l < layers; l++) TensorPrimitives.Add(mean[l], states[l], mean[l]);
+                    float[][] promptStates = states[index[prompt]];
+                    for (int l = 0; l < layers; l++) TensorPrimitives.Add(mean[l], promptStates[l], mean[l]);
                 }
 
-                for (int l = 0; l < layers; l++) TensorPrimitives.Divide(mean[l], prompts.Count, mean[l]);
+                for (int l = 0; l < layers; l++) TensorPrimitives.Divide(mean[l], group.Count, mean[l]);
                 return mean;
             };
         }
 
         for (int x = 0; x < e; x++)
         {
-            MoeExpert expert = config.Experts[x];
-            log($"expert {x} ({expert.SourceModel}): {expert.PositivePrompts.Count} positive, {expert.NegativePrompts.Count} negative prompt(s)");
+            MoeExpert expert = gated[x];
+            string role = x < config.Experts.Count ? $"expert {x}" : $"shared expert {x - config.Experts.Count}";
+            log($"{role} ({expert.SourceModel}): {expert.PositivePrompts.Count} positive, {expert.NegativePrompts.Count} negative prompt(s)");
             float[][] vectors = embed(expert.PositivePrompts);
             if (expert.NegativePrompts.Count > 0)
             {

@@ -131,9 +131,9 @@ public partial class LlamaModelTests
         Assert.Throws<InvalidModelFileException>(() => LlamaConfig.FromModelConfig(ModelConfig.Parse(Json(""", "model_type": "mixtral" """))));
         Assert.Throws<InvalidModelFileException>(() => LlamaConfig.FromModelConfig(ModelConfig.Parse(
             Json(""", "model_type": "mixtral", "num_local_experts": 2, "num_experts_per_tok": 3"""))));
-        var qwen = Assert.Throws<InvalidModelFileException>(() => LlamaConfig.FromModelConfig(ModelConfig.Parse(
-            Json(""", "model_type": "qwen2_moe", "num_experts": 4"""))));
-        Assert.Contains("Mixtral", qwen.Message);
+        var deepseek = Assert.Throws<InvalidModelFileException>(() => LlamaConfig.FromModelConfig(ModelConfig.Parse(
+            Json(""", "model_type": "deepseek_v2", "n_routed_experts": 4"""))));
+        Assert.Contains("Mixtral", deepseek.Message);
     }
 
     [Fact]

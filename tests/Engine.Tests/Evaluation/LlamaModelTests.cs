@@ -69,10 +69,12 @@ public partial class LlamaModelTests
         double[] Linear(string name, double[] x, int outputs)
         {
             var y = new double[outputs];
+            string bias = name.Replace(".weight", ".bias", StringComparison.Ordinal);
             for (int o = 0; o < outputs; o++)
             {
                 double[] row = Row(name, o, x.Length);
                 for (int i = 0; i < x.Length; i++) y[o] += row[i] * x[i];
+                if (w.Contains(bias)) y[o] += w.Get(bias)[o]; // attention_bias (Qwen2, Qwen2-MoE)
             }
 
             return y;
@@ -83,6 +85,18 @@ public partial class LlamaModelTests
             double mean = x.Sum(v => v * v) / x.Length;
             double[] g = Row(name, 0, x.Length);
             return x.Select((v, i) => v / Math.Sqrt(mean + Eps) * g[i]).ToArray();
+        }
+
+        double[] HeadNorm(double[] x, string name, int heads)
+        {
+            var y = new double[x.Length];
+            for (int head = 0; head < heads; head++)
+            {
+                double[] normed = RmsNorm(x[(head * HeadDim)..((head + 1) * HeadDim)], name);
+                normed.CopyTo(y, head * HeadDim);
+            }
+
+            return y;
         }
 
         double[] Rope(double[] x, int offset, int position)
@@ -113,6 +127,12 @@ public partial class LlamaModelTests
                 q[i] = Linear(p + "self_attn.q_proj.weight", x, Heads * HeadDim);
                 k[i] = Linear(p + "self_attn.k_proj.weight", x, KvHeads * HeadDim);
                 v[i] = Linear(p + "self_attn.v_proj.weight", x, KvHeads * HeadDim);
+                if (w.Contains(p + "self_attn.q_norm.weight")) // Qwen3: RMSNorm per head over head_dim, before RoPE
+                {
+                    q[i] = HeadNorm(q[i], p + "self_attn.q_norm.weight", Heads);
+                    k[i] = HeadNorm(k[i], p + "self_attn.k_norm.weight", KvHeads);
+                }
+
                 for (int head = 0; head < Heads; head++) q[i] = Rope(q[i], head * HeadDim, i);
                 for (int head = 0; head < KvHeads; head++) k[i] = Rope(k[i], head * HeadDim, i);
             }

@@ -155,8 +155,8 @@ public sealed class MoeBuilderTests
     [Theory]
     [InlineData("experts_per_token: 3", "at least as many experts as experts_per_token")]
     [InlineData("gate_mode_x: 1", ":1: unknown key 'gate_mode_x'")]
-    [InlineData("shared_experts: [{source_model: x}]", "shared_experts")]
-    [InlineData("architecture: qwen", "architecture 'qwen'")]
+    [InlineData("shared_experts: [{source_model: x, positive_prompts: [p]}, {source_model: y}]", "to all shared experts or to none")]
+    [InlineData("architecture: llama", "architecture 'llama' matches none")]
     public void Bad_configs_are_refused_with_the_reason(string extra, string message)
     {
         string body = $"""
