@@ -90,36 +90,38 @@ internal static unsafe class MagnitudeRankSampling
             int top = (int)(maxKey >> shift);
             int floor = Math.Max(top - (BucketCount - 1), 0);
             int bucketsUsed = top - floor + 1;
-            int[] next = scratch.Buckets;
-            Array.Clear(next, 0, bucketsUsed);
-            int[] digits = scratch.Digits;
-            Digits(keys, length, shift, floor, digits);
-            foreach (int d in digits.AsSpan(0, length))
-                next[d]++;
-            int sum = 0;
-            for (int b = 0; b < bucketsUsed; b++)
-            {
-                int count = next[b];
-                next[b] = sum;
-                sum += count;
-            }
-            // In position order each element's counting-sort slot is its sorted position as long as the keys of its
-            // bucket do not fall along the positions (bf16 task vectors: mostly one key per bucket).
+            int[] buckets = scratch.Buckets;
+            Array.Clear(buckets, 0, bucketsUsed);
             ulong[] order = scratch.Order;
             int[] rank = scratch.Ranks;
-            for (int r = 0; r < length; r++)
+            fixed (int* next = buckets, digits = scratch.Digits, ranks = rank)
+            fixed (ulong* pairs = order)
             {
-                uint k = keys[r];
-                int slot = next[digits[r]]++;
-                rank[r] = slot;
-                order[slot] = ((ulong)k << 32) | (uint)r;
+                Digits(keys, length, shift, floor, digits);
+                for (int r = 0; r < length; r++)
+                    next[digits[r]]++;
+                int sum = 0;
+                for (int b = 0; b < bucketsUsed; b++)
+                {
+                    int count = next[b];
+                    next[b] = sum;
+                    sum += count;
+                }
+                // In position order each element's counting-sort slot is its sorted position as long as the keys of
+                // its bucket do not fall along the positions (bf16 task vectors: mostly one key per bucket).
+                for (int r = 0; r < length; r++)
+                {
+                    int slot = next[digits[r]]++;
+                    ranks[r] = slot;
+                    pairs[slot] = ((ulong)keys[r] << 32) | (uint)r;
+                }
             }
             // A descent in the scattered pairs lies inside one bucket (the digit grows with the key): sort that
             // bucket and take its members' positions from the sorted pairs.
             for (int at = FirstDescent(order, 0, length); at < length; at = FirstDescent(order, at, length))
             {
                 int b = Bucket((uint)(order[at] >> 32), shift, floor);
-                int begin = b == 0 ? 0 : next[b - 1], end = next[b]; // next[b] is now the end of bucket b
+                int begin = b == 0 ? 0 : buckets[b - 1], end = buckets[b]; // each bucket's next slot is now its end
                 SortByKey(order.AsSpan(begin, end - begin), order.AsSpan(length + begin, end - begin));
                 for (int slot = begin; slot < end; slot++)
                     rank[(int)(uint)order[slot]] = slot;
@@ -151,18 +153,15 @@ internal static unsafe class MagnitudeRankSampling
     }
 
     /// <summary>Every element's bucket, <see cref="Bucket"/>.</summary>
-    private static void Digits(uint* keys, int length, int shift, int floor, int[] digits)
+    private static void Digits(uint* keys, int length, int shift, int floor, int* to)
     {
         int r = 0;
-        fixed (int* to = digits)
-        {
-            if (Vector256.IsHardwareAccelerated)
-                for (; r + 8 <= length; r += 8)
-                    Vector256.Max(Vector256.ShiftRightLogical(Vector256.Load(keys + r), shift).AsInt32() - Vector256.Create(floor),
-                        Vector256<int>.Zero).Store(to + r);
-            for (; r < length; r++)
-                to[r] = Bucket(keys[r], shift, floor);
-        }
+        if (Vector256.IsHardwareAccelerated)
+            for (; r + 8 <= length; r += 8)
+                Vector256.Max(Vector256.ShiftRightLogical(Vector256.Load(keys + r), shift).AsInt32() - Vector256.Create(floor),
+                    Vector256<int>.Zero).Store(to + r);
+        for (; r < length; r++)
+            to[r] = Bucket(keys[r], shift, floor);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Weld.Kernels.Random;
@@ -42,6 +43,7 @@ internal static unsafe class PhiloxStreamWords
     }
 
     /// <summary>The 16 words of blocks firstBlock .. firstBlock + 3, in element order (AVX2).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Sixteen(uint* words, ulong firstBlock, PhiloxKey key)
     {
         Vector256<ulong> low32 = Vector256.Create(0xFFFF_FFFFUL);
