@@ -11,11 +11,11 @@ namespace Weld.Kernels.Cpu;
 /// Element r of a fiber of n is kept iff u_r &lt; p(s_r) = low + s_r / (n − 1) · 2 · ε, s_r its position in the stable
 /// sort by magnitude key. p is monotone in s, so a draw below p(0) and p(n − 1) keeps the element whatever its rank and
 /// a draw at or above both drops it: only the draws in between (a 2ε share) need s_r (<see cref="SampleByBuckets"/>).
-/// There s_r = (elements in lower buckets of a counting sort on the top magnitude bits) + (elements of its own bucket
-/// below it in (key, position) order): counted in a small bucket, by binary search once a crowded bucket is sorted.
-/// When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is sorted
-/// (<see cref="SampleBySort"/>): an LSD radix sort on the 31 magnitude bits of (magnitude, position) pairs laid out in
-/// position order, which is stable and so gives exactly the order of a comparison sort of the pairs.
+/// s_r comes from one counting-sort pass on the top magnitude digits: an element's slot is its sorted position unless
+/// the keys of its bucket fall along the positions, which a check of the scattered pairs finds and a sort of that bucket
+/// mends. When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is
+/// sorted (<see cref="SampleBySort"/>): an LSD radix sort on the 31 magnitude bits of (magnitude, position) pairs laid
+/// out in position order, which is stable and so gives exactly the order of a comparison sort of the pairs.
 /// </remarks>
 internal static unsafe class MagnitudeRankSampling
 {
