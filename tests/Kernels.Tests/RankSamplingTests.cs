@@ -89,3 +89,117 @@ public sealed class RankSamplingSortTests
         Assert.Equal(expected, order[..length]);
     }
 }
+
+/// <summary>
+/// The counting-sort path of the CPU's rank sampling (fibers of at least <see cref="MagnitudeRankSampling.BucketMinimum"/>
+/// elements, no inverse-probability rescale: only the draws between p(0) and p(n − 1) take a rank) against
+/// <see cref="RankSamplingScalarReference"/>: odd lengths, strides, tensor offsets that start inside a Philox block, and
+/// data that puts one key per bucket (bf16 task vectors), many keys per bucket (float32), everything into one bucket
+/// (a huge outlier, NaN or +∞ on top), or only equal keys.
+/// </summary>
+public sealed class RankSamplingBucketTests
+{
+    public static TheoryData<int> ThreadCounts() => new() { 1, -1 };
+
+    private static IEnumerable<(string Kind, float[] Values)> Kinds(System.Random random, int count)
+    {
+        foreach (var kind in TestData.Kinds(random, count))
+            yield return kind;
+        yield return ("bf16 task vector", Bf16Deltas(random, count));
+        yield return ("float32 normal", Normal(random, count));
+        float[] outlier = Normal(random, count);
+        outlier[random.Next(count)] = 1e30f; // every other key more than 2048 digits below: one bucket
+        yield return ("one huge outlier", outlier);
+        float[] nanOnTop = Bf16Deltas(random, count);
+        nanOnTop[random.Next(count)] = float.NaN;
+        nanOnTop[random.Next(count)] = float.NegativeInfinity;
+        yield return ("bf16 + NaN + -inf", nanOnTop);
+        var equal = new float[count];
+        for (int i = 0; i < count; i++)
+            equal[i] = random.Next(2) == 0 ? 0.25f : -0.25f;
+        yield return ("all equal magnitudes", equal);
+        var zerosAndTiny = new float[count];
+        for (int i = 0; i < count; i++)
+            zerosAndTiny[i] = random.Next(3) switch { 0 => 0f, 1 => -float.Epsilon * random.Next(1, 4), _ => random.Next(1, 5) * 1e-3f };
+        yield return ("zeros, subnormals and a few keys", zerosAndTiny);
+    }
+
+    /// <summary>bf16(θ + noise) − bf16(θ): few significant bits, many equal magnitudes, some exact zeros.</summary>
+    private static float[] Bf16Deltas(System.Random random, int count)
+    {
+        var values = new float[count];
+        for (int i = 0; i < count; i++)
+        {
+            float theta = Bf16((float)(random.NextDouble() * 0.07 - 0.035));
+            values[i] = Bf16(theta + (float)(random.NextDouble() * 3.4e-3 - 1.7e-3)) - theta;
+        }
+        return values;
+    }
+
+    private static float Bf16(float x) =>
+        BitConverter.UInt32BitsToSingle((BitConverter.SingleToUInt32Bits(x) + 0x7FFFu + ((BitConverter.SingleToUInt32Bits(x) >> 16) & 1)) & 0xFFFF0000u);
+
+    private static float[] Normal(System.Random random, int count)
+    {
+        var values = new float[count];
+        for (int i = 0; i < count; i++)
+            values[i] = (float)(Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()) * 1e-3);
+        return values;
+    }
+
+    [Theory]
+    [MemberData(nameof(ThreadCounts))]
+    public void Counting_sort_path_matches_reference_bit_for_bit(int threads)
+    {
+        var kernels = new CpuKernels(threads);
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        var key = new PhiloxKey((ulong)seed * 0x9E3779B97F4A7C15ul, (uint)seed ^ 0x5A5A5A5Au, 1);
+        (int Outer, int Length, int Stride)[] layouts = [(1, 512, 1), (3, 2048, 1), (2, 1021, 3), (1, 4099, 1), (1, 8192, 1), (2, 600, 2)];
+        (float Low, float Epsilon)[] settings = [(0.2f, 0.1f), (0.05f, 0.45f), (0.5f, 0f), (0.7f, -0.2f)];
+        long[] firstIndices = [0, 1, 6, 1L << 33];
+        foreach ((int outer, int length, int stride) in layouts)
+            foreach ((string kind, float[] values) in Kinds(random, outer * length * stride))
+            {
+                int[] positions = RankSamplingScalarReference.SortedPositions(values, length, stride);
+                foreach ((float low, float epsilon) in settings)
+                {
+                    long firstIndex = firstIndices[random.Next(firstIndices.Length)];
+                    float[] expected = Reference(values, positions, length, low, epsilon, key, firstIndex);
+                    float[] actual = (float[])values.Clone();
+                    kernels.SampleByMagnitudeRank(actual, length, stride, low, epsilon, 0.5f, false, key, firstIndex);
+                    BitAssert.Identical(expected, actual,
+                        $"seed {seed}, [{outer}, {length}, {stride}], {kind}, low {low}, ε {epsilon}, first index {firstIndex}");
+                }
+            }
+    }
+
+    /// <summary><see cref="RankSamplingScalarReference.Sample"/> with the draws of tensor indices firstIndex + i.</summary>
+    private static float[] Reference(float[] values, int[] positions, int length, float low, float epsilon, PhiloxKey key, long firstIndex)
+    {
+        var output = new float[values.Length];
+        for (int index = 0; index < values.Length; index++)
+        {
+            float p = ScalarReference.Add(low, ScalarReference.Mul(ScalarReference.Mul(ScalarReference.Div(positions[index], length - 1), 2f), epsilon));
+            double uniform = (ScalarReference.StreamWord(key, firstIndex + index) >> 8) / 16777216.0;
+            output[index] = uniform < p ? values[index] : 0f;
+        }
+        return output;
+    }
+
+    [Fact]
+    public void Vector_Philox_words_equal_the_scalar_stream()
+    {
+        var key = new PhiloxKey(0x0123456789ABCDEFul, 0xCAFEF00Du, 7);
+        var words = new uint[200];
+        foreach (long first in new long[] { 0, 1, 2, 3, 5, 16, 17, (1L << 34) + 3 })
+            foreach (int count in new[] { 0, 1, 3, 4, 15, 16, 17, 31, 33, 64, 199 })
+            {
+                Array.Fill(words, 0xDEADBEEFu);
+                PhiloxStreamWords.Fill(key, first, words.AsSpan(0, count));
+                for (int i = 0; i < count; i++)
+                    Assert.True(Random.Philox4x32.ElementBits(key, first + i) == words[i], $"first {first}, count {count}, word {i}");
+                Assert.Equal(0xDEADBEEFu, words[count]); // nothing written past the count
+            }
+    }
+}

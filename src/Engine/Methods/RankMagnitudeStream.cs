@@ -80,6 +80,42 @@ internal sealed class RankMagnitudeStream
             RankMagnitudeSampling.Sample(kernels, values, _length, _inner, _density, _epsilon, _divide, _key, slice * _slice);
     }
 
+    /// <summary>
+    /// The keep decisions of the L1 norm pass (<see cref="KeepMask"/>: one bit per element, 1/32 of the tensor's
+    /// float32 size), so that the apply pass replays them instead of sampling again; null until recorded, or when a chunk
+    /// did not start on a 64-element boundary.
+    /// </summary>
+    private ulong[]? _kept;
+    private bool _keptWhole = true;
+
+    /// <summary>
+    /// <see cref="Apply"/>, remembering the outcome for <see cref="TryReplay"/> (kept elements are δ unchanged and dropped
+    /// ones +0 unless each kept one is divided by its p).
+    /// </summary>
+    public void ApplyAndRemember(IMergeKernels kernels, Span<float> delta, long offset)
+    {
+        Apply(kernels, delta, offset);
+        if (!Samples || _divide || !_keptWhole)
+            return;
+        if (offset % 64 != 0)
+        {
+            _keptWhole = false;
+            _kept = null;
+            return;
+        }
+        _kept ??= new ulong[KeepMask.Words(_tensorLength)];
+        KeepMask.Record(delta, _kept.AsSpan((int)(offset / 64)));
+    }
+
+    /// <summary>MagPrune of the chunk at <paramref name="offset"/> from the decisions <see cref="ApplyAndRemember"/> recorded for every chunk; false when there are none.</summary>
+    public bool TryReplay(Span<float> delta, long offset)
+    {
+        if (_kept is null || !_keptWhole)
+            return false;
+        KeepMask.Replay(delta, _kept.AsSpan((int)(offset / 64)));
+        return true;
+    }
+
     /// <summary>MagPrune of the chunk at <paramref name="offset"/>, in place.</summary>
     public void Apply(IMergeKernels kernels, Span<float> delta, long offset)
     {

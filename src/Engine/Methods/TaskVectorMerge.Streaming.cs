@@ -114,7 +114,7 @@ public abstract partial class TaskVectorMerge
                     _rank[k]?.Observe(row, chunk.Offset);
                 if (pass == NormPass)
                 {
-                    SparsifyChunk(chunk, k, row);
+                    SparsifyChunk(chunk, k, row, remember: true);
                     _normAfter[k] += L1Norm(kernels, row);
                 }
             }
@@ -156,14 +156,18 @@ public abstract partial class TaskVectorMerge
             {
                 if (_density[k] >= 1) continue;
                 Span<float> row = chunk.Row(k);
-                SparsifyChunk(chunk, k, row);
+                SparsifyChunk(chunk, k, row, remember: false);
                 if (_factor[k] is float factor) chunk.Kernels.Scale(row, factor);
             }
             _method.Combine(chunk, output);
         }
 
-        /// <summary>The sparsification of one chunk of row k, as <see cref="Sparsify"/> does on the whole row (before any L1 rescale).</summary>
-        private void SparsifyChunk(TensorMergeInputs chunk, int k, Span<float> row)
+        /// <summary>
+        /// The sparsification of one chunk of row k, as <see cref="Sparsify"/> does on the whole row (before any L1
+        /// rescale). DELLA's norm pass (<paramref name="remember"/>) keeps its keep decisions, and the apply pass replays
+        /// them rather than sampling every element a second time.
+        /// </summary>
+        private void SparsifyChunk(TensorMergeInputs chunk, int k, Span<float> row, bool remember)
         {
             IMergeKernels kernels = chunk.Kernels;
             if (_search[k] is { } search)
@@ -180,7 +184,10 @@ public abstract partial class TaskVectorMerge
             }
             else if (_rank[k] is { } rank)
             {
-                rank.Apply(kernels, row, chunk.Offset);
+                if (remember)
+                    rank.ApplyAndRemember(kernels, row, chunk.Offset);
+                else if (!rank.TryReplay(row, chunk.Offset))
+                    rank.Apply(kernels, row, chunk.Offset);
             }
             else if (_method._sparsification == Sparsification.Random)
             {

@@ -16,12 +16,12 @@ public sealed unsafe partial class CpuKernels
             nint address = (nint)data;
             // Fibers are disjoint and each draws by flat index, so the result does not depend on the thread count.
             Parallel.For(0L, fibers, _parallel,
-                () => new ulong[2 * fiberLength],
-                (fiber, _, order) =>
+                () => new MagnitudeRankSampling.Scratch(fiberLength),
+                (fiber, _, scratch) =>
                 {
                     long first = fiber / fiberStride * fiberLength * fiberStride + fiber % fiberStride;
-                    MagnitudeRankSampling.SampleFiber((float*)address, first, fiberLength, fiberStride, probabilities, key, firstIndex, order);
-                    return order;
+                    MagnitudeRankSampling.SampleFiber((float*)address, first, fiberLength, fiberStride, probabilities, key, firstIndex, scratch);
+                    return scratch;
                 },
                 static _ => { });
         }

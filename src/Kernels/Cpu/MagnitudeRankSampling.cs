@@ -1,23 +1,275 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Weld.Kernels.Random;
 
 namespace Weld.Kernels.Cpu;
 
-/// <summary>One fiber of <see cref="IMergeKernels.SampleByMagnitudeRank"/>: a stable sort by magnitude, then the draws.</summary>
+/// <summary>One fiber of <see cref="IMergeKernels.SampleByMagnitudeRank"/>: the draws, then the ranks that decide.</summary>
 /// <remarks>
-/// The sort is an LSD radix sort on the 31 magnitude bits (three passes of 11, 11 and 9 bits) of (magnitude, position)
-/// pairs laid out in position order: being stable, it gives exactly the order of a comparison sort of the pairs (the
-/// same ranks, ties by lowest position), in linear time instead of a full comparison sort per fiber.
+/// Element r of a fiber of n is kept iff u_r &lt; p(s_r) = low + s_r / (n − 1) · 2 · ε, s_r its position in the stable
+/// sort by magnitude key. p is monotone in s, so a draw below p(0) and p(n − 1) keeps the element whatever its rank and
+/// a draw at or above both drops it: only the draws in between (a 2ε share) need s_r (<see cref="SampleByBuckets"/>).
+/// s_r comes from one counting-sort pass on the top magnitude digits: an element's slot is its sorted position unless
+/// the keys of its bucket fall along the positions, which a check of the scattered pairs finds and a sort of that bucket
+/// mends. When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is
+/// sorted (<see cref="SampleBySort"/>): an LSD radix sort on the 31 magnitude bits of (magnitude, position) pairs laid
+/// out in position order, which is stable and so gives exactly the order of a comparison sort of the pairs.
 /// </remarks>
 internal static unsafe class MagnitudeRankSampling
 {
     /// <summary>The keep probabilities of one call (they do not depend on the fiber).</summary>
     public readonly record struct Probabilities(float Low, float Epsilon, float Single, bool Divide);
 
+    /// <summary>Per-thread working memory of <see cref="SampleFiber"/> for fibers of up to <c>length</c> elements.</summary>
+    internal sealed class Scratch(int length)
+    {
+        /// <summary>(key, position) pairs: the sorted half and the radix sort's scratch half.</summary>
+        public readonly ulong[] Order = new ulong[2 * length];
+        public readonly uint[] Keys = new uint[length];
+        public readonly uint[] Words = new uint[length];
+        /// <summary>Positions whose draw needs the rank (16 spare entries: the compress stores whole vectors).</summary>
+        public readonly int[] Open = new int[length + 16];
+        /// <summary>Each element's bucket.</summary>
+        public readonly int[] Digits = new int[length];
+        /// <summary>Each element's sorted position.</summary>
+        public readonly int[] Ranks = new int[length];
+        /// <summary>Per bucket: its size, then its next free slot.</summary>
+        public readonly int[] Buckets = new int[BucketCount];
+    }
+
     /// <summary>
-    /// Samples the fiber that starts at flat index <paramref name="first"/>; <paramref name="order"/> is scratch of at
-    /// least 2 × <paramref name="length"/> entries; <paramref name="firstIndex"/> is the tensor index of <c>values[0]</c> (for the draws).
+    /// Samples the fiber that starts at flat index <paramref name="first"/>; <paramref name="firstIndex"/> is the tensor
+    /// index of <c>values[0]</c> (for the draws).
     /// </summary>
     public static void SampleFiber(float* values, long first, int length, int stride, in Probabilities probabilities,
+        PhiloxKey key, long firstIndex, Scratch scratch)
+    {
+        if (length >= BucketMinimum && !probabilities.Divide && float.IsFinite(probabilities.Low) && float.IsFinite(probabilities.Epsilon))
+            SampleByBuckets(values, first, length, stride, probabilities, key, firstIndex, scratch);
+        else
+            SampleBySort(values, first, length, stride, probabilities, key, firstIndex, scratch.Order);
+    }
+
+    /// <summary>The keep probability of sorted position <paramref name="position"/> (mergekit's float32 operation order).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Probability(int position, float span, in Probabilities probabilities) =>
+        probabilities.Low + position / span * 2f * probabilities.Epsilon;
+
+    /// <summary>Below this length the bucket counts cost more than they save: the whole fiber is sorted.</summary>
+    internal const int BucketMinimum = 512;
+
+    /// <summary>Buckets of the counting sort: the top magnitude digits below the fiber's largest (lower ones share bucket 0).</summary>
+    private const int BucketCount = 2048;
+
+    /// <summary>Rank only where the draw needs it (no inverse-probability rescale, finite probabilities).</summary>
+    private static void SampleByBuckets(float* values, long first, int length, int stride, in Probabilities probabilities,
+        PhiloxKey key, long firstIndex, Scratch scratch)
+    {
+        float span = length - 1;
+        float p0 = Probability(0, span, probabilities), pLast = Probability(length - 1, span, probabilities);
+        float keepBelow = MathF.Min(p0, pLast), dropFrom = MathF.Max(p0, pLast);
+        fixed (uint* keys = scratch.Keys, words = scratch.Words)
+        fixed (int* open = scratch.Open)
+        {
+            float* fiber = values + first;
+            uint maxKey = ReadKeys(fiber, length, stride, keys);
+            long tensorFirst = firstIndex + first;
+            if (stride == 1)
+                PhiloxStreamWords.Fill(key, tensorFirst, words, length);
+            else
+                StridedWords(key, tensorFirst, length, stride, words);
+            int opened = Decide(fiber, length, stride, words, keepBelow, dropFrom, open);
+            if (opened == 0)
+                return;
+
+            // Counting sort on the magnitude digit (key >> shift), with the digits more than BucketCount below the
+            // largest folded into bucket 0; finer digits for longer fibers so that buckets stay small.
+            int shift = 23 - Math.Clamp(BitOperations.Log2((uint)length - 1) + 1 - 4, 5, 8);
+            int top = (int)(maxKey >> shift);
+            int floor = Math.Max(top - (BucketCount - 1), 0);
+            int bucketsUsed = top - floor + 1;
+            int[] buckets = scratch.Buckets;
+            Array.Clear(buckets, 0, bucketsUsed);
+            ulong[] order = scratch.Order;
+            int[] rank = scratch.Ranks;
+            fixed (int* next = buckets, digits = scratch.Digits, ranks = rank)
+            fixed (ulong* pairs = order)
+            {
+                Digits(keys, length, shift, floor, digits);
+                for (int r = 0; r < length; r++)
+                    next[digits[r]]++;
+                int sum = 0;
+                for (int b = 0; b < bucketsUsed; b++)
+                {
+                    int count = next[b];
+                    next[b] = sum;
+                    sum += count;
+                }
+                // In position order each element's counting-sort slot is its sorted position as long as the keys of
+                // its bucket do not fall along the positions (bf16 task vectors: mostly one key per bucket).
+                for (int r = 0; r < length; r++)
+                {
+                    int slot = next[digits[r]]++;
+                    ranks[r] = slot;
+                    pairs[slot] = ((ulong)keys[r] << 32) | (uint)r;
+                }
+            }
+            // A descent in the scattered pairs lies inside one bucket (the digit grows with the key): sort that
+            // bucket and take its members' positions from the sorted pairs.
+            for (int at = FirstDescent(order, 0, length); at < length; at = FirstDescent(order, at, length))
+            {
+                int b = Bucket((uint)(order[at] >> 32), shift, floor);
+                int begin = b == 0 ? 0 : buckets[b - 1], end = buckets[b]; // each bucket's next slot is now its end
+                SortByKey(order.AsSpan(begin, end - begin), order.AsSpan(length + begin, end - begin));
+                for (int slot = begin; slot < end; slot++)
+                    rank[(int)(uint)order[slot]] = slot;
+                at = end;
+            }
+
+            for (int i = 0; i < opened; i++)
+            {
+                int r = open[i];
+                if (!(Philox4x32.ToUniform(words[r]) < Probability(rank[r], span, probabilities)))
+                    fiber[(long)r * stride] = 0f;
+            }
+        }
+    }
+
+    /// <summary>The first index i ≥ <paramref name="from"/> with order[i] &gt; order[i + 1], or <paramref name="length"/>.</summary>
+    private static int FirstDescent(ulong[] order, int from, int length)
+    {
+        int i = from;
+        if (Vector256.IsHardwareAccelerated)
+            fixed (ulong* pairs = order)
+                for (; i + 5 <= length; i += 4)
+                    if (Vector256.GreaterThanAny(Vector256.Load(pairs + i), Vector256.Load(pairs + i + 1)))
+                        break;
+        for (; i + 1 < length; i++)
+            if (order[i] > order[i + 1])
+                return i;
+        return length;
+    }
+
+    /// <summary>Every element's bucket, <see cref="Bucket"/>.</summary>
+    private static void Digits(uint* keys, int length, int shift, int floor, int* to)
+    {
+        int r = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; r + 8 <= length; r += 8)
+                Vector256.Max(Vector256.ShiftRightLogical(Vector256.Load(keys + r), shift).AsInt32() - Vector256.Create(floor),
+                    Vector256<int>.Zero).Store(to + r);
+        for (; r < length; r++)
+            to[r] = Bucket(keys[r], shift, floor);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Bucket(uint key, int shift, int floor) => Math.Max((int)(key >> shift) - floor, 0);
+
+    /// <summary>The magnitude keys <c>bits(x) &amp; 0x7FFFFFFF</c> (NaN above +∞) of one fiber; returns the largest.</summary>
+    private static uint ReadKeys(float* fiber, int length, int stride, uint* keys)
+    {
+        uint max = 0;
+        int r = 0;
+        if (stride == 1 && Vector256.IsHardwareAccelerated)
+        {
+            Vector256<uint> magnitude = Vector256.Create(0x7FFFFFFFu), maxes = Vector256<uint>.Zero;
+            for (; r + 8 <= length; r += 8)
+            {
+                Vector256<uint> k = Vector256.Load((uint*)fiber + r) & magnitude;
+                k.Store(keys + r);
+                maxes = Vector256.Max(maxes, k);
+            }
+            for (int lane = 0; lane < 8; lane++)
+                max = Math.Max(max, maxes.GetElement(lane));
+        }
+        for (; r < length; r++)
+        {
+            uint k = BitConverter.SingleToUInt32Bits(fiber[(long)r * stride]) & 0x7FFFFFFFu;
+            keys[r] = k;
+            max = Math.Max(max, k);
+        }
+        return max;
+    }
+
+    /// <summary>The stream words of tensor indices first, first + stride, …: one Philox block per four consecutive indices.</summary>
+    private static void StridedWords(PhiloxKey key, long first, int length, int stride, uint* words)
+    {
+        long blockOf = -1;
+        Philox4x32Block block = default;
+        for (int r = 0; r < length; r++)
+        {
+            long tensorIndex = first + (long)r * stride;
+            if (tensorIndex >> 2 != blockOf)
+            {
+                blockOf = tensorIndex >> 2;
+                block = Philox4x32.StreamBlock(key, (ulong)blockOf);
+            }
+            words[r] = block[(int)(tensorIndex & 3)];
+        }
+    }
+
+    /// <summary>
+    /// Keeps the elements whose draw is below <paramref name="keepBelow"/>, zeroes those at or above
+    /// <paramref name="dropFrom"/>, and lists the rest in <paramref name="open"/> (position order); returns how many.
+    /// </summary>
+    private static int Decide(float* fiber, int length, int stride, uint* words, float keepBelow, float dropFrom, int* open)
+    {
+        int opened = 0, r = 0;
+        if (stride == 1 && Avx512F.IsSupported)
+        {
+            // Branch-free listing: the open positions of 16 lanes compressed to the front of a register, stored whole.
+            Vector512<float> scale = Vector512.Create(Philox4x32.UniformScale);
+            Vector512<float> low = Vector512.Create(keepBelow), high = Vector512.Create(dropFrom);
+            for (; r + 16 <= length; r += 16)
+            {
+                Vector512<float> uniform = Vector512.ConvertToSingle((Vector512.Load(words + r) >>> 8).AsInt32()) * scale;
+                Vector512<float> drop = Vector512.GreaterThanOrEqual(uniform, high);
+                Vector512<float> keep = Vector512.LessThan(uniform, low);
+                Vector512<float> x = Vector512.Load(fiber + r);
+                Vector512.ConditionalSelect(drop, Vector512<float>.Zero, x).Store(fiber + r);
+                Vector512<int> undecided = ~(drop | keep).AsInt32();
+                Avx512F.Compress(Vector512<int>.Zero, undecided, Vector512.Create(r) + Vector512<int>.Indices).Store(open + opened);
+                opened += BitOperations.PopCount(undecided.ExtractMostSignificantBits());
+            }
+        }
+        if (stride == 1 && Vector256.IsHardwareAccelerated)
+        {
+            Vector256<float> scale = Vector256.Create(Philox4x32.UniformScale);
+            Vector256<float> low = Vector256.Create(keepBelow), high = Vector256.Create(dropFrom);
+            for (; r + 8 <= length; r += 8)
+            {
+                // (word >> 8) has 24 bits: the int -> float conversion and the scaling are exact, as in ToUniform.
+                Vector256<float> uniform = Vector256.ConvertToSingle((Vector256.Load(words + r) >>> 8).AsInt32()) * scale;
+                Vector256<float> drop = Vector256.GreaterThanOrEqual(uniform, high);
+                Vector256<float> keep = Vector256.LessThan(uniform, low);
+                Vector256<float> x = Vector256.Load(fiber + r);
+                Vector256.ConditionalSelect(drop, Vector256<float>.Zero, x).Store(fiber + r);
+                uint undecided = ~(drop | keep).ExtractMostSignificantBits() & 0xFFu;
+                while (undecided != 0)
+                {
+                    open[opened++] = r + BitOperations.TrailingZeroCount(undecided);
+                    undecided &= undecided - 1;
+                }
+            }
+        }
+        for (; r < length; r++)
+        {
+            float uniform = Philox4x32.ToUniform(words[r]);
+            if (uniform >= dropFrom)
+                fiber[(long)r * stride] = 0f;
+            else if (!(uniform < keepBelow))
+                open[opened++] = r;
+        }
+        return opened;
+    }
+
+    /// <summary>
+    /// Sorts the whole fiber and decides every element in sorted order; <paramref name="order"/> is scratch of at least
+    /// 2 × <paramref name="length"/> entries.
+    /// </summary>
+    private static void SampleBySort(float* values, long first, int length, int stride, in Probabilities probabilities,
         PhiloxKey key, long firstIndex, ulong[] order)
     {
         // (magnitude key, position) pairs sort like a stable sort by magnitude: the sorted position is the rank − 1.
@@ -47,7 +299,7 @@ internal static unsafe class MagnitudeRankSampling
         {
             int r = (int)(uint)order[s];
             long index = first + (long)r * stride;
-            float p = length == 1 ? probabilities.Single : probabilities.Low + s / span * 2f * probabilities.Epsilon;
+            float p = length == 1 ? probabilities.Single : Probability(s, span, probabilities);
             float value = values[index];
             bool keep = Philox4x32.ToUniform((uint)draws[r]) < p;
             values[index] = keep ? (probabilities.Divide ? value / p : value) : 0f;
@@ -62,18 +314,24 @@ internal static unsafe class MagnitudeRankSampling
     /// distinct, so the result is the unique ascending order (what <see cref="Array.Sort{T}(T[], int, int)"/> gives).
     /// <c>order[length..2·length)</c> is scratch.
     /// </summary>
-    internal static void SortByKey(ulong[] order, int length)
+    internal static void SortByKey(ulong[] order, int length) => SortByKey(order.AsSpan(0, length), order.AsSpan(length, length));
+
+    /// <summary>
+    /// Sorts <paramref name="entries"/> ascending, as <see cref="SortByKey(ulong[], int)"/>; the entries must be in
+    /// position order (the radix passes sort by key alone, stably). <paramref name="scratch"/> is as long.
+    /// </summary>
+    internal static void SortByKey(Span<ulong> entries, Span<ulong> scratch)
     {
+        int length = entries.Length;
         if (length < RadixMinimum)
         {
-            Array.Sort(order, 0, length);
+            entries.Sort();
             return;
         }
-        // The pairs were written in position order, so a stable sort by key alone is the sort of the pairs.
         Span<int> counts = stackalloc int[2048 + 2048 + 512];
         counts.Clear();
         Span<int> c0 = counts[..2048], c1 = counts.Slice(2048, 2048), c2 = counts[4096..];
-        Span<ulong> a = order.AsSpan(0, length), b = order.AsSpan(length, length);
+        Span<ulong> a = entries, b = scratch[..length];
         foreach (ulong e in a)
         {
             uint key = (uint)(e >> 32);
@@ -82,11 +340,11 @@ internal static unsafe class MagnitudeRankSampling
             c2[(int)(key >> 22)]++;
         }
         // A pass whose digit is the same for every entry changes nothing: skip it (common for the exponent's digit).
-        bool moved = false;
-        if (Pass(a, b, c0, 0, length)) { moved = true; Swap(ref a, ref b); }
-        if (Pass(a, b, c1, 11, length)) { moved = true; Swap(ref a, ref b); }
-        if (Pass(a, b, c2, 22, length)) { moved = true; Swap(ref a, ref b); }
-        if (moved && a != order.AsSpan(0, length)) a.CopyTo(order.AsSpan(0, length));
+        bool inScratch = false;
+        if (Pass(a, b, c0, 0, length)) { inScratch = !inScratch; Swap(ref a, ref b); }
+        if (Pass(a, b, c1, 11, length)) { inScratch = !inScratch; Swap(ref a, ref b); }
+        if (Pass(a, b, c2, 22, length)) { inScratch = !inScratch; Swap(ref a, ref b); }
+        if (inScratch) a.CopyTo(entries);
     }
 
     private static void Swap(ref Span<ulong> a, ref Span<ulong> b)
