@@ -18,7 +18,7 @@ public sealed class BreadcrumbsPaper : IStreamingMergeMethod
     public string Name => "breadcrumbs_paper";
 
     /// <inheritdoc />
-    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue);
+    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue, TakesTaskVectors: true);
 
     /// <inheritdoc />
     public IReadOnlyList<ParameterSpec> Parameters { get; } =
@@ -33,7 +33,7 @@ public sealed class BreadcrumbsPaper : IStreamingMergeMethod
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
         IMergeKernels kernels = inputs.Kernels;
-        kernels.SubtractRows(inputs.Models.Span, inputs.Base.Span);
+        inputs.FormTaskVectors();
         long n = inputs.Length;
         for (int k = 0; k < inputs.Count; k++)
         {
@@ -80,7 +80,7 @@ public sealed class BreadcrumbsPaper : IStreamingMergeMethod
 
         public void Observe(int pass, TensorMergeInputs chunk)
         {
-            chunk.Kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            chunk.FormTaskVectors();
             for (int k = 0; k < _bands.Length; k++)
                 _bands[k].Observe(chunk.Kernels, chunk.Row(k));
         }
@@ -93,7 +93,7 @@ public sealed class BreadcrumbsPaper : IStreamingMergeMethod
 
         public void Merge(TensorMergeInputs chunk, Span<float> output)
         {
-            chunk.Kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            chunk.FormTaskVectors();
             for (int k = 0; k < _bands.Length; k++)
                 _bands[k].Apply(chunk.Kernels, chunk.Row(k), chunk.Offset);
             Combine(chunk, output);

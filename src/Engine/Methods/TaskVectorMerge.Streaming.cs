@@ -99,7 +99,7 @@ public abstract partial class TaskVectorMerge
         public void Observe(int pass, TensorMergeInputs chunk)
         {
             IMergeKernels kernels = chunk.Kernels;
-            kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            chunk.FormTaskVectors();
             for (int k = 0; k < chunk.Count; k++)
             {
                 if (_density[k] >= 1) continue;
@@ -151,7 +151,7 @@ public abstract partial class TaskVectorMerge
 
         public void Merge(TensorMergeInputs chunk, Span<float> output)
         {
-            chunk.Kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            chunk.FormTaskVectors();
             for (int k = 0; k < chunk.Count; k++)
             {
                 if (_density[k] >= 1) continue;

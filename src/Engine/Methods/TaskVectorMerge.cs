@@ -79,7 +79,7 @@ public abstract partial class TaskVectorMerge : IStreamingMergeMethod
     /// <inheritdoc />
 public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
         _sparsification is Sparsification.Random or Sparsification.RankMagnitude,
-        Elementwise: _sparsification == Sparsification.None);
+        Elementwise: _sparsification == Sparsification.None, TakesTaskVectors: true);
 
     /// <inheritdoc />
     public IReadOnlyList<ParameterSpec> Parameters { get; }
@@ -87,7 +87,7 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
     /// <inheritdoc />
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
-        inputs.Kernels.SubtractRows(inputs.Models.Span, inputs.Base.Span);
+        inputs.FormTaskVectors();
         for (int k = 0; k < inputs.Count; k++)
             Sparsify(inputs, k);
         Combine(inputs, output);
