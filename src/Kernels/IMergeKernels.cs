@@ -90,6 +90,15 @@ public partial interface IMergeKernels
     void SignConsensusMerge(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
         SignElection election, bool normalize, Span<float> output);
 
+    /// <summary>
+    /// TIES' last three steps in one pass: m = <see cref="SignConsensusMerge"/>'s value, then m·λ when
+    /// <paramref name="lambda"/> ≠ 1 (<see cref="Scale"/>), then output[i] = 1·baseline[i] + 1·m
+    /// (<see cref="Axpby"/>(1, baseline, 1, m)). The same float32 operations in the same order as the three calls, so the
+    /// same bits, but the output is written once instead of read and written three times.
+    /// </summary>
+    void SignConsensusMergeOntoBase(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
+        SignElection election, bool normalize, float lambda, ReadOnlySpan<float> baseline, Span<float> output);
+
     /// <summary>Σ a[i]·b[i] accumulated in float64.</summary>
     double Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b);
 

@@ -141,6 +141,28 @@ internal static class ScalarReference
         return output;
     }
 
+    /// <summary>
+    /// TIES finished onto a base, from the definitions of the three steps it fuses: m = <see cref="SignConsensus"/>, then
+    /// m·λ (rounded) when λ ≠ 1, then 1·base + 1·m (both products rounded, then the sum: Axpby's definition).
+    /// </summary>
+    public static float[] SignConsensusOntoBase(float[] stacked, float[] weights, SignElection election, bool normalize,
+        float lambda, float[] baseline, int length)
+    {
+        float[] merged = SignConsensus(stacked, weights, election, normalize, length);
+        var output = new float[length];
+        float one = Unit();
+        for (int i = 0; i < length; i++)
+        {
+            float m = lambda != 1f ? merged[i] * lambda : merged[i];
+            output[i] = one * baseline[i] + one * m;
+        }
+        return output;
+    }
+
+    /// <summary>1, from a call the JIT does not fold, so the reference really multiplies by it.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static float Unit() => 1f;
+
     public static float[] SignConsensus(float[] stacked, float[] weights, SignElection election, bool normalize, int length)
     {
         var output = new float[length];

@@ -54,6 +54,42 @@ public class SignConsensusTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void SignConsensusMergeOntoBase_matches_scalar_reference_and_the_three_calls(int length, SignElection election, bool normalize)
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        var kernels = new CpuKernels();
+        foreach (float[] weights in new[] { new[] { 0.5f, 0.5f }, new[] { 0.3f, -0.5f, 1f }, new[] { 1f } })
+        {
+            var stacked = new float[weights.Length * length];
+            for (int k = 0; k < weights.Length; k++)
+                TestData.WithSpecials(random, TestData.TieHeavy(random, length)).CopyTo(stacked, k * length);
+            float[] baseline = TestData.WithSpecials(random, TestData.Plain(random, length));
+            foreach (float lambda in new[] { 1f, 0.7f, -2.5f })
+            {
+                string context = $"seed {seed}, n {length}, weights [{string.Join(", ", weights)}], {election}, normalize {normalize}, λ {lambda}";
+                float[] expected = ScalarReference.SignConsensusOntoBase(stacked, weights, election, normalize, lambda, baseline, length);
+                var fused = new float[length];
+                kernels.SignConsensusMergeOntoBase(stacked, weights, election, normalize, lambda, baseline, fused);
+                BitAssert.Equal(expected, fused, context);
+
+                // The path it replaces: merge, scale, Axpby onto the base — the same bits, NaN payloads included.
+                var threeCalls = new float[length];
+                kernels.SignConsensusMerge(stacked, weights, election, normalize, threeCalls);
+                if (lambda != 1f) kernels.Scale(threeCalls, lambda);
+                kernels.Axpby(1f, baseline, 1f, threeCalls, threeCalls);
+                BitAssert.Identical(threeCalls, fused, context + " (three calls)");
+            }
+        }
+    }
+
+    [Fact]
+    public void SignConsensusMergeOntoBase_refuses_a_baseline_of_another_length() =>
+        Assert.Throws<ArgumentException>(() =>
+            new CpuKernels(1).SignConsensusMergeOntoBase(new float[4], [1f, 1f], SignElection.Sum, false, 1f, new float[3], new float[2]));
+
     [Fact]
     public void NaN_never_agrees_and_a_NaN_sum_elects_negative()
     {

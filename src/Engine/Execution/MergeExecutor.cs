@@ -304,6 +304,7 @@ public sealed class MergeExecutor
                 // flight): in one pass for elementwise methods, in statistics passes + an apply pass for streaming ones.
                 bool large = (rows + 1) * n * sizeof(float) > _pool.LimitBytes / 2;
                 bool fused = IsFused(plan, task);
+                bool taskVectors = TakesTaskVectors(plan, task);
                 if (fused)
                 {
                     // Only the encoded output is buffered: items of about a quarter of the budget each, and no larger than
@@ -364,17 +365,23 @@ public sealed class MergeExecutor
                         long bytes = 0;
                         using (EnterCpu(cancel))
                         {
-                            for (int i = 0; i < task.Inputs.Count; i++)
-                                bytes += Read(models, task.Inputs[i], offset, inputs.Memory.Slice(i * length, length), header.Name);
+                            // The base first: a method that takes task vectors gets θ_k − θ_base formed in the decode.
+                            Memory<float> baseRow = Memory<float>.Empty;
                             if (task.Base is { } b)
-                                bytes += Read(models, b, offset, inputs.Memory.Slice(task.Inputs.Count * length, length), header.Name);
+                            {
+                                baseRow = inputs.Memory.Slice(task.Inputs.Count * length, length);
+                                bytes += Read(models, b, offset, baseRow, header.Name);
+                            }
+                            ReadOnlyMemory<float> subtrahend = taskVectors ? baseRow : ReadOnlyMemory<float>.Empty;
+                            for (int i = 0; i < task.Inputs.Count; i++)
+                                bytes += Read(models, task.Inputs[i], offset, inputs.Memory.Slice(i * length, length), header.Name, subtrahend);
                             int auxiliaryStart = rows - task.Auxiliary.Count;
                             for (int i = 0; i < task.Auxiliary.Count; i++)
                                 bytes += Read(models, task.Auxiliary[i], offset, inputs.Memory.Slice((auxiliaryStart + i) * length, length), header.Name);
                         }
                         Interlocked.Add(ref counters.BytesRead, bytes);
                         bool last = offset + length >= n;
-                        var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass, Ended: ended);
+                        var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass, Ended: ended, TaskVectors: taskVectors);
                         if (!output.TryWrite(item))
                             output.WriteAsync(item, cancel).AsTask().GetAwaiter().GetResult();
                         if (n == 0) break;
@@ -405,9 +412,17 @@ public sealed class MergeExecutor
         }
     }
 
+    /// <summary>
+    /// True when the loader forms the task vectors θ_k − θ_base while decoding the rows (in the same pass, instead of
+    /// the method's own pass over them): the method takes them (<see cref="MethodTraits.TakesTaskVectors"/>), there is a
+    /// base, and the CPU computes (a GPU backend subtracts on the device, where the pass is cheap).
+    /// </summary>
+    private bool TakesTaskVectors(MergePlan plan, TensorTask task) =>
+        plan.Method.Traits.TakesTaskVectors && task.Base is not null && _kernels is CpuKernels;
+
     /// <summary>What the method sees for one tensor or one chunk of it.</summary>
     private TensorMergeInputs Inputs(MergePlan plan, TensorTask task, Memory<float> models, ReadOnlyMemory<float> baseline, long offset, long length,
-        ReadOnlyMemory<float> auxiliary = default, IMergeKernels? kernels = null)
+        ReadOnlyMemory<float> auxiliary = default, IMergeKernels? kernels = null, bool taskVectors = false)
     {
         int k = task.Inputs.Count;
         var indices = new int[k];
@@ -420,6 +435,7 @@ public sealed class MergeExecutor
             Shape = whole ? task.Header.Shape : [length],
             Models = models,
             Base = baseline,
+            ModelsAreTaskVectors = taskVectors,
             Auxiliary = auxiliary,
             ModelParameters = task.ModelParameters,
             Global = task.Global,
@@ -454,7 +470,8 @@ public sealed class MergeExecutor
                 Memory<float> data = item.Inputs!.Memory;
                 TensorMergeInputs inputs = Inputs(plan, task, data.Slice(0, k * item.Length),
                     task.Base is null ? ReadOnlyMemory<float>.Empty : data.Slice(k * item.Length, item.Length),
-                    item.Offset, item.Length, data.Slice((task.Rows - task.Auxiliary.Count) * item.Length, task.Auxiliary.Count * item.Length));
+                    item.Offset, item.Length, data.Slice((task.Rows - task.Auxiliary.Count) * item.Length, task.Auxiliary.Count * item.Length),
+                    taskVectors: item.TaskVectors);
                 if (item.Stream is { } stream && item.Pass < stream.StatisticsPasses)
                 {
                     using (EnterCpu(cancel))
@@ -558,20 +575,27 @@ public sealed class MergeExecutor
         return input.ReadAsync(cancel).AsTask().GetAwaiter().GetResult();
     }
 
-    /// <summary>Reads elements [offset, offset + destination.Length) of a source tensor as float32, in parallel chunks.</summary>
-    private long Read(IReadOnlyList<ModelFolder> models, TensorSource source, long offset, Memory<float> destination, string outputName)
+    /// <summary>
+    /// Reads elements [offset, offset + destination.Length) of a source tensor as float32, in parallel chunks, minus
+    /// <paramref name="subtrahend"/> (same length) when it is not empty.
+    /// </summary>
+    private long Read(IReadOnlyList<ModelFolder> models, TensorSource source, long offset, Memory<float> destination, string outputName,
+        ReadOnlyMemory<float> subtrahend = default)
     {
         ModelTensor tensor = Resolve(models, source, offset, destination.Length, outputName);
         int length = destination.Length;
         int chunks = (length + ReadChunk - 1) / ReadChunk;
         bool check = !AllowNonFinite;
+        bool subtract = !subtrahend.IsEmpty;
         if (chunks <= 1)
-            ReadSource(models, source, tensor, offset, destination.Span, check);
+            ReadSource(models, source, tensor, offset, destination.Span, check, subtract ? subtrahend.Span : default);
         else
             Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = _parallelism }, c =>
             {
                 int start = c * ReadChunk;
-                ReadSource(models, source, tensor, offset + start, destination.Span.Slice(start, Math.Min(ReadChunk, length - start)), check);
+                int size = Math.Min(ReadChunk, length - start);
+                ReadSource(models, source, tensor, offset + start, destination.Span.Slice(start, size), check,
+                    subtract ? subtrahend.Span.Slice(start, size) : default);
             });
         return (long)length * DTypes.SizeOf(tensor.Info.DType);
     }
@@ -590,11 +614,19 @@ public sealed class MergeExecutor
         return tensor;
     }
 
-    /// <summary>Reads a source's elements: the stored tensor, or its rows permuted into the output vocabulary.</summary>
-    private static void ReadSource(IReadOnlyList<ModelFolder> models, TensorSource source, ModelTensor tensor, long offset, Span<float> destination, bool check)
+    /// <summary>
+    /// Reads a source's elements: the stored tensor, or its rows permuted into the output vocabulary; minus
+    /// <paramref name="subtrahend"/> when it is not empty (fused into the conversion for a stored tensor).
+    /// </summary>
+    private static void ReadSource(IReadOnlyList<ModelFolder> models, TensorSource source, ModelTensor tensor, long offset, Span<float> destination, bool check,
+        ReadOnlySpan<float> subtrahend = default)
     {
-        if (source.Rows is { } map) map.Read(models, offset, destination, check);
-        else tensor.ReadFloat32(offset, destination, check);
+        if (source.Rows is { } map)
+        {
+            map.Read(models, offset, destination, check);
+            if (!subtrahend.IsEmpty) System.Numerics.Tensors.TensorPrimitives.Subtract(destination, subtrahend, destination);
+        }
+        else tensor.ReadFloat32(offset, destination, check, subtrahend);
     }
 
     /// <summary>The sources of a task's input rows in stacking order: inputs, the base, auxiliary tensors.</summary>
@@ -668,7 +700,8 @@ public sealed class MergeExecutor
     /// item carries no inputs (the compute stage reads its tiles) and its output buffer holds encoded bytes.
     /// </summary>
     private sealed record WorkItem(TensorTask Task, long Offset, int Length, bool Last, NativeFloatBuffer? Inputs, NativeFloatBuffer? Output,
-        IStreamingTensorMerge? Stream = null, int Pass = 0, bool Fused = false, bool Copy = false, StreamPasses? Ended = null);
+        IStreamingTensorMerge? Stream = null, int Pass = 0, bool Fused = false, bool Copy = false, StreamPasses? Ended = null,
+        bool TaskVectors = false);
 
     /// <summary>Counts the statistics passes of one streamed tensor that the compute stage has closed; the loader waits on it.</summary>
     private sealed class StreamPasses

@@ -18,7 +18,7 @@ public sealed class BreadcrumbsPaper : IStreamingMergeMethod
     public string Name => "breadcrumbs_paper";
 
     /// <inheritdoc />
-    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue);
+    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue, TakesTaskVectors: true);
 
     /// <inheritdoc />
     public IReadOnlyList<ParameterSpec> Parameters { get; } =
@@ -33,7 +33,7 @@ public sealed class BreadcrumbsPaper : IStreamingMergeMethod
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
         IMergeKernels kernels = inputs.Kernels;
-        kernels.SubtractRows(inputs.Models.Span, inputs.Base.Span);
+        inputs.FormTaskVectors();
         long n = inputs.Length;
         for (int k = 0; k < inputs.Count; k++)
         {
@@ -59,7 +59,7 @@ public sealed class BreadcrumbsPaper : IStreamingMergeMethod
     /// <inheritdoc />
     public IStreamingTensorMerge BeginTensor(TensorMergeInputs description) => new TensorStream(description);
 
-    /// <summary>One streamed tensor: the band's two counting passes, then the apply pass.</summary>
+    /// <summary>One streamed tensor: the band's counting passes (one when the sampled brackets hold both cuts, else three), then the apply pass.</summary>
     private sealed class TensorStream : IStreamingTensorMerge
     {
         private readonly MagnitudeBand[] _bands;
@@ -73,14 +73,22 @@ public sealed class BreadcrumbsPaper : IStreamingMergeMethod
                 ResolvedParameters p = description.ModelParameters[k];
                 _bands[k] = new MagnitudeBand(n, (long)(p.Number("beta") * n), (long)(p.Number("gamma") * n));
             }
-            StatisticsPasses = _bands.Any(b => b.NeedsSearch) ? 2 : 0;
+            StatisticsPasses = PassesLeft();
         }
 
-        public int StatisticsPasses { get; }
+        /// <summary>Drops after the first pass when every band's sampled searches found their cuts.</summary>
+        public int StatisticsPasses { get; private set; }
+
+        private int PassesLeft()
+        {
+            int left = 0;
+            foreach (MagnitudeBand band in _bands) left = Math.Max(left, band.PassesLeft);
+            return left;
+        }
 
         public void Observe(int pass, TensorMergeInputs chunk)
         {
-            chunk.Kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            chunk.FormTaskVectors();
             for (int k = 0; k < _bands.Length; k++)
                 _bands[k].Observe(chunk.Kernels, chunk.Row(k));
         }
@@ -89,11 +97,12 @@ public sealed class BreadcrumbsPaper : IStreamingMergeMethod
         {
             foreach (MagnitudeBand band in _bands)
                 band.EndPass();
+            StatisticsPasses = pass + 1 + PassesLeft();
         }
 
         public void Merge(TensorMergeInputs chunk, Span<float> output)
         {
-            chunk.Kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            chunk.FormTaskVectors();
             for (int k = 0; k < _bands.Length; k++)
                 _bands[k].Apply(chunk.Kernels, chunk.Row(k), chunk.Offset);
             Combine(chunk, output);

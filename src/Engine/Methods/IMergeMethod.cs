@@ -29,7 +29,11 @@ public interface IMergeMethod
 /// <param name="UsesRandomness">True when the output depends on the seed (DARE).</param>
 /// <param name="Elementwise">True when each output element depends only on the same element of the inputs, so a
 /// tensor too large for the memory limit can be merged in chunks (linear, task arithmetic, passthrough, magmax, ram, nearswap).</param>
-public readonly record struct MethodTraits(BaseModelUse BaseModel, int MinModels, int MaxModels, bool UsesRandomness = false, bool Elementwise = false);
+/// <param name="TakesTaskVectors">True when the method's first step is δ_k = θ_k − θ_base on every input row and it skips
+/// that step when <see cref="TensorMergeInputs.ModelsAreTaskVectors"/> says the executor already did it (while decoding the
+/// rows, which saves a pass over them). The method must give the same bits either way.</param>
+public readonly record struct MethodTraits(BaseModelUse BaseModel, int MinModels, int MaxModels, bool UsesRandomness = false, bool Elementwise = false,
+    bool TakesTaskVectors = false);
 
 /// <summary>Whether a method needs <c>base_model</c>.</summary>
 public enum BaseModelUse

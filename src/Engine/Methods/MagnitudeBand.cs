@@ -1,13 +1,15 @@
 using Weld.Kernels;
+using Weld.Kernels.Cpu;
 
 namespace Weld.Engine.Methods;
 
 /// <summary>
 /// Model Breadcrumbs' two-sided cut (<see cref="IMergeKernels.KeepMagnitudeBand"/>) of a task vector seen in chunks.
-/// In the ascending (magnitude, index) order the band keeps ranks [dropBottom, n − dropTop): two counting passes find
+/// In the ascending (magnitude, index) order the band keeps ranks [dropBottom, n − dropTop): counting passes find
 /// the key at rank dropBottom (the first kept) and at rank n − dropTop (the first dropped) and how many elements lie
-/// below each; then each chunk, in index order, drops what lies beyond the keys and the ties on the wrong side of
-/// their rank, the tie budgets carried from chunk to chunk.
+/// below each — one pass when a sample of the first chunk brackets both cuts, three when one misses
+/// (<see cref="SampledThresholdSearch"/>: exact either way); then each chunk, in index order, drops what lies beyond
+/// the keys and the ties on the wrong side of their rank, the tie budgets carried from chunk to chunk.
 /// </summary>
 internal sealed class MagnitudeBand
 {
@@ -15,8 +17,8 @@ internal sealed class MagnitudeBand
     private readonly long _dropBottom;
     private readonly long _dropTop;
     private readonly bool _dropsAll;
-    private readonly MagnitudeThresholdSearch? _lower;
-    private readonly MagnitudeThresholdSearch? _upper;
+    private readonly SampledThresholdSearch? _lower;
+    private readonly SampledThresholdSearch? _upper;
     private int _lowerKey;
     private long _lowerTiesToDrop;
     private int _upperKey = int.MaxValue;
@@ -37,12 +39,18 @@ internal sealed class MagnitudeBand
         }
         // Keeping the n − dropBottom largest puts the threshold at ascending rank dropBottom; keeping the dropTop
         // largest at rank n − dropTop. Both keep counts lie in [1, n − 1], so both searches count.
-        if (dropBottom > 0) _lower = new MagnitudeThresholdSearch(length, length - dropBottom);
-        if (dropTop > 0) _upper = new MagnitudeThresholdSearch(length, dropTop);
+        if (dropBottom > 0) _lower = new SampledThresholdSearch(length, length - dropBottom);
+        if (dropTop > 0) _upper = new SampledThresholdSearch(length, dropTop);
     }
 
     /// <summary>Whether counting passes are needed (a cut on either side).</summary>
     public bool NeedsSearch => _lower is not null || _upper is not null;
+
+    /// <summary>
+    /// Counting passes still needed at most: 3 before the first (one sampled, two more if a bracket misses), 0 once
+    /// both cuts are known. It only ever decreases.
+    /// </summary>
+    public int PassesLeft => Math.Max(_lower?.PassesLeft ?? 0, _upper?.PassesLeft ?? 0);
 
     /// <summary>Counts one chunk in the current counting pass.</summary>
     public void Observe(IMergeKernels kernels, ReadOnlySpan<float> chunk)

@@ -46,7 +46,7 @@ public sealed partial class Sce
         public void Observe(int pass, TensorMergeInputs chunk)
         {
             IMergeKernels kernels = chunk.Kernels;
-            kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            chunk.FormTaskVectors();
             if (_selects)
             {
                 // The base row is spent once the task vectors are formed: it holds the variances of a statistics pass.
@@ -82,7 +82,7 @@ public sealed partial class Sce
         public void Merge(TensorMergeInputs chunk, Span<float> output)
         {
             IMergeKernels kernels = chunk.Kernels;
-            kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            chunk.FormTaskVectors();
             if (_selects)
             {
                 kernels.VarianceAcrossRows(chunk.Models.Span, output);

@@ -27,7 +27,7 @@ public sealed partial class Sce : IStreamingMergeMethod
     public string Name => "sce";
 
     /// <inheritdoc />
-    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue);
+    public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue, TakesTaskVectors: true);
 
     /// <inheritdoc />
     public IReadOnlyList<ParameterSpec> Parameters { get; } =
@@ -41,7 +41,7 @@ public sealed partial class Sce : IStreamingMergeMethod
     {
         IMergeKernels kernels = inputs.Kernels;
         ReadOnlySpan<float> baseline = inputs.Base.Span;
-        kernels.SubtractRows(inputs.Models.Span, baseline);
+        inputs.FormTaskVectors();
 
         double topK = inputs.Global.Number("select_topk");
         if (topK < 1) SelectByVariance(inputs, topK, output);

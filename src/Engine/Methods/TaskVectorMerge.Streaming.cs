@@ -18,7 +18,7 @@ public abstract partial class TaskVectorMerge
     /// <summary>
     /// One streamed tensor. Passes, with δ_k = θ_k − θ_base formed per chunk: the top-k cut of each trimmed δ_k (one
     /// counting pass, three when the sampled bracket misses: <see cref="SampledThresholdSearch"/>), or both cuts of
-    /// Breadcrumbs' band (two counting passes); for DELLA, the slices cut by chunk boundaries (when a boundary can cut
+    /// Breadcrumbs' band (the same: one pass when both brackets hold their cut); for DELLA, the slices cut by chunk boundaries (when a boundary can cut
     /// one); then, for the L1 rescale, ‖δ_k‖₁ and ‖sparsify(δ_k)‖₁ (the before-norm rides along with the first pass);
     /// then the apply pass.
     /// </summary>
@@ -36,7 +36,6 @@ public abstract partial class TaskVectorMerge
         private readonly double[] _normAfter;
         private readonly float?[] _factor;
         private readonly bool _normPass;
-        private readonly int _bandPasses;
         private readonly int _slicePasses;
         private int _searchPasses;
 
@@ -74,7 +73,7 @@ public abstract partial class TaskVectorMerge
                         var (dropBottom, dropTop) = MagnitudeCounts.BreadcrumbsCuts(density, p.Number("gamma"), n);
                         var band = new MagnitudeBand(n, dropBottom, dropTop);
                         _band[k] = band;
-                        if (band.NeedsSearch) _bandPasses = 2;
+                        _searchPasses = Math.Max(_searchPasses, band.PassesLeft);
                         break;
                     case Sparsification.RankMagnitude:
                         var rank = new RankMagnitudeStream(description, k, density, p.Number("epsilon"), _rescale == RescaleMode.InverseDensity);
@@ -83,11 +82,10 @@ public abstract partial class TaskVectorMerge
                         break;
                 }
             }
-            _searchPasses = Math.Max(_searchPasses, _bandPasses);
             _normPass = sparsifies && _rescale == RescaleMode.L1;
         }
 
-        /// <summary>Drops after the first pass when every sampled search found its cut (see <see cref="SampledThresholdSearch"/>).</summary>
+        /// <summary>Drops after the first pass when every sampled search (top-k or band) found its cut (see <see cref="SampledThresholdSearch"/>).</summary>
         public int StatisticsPasses => _searchPasses + _slicePasses + (_normPass ? 1 : 0);
 
         /// <summary>The pass that collects DELLA's cut slices, or −1.</summary>
@@ -99,7 +97,7 @@ public abstract partial class TaskVectorMerge
         public void Observe(int pass, TensorMergeInputs chunk)
         {
             IMergeKernels kernels = chunk.Kernels;
-            kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            chunk.FormTaskVectors();
             for (int k = 0; k < chunk.Count; k++)
             {
                 if (_density[k] >= 1) continue;
@@ -107,9 +105,10 @@ public abstract partial class TaskVectorMerge
                 if (pass == 0 && _rescale == RescaleMode.L1)
                     _normBefore[k] += L1Norm(kernels, row);
                 if (pass < _searchPasses)
+                {
                     _search[k]?.Observe(kernels, row);
-                if (pass < _bandPasses)
                     _band[k]?.Observe(kernels, row);
+                }
                 if (pass == SlicePass)
                     _rank[k]?.Observe(row, chunk.Offset);
                 if (pass == NormPass)
@@ -124,17 +123,18 @@ public abstract partial class TaskVectorMerge
         {
             if (pass < _searchPasses)
             {
-                // The sampled top-k searches may finish early (the count of passes drops, never rises); the band's
-                // two counting passes are fixed.
-                int left = Math.Max(0, _bandPasses - (pass + 1));
+                // The sampled searches may finish early (the count of passes drops, never rises).
+                int left = 0;
                 foreach (SampledThresholdSearch? search in _search)
                 {
                     search?.EndPass();
                     left = Math.Max(left, search?.PassesLeft ?? 0);
                 }
-                if (pass < _bandPasses)
-                    foreach (MagnitudeBand? band in _band)
-                        band?.EndPass();
+                foreach (MagnitudeBand? band in _band)
+                {
+                    band?.EndPass();
+                    left = Math.Max(left, band?.PassesLeft ?? 0);
+                }
                 _searchPasses = pass + 1 + left;
                 return;
             }
@@ -151,7 +151,7 @@ public abstract partial class TaskVectorMerge
 
         public void Merge(TensorMergeInputs chunk, Span<float> output)
         {
-            chunk.Kernels.SubtractRows(chunk.Models.Span, chunk.Base.Span);
+            chunk.FormTaskVectors();
             for (int k = 0; k < chunk.Count; k++)
             {
                 if (_density[k] >= 1) continue;

@@ -79,7 +79,7 @@ public abstract partial class TaskVectorMerge : IStreamingMergeMethod
     /// <inheritdoc />
 public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
         _sparsification is Sparsification.Random or Sparsification.RankMagnitude,
-        Elementwise: _sparsification == Sparsification.None);
+        Elementwise: _sparsification == Sparsification.None, TakesTaskVectors: true);
 
     /// <inheritdoc />
     public IReadOnlyList<ParameterSpec> Parameters { get; }
@@ -87,7 +87,7 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
     /// <inheritdoc />
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
-        inputs.Kernels.SubtractRows(inputs.Models.Span, inputs.Base.Span);
+        inputs.FormTaskVectors();
         for (int k = 0; k < inputs.Count; k++)
             Sparsify(inputs, k);
         Combine(inputs, output);
@@ -99,12 +99,14 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
         IMergeKernels kernels = inputs.Kernels;
         float[] weights = inputs.PerModel("weight");
         bool normalize = inputs.Global.Flag("normalize");
-        if (_signConsensus)
-            MergeWithSignConsensus(inputs, weights, normalize, output);
-        else
-            MergeBySum(kernels, inputs.Models.Span, weights, normalize, output);
-
         float lambda = (float)inputs.Global.Number("lambda");
+        if (_signConsensus)
+        {
+            // Election, λ and the base in one pass over the output (the same steps as below, fused).
+            MergeWithSignConsensus(inputs, weights, normalize, lambda, output);
+            return;
+        }
+        MergeBySum(kernels, inputs.Models.Span, weights, normalize, output);
         if (lambda != 1f) kernels.Scale(output, lambda);
         kernels.Axpby(1f, inputs.Base.Span, 1f, output, output);
     }
@@ -173,7 +175,7 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
         return sum;
     }
 
-    private static void MergeWithSignConsensus(TensorMergeInputs inputs, float[] weights, bool normalize, Span<float> output)
+    private static void MergeWithSignConsensus(TensorMergeInputs inputs, float[] weights, bool normalize, float lambda, Span<float> output)
     {
         SignElection election = inputs.Global.Text("consensus") == "count" ? SignElection.Count : SignElection.Sum;
         if (inputs.Global.Text("disjoint_mean") == "count")
@@ -184,7 +186,7 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
                 inputs.Kernels.Scale(inputs.Row(k), weights[k]);
             Array.Fill(weights, 1f);
         }
-        inputs.Kernels.SignConsensusMerge(inputs.Models.Span, weights, election, normalize, output);
+        inputs.Kernels.SignConsensusMergeOntoBase(inputs.Models.Span, weights, election, normalize, lambda, inputs.Base.Span, output);
     }
 
     private static void MergeBySum(IMergeKernels kernels, ReadOnlySpan<float> deltas, float[] weights, bool normalize, Span<float> output)

@@ -28,6 +28,13 @@ public sealed class TensorMergeInputs
     public ReadOnlyMemory<float> Base { get; init; }
 
     /// <summary>
+    /// True when the rows of <see cref="Models"/> already hold the task vectors θ_k − θ_base (float32, one rounding each):
+    /// the executor formed them while decoding the inputs. Set only for methods whose
+    /// <see cref="MethodTraits.TakesTaskVectors"/> is true; <see cref="Base"/> still holds θ_base.
+    /// </summary>
+    public bool ModelsAreTaskVectors { get; init; }
+
+    /// <summary>
     /// Extra per-model tensors a method asked for with <see cref="ParameterSpec.TensorFile"/> (Fisher diagonals):
     /// <see cref="Count"/> rows of <see cref="Length"/> elements in the order of <see cref="Models"/>, or empty.
     /// </summary>
@@ -83,6 +90,15 @@ public sealed class TensorMergeInputs
 
     /// <summary>Row <paramref name="k"/> of <see cref="Models"/>.</summary>
     public Span<float> Row(int k) => Models.Span.Slice(k * Length, Length);
+
+    /// <summary>
+    /// Turns the rows of <see cref="Models"/> into task vectors δ_k = θ_k − θ_base in place, unless
+    /// <see cref="ModelsAreTaskVectors"/> says they already are.
+    /// </summary>
+    public void FormTaskVectors()
+    {
+        if (!ModelsAreTaskVectors) Kernels.SubtractRows(Models.Span, Base.Span);
+    }
 
     /// <summary>The per-model values of one numeric parameter, in row order.</summary>
     public float[] PerModel(string name)

@@ -26,6 +26,13 @@ public readonly record struct ModelTensor(SafeTensorsFile File, TensorInfo Info)
     public void ReadFloat32(long firstElement, Span<float> destination, bool rejectNonFinite) =>
         File.ReadFloat32(Info, firstElement, destination, rejectNonFinite);
 
+    /// <summary>
+    /// As <see cref="ReadFloat32(long, Span{float}, bool)"/>, minus <paramref name="subtrahend"/> element by element
+    /// (float32, fused into the conversion: see <see cref="SafeTensorsFile.ReadFloat32(TensorInfo, long, Span{float}, bool, ReadOnlySpan{float})"/>).
+    /// </summary>
+    public void ReadFloat32(long firstElement, Span<float> destination, bool rejectNonFinite, ReadOnlySpan<float> subtrahend) =>
+        File.ReadFloat32(Info, firstElement, destination, rejectNonFinite, subtrahend);
+
     /// <summary>Copies stored bytes of the tensor (positional reads).</summary>
     public void ReadBytes(long byteOffset, Span<byte> destination) => File.ReadBytes(Info, byteOffset, destination);
 

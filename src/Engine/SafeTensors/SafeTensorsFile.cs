@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Numerics.Tensors;
 using Weld.Kernels;
 
 namespace Weld.Engine.SafeTensors;
@@ -167,8 +168,20 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     /// bits are scanned first and a NaN or ±Inf throws <see cref="NonFiniteInputException"/> naming the file and tensor.
     /// </summary>
     /// <exception cref="InvalidModelFileException">The file is shorter than when it was opened (truncated while read) or cannot be read.</exception>
-    public void ReadFloat32(TensorInfo tensor, long firstElement, Span<float> destination, bool rejectNonFinite)
+    public void ReadFloat32(TensorInfo tensor, long firstElement, Span<float> destination, bool rejectNonFinite) =>
+        ReadFloat32(tensor, firstElement, destination, rejectNonFinite, ReadOnlySpan<float>.Empty);
+
+    /// <summary>
+    /// As <see cref="ReadFloat32(TensorInfo, long, Span{float}, bool)"/>, then subtracts <paramref name="subtrahend"/>
+    /// (empty: nothing; else as long as <paramref name="destination"/>) element by element in float32: destination =
+    /// value − subtrahend, the same bits as subtracting afterwards, but done per staging chunk while it is in cache
+    /// (bf16: in the conversion itself). The executor forms task vectors θ − θ_base with it.
+    /// </summary>
+    public void ReadFloat32(TensorInfo tensor, long firstElement, Span<float> destination, bool rejectNonFinite, ReadOnlySpan<float> subtrahend)
     {
+        bool subtract = !subtrahend.IsEmpty;
+        if (subtract && subtrahend.Length != destination.Length)
+            throw new ArgumentException($"The subtrahend holds {subtrahend.Length} elements, the destination {destination.Length}.", nameof(subtrahend));
         CheckTensor(tensor);
         int elementSize = DTypes.SizeOf(tensor.DType);
         long elementCount = tensor.ByteLength / elementSize;
@@ -185,6 +198,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             Span<byte> bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(destination);
             ReadExactly(tensor, position, bytes);
             if (rejectNonFinite) CheckFinite(tensor, firstElement, bytes);
+            if (subtract) TensorPrimitives.Subtract(destination, subtrahend, destination);
             return;
         }
 
@@ -195,8 +209,16 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             Span<byte> bytes = buffer.AsSpan(0, count * elementSize);
             ReadExactly(tensor, position + (long)done * elementSize, bytes);
             if (rejectNonFinite) CheckFinite(tensor, firstElement + done, bytes);
+            Span<float> converted = destination.Slice(done, count);
+            if (subtract && tensor.DType == DType.BF16)
+            {
+                fixed (byte* source = bytes)
+                    FloatConversions.Bf16ToSingleMinus(new ReadOnlySpan<ushort>(source, count), subtrahend.Slice(done, count), converted);
+                continue;
+            }
             fixed (byte* source = bytes)
-                Convert(tensor.DType, source, count, destination.Slice(done, count));
+                Convert(tensor.DType, source, count, converted);
+            if (subtract) TensorPrimitives.Subtract(converted, subtrahend.Slice(done, count), converted);
         }
     }
 

@@ -83,6 +83,46 @@ public static class FloatConversions
     }
 
     /// <summary>
+    /// destination[i] = bf16(source[i]) − subtrahend[i]: the widening of <see cref="Bf16ToSingle(ReadOnlySpan{ushort}, Span{float})"/>
+    /// and one float32 subtraction, bit-identical to widening first and subtracting after (the widening is exact), in
+    /// one pass while the decoded values are still in registers. A loader forms task vectors θ − θ_base with it.
+    /// <paramref name="subtrahend"/> and <paramref name="destination"/> must be at least as long as the source.
+    /// </summary>
+    public static void Bf16ToSingleMinus(ReadOnlySpan<ushort> source, ReadOnlySpan<float> subtrahend, Span<float> destination)
+    {
+        CheckLengths(source.Length, destination.Length);
+        if (subtrahend.Length < source.Length)
+            throw new ArgumentException($"Subtrahend holds {subtrahend.Length} elements, fewer than the {source.Length} source elements.", nameof(subtrahend));
+        ref ushort input = ref MemoryMarshal.GetReference(source);
+        ref float minus = ref MemoryMarshal.GetReference(subtrahend);
+        ref float output = ref MemoryMarshal.GetReference(destination);
+        nuint n = (nuint)source.Length, i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            nuint half = (nuint)Vector512<uint>.Count;
+            for (; i + (nuint)Vector512<ushort>.Count <= n; i += (nuint)Vector512<ushort>.Count)
+            {
+                (Vector512<uint> low, Vector512<uint> high) = Vector512.Widen(Vector512.LoadUnsafe(ref input, i));
+                (Vector512.ShiftLeft(low, 16).AsSingle() - Vector512.LoadUnsafe(ref minus, i)).StoreUnsafe(ref output, i);
+                (Vector512.ShiftLeft(high, 16).AsSingle() - Vector512.LoadUnsafe(ref minus, i + half)).StoreUnsafe(ref output, i + half);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            nuint half = (nuint)Vector256<uint>.Count;
+            for (; i + (nuint)Vector256<ushort>.Count <= n; i += (nuint)Vector256<ushort>.Count)
+            {
+                (Vector256<uint> low, Vector256<uint> high) = Vector256.Widen(Vector256.LoadUnsafe(ref input, i));
+                (Vector256.ShiftLeft(low, 16).AsSingle() - Vector256.LoadUnsafe(ref minus, i)).StoreUnsafe(ref output, i);
+                (Vector256.ShiftLeft(high, 16).AsSingle() - Vector256.LoadUnsafe(ref minus, i + half)).StoreUnsafe(ref output, i + half);
+            }
+        }
+
+        for (; i < n; i++)
+            Unsafe.Add(ref output, i) = Bf16ToSingle(Unsafe.Add(ref input, i)) - Unsafe.Add(ref minus, i);
+    }
+
+    /// <summary>
     /// Narrows float32 values to bfloat16 bit patterns, rounding to nearest even (overflow rounds to ±Inf as
     /// IEEE rounding does); NaN stays a quiet NaN with its sign.
     /// </summary>

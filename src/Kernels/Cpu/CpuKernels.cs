@@ -237,6 +237,29 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
     }
 
     /// <inheritdoc />
+    public void SignConsensusMergeOntoBase(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
+        SignElection election, bool normalize, float lambda, ReadOnlySpan<float> baseline, Span<float> output)
+    {
+        if (election is not (SignElection.Sum or SignElection.Count))
+            throw new ArgumentOutOfRangeException(nameof(election), election, "Unknown sign election.");
+        int length = output.Length;
+        RequireStacked(stackedDeltas.Length, weights.Length, length, nameof(stackedDeltas));
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        float[] weightCopy = weights.ToArray();
+        fixed (float* source = stackedDeltas)
+        fixed (float* baseStart = baseline)
+        fixed (float* destination = output)
+        {
+            nint sourceAddress = (nint)source, baseAddress = (nint)baseStart, destinationAddress = (nint)destination;
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+            {
+                SignConsensusKernel.Merge((float*)sourceAddress + start, length, weightCopy, election, normalize,
+                    (float*)destinationAddress + start, size, lambda, (float*)baseAddress + start);
+            });
+        }
+    }
+
+    /// <inheritdoc />
     public double Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         RequireSameLength(a.Length, b.Length, nameof(b));

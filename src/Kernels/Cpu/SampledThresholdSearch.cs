@@ -13,7 +13,8 @@ namespace Weld.Kernels.Cpu;
 /// the search goes on with the two histogram passes: the cut is exact either way, only <see cref="PassesLeft"/>
 /// differs. A bracket of at most ~1M distinct keys (task vectors of bf16 weights take few distinct values, with heavy
 /// ties) is counted per key (8 MiB); a wider one gathers its keys (a few percent of the tensor, given up beyond an
-/// eighth of it). Either lives until <see cref="EndPass"/>.
+/// eighth of it; when the sample already puts three quarters of that eighth in the bracket, the search skips the
+/// sampled pass and counts with the two histogram passes from the start: two passes, not three). Either lives until <see cref="EndPass"/>.
 /// </remarks>
 public sealed unsafe class SampledThresholdSearch
 {
@@ -49,9 +50,9 @@ public sealed unsafe class SampledThresholdSearch
         _keep = Math.Min(keep, length);
         _rank = length - _keep; // the k-th largest key sits at ascending rank n − k
         if (_keep == 0)
-            Finish(int.MaxValue, 0); // nothing lies above the largest key, no tie is kept
+            Finish(int.MaxValue, 0, 0); // nothing lies above the largest key, no tie is kept
         else if (_keep == length)
-            Finish(0, long.MaxValue); // every key is at least 0
+            Finish(0, long.MaxValue, 0); // every key is at least 0
     }
 
     /// <summary>True when the cut is known.</summary>
@@ -68,6 +69,12 @@ public sealed unsafe class SampledThresholdSearch
 
     /// <summary>How many elements with key == <see cref="ThresholdKey"/> are kept, lowest indices first.</summary>
     public long TiesToKeep { get; private set; }
+
+    /// <summary>
+    /// Elements with a smaller key than <see cref="ThresholdKey"/> (as <see cref="MagnitudeThresholdSearch.CountBelow"/>):
+    /// exact for 0 &lt; keep &lt; length and for keep = length (0); not known for keep = 0.
+    /// </summary>
+    public long CountBelow { get; private set; }
 
     /// <summary>Counts one chunk in the current pass (the first chunk observed gives the sample).</summary>
     public void Observe(IMergeKernels kernels, ReadOnlySpan<float> chunk)
@@ -98,7 +105,7 @@ public sealed unsafe class SampledThresholdSearch
         if (_histogram is { } histogram)
         {
             histogram.EndPass();
-            if (histogram.IsComplete) Finish(histogram.ThresholdKey, histogram.TiesToKeep);
+            if (histogram.IsComplete) Finish(histogram.ThresholdKey, histogram.TiesToKeep, histogram.CountBelow);
             return;
         }
         if (!_missed && _counts is { } counts && _rank >= _countBelow && _rank < _countBelow + _gatheredCount)
@@ -107,7 +114,7 @@ public sealed unsafe class SampledThresholdSearch
             long cumulative = _countBelow;
             int offset = 0;
             while (cumulative + counts[offset] <= _rank) cumulative += counts[offset++];
-            Finish(_low + offset, _keep - (_length - cumulative - counts[offset]));
+            Finish(_low + offset, _keep - (_length - cumulative - counts[offset]), cumulative);
         }
         else if (!_missed && _counts is null && _rank >= _countBelow && _rank < _countBelow + _gatheredCount)
         {
@@ -117,7 +124,7 @@ public sealed unsafe class SampledThresholdSearch
             fixed (int* keys = _gathered)
                 inner = MagnitudeSelect.SelectByRadix((float*)keys, count, _rank - _countBelow, new ParallelOptions(), equalPerChunk);
             long above = _length - _countBelow - inner.CountBelow - inner.CountEqual;
-            Finish(inner.Key, _keep - above);
+            Finish(inner.Key, _keep - above, _countBelow + inner.CountBelow);
         }
         else
         {
@@ -138,6 +145,8 @@ public sealed unsafe class SampledThresholdSearch
             return false;
         if ((long)_high - _low < MaxCountedKeys)
             _counts = new long[_high - _low + 1];
+        else if (share * _length > 0.75 * Cap)
+            return false; // the sample already fills most of the gathering cap: a miss is likely, take the two histogram passes now
         else
             _gathered = new int[(int)Math.Min(Cap, (long)(1.5 * share * _length) + ChunkedParallel.ChunkLength)];
         return true;
@@ -193,10 +202,11 @@ public sealed unsafe class SampledThresholdSearch
     private static ParallelOptions Options(IMergeKernels kernels) =>
         new() { MaxDegreeOfParallelism = kernels is CpuKernels cpu ? cpu.MaxDegreeOfParallelism : -1 };
 
-    private void Finish(int key, long ties)
+    private void Finish(int key, long ties, long countBelow)
     {
         ThresholdKey = key;
         TiesToKeep = ties;
+        CountBelow = countBelow;
         IsComplete = true;
     }
 }

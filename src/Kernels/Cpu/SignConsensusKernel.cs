@@ -13,21 +13,29 @@ namespace Weld.Kernels.Cpu;
 /// </list>
 /// </summary>
 /// <remarks>
+/// Onto a base, base + m gives Axpby(1, base, 1, m)'s bits: 1·x = x for every x except a signalling NaN, which
+/// the multiply quiets and the addition would quiet just the same (x86 returns the first NaN operand, quieted).
 /// The SIMD path adds +0 for a disagreeing model instead of skipping it. That is bit-identical: the running sum
 /// starts at +0 and only gains non-zero, non-NaN values, so it is never −0 and x + (+0) == x.
 /// </remarks>
 internal static unsafe class SignConsensusKernel
 {
-    /// <summary>Merges elements [0, count) of a chunk whose rows are <paramref name="rowLength"/> apart.</summary>
+    /// <summary>
+    /// Merges elements [0, count) of a chunk whose rows are <paramref name="rowLength"/> apart; with a
+    /// <paramref name="baseline"/>, finishes TIES there too: m·λ when λ ≠ 1 (as <c>Scale</c>), then 1·base + 1·m (as
+    /// <c>Axpby(1, base, 1, m)</c>), each step rounded as those kernels round it.
+    /// </summary>
     public static void Merge(float* stacked, long rowLength, ReadOnlySpan<float> weights, SignElection election,
-        bool normalize, float* output, int count)
+        bool normalize, float* output, int count, float lambda = 1f, float* baseline = null)
     {
         int rows = weights.Length;
         int i = 0;
+        bool scale = lambda != 1f;
         if (Vector.IsHardwareAccelerated)
         {
             Vector<float> zero = Vector<float>.Zero;
             Vector<float> one = Vector<float>.One;
+            var lambdaVector = new Vector<float>(lambda);
             for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
             {
                 Vector<int> electedPositive;
@@ -66,12 +74,25 @@ internal static unsafe class SignConsensusKernel
 
                 if (normalize)
                     merged /= Vector.ConditionalSelect(Vector.Equals(divisor, zero), one, divisor);
+                if (baseline != null)
+                {
+                    if (scale) merged *= lambdaVector;
+                    merged = Vector.Load(baseline + i) + merged; // Axpby's 1·base + 1·m: see the remark
+                }
                 Vector.Store(merged, output + i);
             }
         }
 
         for (; i < count; i++)
-            output[i] = MergeElement(stacked + i, rowLength, weights, election, normalize);
+        {
+            float merged = MergeElement(stacked + i, rowLength, weights, election, normalize);
+            if (baseline != null)
+            {
+                if (scale) merged *= lambda;
+                merged = baseline[i] + merged;
+            }
+            output[i] = merged;
+        }
     }
 
     private static float MergeElement(float* column, long rowLength, ReadOnlySpan<float> weights, SignElection election, bool normalize)

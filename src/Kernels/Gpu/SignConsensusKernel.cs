@@ -7,6 +7,7 @@ namespace Weld.Kernels.Gpu;
 public sealed partial class GpuKernels
 {
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, int, long, int, int, ArrayView<float>>? _signConsensus;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, int, long, int, int, float, ArrayView<float>, ArrayView<float>>? _signConsensusOntoBase;
 
     /// <inheritdoc />
     public void SignConsensusMerge(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
@@ -23,6 +24,28 @@ public sealed partial class GpuKernels
         ArrayView<float> weightView = call.Upload(weights);
         ArrayView<float> result = call.Rent<float>(length);
         LaunchSignConsensus(source, weightView, weights.Length, length, election, normalize, result);
+        call.Download(result, output);
+    }
+
+    /// <inheritdoc />
+    public void SignConsensusMergeOntoBase(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
+        SignElection election, bool normalize, float lambda, ReadOnlySpan<float> baseline, Span<float> output)
+    {
+        if (election is not (SignElection.Sum or SignElection.Count))
+            throw new ArgumentOutOfRangeException(nameof(election), election, "Unknown sign election.");
+        int length = output.Length;
+        RequireStacked(stackedDeltas.Length, weights.Length, length, nameof(stackedDeltas));
+        if (baseline.Length != length)
+            throw new ArgumentException($"Expected {length} elements, got {baseline.Length}.", nameof(baseline));
+        if (length == 0)
+            return;
+        using var call = new Call(this);
+        ArrayView<float> source = call.Upload(stackedDeltas);
+        ArrayView<float> weightView = call.Upload(weights);
+        ArrayView<float> baseView = call.Upload(baseline);
+        ArrayView<float> result = call.Rent<float>(length);
+        Load(ref _signConsensusOntoBase, SignConsensusKernel.MergeOntoBase)(Stream, GridFor(length), source, weightView, weights.Length, length,
+            election == SignElection.Count ? 1 : 0, normalize ? 1 : 0, lambda, baseView, result);
         call.Download(result, output);
     }
 
@@ -53,39 +76,59 @@ internal static class SignConsensusKernel
     {
         long stride = (long)Grid.DimX * Group.DimX;
         for (long i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < length; i += stride)
+            output[i] = MergeElement(stacked, weights, rows, length, countElection, normalize, i);
+    }
+
+    /// <summary>
+    /// As <see cref="Merge"/>, then m·λ when λ ≠ 1 and 1·base + 1·m: the GPU <c>Scale</c> and <c>Axpby</c> kernels'
+    /// rounded steps, in their order.
+    /// </summary>
+    public static void MergeOntoBase(ArrayView<float> stacked, ArrayView<float> weights, int rows, long length, int countElection,
+        int normalize, float lambda, ArrayView<float> baseline, ArrayView<float> output)
+    {
+        long stride = (long)Grid.DimX * Group.DimX;
+        for (long i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < length; i += stride)
         {
-            float sum = 0f;
-            int votes = 0;
-            float positive = 0f, negative = 0f;
-            float positiveWeight = 0f, negativeWeight = 0f;
-            for (int k = 0; k < rows; k++)
-            {
-                float w = weights[k];
-                float d = Mul(w, stacked[k * length + i]);
-                sum = Add(sum, d);
-                if (d > 0f)
-                {
-                    votes++;
-                    positive = Add(positive, d);
-                    positiveWeight = Add(positiveWeight, w);
-                }
-                else if (d < 0f)
-                {
-                    votes--;
-                    negative = Add(negative, d);
-                    negativeWeight = Add(negativeWeight, w);
-                }
-            }
-
-            bool electedPositive = countElection != 0 ? votes >= 0 : sum >= 0f;
-            float merged = electedPositive ? positive : negative;
-            if (normalize != 0)
-            {
-                float divisor = electedPositive ? positiveWeight : negativeWeight;
-                merged = Div(merged, divisor == 0f ? 1f : divisor);
-            }
-
-            output[i] = merged;
+            float merged = MergeElement(stacked, weights, rows, length, countElection, normalize, i);
+            if (lambda != 1f) merged = Mul(merged, lambda);
+            output[i] = Add(Mul(1f, baseline[i]), Mul(1f, merged));
         }
+    }
+
+    private static float MergeElement(ArrayView<float> stacked, ArrayView<float> weights, int rows, long length, int countElection,
+        int normalize, long i)
+    {
+        float sum = 0f;
+        int votes = 0;
+        float positive = 0f, negative = 0f;
+        float positiveWeight = 0f, negativeWeight = 0f;
+        for (int k = 0; k < rows; k++)
+        {
+            float w = weights[k];
+            float d = Mul(w, stacked[k * length + i]);
+            sum = Add(sum, d);
+            if (d > 0f)
+            {
+                votes++;
+                positive = Add(positive, d);
+                positiveWeight = Add(positiveWeight, w);
+            }
+            else if (d < 0f)
+            {
+                votes--;
+                negative = Add(negative, d);
+                negativeWeight = Add(negativeWeight, w);
+            }
+        }
+
+        bool electedPositive = countElection != 0 ? votes >= 0 : sum >= 0f;
+        float merged = electedPositive ? positive : negative;
+        if (normalize != 0)
+        {
+            float divisor = electedPositive ? positiveWeight : negativeWeight;
+            merged = Div(merged, divisor == 0f ? 1f : divisor);
+        }
+
+        return merged;
     }
 }

@@ -122,5 +122,19 @@ public sealed class SignConsensusKernelTests
         gpu.SignConsensusMerge(stacked, weights, election, normalize, actual);
         BitAssert.Equal(expected, actual, context + " vs reference");
         BitAssert.Equal(cpu, actual, context + " vs cpu");
+
+        // The fused finish (λ, then the base added), against its reference and the CPU's.
+        var random = new System.Random(n * 31 + weights.Length);
+        float[] baseline = TestData.WithSpecials(random, TestData.Plain(random, n));
+        foreach (float lambda in new[] { 1f, 0.7f, -3f })
+        {
+            float[] onto = ScalarReference.SignConsensusOntoBase(stacked, weights, election, normalize, lambda, baseline, n);
+            var cpuOnto = new float[n];
+            var gpuOnto = new float[n];
+            _cpu.SignConsensusMergeOntoBase(stacked, weights, election, normalize, lambda, baseline, cpuOnto);
+            gpu.SignConsensusMergeOntoBase(stacked, weights, election, normalize, lambda, baseline, gpuOnto);
+            BitAssert.Equal(onto, gpuOnto, $"{context} λ {lambda} onto the base vs reference");
+            BitAssert.Equal(cpuOnto, gpuOnto, $"{context} λ {lambda} onto the base vs cpu");
+        }
     }
 }
