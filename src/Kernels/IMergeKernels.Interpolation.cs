@@ -33,8 +33,9 @@ public partial interface IMergeKernels
     /// of it): P = softmax(model row) + 1e-8 and Q = softmax(baseline row) + 1e-8, each softmax in float64 over
     /// x − max (max as <see cref="MathF.Max(float, float)"/>: a NaN anywhere makes it NaN), the sum of exponentials from 0
     /// in row order, each probability rounded to float32 before the float32 floor is added; D = (float)Σ_j P_j·log(P_j / Q_j)
-    /// in float64 in row order; scores[j] = |model[j] − baseline[j]| · D in float32. The exponential and logarithm are the
-    /// backend's float64 functions, so like the float64 reductions the scores may differ between backends in the last bits.
+    /// in float64 in row order; scores[j] = |model[j] − baseline[j]| · D in float32. The exponential and logarithm are
+    /// float64 functions within an ulp or so; both backends of this library use fdlibm's (every operation rounded on its
+    /// own), so their scores are the same bits, and within a few float32 ulps of those on the C library's exp and log.
     /// </summary>
     void SoftmaxDivergenceScores(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> scores);
 }

@@ -30,6 +30,24 @@ internal static class BitAssert
         }
     }
 
+    /// <summary>
+    /// Within <paramref name="ulps"/> float32 ulps of <paramref name="expected"/>, same sign; NaN where it is NaN, ±∞ and
+    /// zeros exactly.
+    /// </summary>
+    public static void WithinUlps(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, int ulps, string context)
+    {
+        if (expected.Length != actual.Length)
+            throw new XunitException($"{context}: length {actual.Length}, expected {expected.Length}");
+        for (int i = 0; i < expected.Length; i++)
+        {
+            bool close = float.IsNaN(expected[i]) ? float.IsNaN(actual[i])
+                : !float.IsFinite(expected[i]) || expected[i] == 0f ? Same(expected[i], actual[i])
+                : Math.Sign(expected[i]) == Math.Sign(actual[i]) && Math.Abs((long)Bits(expected[i]) - Bits(actual[i])) <= ulps;
+            if (!close)
+                throw new XunitException($"{context}: element {i} is {actual[i]:R}, expected {expected[i]:R} within {ulps} ulps");
+        }
+    }
+
     /// <summary>Same bits, or both NaN.</summary>
     public static bool Same(float expected, float actual) =>
         Bits(expected) == Bits(actual) || (float.IsNaN(expected) && float.IsNaN(actual));

@@ -66,7 +66,9 @@ public sealed class InterpolationKernelsTests
         {
             var scores = new float[model.Length];
             kernels.SoftmaxDivergenceScores(model, baseline, rowLength, scores);
-            BitAssert.Equal(InterpolationScalarReference.SoftmaxDivergenceScores(model, baseline, rowLength), scores, context);
+            BitAssert.Equal(InterpolationScalarReference.SoftmaxDivergenceScoresFdlibm(model, baseline, rowLength), scores, context);
+            // The contract's allowance for the backend's exp and log: .NET's (the C library's) give these within 4 ulps.
+            BitAssert.WithinUlps(InterpolationScalarReference.SoftmaxDivergenceScores(model, baseline, rowLength), scores, 4, context + " vs .NET's exp and log");
         });
     }
 

@@ -25,16 +25,30 @@ internal static class InterpolationScalarReference
         return output;
     }
 
-    /// <summary>Arcee Fusion's scores per row, from the contract (the max written out: any NaN makes it NaN).</summary>
-    public static float[] SoftmaxDivergenceScores(float[] model, float[] baseline, int rowLength)
+    /// <summary>
+    /// Arcee Fusion's scores per row, from the contract (the max written out: any NaN makes it NaN), with .NET's float64
+    /// exp and log (the C library's on Linux).
+    /// </summary>
+    public static float[] SoftmaxDivergenceScores(float[] model, float[] baseline, int rowLength) =>
+        SoftmaxDivergenceScores(model, baseline, rowLength, Math.Exp, Math.Log);
+
+    /// <summary>
+    /// The same scores with fdlibm's exp and log (<see cref="Weld.Kernels.Gpu.Float64Math"/>), the functions every backend
+    /// runs: the backends must give these bits exactly.
+    /// </summary>
+    public static float[] SoftmaxDivergenceScoresFdlibm(float[] model, float[] baseline, int rowLength) =>
+        SoftmaxDivergenceScores(model, baseline, rowLength, Weld.Kernels.Gpu.Float64Math.ExpFdlibm, Weld.Kernels.Gpu.Float64Math.LogFdlibm);
+
+    private static float[] SoftmaxDivergenceScores(float[] model, float[] baseline, int rowLength, Func<double, double> exp,
+        Func<double, double> log)
     {
         var scores = new float[model.Length];
         for (int start = 0; start < model.Length; start += rowLength)
         {
-            double[] p = FlooredSoftmax(model, start, rowLength), q = FlooredSoftmax(baseline, start, rowLength);
+            double[] p = FlooredSoftmax(model, start, rowLength, exp), q = FlooredSoftmax(baseline, start, rowLength, exp);
             double divergence = 0;
             for (int j = 0; j < rowLength; j++)
-                divergence += p[j] * Math.Log(p[j] / q[j]);
+                divergence += p[j] * log(p[j] / q[j]);
             float d = (float)divergence;
             for (int j = 0; j < rowLength; j++)
                 scores[start + j] = ScalarReference.Mul(Math.Abs(MethodScalarReference.Sub(model[start + j], baseline[start + j])), d);
@@ -43,7 +57,7 @@ internal static class InterpolationScalarReference
     }
 
     /// <summary>(float)(exp(x − max) / Σ exp(x − max)) + 1e-8f, each probability a float32 held in a double.</summary>
-    private static double[] FlooredSoftmax(float[] values, int start, int length)
+    private static double[] FlooredSoftmax(float[] values, int start, int length, Func<double, double> exp)
     {
         float max = float.NegativeInfinity;
         bool sawNaN = false;
@@ -58,10 +72,10 @@ internal static class InterpolationScalarReference
             max = float.NaN;
         double sum = 0;
         for (int j = 0; j < length; j++)
-            sum += Math.Exp((double)values[start + j] - max);
+            sum += exp((double)values[start + j] - max);
         var probabilities = new double[length];
         for (int j = 0; j < length; j++)
-            probabilities[j] = ScalarReference.Add((float)(Math.Exp((double)values[start + j] - max) / sum), 1e-8f);
+            probabilities[j] = ScalarReference.Add((float)(exp((double)values[start + j] - max) / sum), 1e-8f);
         return probabilities;
     }
 

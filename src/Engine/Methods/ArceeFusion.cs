@@ -65,12 +65,19 @@ public sealed partial class ArceeFusion : IStreamingMergeMethod
         return positions;
     }
 
-    /// <summary>median + 1.5 · IQR of the sampled scores (sorted in place), q_a = sorted[⌊a · (m − 1)⌋].</summary>
+    /// <summary>
+    /// median + 1.5 · IQR of the sampled scores (reordered in place), q_a = sorted[⌊a · (m − 1)⌋]. The three order
+    /// statistics are selected, not sorted for (sorting the 10⁶-element sample was a fifth of the method's time); each
+    /// selection goes on with the part above the previous one. A zero quantile may differ from the sorted one in its sign
+    /// only, which neither the sums below nor the gate's ≥ can tell apart.
+    /// </summary>
     private static float Threshold(float[] sample)
     {
-        Array.Sort(sample);
         float last = sample.Length - 1;
-        float q1 = sample[(long)(0.25f * last)], median = sample[(long)(0.5f * last)], q3 = sample[(long)(0.75f * last)];
+        int i1 = (int)(0.25f * last), i2 = (int)(0.5f * last), i3 = (int)(0.75f * last);
+        float q1 = OrderStatistic.Select(sample, i1);
+        float median = i2 == i1 ? q1 : OrderStatistic.Select(sample.AsSpan(i1 + 1), i2 - i1 - 1);
+        float q3 = i3 == i2 ? median : OrderStatistic.Select(sample.AsSpan(i2 + 1), i3 - i2 - 1);
         return median + 1.5f * (q3 - q1);
     }
 }

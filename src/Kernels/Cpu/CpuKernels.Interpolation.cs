@@ -80,14 +80,14 @@ public sealed unsafe partial class CpuKernels
             nint modelAddress = (nint)modelStart, baseAddress = (nint)baseStart, scoresAddress = (nint)scoresStart;
             // Rows are independent and each is computed in row order, so the thread count never changes a bit.
             Parallel.For(0, length / rowLength, _parallel,
-                () => (Probabilities: new float[2 * rowLength], Exponentials: new double[rowLength]),
-                (row, _, scratch) =>
+                () => new double[2 * rowLength],
+                (row, _, exponentials) =>
                 {
                     long start = (long)row * rowLength;
                     SoftmaxDivergence.ScoreRow(new ReadOnlySpan<float>((float*)modelAddress + start, rowLength),
                         new ReadOnlySpan<float>((float*)baseAddress + start, rowLength), new Span<float>((float*)scoresAddress + start, rowLength),
-                        scratch.Probabilities.AsSpan(0, rowLength), scratch.Probabilities.AsSpan(rowLength), scratch.Exponentials);
-                    return scratch;
+                        exponentials);
+                    return exponentials;
                 },
                 static _ => { });
         }

@@ -8,31 +8,20 @@ namespace Weld.Kernels.Gpu;
 public sealed partial class GpuKernels
 {
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, long, long, ArrayView<float>>? _softmaxDivergenceScores;
-    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, long, long, ArrayView<float>>? _softmaxDivergenceScoresRuntimeMath;
 
     /// <inheritdoc />
     /// <remarks>
-    /// On ILGPU's CPU accelerator the kernel calls .NET's <see cref="Math.Exp"/> and <see cref="Math.Log(double)"/>, so the
-    /// scores equal the CPU backend's bit for bit. On CUDA it calls <see cref="Float64Math"/> (fdlibm's exp and log, under
-    /// one ulp, every step rounded on its own): ILGPU itself would compile Math.Exp / Math.Log to ILGPU.Algorithms' CORDIC
-    /// iterations (no libdevice in the context), of unknown float64 accuracy, and not at all without the Algorithms
-    /// extension. The C library's exp and log are not fdlibm's: measured against .NET on Linux, fdlibm's exp gives the
-    /// same float64 in about 90% of softmax arguments and log in about 99% of probability ratios, one ulp apart
-    /// otherwise. The probabilities and D are rounded to float32, which hides nearly all of that (on 650 random logit
-    /// rows all 66,800 fdlibm scores equalled the CPU's), but, as the contract allows, a score on CUDA may differ from
-    /// the CPU's in the last bits. Every other operation is rounded as on the CPU. One thread per row, each sum in row
-    /// order.
+    /// The kernel calls <see cref="Float64Math"/> (fdlibm's exp and log, under one ulp, every step rounded on its own) on
+    /// every accelerator, as the CPU backend does (four lanes at a time), so the scores equal the CPU's bit for bit on
+    /// CUDA and on ILGPU's CPU accelerator alike. ILGPU itself would compile Math.Exp / Math.Log to ILGPU.Algorithms'
+    /// CORDIC iterations (no libdevice in the context), of unknown float64 accuracy, and not at all without the
+    /// Algorithms extension. The C library's exp and log are not fdlibm's: measured against .NET on Linux, fdlibm's exp
+    /// gives the same float64 in about 90% of softmax arguments and log in about 99% of probability ratios, one ulp apart
+    /// otherwise; the probabilities and D are rounded to float32, which hides nearly all of that (the tests hold the
+    /// scores within 4 float32 ulps of a reference on .NET's exp and log). Every other operation is rounded as on the
+    /// CPU. One thread per row, each sum in row order.
     /// </remarks>
-    public void SoftmaxDivergenceScores(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> scores) =>
-        SoftmaxDivergenceScores(model, baseline, rowLength, scores, fdlibm: false);
-
-    /// <summary>
-    /// <see cref="SoftmaxDivergenceScores(ReadOnlySpan{float}, ReadOnlySpan{float}, int, Span{float})"/>, with
-    /// <paramref name="fdlibm"/> running the CUDA kernel (<see cref="Float64Math"/>'s exp and log) on ILGPU's CPU
-    /// accelerator too, so tests check without a GPU what CUDA computes. CUDA runs that kernel either way.
-    /// </summary>
-    internal void SoftmaxDivergenceScores(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> scores,
-        bool fdlibm)
+    public void SoftmaxDivergenceScores(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> scores)
     {
         int length = scores.Length;
         RequireMethodLength(length, model.Length, nameof(model));
@@ -46,20 +35,15 @@ public sealed partial class GpuKernels
         ArrayView<float> modelView = call.Upload(model);
         ArrayView<float> baseView = call.Upload(baseline);
         ArrayView<float> result = call.Rent<float>(length);
-        LaunchSoftmaxDivergenceScores(modelView, baseView, rowLength, rows, result, fdlibm);
+        LaunchSoftmaxDivergenceScores(modelView, baseView, rowLength, rows, result);
         call.Download(result, scores);
     }
 
-    /// <summary>
-    /// Launches on device arrays (inside a Call; also for the bench): the fdlibm kernel on CUDA or when
-    /// <paramref name="fdlibm"/>, else the runtime-math kernel of the CPU accelerator.
-    /// </summary>
+    /// <summary>Launches on device arrays (inside a Call; also for the bench).</summary>
     internal void LaunchSoftmaxDivergenceScores(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows,
-        ArrayView<float> scores, bool fdlibm = false)
+        ArrayView<float> scores)
     {
-        var kernel = _device.IsCuda || fdlibm
-            ? Load(ref _softmaxDivergenceScores, SoftmaxDivergence.ScoreRows)
-            : Load(ref _softmaxDivergenceScoresRuntimeMath, SoftmaxDivergence.ScoreRowsWithRuntimeMath);
+        var kernel = Load(ref _softmaxDivergenceScores, SoftmaxDivergence.ScoreRows);
         kernel(Stream, GridFor(rows), model, baseline, rowLength, rows, scores);
     }
 }
@@ -78,15 +62,6 @@ internal static class SoftmaxDivergence
     /// <summary>The scores with fdlibm's exp and log (<see cref="Float64Math"/>): the kernel CUDA runs.</summary>
     public static void ScoreRows(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows, ArrayView<float> scores) =>
         ScoreRowsWith<FdlibmFloat64Math>(model, baseline, rowLength, rows, scores);
-
-    /// <summary>
-    /// The scores with .NET's <see cref="Math.Exp"/> and <see cref="Math.Log(double)"/>: the kernel ILGPU's CPU accelerator
-    /// runs, bit-identical to the CPU backend. Never compiled for CUDA, so the PTX checks leave it out.
-    /// </summary>
-    [CpuAcceleratorOnly]
-    internal static void ScoreRowsWithRuntimeMath(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows,
-        ArrayView<float> scores) =>
-        ScoreRowsWith<RuntimeFloat64Math>(model, baseline, rowLength, rows, scores);
 
     /// <summary>scores[j] = |model[j] − baseline[j]| · (float)KL(softmax(model) + 1e-8 ‖ softmax(baseline) + 1e-8), row by row.</summary>
     private static void ScoreRowsWith<TMath>(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows,
@@ -160,16 +135,6 @@ internal readonly struct FdlibmFloat64Math : IFloat64Math
 
     /// <inheritdoc />
     public double Log(double x) => Float64Math.LogFdlibm(x);
-}
-
-/// <summary>The .NET runtime's exp and log (the CPU backend's): for ILGPU's CPU accelerator only.</summary>
-internal readonly struct RuntimeFloat64Math : IFloat64Math
-{
-    /// <inheritdoc />
-    public double Exp(double x) => Math.Exp(x);
-
-    /// <inheritdoc />
-    public double Log(double x) => Math.Log(x);
 }
 
 /// <summary>
