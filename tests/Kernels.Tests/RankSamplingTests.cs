@@ -114,6 +114,12 @@ public sealed class RankSamplingBucketTests
         nanOnTop[random.Next(count)] = float.NaN;
         nanOnTop[random.Next(count)] = float.NegativeInfinity;
         yield return ("bf16 + NaN + -inf", nanOnTop);
+        // Spread keys with one run of equal magnitudes: buckets of one element but for a crowded one, so the few draws it
+        // leaves open are counted in place (equal keys ranked by position) rather than placed.
+        float[] spreadWithTies = Normal(random, count);
+        for (int i = count / 3; i < count / 3 + 24 && i < count; i++)
+            spreadWithTies[i] = random.Next(2) == 0 ? 7e-4f : -7e-4f;
+        yield return ("float32 normal + a run of ties", spreadWithTies);
         var equal = new float[count];
         for (int i = 0; i < count; i++)
             equal[i] = random.Next(2) == 0 ? 0.25f : -0.25f;

@@ -11,9 +11,9 @@ namespace Weld.Kernels.Cpu;
 /// Element r of a fiber of n is kept iff u_r &lt; p(s_r) = low + s_r / (n − 1) · 2 · ε, s_r its position in the stable
 /// sort by magnitude key. p is monotone in s, so a draw below p(0) and p(n − 1) keeps the element whatever its rank and
 /// a draw at or above both drops it: only the draws in between (a 2ε share) need s_r (<see cref="SampleByBuckets"/>).
-/// s_r comes from one counting-sort pass on the top magnitude digits: an element's slot is its sorted position unless
-/// the keys of its bucket fall along the positions, which a check of the scattered pairs finds and a sort of that bucket
-/// mends. When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is
+/// For those, counts of the top magnitude digits (buckets) bound s_r to its bucket's range of sorted positions, which
+/// decides the draw unless p crosses it inside that range; then s_r is counted exactly (the bucket's smaller keys and
+/// its equal keys before r). When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is
 /// sorted (<see cref="SampleBySort"/>): an LSD radix sort on the 31 magnitude bits of (magnitude, position) pairs laid
 /// out in position order, which is stable and so gives exactly the order of a comparison sort of the pairs.
 /// </remarks>
@@ -33,10 +33,10 @@ internal static unsafe class MagnitudeRankSampling
         public readonly int[] Open = new int[length + 16];
         /// <summary>Each element's bucket.</summary>
         public readonly int[] Digits = new int[length];
-        /// <summary>Each element's sorted position.</summary>
+        /// <summary>Each element's sorted position (when every element is placed).</summary>
         public readonly int[] Ranks = new int[length];
-        /// <summary>Per bucket: its size, then its next free slot.</summary>
-        public readonly int[] Buckets = new int[BucketCount];
+        /// <summary>Per bucket: its size, then its first sorted position (one more entry: the end of the last).</summary>
+        public readonly int[] Buckets = new int[BucketCount + 1];
     }
 
     /// <summary>
@@ -84,56 +84,104 @@ internal static unsafe class MagnitudeRankSampling
             if (opened == 0)
                 return;
 
-            // Counting sort on the magnitude digit (key >> shift), with the digits more than BucketCount below the
-            // largest folded into bucket 0; finer digits for longer fibers so that buckets stay small.
+            // Bucket counts on the magnitude digit (key >> shift), with the digits more than BucketCount below the
+            // largest folded into bucket 0; finer digits for longer fibers so that buckets stay small. An element of
+            // bucket b has a sorted position in [start(b), start(b + 1)): when p is on the same side of its draw at
+            // both ends (always so for a bucket of one element) the bucket decides it, else it is counted exactly.
             int shift = 23 - Math.Clamp(BitOperations.Log2((uint)length - 1) + 1 - 4, 5, 8);
             int top = (int)(maxKey >> shift);
             int floor = Math.Max(top - (BucketCount - 1), 0);
             int bucketsUsed = top - floor + 1;
-            int[] buckets = scratch.Buckets;
-            Array.Clear(buckets, 0, bucketsUsed);
-            ulong[] order = scratch.Order;
-            int[] rank = scratch.Ranks;
-            fixed (int* next = buckets, digits = scratch.Digits, ranks = rank)
-            fixed (ulong* pairs = order)
+            fixed (int* starts = scratch.Buckets, digits = scratch.Digits)
             {
+                new Span<int>(starts, bucketsUsed + 1).Clear();
                 Digits(keys, length, shift, floor, digits);
                 for (int r = 0; r < length; r++)
-                    next[digits[r]]++;
+                    starts[digits[r]]++;
                 int sum = 0;
-                for (int b = 0; b < bucketsUsed; b++)
+                for (int b = 0; b <= bucketsUsed; b++)
                 {
-                    int count = next[b];
-                    next[b] = sum;
+                    int count = starts[b];
+                    starts[b] = sum;
                     sum += count;
                 }
-                // In position order each element's counting-sort slot is its sorted position as long as the keys of
-                // its bucket do not fall along the positions (bf16 task vectors: mostly one key per bucket).
-                for (int r = 0; r < length; r++)
+                // The bucket decides most open draws; the others are listed at the front of open.
+                int undecided = 0;
+                for (int i = 0; i < opened; i++)
                 {
-                    int slot = next[digits[r]]++;
-                    ranks[r] = slot;
-                    pairs[slot] = ((ulong)keys[r] << 32) | (uint)r;
+                    int r = open[i];
+                    int b = digits[r];
+                    float uniform = Philox4x32.ToUniform(words[r]);
+                    float pLowest = Probability(starts[b], span, probabilities), pHighest = Probability(starts[b + 1] - 1, span, probabilities);
+                    if (!(uniform < pLowest) && !(uniform < pHighest))
+                        fiber[(long)r * stride] = 0f;
+                    else if (!(uniform < pLowest && uniform < pHighest))
+                        open[undecided++] = r;
+                }
+                if (undecided == 0)
+                    return;
+                if ((long)undecided * length <= CountedBudget)
+                {
+                    // A few: count each one's place in its bucket (two vector scans of the keys each).
+                    for (int i = 0; i < undecided; i++)
+                    {
+                        int r = open[i];
+                        int b = digits[r];
+                        int position = starts[b] + RankInBucket(keys, length, r, b == 0 ? 0u : (uint)(b + floor) << shift);
+                        if (!(Philox4x32.ToUniform(words[r]) < Probability(position, span, probabilities)))
+                            fiber[(long)r * stride] = 0f;
+                    }
+                    return;
+                }
+                // Many (crowded buckets, as bf16 task vectors give): place every element once instead.
+                PlaceAll(keys, length, digits, starts, shift, floor, scratch);
+                int[] rank = scratch.Ranks;
+                for (int i = 0; i < undecided; i++)
+                {
+                    int r = open[i];
+                    if (!(Philox4x32.ToUniform(words[r]) < Probability(rank[r], span, probabilities)))
+                        fiber[(long)r * stride] = 0f;
                 }
             }
-            // A descent in the scattered pairs lies inside one bucket (the digit grows with the key): sort that
-            // bucket and take its members' positions from the sorted pairs.
-            for (int at = FirstDescent(order, 0, length); at < length; at = FirstDescent(order, at, length))
-            {
-                int b = Bucket((uint)(order[at] >> 32), shift, floor);
-                int begin = b == 0 ? 0 : buckets[b - 1], end = buckets[b]; // each bucket's next slot is now its end
-                SortByKey(order.AsSpan(begin, end - begin), order.AsSpan(length + begin, end - begin));
-                for (int slot = begin; slot < end; slot++)
-                    rank[(int)(uint)order[slot]] = slot;
-                at = end;
-            }
+        }
+    }
 
-            for (int i = 0; i < opened; i++)
+    /// <summary>
+    /// Draws left open by their buckets × fiber length above which one placement pass ranks them for less than counting
+    /// each (a count scans the fiber; measured on bf16 task vectors: 32 draws for fibers of 2,048, fewer for longer ones).
+    /// </summary>
+    internal const long CountedBudget = 32 * 2048;
+
+    /// <summary>
+    /// Every element's sorted position into <c>scratch.Ranks</c> by one counting-sort placement; <paramref name="next"/>
+    /// holds each bucket's first position on entry and its end on return.
+    /// </summary>
+    private static void PlaceAll(uint* keys, int length, int* digits, int* next, int shift, int floor, Scratch scratch)
+    {
+        ulong[] order = scratch.Order;
+        int[] rank = scratch.Ranks;
+        fixed (int* ranks = rank)
+        fixed (ulong* pairs = order)
+        {
+            // In position order each element's counting-sort slot is its sorted position as long as the keys of
+            // its bucket do not fall along the positions (bf16 task vectors: mostly one key per bucket).
+            for (int r = 0; r < length; r++)
             {
-                int r = open[i];
-                if (!(Philox4x32.ToUniform(words[r]) < Probability(rank[r], span, probabilities)))
-                    fiber[(long)r * stride] = 0f;
+                int slot = next[digits[r]]++;
+                ranks[r] = slot;
+                pairs[slot] = ((ulong)keys[r] << 32) | (uint)r;
             }
+        }
+        // A descent in the scattered pairs lies inside one bucket (the digit grows with the key): sort that
+        // bucket and take its members' positions from the sorted pairs.
+        for (int at = FirstDescent(order, 0, length); at < length; at = FirstDescent(order, at, length))
+        {
+            int b = Bucket((uint)(order[at] >> 32), shift, floor);
+            int begin = b == 0 ? 0 : next[b - 1], end = next[b]; // each bucket's next slot is now its end
+            SortByKey(order.AsSpan(begin, end - begin), order.AsSpan(length + begin, end - begin));
+            for (int slot = begin; slot < end; slot++)
+                rank[(int)(uint)order[slot]] = slot;
+            at = end;
         }
     }
 
@@ -150,6 +198,34 @@ internal static unsafe class MagnitudeRankSampling
             if (order[i] > order[i + 1])
                 return i;
         return length;
+    }
+
+    /// <summary>
+    /// The place of element <paramref name="r"/> among the members of its bucket (keys from <paramref name="bucketLow"/>
+    /// up) in (key, position) order: the members with a smaller key, and those with its key before it.
+    /// </summary>
+    private static int RankInBucket(uint* keys, int length, int r, uint bucketLow)
+    {
+        uint key = keys[r];
+        return CountInRange(keys, 0, r, bucketLow, key - bucketLow + 1) + CountInRange(keys, r, length, bucketLow, key - bucketLow);
+    }
+
+    /// <summary>How many of keys[from..to) lie in [low, low + width) (one unsigned compare each).</summary>
+    private static int CountInRange(uint* keys, int from, int to, uint low, uint width)
+    {
+        int count = 0, j = from;
+        if (Vector256.IsHardwareAccelerated && to - from >= 8)
+        {
+            Vector256<uint> lows = Vector256.Create(low), widths = Vector256.Create(width);
+            Vector256<int> counts = Vector256<int>.Zero;
+            for (; j + 8 <= to; j += 8)
+                counts -= Vector256.LessThan(Vector256.Load(keys + j) - lows, widths).AsInt32(); // a hit is −1
+            count = Vector256.Sum(counts);
+        }
+        for (; j < to; j++)
+            if (keys[j] - low < width)
+                count++;
+        return count;
     }
 
     /// <summary>Every element's bucket, <see cref="Bucket"/>.</summary>
