@@ -7,10 +7,11 @@ using static TorchSharp.torch;
 namespace Weld.Evaluation.Torch;
 
 /// <summary>
-/// The Llama-family decoder (and Mixtral's sparse MoE layout) as TorchSharp modules on libtorch's CPU kernels:
-/// the same function as the built-in <see cref="LlamaModel"/> (RMSNorm, rotary with Llama-3 scaling, grouped-query
-/// causal attention, SwiGLU or top-k experts, tied or untied lm_head, optional q/k/v/o biases), with the weights read
-/// straight from safetensors in their stored type.
+/// The Llama-family decoder (with Qwen3's q/k head norms, and the Mixtral, Qwen2-MoE and Qwen3-MoE sparse layouts)
+/// as TorchSharp modules on libtorch's CPU kernels: the same function as the built-in <see cref="LlamaModel"/>
+/// (RMSNorm, rotary with Llama-3 scaling, grouped-query causal attention, SwiGLU or top-k experts with an optional
+/// shared expert, decoder_sparse_step / mlp_only_layers, tied or untied lm_head, optional q/k/v/o biases), with the
+/// weights read straight from safetensors in their stored type.
 /// </summary>
 public sealed class TorchLlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
 {
@@ -24,12 +25,8 @@ public sealed class TorchLlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguage
     {
         Config = config;
         ComputeType = compute;
-        if (config.IsMoe && config.MoeLayout != MoeLayout.Mixtral)
-            throw new WeldException($"{model.Path}: the torch engine scores Mixtral MoE models only, not {config.MoeLayout}; use --engine builtin.");
-        if (model.Contains("model.layers.0.self_attn.q_norm.weight"))
-            throw new WeldException($"{model.Path}: has Qwen3 attention (q_norm/k_norm), which the torch engine does not implement; use --engine builtin.");
         int h = config.HiddenSize, q = config.HeadCount * config.HeadDim, kv = config.KeyValueHeadCount * config.HeadDim;
-        int inter = config.IntermediateSize;
+        int inter = config.IntermediateSize, expertWidth = config.ExpertWidth;
         Tensor embedding = SafeTensorsLoader.Load(model, "model.embed_tokens.weight", config.VocabSize, h);
         _embedding = embedding.to_type(ScalarType.Float32);
         _layers = new DecoderLayer[config.LayerCount];
@@ -40,27 +37,18 @@ public sealed class TorchLlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguage
                 new(name, SafeTensorsLoader.Load(model, p + name + ".weight", outFeatures, inFeatures),
                     mayHaveBias && model.Contains(p + name + ".bias") ? SafeTensorsLoader.Load(model, p + name + ".bias", outFeatures) : null,
                     compute);
+            // Qwen3's per-head norms, present or not exactly as the built-in loader reads them.
+            RmsNorm? HeadNorm(string name) => model.Contains(p + name + ".weight")
+                ? new RmsNorm(name, SafeTensorsLoader.Load(model, p + name + ".weight", config.HeadDim), config.RmsNormEps)
+                : null;
             var attention = new Attention("self_attn",
                 Linear("self_attn.q_proj", q, h, true), Linear("self_attn.k_proj", kv, h, true),
-                Linear("self_attn.v_proj", kv, h, true), Linear("self_attn.o_proj", h, q, true), config);
-            nn.Module<Tensor, Tensor> mlp;
-            if (config.IsMoe)
-            {
-                var experts = new SwiGlu[config.ExpertCount];
-                for (int e = 0; e < experts.Length; e++)
-                {
-                    string x = $"block_sparse_moe.experts.{e}.";
-                    experts[e] = new SwiGlu($"expert{e}", Linear(x + "w1", inter, h, false), Linear(x + "w3", inter, h, false),
-                        Linear(x + "w2", h, inter, false));
-                }
-
-                mlp = new SparseMoe("block_sparse_moe", Linear("block_sparse_moe.gate", config.ExpertCount, h, false), experts, config.ExpertsPerToken);
-            }
-            else
-            {
-                mlp = new SwiGlu("mlp", Linear("mlp.gate_proj", inter, h, false), Linear("mlp.up_proj", inter, h, false),
+                Linear("self_attn.v_proj", kv, h, true), Linear("self_attn.o_proj", h, q, true),
+                HeadNorm("self_attn.q_norm"), HeadNorm("self_attn.k_norm"), config);
+            nn.Module<Tensor, Tensor> mlp = config.IsSparseLayer(i)
+                ? SparseBlock(config, Linear, expertWidth, h)
+                : new SwiGlu("mlp", Linear("mlp.gate_proj", inter, h, false), Linear("mlp.up_proj", inter, h, false),
                     Linear("mlp.down_proj", h, inter, false));
-            }
 
             _layers[i] = new DecoderLayer($"layers.{i}",
                 new RmsNorm("input_layernorm", SafeTensorsLoader.Load(model, p + "input_layernorm.weight", h), config.RmsNormEps),
@@ -80,13 +68,46 @@ public sealed class TorchLlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguage
         _inverseFrequencies = RotaryEmbedding.InverseFrequencies(config.HeadDim, config.RopeTheta, config.RopeScaling);
     }
 
+    /// <summary>
+    /// One layer's sparse block under the built-in loader's names: Mixtral's <c>block_sparse_moe.gate</c> and
+    /// <c>experts.N.w1/w3/w2</c>; Qwen2-MoE / Qwen3-MoE's <c>mlp.gate</c> and <c>mlp.experts.N.gate_proj/up_proj/down_proj</c>,
+    /// plus Qwen2-MoE's <c>mlp.shared_expert.*</c> and <c>mlp.shared_expert_gate</c> when shared_expert_intermediate_size &gt; 0.
+    /// </summary>
+    private static SparseMoe SparseBlock(LlamaConfig config, Func<string, long, long, bool, Projection> linear, int width, int h)
+    {
+        bool mixtral = config.MoeLayout == MoeLayout.Mixtral;
+        string prefix = mixtral ? "block_sparse_moe." : "mlp.";
+        (string gate, string up, string down) = mixtral ? ("w1", "w3", "w2") : ("gate_proj", "up_proj", "down_proj");
+        var experts = new SwiGlu[config.ExpertCount];
+        for (int e = 0; e < experts.Length; e++)
+        {
+            string x = $"{prefix}experts.{e}.";
+            experts[e] = new SwiGlu($"expert{e}", linear(x + gate, width, h, false), linear(x + up, width, h, false),
+                linear(x + down, h, width, false));
+        }
+
+        SwiGlu? shared = null;
+        Projection? sharedGate = null;
+        if (config.MoeLayout == MoeLayout.Qwen2Moe && config.SharedExpertIntermediateSize > 0)
+        {
+            int s = config.SharedExpertIntermediateSize;
+            string x = prefix + "shared_expert.";
+            shared = new SwiGlu("shared_expert", linear(x + "gate_proj", s, h, false), linear(x + "up_proj", s, h, false),
+                linear(x + "down_proj", h, s, false));
+            sharedGate = linear(prefix + "shared_expert_gate", 1, h, false);
+        }
+
+        return new SparseMoe(prefix.TrimEnd('.'), linear(prefix + "gate", config.ExpertCount, h, false), experts,
+            config.ExpertsPerToken, mixtral || config.NormalizeTopK, shared, sharedGate);
+    }
+
     /// <inheritdoc />
     public LlamaConfig Config { get; }
 
     /// <summary>The element type the projections run in.</summary>
     public TorchComputeType ComputeType { get; }
 
-    /// <summary>Loads a Llama-family (or Mixtral) model folder; the tensors keep their stored type until the compute copy.</summary>
+    /// <summary>Loads a Llama-family (Llama, Qwen2, Qwen3, Mixtral, Qwen2-MoE, Qwen3-MoE) model folder; the tensors keep their stored type until the compute copy.</summary>
     /// <param name="model">The model folder.</param>
     /// <param name="compute">Projections in float32 or bfloat16.</param>
     /// <param name="threads">libtorch intra-op threads; -1 leaves libtorch's default (all cores).</param>

@@ -63,17 +63,20 @@ internal sealed class SwiGlu(string name, Projection gate, Projection up, Projec
 
 /// <summary>
 /// Grouped-query causal self-attention with rotary positions (rotate-half), eager: softmax(q·kᵀ/√d + causal mask)·v
-/// in float32; each key/value head serves heads/kvHeads consecutive query heads.
+/// in float32; each key/value head serves heads/kvHeads consecutive query heads. Qwen3's optional q_norm/k_norm are
+/// RMSNorms of every query and key head over head_dim, applied before the rotation.
 /// </summary>
 internal sealed class Attention : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
     private readonly Projection _q, _k, _v, _o;
+    private readonly RmsNorm? _qNorm, _kNorm;
     private readonly int _heads, _kvHeads, _headDim;
     private readonly Scalar _scale;
 
-    public Attention(string name, Projection q, Projection k, Projection v, Projection o, LlamaConfig config) : base(name)
+    public Attention(string name, Projection q, Projection k, Projection v, Projection o, RmsNorm? qNorm, RmsNorm? kNorm,
+        LlamaConfig config) : base(name)
     {
-        (_q, _k, _v, _o) = (q, k, v, o);
+        (_q, _k, _v, _o, _qNorm, _kNorm) = (q, k, v, o, qNorm, kNorm);
         _heads = config.HeadCount;
         _kvHeads = config.KeyValueHeadCount;
         _headDim = config.HeadDim;
@@ -86,8 +89,12 @@ internal sealed class Attention : nn.Module<Tensor, Tensor, Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long batch = x.shape[0], t = x.shape[1];
-        Tensor q = _q.forward(x).view(batch, t, _heads, _headDim).transpose(1, 2);
-        Tensor k = _k.forward(x).view(batch, t, _kvHeads, _headDim).transpose(1, 2);
+        Tensor q = _q.forward(x).view(batch, t, _heads, _headDim);
+        Tensor k = _k.forward(x).view(batch, t, _kvHeads, _headDim);
+        if (_qNorm is not null) q = _qNorm.forward(q);
+        if (_kNorm is not null) k = _kNorm.forward(k);
+        q = q.transpose(1, 2);
+        k = k.transpose(1, 2);
         Tensor v = _v.forward(x).view(batch, t, _kvHeads, _headDim).transpose(1, 2);
         q = Rotate(q, cos, sin);
         k = Rotate(k, cos, sin);
@@ -115,8 +122,9 @@ internal sealed class Attention : nn.Module<Tensor, Tensor, Tensor, Tensor>
 }
 
 /// <summary>
-/// Mixtral's sparse MoE block: softmax over all E router logits (float32), top-k, the k weights renormalised to sum to
-/// 1, output = Σ weightᵢ·expertᵢ(x), experts added in index order.
+/// A sparse MoE block: softmax over all E router logits (float32), top-k; Mixtral renormalises the k weights to sum to
+/// 1, Qwen2-MoE / Qwen3-MoE only with norm_topk_prob; output = Σ weightᵢ·expertᵢ(x), experts added in index order,
+/// then (Qwen2-MoE) sigmoid(shared_expert_gate·x)·shared_expert(x).
 /// </summary>
 internal sealed class SparseMoe : nn.Module<Tensor, Tensor>
 {
@@ -124,16 +132,28 @@ internal sealed class SparseMoe : nn.Module<Tensor, Tensor>
     private readonly SwiGlu[] _experts;
     private readonly Scalar[] _expertIndex;
     private readonly int _topK;
+    private readonly bool _normalize;
+    private readonly SwiGlu? _shared;
+    private readonly Projection? _sharedGate;
 
-    public SparseMoe(string name, Projection router, SwiGlu[] experts, int topK) : base(name)
+    public SparseMoe(string name, Projection router, SwiGlu[] experts, int topK, bool normalize, SwiGlu? shared = null,
+        Projection? sharedGate = null) : base(name)
     {
+        if ((shared is null) != (sharedGate is null)) throw new ArgumentException("a shared expert needs its gate, and only it.", nameof(sharedGate));
         _router = router;
         _experts = experts;
         _topK = topK;
+        _normalize = normalize;
+        (_shared, _sharedGate) = (shared, sharedGate);
         _expertIndex = new Scalar[experts.Length];
         for (int e = 0; e < experts.Length; e++) _expertIndex[e] = ((long)e).ToScalar();
         for (int e = 0; e < experts.Length; e++) register_module($"experts_{e}", experts[e]);
         register_module("gate", router);
+        if (shared is not null)
+        {
+            register_module("shared_expert", shared);
+            register_module("shared_expert_gate", sharedGate!);
+        }
     }
 
     /// <summary>x [rows, h].</summary>
@@ -142,7 +162,7 @@ internal sealed class SparseMoe : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         Tensor probabilities = _router.forward(x).softmax(-1);
         (Tensor top, Tensor chosen) = probabilities.topk(_topK, -1);
-        top = top / top.sum(-1, keepdim: true);
+        if (_normalize) top = top / top.sum(-1, keepdim: true);
         Tensor output = zeros_like(x);
         for (int e = 0; e < _experts.Length; e++)
         {
@@ -154,6 +174,7 @@ internal sealed class SparseMoe : nn.Module<Tensor, Tensor>
             output.index_add_(0, rows, value, TorchScalars.One);
         }
 
+        if (_shared is not null) output = output + _shared.forward(x) * _sharedGate!.forward(x).sigmoid();
         return output.MoveToOuterDisposeScope();
     }
 }

@@ -31,27 +31,6 @@ public class TorchEngineMoeAndTaskTests
         }
     }
 
-    [Fact]
-    public void A_qwen2_moe_is_refused_by_the_torch_engine_with_a_clear_message()
-    {
-        string folder = TestPaths.NewTempDir();
-        string output = Path.Combine(folder, "qwen");
-        Weld.Engine.Moe.MoeBuilder.Build(Weld.Engine.Moe.MoeConfig.Parse($"""
-            base_model: '{TestPaths.Model("lm-base")}'
-            gate_mode: random
-            architecture: qwen
-            experts:
-              - source_model: '{TestPaths.Model("lm-ft-c")}'
-              - source_model: '{TestPaths.Model("lm-ft-python")}'
-            shared_experts:
-              - source_model: '{TestPaths.Model("lm-ft-prose")}'
-            """, Path.Combine(folder, "moe.yml")), output, false, false, seed: 1);
-        using ModelFolder model = ModelFolder.Open(output);
-        Assert.Equal(MoeLayout.Qwen2Moe, LlamaModel.Load(model).Config.MoeLayout); // the built-in engine takes it
-        var error = Assert.Throws<Weld.Engine.WeldException>(() => TorchLlamaModel.Load(model));
-        Assert.Contains("Mixtral MoE models only", error.Message);
-    }
-
     [Theory]
     [InlineData("lm-base")]
     [InlineData("lm-ft-python")]
