@@ -24,9 +24,8 @@ public sealed class BpeTokenizer : ITokenizer
 
     private readonly Dictionary<string, int> _vocabulary;
     private readonly Dictionary<(string Left, string Right), int> _mergeRanks;
-    private readonly PreTokenizerSplitter _splitter;
+    private readonly PieceCache _pieces;
     private readonly bool _ignoreMerges;
-    private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
 
     /// <summary>Creates a tokenizer from its parts.</summary>
     /// <param name="vocabulary">Token string (in byte-to-unicode characters) → id.</param>
@@ -52,7 +51,7 @@ public sealed class BpeTokenizer : ITokenizer
         _vocabulary = new Dictionary<string, int>(vocabulary, StringComparer.Ordinal);
         _mergeRanks = new Dictionary<(string, string), int>(merges.Count);
         for (int rank = 0; rank < merges.Count; rank++) _mergeRanks.TryAdd(merges[rank], rank);
-        _splitter = splitter;
+        _pieces = new PieceCache(splitter, EncodePiece);
         _ignoreMerges = ignoreMerges;
     }
 
@@ -68,21 +67,7 @@ public sealed class BpeTokenizer : ITokenizer
     /// <inheritdoc />
     public int[] Encode(ReadOnlySpan<byte> utf8)
     {
-        List<string> pieces = _splitter.Split(Encoding.UTF8.GetString(utf8));
-
-        var ids = new List<int>(utf8.Length / 3 + 1);
-        foreach (string piece in pieces)
-        {
-            if (!_cache.TryGetValue(piece, out int[]? pieceIds))
-            {
-                pieceIds = EncodePiece(piece);
-                if (_cache.Count < 1 << 20) _cache[piece] = pieceIds;
-            }
-
-            ids.AddRange(pieceIds);
-        }
-
-        return ids.ToArray();
+        return _pieces.Encode(utf8);
     }
 
     /// <summary>BPE on one pre-token: byte-to-unicode symbols, then repeatedly merge the lowest-ranked adjacent pair.</summary>

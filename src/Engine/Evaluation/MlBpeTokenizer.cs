@@ -17,14 +17,13 @@ namespace Weld.Engine.Evaluation;
 public sealed class MlBpeTokenizer : ITokenizer
 {
     private readonly Microsoft.ML.Tokenizers.BpeTokenizer _bpe;
-    private readonly PreTokenizerSplitter _splitter;
+    private readonly PieceCache _pieces;
     private readonly Dictionary<string, int>? _wholePieces;
-    private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
 
     private MlBpeTokenizer(Microsoft.ML.Tokenizers.BpeTokenizer bpe, PreTokenizerSplitter splitter, Dictionary<string, int>? wholePieces)
     {
         _bpe = bpe;
-        _splitter = splitter;
+        _pieces = new PieceCache(splitter, EncodePiece);
         _wholePieces = wholePieces;
     }
 
@@ -83,20 +82,7 @@ public sealed class MlBpeTokenizer : ITokenizer
     /// <inheritdoc />
     public int[] Encode(ReadOnlySpan<byte> utf8)
     {
-        List<string> pieces = _splitter.Split(Encoding.UTF8.GetString(utf8));
-        var ids = new List<int>(utf8.Length / 3 + 1);
-        foreach (string piece in pieces)
-        {
-            if (!_cache.TryGetValue(piece, out int[]? pieceIds))
-            {
-                pieceIds = EncodePiece(piece);
-                if (_cache.Count < 1 << 20) _cache[piece] = pieceIds;
-            }
-
-            ids.AddRange(pieceIds);
-        }
-
-        return ids.ToArray();
+        return _pieces.Encode(utf8);
     }
 
     private int[] EncodePiece(string piece)
