@@ -38,4 +38,19 @@ public partial interface IMergeKernels
     /// own), so their scores are the same bits, and within a few float32 ulps of those on the C library's exp and log.
     /// </summary>
     void SoftmaxDivergenceScores(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, int rowLength, Span<float> scores);
+
+    /// <summary>
+    /// The D of each row of <see cref="SoftmaxDivergenceScores"/>, one float32 per row (divergences.Length rows, the
+    /// length split into rows of equal length): a row's scores are |model[j] − baseline[j]| · D, so the D alone carry
+    /// everything the scores do, in a row length's fraction of the space.
+    /// </summary>
+    void SoftmaxDivergences(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, Span<float> divergences);
+
+    /// <summary>
+    /// <see cref="KeepImportantChanges(ReadOnlySpan{float}, ReadOnlySpan{float}, float, Span{float})"/> with each score
+    /// formed on the way, |model[i] − baseline[i]| · divergences[r] for i in row r (merged.Length / divergences.Length
+    /// elements a row): the same bits as gating the scores of <see cref="SoftmaxDivergenceScores"/>, without storing them.
+    /// </summary>
+    void KeepImportantChanges(ReadOnlySpan<float> baseline, ReadOnlySpan<float> model, ReadOnlySpan<float> divergences, float threshold,
+        Span<float> merged);
 }

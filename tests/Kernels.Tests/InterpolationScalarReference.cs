@@ -43,17 +43,32 @@ internal static class InterpolationScalarReference
         Func<double, double> log)
     {
         var scores = new float[model.Length];
+        float[] divergences = SoftmaxDivergences(model, baseline, rowLength, exp, log);
+        for (int start = 0; start < model.Length; start += rowLength)
+        {
+            float d = divergences[start / rowLength];
+            for (int j = 0; j < rowLength; j++)
+                scores[start + j] = ScalarReference.Mul(Math.Abs(MethodScalarReference.Sub(model[start + j], baseline[start + j])), d);
+        }
+        return scores;
+    }
+
+    /// <summary>The D of each row (fdlibm's exp and log): the divergences every backend must give bit for bit.</summary>
+    public static float[] SoftmaxDivergencesFdlibm(float[] model, float[] baseline, int rowLength) =>
+        SoftmaxDivergences(model, baseline, rowLength, Weld.Kernels.Gpu.Float64Math.ExpFdlibm, Weld.Kernels.Gpu.Float64Math.LogFdlibm);
+
+    private static float[] SoftmaxDivergences(float[] model, float[] baseline, int rowLength, Func<double, double> exp, Func<double, double> log)
+    {
+        var divergences = new float[model.Length / rowLength];
         for (int start = 0; start < model.Length; start += rowLength)
         {
             double[] p = FlooredSoftmax(model, start, rowLength, exp), q = FlooredSoftmax(baseline, start, rowLength, exp);
             double divergence = 0;
             for (int j = 0; j < rowLength; j++)
                 divergence += p[j] * log(p[j] / q[j]);
-            float d = (float)divergence;
-            for (int j = 0; j < rowLength; j++)
-                scores[start + j] = ScalarReference.Mul(Math.Abs(MethodScalarReference.Sub(model[start + j], baseline[start + j])), d);
+            divergences[start / rowLength] = (float)divergence;
         }
-        return scores;
+        return divergences;
     }
 
     /// <summary>(float)(exp(x − max) / Σ exp(x − max)) + 1e-8f, each probability a float32 held in a double.</summary>
@@ -115,6 +130,32 @@ internal static class InterpolationInputs
             }
         }
     }
+
+    /// <summary>
+    /// Rows like a model's and its fine-tune's (bf16 weights of spread 0.02, changes of ±0.001): the softmax arguments
+    /// stay within ln 2 / 2 and the probability ratios near 1, the inputs of the exp and log fast paths; one row in five
+    /// unchanged (ratios exactly 1: log's tiny branch), one in five with an outlier weight (exp's reduced branch).
+    /// </summary>
+    public static (float[] Model, float[] Baseline) WeightRows(System.Random random, int rows, int rowLength)
+    {
+        var model = new float[rows * rowLength];
+        var baseline = new float[rows * rowLength];
+        for (int row = 0; row < rows; row++)
+        {
+            for (int j = 0; j < rowLength; j++)
+            {
+                int i = row * rowLength + j;
+                double normal = Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
+                baseline[i] = Bf16(0.02 * normal);
+                model[i] = row % 5 == 1 ? baseline[i] : Bf16(baseline[i] + (random.NextDouble() - 0.5) * 0.002);
+            }
+            if (row % 5 == 3)
+                model[row * rowLength + random.Next(rowLength)] = 3f;
+        }
+        return (model, baseline);
+    }
+
+    private static float Bf16(double value) => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits((float)value) & unchecked((int)0xFFFF0000));
 
     /// <summary>Gate thresholds: ordinary, zero (every +0/−0 score passes), the edges.</summary>
     public static readonly float[] Thresholds = [0.001f, 0f, float.NegativeInfinity, float.PositiveInfinity, float.NaN];

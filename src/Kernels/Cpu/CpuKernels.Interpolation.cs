@@ -84,12 +84,72 @@ public sealed unsafe partial class CpuKernels
                 (row, _, exponentials) =>
                 {
                     long start = (long)row * rowLength;
-                    SoftmaxDivergence.ScoreRow(new ReadOnlySpan<float>((float*)modelAddress + start, rowLength),
-                        new ReadOnlySpan<float>((float*)baseAddress + start, rowLength), new Span<float>((float*)scoresAddress + start, rowLength),
-                        exponentials);
+                    var modelRow = new ReadOnlySpan<float>((float*)modelAddress + start, rowLength);
+                    var baseRow = new ReadOnlySpan<float>((float*)baseAddress + start, rowLength);
+                    SoftmaxDivergence.Scale(modelRow, baseRow, SoftmaxDivergence.Divergence(modelRow, baseRow, exponentials),
+                        new Span<float>((float*)scoresAddress + start, rowLength));
                     return exponentials;
                 },
                 static _ => { });
+        }
+    }
+
+    /// <inheritdoc />
+    public void SoftmaxDivergences(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, Span<float> divergences)
+    {
+        int length = model.Length;
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        int rowLength = InterpolationRowLength(length, divergences.Length);
+        if (length == 0)
+            return;
+        fixed (float* modelStart = model)
+        fixed (float* baseStart = baseline)
+        fixed (float* divergencesStart = divergences)
+        {
+            nint modelAddress = (nint)modelStart, baseAddress = (nint)baseStart, divergencesAddress = (nint)divergencesStart;
+            // Rows are independent and each is computed in row order, so the thread count never changes a bit.
+            Parallel.For(0, divergences.Length, _parallel,
+                () => new double[2 * rowLength],
+                (row, _, exponentials) =>
+                {
+                    long start = (long)row * rowLength;
+                    ((float*)divergencesAddress)[row] = SoftmaxDivergence.Divergence(new ReadOnlySpan<float>((float*)modelAddress + start, rowLength),
+                        new ReadOnlySpan<float>((float*)baseAddress + start, rowLength), exponentials);
+                    return exponentials;
+                },
+                static _ => { });
+        }
+    }
+
+    /// <inheritdoc />
+    public void KeepImportantChanges(ReadOnlySpan<float> baseline, ReadOnlySpan<float> model, ReadOnlySpan<float> divergences, float threshold,
+        Span<float> merged)
+    {
+        int length = merged.Length;
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        RequireSameLength(length, model.Length, nameof(model));
+        int rowLength = InterpolationRowLength(length, divergences.Length);
+        if (length == 0)
+            return;
+        fixed (float* baseStart = baseline)
+        fixed (float* modelStart = model)
+        fixed (float* divergencesStart = divergences)
+        fixed (float* mergedStart = merged)
+        {
+            nint baseAddress = (nint)baseStart, modelAddress = (nint)modelStart, divergencesAddress = (nint)divergencesStart,
+                mergedAddress = (nint)mergedStart;
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+            {
+                // The chunk's pieces of rows, each gated with its row's D.
+                for (long i = start, end = start + size; i < end;)
+                {
+                    long row = i / rowLength;
+                    int piece = (int)(Math.Min(end, (row + 1) * rowLength) - i);
+                    InterpolationKernels.KeepImportantChanges((float*)baseAddress + i, (float*)modelAddress + i, ((float*)divergencesAddress)[row],
+                        threshold, (float*)mergedAddress + i, piece);
+                    i += piece;
+                }
+            });
         }
     }
 

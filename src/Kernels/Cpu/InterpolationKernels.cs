@@ -26,6 +26,33 @@ internal static unsafe class InterpolationKernels
             merged[i] = baseline[i] + scale * (merged[i] - baseline[i]);
     }
 
+    /// <summary>
+    /// merged[i] = base[i] + Δ·(|Δ|·D ≥ τ ? 1 : 0) with Δ = model[i] − base[i]: the gate of one row's piece, its scores
+    /// formed as <see cref="SoftmaxDivergence.Scale"/> forms them.
+    /// </summary>
+    public static void KeepImportantChanges(float* baseline, float* model, float divergence, float threshold, float* merged, int count)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var limit = new Vector<float>(threshold);
+            var d = new Vector<float>(divergence);
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<float> b = Vector.Load(baseline + i);
+                Vector<float> change = Vector.Load(model + i) - b;
+                Vector<float> gate = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(Vector.Abs(change) * d, limit), Vector<float>.One, Vector<float>.Zero);
+                Vector.Store(b + change * gate, merged + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            float change = model[i] - baseline[i];
+            merged[i] = baseline[i] + change * (MathF.Abs(change) * divergence >= threshold ? 1f : 0f);
+        }
+    }
+
     /// <summary>scores[i] = base[i] + (model[i] − base[i])·(scores[i] ≥ τ ? 1 : 0).</summary>
     public static void KeepImportantChanges(float* baseline, float* model, float threshold, float* scores, int count)
     {

@@ -10,6 +10,7 @@ public sealed partial class GpuKernels
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, float, long>? _scaleFromBase;
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, long, long>? _axpbyRows;
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, float, ArrayView<float>, long>? _keepImportantChanges;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, long, float, ArrayView<float>, long>? _keepImportantRowChanges;
 
     /// <inheritdoc />
     public void ScaleFromBase(ReadOnlySpan<float> baseline, Span<float> merged, float scale)
@@ -59,6 +60,26 @@ public sealed partial class GpuKernels
         call.Download(scoreView, scores);
     }
 
+    /// <inheritdoc />
+    public void KeepImportantChanges(ReadOnlySpan<float> baseline, ReadOnlySpan<float> model, ReadOnlySpan<float> divergences, float threshold,
+        Span<float> merged)
+    {
+        int length = merged.Length;
+        RequireMethodLength(length, baseline.Length, nameof(baseline));
+        RequireMethodLength(length, model.Length, nameof(model));
+        int rowLength = Cpu.CpuKernels.InterpolationRowLength(length, divergences.Length);
+        if (length == 0)
+            return;
+        using var call = new Call(this);
+        ArrayView<float> baseView = call.Upload(baseline);
+        ArrayView<float> modelView = call.Upload(model);
+        ArrayView<float> divergenceView = call.Upload(divergences);
+        ArrayView<float> result = call.Rent<float>(length);
+        Load(ref _keepImportantRowChanges, InterpolationKernels.KeepImportantRowChanges)(Stream, GridFor(length), baseView, modelView,
+            divergenceView, rowLength, threshold, result, length);
+        call.Download(result, merged);
+    }
+
     // Launches on device arrays (inside a Call; also for the bench, which times kernels without transfers).
 
     internal void LaunchScaleFromBase(ArrayView<float> baseline, ArrayView<float> merged, float scale, long length) =>
@@ -101,6 +122,20 @@ internal static class InterpolationKernels
         {
             long row = i / rowLength;
             values[i] = Add(Mul(valueWeights[row], values[i]), Mul(baseWeights[row], baseline[i]));
+        }
+    }
+
+    /// <summary>merged[i] = base[i] + Δ·(|Δ|·D[i / rowLength] ≥ threshold ? 1 : 0) with Δ = model[i] − base[i].</summary>
+    public static void KeepImportantRowChanges(ArrayView<float> baseline, ArrayView<float> model, ArrayView<float> divergences, long rowLength,
+        float threshold, ArrayView<float> merged, long length)
+    {
+        long stride = (long)Grid.DimX * Group.DimX;
+        for (long i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < length; i += stride)
+        {
+            float b = baseline[i];
+            float change = Sub(model[i], b);
+            float gate = Mul(Math.Abs(change), divergences[i / rowLength]) >= threshold ? 1f : 0f;
+            merged[i] = Add(b, Mul(change, gate));
         }
     }
 

@@ -8,6 +8,7 @@ namespace Weld.Kernels.Gpu;
 public sealed partial class GpuKernels
 {
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, long, long, ArrayView<float>>? _softmaxDivergenceScores;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, long, long, ArrayView<float>>? _softmaxDivergences;
 
     /// <inheritdoc />
     /// <remarks>
@@ -39,6 +40,24 @@ public sealed partial class GpuKernels
         call.Download(result, scores);
     }
 
+    /// <inheritdoc />
+    /// <remarks>The D of <see cref="SoftmaxDivergenceScores"/>, by the same code: the same bits as the CPU's.</remarks>
+    public void SoftmaxDivergences(ReadOnlySpan<float> model, ReadOnlySpan<float> baseline, Span<float> divergences)
+    {
+        int length = model.Length;
+        RequireMethodLength(length, baseline.Length, nameof(baseline));
+        int rowLength = Cpu.CpuKernels.InterpolationRowLength(length, divergences.Length);
+        if (length == 0)
+            return;
+        using var call = new Call(this);
+        ArrayView<float> modelView = call.Upload(model);
+        ArrayView<float> baseView = call.Upload(baseline);
+        ArrayView<float> result = call.Rent<float>(divergences.Length);
+        var kernel = Load(ref _softmaxDivergences, SoftmaxDivergence.DivergenceRows);
+        kernel(Stream, GridFor(divergences.Length), modelView, baseView, rowLength, divergences.Length, result);
+        call.Download(result, divergences);
+    }
+
     /// <summary>Launches on device arrays (inside a Call; also for the bench).</summary>
     internal void LaunchSoftmaxDivergenceScores(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows,
         ArrayView<float> scores)
@@ -63,6 +82,15 @@ internal static class SoftmaxDivergence
     public static void ScoreRows(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows, ArrayView<float> scores) =>
         ScoreRowsWith<FdlibmFloat64Math>(model, baseline, rowLength, rows, scores);
 
+    /// <summary>divergences[r] = (float)KL(softmax(model row r) + 1e-8 ‖ softmax(baseline row r) + 1e-8), fdlibm's exp and log.</summary>
+    public static void DivergenceRows(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows, ArrayView<float> divergences)
+    {
+        FdlibmFloat64Math math = default;
+        long stride = (long)Grid.DimX * Group.DimX;
+        for (long row = (long)Grid.IdxX * Group.DimX + Group.IdxX; row < rows; row += stride)
+            divergences[row] = RowDivergence(math, model, baseline, row * rowLength, rowLength);
+    }
+
     /// <summary>scores[j] = |model[j] − baseline[j]| · (float)KL(softmax(model) + 1e-8 ‖ softmax(baseline) + 1e-8), row by row.</summary>
     private static void ScoreRowsWith<TMath>(ArrayView<float> model, ArrayView<float> baseline, long rowLength, long rows,
         ArrayView<float> scores) where TMath : struct, IFloat64Math
@@ -72,29 +100,36 @@ internal static class SoftmaxDivergence
         for (long row = (long)Grid.IdxX * Group.DimX + Group.IdxX; row < rows; row += stride)
         {
             long start = row * rowLength;
-            float maxP = float.NegativeInfinity, maxQ = float.NegativeInfinity;
-            for (long j = 0; j < rowLength; j++)
-            {
-                maxP = MaxKeepNaN(maxP, model[start + j]);
-                maxQ = MaxKeepNaN(maxQ, baseline[start + j]);
-            }
-            double sumP = 0, sumQ = 0;
-            for (long j = 0; j < rowLength; j++)
-            {
-                sumP = Add(sumP, math.Exp(RoundedFloat64.Sub(model[start + j], maxP)));
-                sumQ = Add(sumQ, math.Exp(RoundedFloat64.Sub(baseline[start + j], maxQ)));
-            }
-            double divergence = 0;
-            for (long j = 0; j < rowLength; j++)
-            {
-                float p = FlooredProbability(math, model[start + j], maxP, sumP);
-                float q = FlooredProbability(math, baseline[start + j], maxQ, sumQ);
-                divergence = Add(divergence, Mul(p, math.Log(RoundedFloat64.Div(p, q))));
-            }
-            float d = (float)divergence;
+            float d = RowDivergence(math, model, baseline, start, rowLength);
             for (long j = 0; j < rowLength; j++)
                 scores[start + j] = Mul(Math.Abs(Sub(model[start + j], baseline[start + j])), d);
         }
+    }
+
+    /// <summary>The row's D: both maxima, both sums of exponentials, the KL sum, each in row order.</summary>
+    private static float RowDivergence<TMath>(TMath math, ArrayView<float> model, ArrayView<float> baseline, long start, long rowLength)
+        where TMath : struct, IFloat64Math
+    {
+        float maxP = float.NegativeInfinity, maxQ = float.NegativeInfinity;
+        for (long j = 0; j < rowLength; j++)
+        {
+            maxP = MaxKeepNaN(maxP, model[start + j]);
+            maxQ = MaxKeepNaN(maxQ, baseline[start + j]);
+        }
+        double sumP = 0, sumQ = 0;
+        for (long j = 0; j < rowLength; j++)
+        {
+            sumP = Add(sumP, math.Exp(RoundedFloat64.Sub(model[start + j], maxP)));
+            sumQ = Add(sumQ, math.Exp(RoundedFloat64.Sub(baseline[start + j], maxQ)));
+        }
+        double divergence = 0;
+        for (long j = 0; j < rowLength; j++)
+        {
+            float p = FlooredProbability(math, model[start + j], maxP, sumP);
+            float q = FlooredProbability(math, baseline[start + j], maxQ, sumQ);
+            divergence = Add(divergence, Mul(p, math.Log(RoundedFloat64.Div(p, q))));
+        }
+        return (float)divergence;
     }
 
     /// <summary>softmax(x)[j] + 1e-8: the float64 quotient rounded to float32, then the float32 floor added.</summary>
