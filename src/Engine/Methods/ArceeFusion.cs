@@ -33,51 +33,91 @@ public sealed partial class ArceeFusion : IStreamingMergeMethod
     /// <inheritdoc />
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
-        ReadOnlySpan<float> baseline = inputs.Base.Span;
-        Span<float> model = inputs.Row(0);
         int n = inputs.Length;
+        if (n == 0)
+            return;
         int rowLength = inputs.Shape.Length >= 1 && inputs.Shape[^1] > 0 ? (int)inputs.Shape[^1] : n;
+        if (n % rowLength != 0)
+            throw new ArgumentException($"{n} values do not split into rows of {rowLength}.", nameof(inputs));
 
-        inputs.Kernels.SoftmaxDivergenceScores(model, baseline, rowLength, output.Slice(0, n));
-        float threshold = Threshold(output, inputs.RandomKey(0));
+        // The scores are |Δ| · D_row: the kernel gives each row's D, the sample and the gate form the scores from it.
+        var divergences = new float[n / rowLength];
+        inputs.Kernels.SoftmaxDivergences(inputs.Row(0), inputs.Base.Span, divergences);
+        var sample = new float[Math.Min(n, SampleSize)];
+        var parallel = Parallelism(inputs.Kernels);
+        Memory<float> model = inputs.Models.Slice(0, n);
+        ReadOnlyMemory<float> baseline = inputs.Base;
+        PhiloxKey key = inputs.RandomKey(0);
+        // Blocks of draws in parallel: each draw's position depends on its index alone. The positions are drawn first
+        // and the scores gathered in a loop of loads alone, so that many of its cache misses are in flight at once.
+        Parallel.For(0, (sample.Length + DrawBlock - 1) / DrawBlock, parallel, () => new long[2 * DrawBlock], (block, _, scratch) =>
+        {
+            ReadOnlySpan<float> m = model.Span, b = baseline.Span;
+            int first = block * DrawBlock, count = Math.Min(sample.Length - first, DrawBlock);
+            Span<long> positions = scratch.AsSpan(0, count), rows = scratch.AsSpan(DrawBlock, count);
+            SamplePositions(n, key, first, positions);
+            for (int k = 0; k < count; k++)
+                rows[k] = positions[k] / rowLength;
+            Span<float> scores = sample.AsSpan(first, count);
+            for (int k = 0; k < count; k++)
+                scores[k] = MathF.Abs(m[(int)positions[k]] - b[(int)positions[k]]);
+            // |Δ| · D: the score as the kernels form it, in two steps of the same operations.
+            for (int k = 0; k < count; k++)
+                scores[k] *= divergences[(int)rows[k]];
+            return scratch;
+        }, static _ => { });
+        float threshold = Threshold(sample, parallel);
 
-        inputs.Kernels.KeepImportantChanges(baseline, model, threshold, output.Slice(0, n));
+        inputs.Kernels.KeepImportantChanges(inputs.Base.Span, inputs.Row(0), divergences, threshold, output.Slice(0, n));
     }
 
-    /// <summary>median + 1.5 · IQR of the scores (of a Philox sample of them above 10⁶ elements).</summary>
-    internal static float Threshold(ReadOnlySpan<float> scores, PhiloxKey key)
-    {
-        long[] positions = SamplePositions(scores.Length, key);
-        var sample = new float[positions.Length];
-        for (int j = 0; j < sample.Length; j++) sample[j] = scores[(int)positions[j]];
-        return Threshold(sample);
-    }
+    /// <summary>Draws sampled per parallel block.</summary>
+    private const int DrawBlock = 1 << 16;
+
+    /// <summary>The score |model − baseline| · D, float32, as the kernels form it.</summary>
+    private static float Score(float model, float baseline, float divergence) => MathF.Abs(model - baseline) * divergence;
+
+    /// <summary>The kernels' thread count (every core for a GPU's host side).</summary>
+    private static ParallelOptions Parallelism(IMergeKernels kernels) =>
+        new() { MaxDegreeOfParallelism = kernels is Weld.Kernels.Cpu.CpuKernels cpu ? cpu.MaxDegreeOfParallelism : -1 };
 
     /// <summary>
-    /// The positions whose scores the quantiles are taken from, in draw order: every position up to 10⁶ elements,
-    /// else 10⁶ drawn with replacement, position j from the j-th 32 bits of the Philox stream scaled to the length.
+    /// The positions whose scores draws first, first + 1, … take (<paramref name="first"/> a multiple of 4): each draw's
+    /// own index up to 10⁶ elements, else drawn with replacement, draw j from the j-th 32 bits of the Philox stream
+    /// scaled to the length (four draws from each Philox block).
     /// </summary>
-    private static long[] SamplePositions(long length, PhiloxKey key)
+    private static void SamplePositions(long length, PhiloxKey key, int first, Span<long> positions)
     {
-        var positions = new long[Math.Min(length, SampleSize)];
-        for (int j = 0; j < positions.Length; j++)
-            positions[j] = length > SampleSize ? (long)((Philox4x32.ElementBits(key, j) * (ulong)length) >> 32) : j;
-        return positions;
+        if (length <= SampleSize)
+        {
+            for (int k = 0; k < positions.Length; k++)
+                positions[k] = first + k;
+            return;
+        }
+        for (int k = 0; k < positions.Length; k += 4)
+        {
+            Philox4x32Block bits = Philox4x32.StreamBlock(key, (ulong)(first + k) >> 2);
+            for (int lane = 0; lane < 4 && k + lane < positions.Length; lane++)
+                positions[k + lane] = (long)((bits[lane] * (ulong)length) >> 32);
+        }
     }
 
     /// <summary>
     /// median + 1.5 · IQR of the sampled scores (reordered in place), q_a = sorted[⌊a · (m − 1)⌋]. The three order
-    /// statistics are selected, not sorted for (sorting the 10⁶-element sample was a fifth of the method's time); each
-    /// selection goes on with the part above the previous one. A zero quantile may differ from the sorted one in its sign
-    /// only, which neither the sums below nor the gate's ≥ can tell apart.
+    /// statistics are selected, not sorted for (sorting the 10⁶-element sample was a fifth of the method's time): the
+    /// median first, which leaves the sample split around it, then the quartiles, each in its own half, side by side.
+    /// A zero quantile may differ from the sorted one in its sign only, which neither the sums below nor the gate's ≥
+    /// can tell apart; every other value is the sorted one.
     /// </summary>
-    private static float Threshold(float[] sample)
+    private static float Threshold(float[] sample, ParallelOptions parallel)
     {
         float last = sample.Length - 1;
         int i1 = (int)(0.25f * last), i2 = (int)(0.5f * last), i3 = (int)(0.75f * last);
-        float q1 = OrderStatistic.Select(sample, i1);
-        float median = i2 == i1 ? q1 : OrderStatistic.Select(sample.AsSpan(i1 + 1), i2 - i1 - 1);
-        float q3 = i3 == i2 ? median : OrderStatistic.Select(sample.AsSpan(i2 + 1), i3 - i2 - 1);
+        float median = OrderStatistic.Select(sample, i2);
+        float q1 = median, q3 = median;
+        Parallel.Invoke(parallel,
+            () => { if (i1 < i2) q1 = OrderStatistic.Select(sample.AsSpan(0, i2), i1); },
+            () => { if (i3 > i2) q3 = OrderStatistic.Select(sample.AsSpan(i2 + 1), i3 - i2 - 1); });
         return median + 1.5f * (q3 - q1);
     }
 }

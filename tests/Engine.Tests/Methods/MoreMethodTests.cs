@@ -229,6 +229,35 @@ public class MoreMethodTests
     }
 
     [Theory]
+    [InlineData(new long[] { 613, 2048 })] // above 10⁶ elements: the quantiles of a Philox sample
+    [InlineData(new long[] { 1_000_003 })] // one row, a draw count that is not a multiple of the Philox block
+    public void ArceeFusion_above_a_million_elements_gates_at_the_sorted_sample_threshold(long[] shape)
+    {
+        int n = (int)shape.Aggregate(1L, (a, b) => a * b);
+        int rowLength = (int)shape[^1];
+        var (baseline, models) = RandomModels(83, n, 1, deltaScale: 0.1f);
+        for (int i = 0; i < n; i += 101)
+            models[0][i] = baseline[i] + 20 * (models[0][i] - baseline[i]); // outlying changes, for the gate to keep
+        float[] actual = Run(new ArceeFusion(), baseline, models, shape);
+
+        // The scores from the kernel (bit-checked against a scalar reference in Kernels.Tests); the sample drawn
+        // position by position from the Philox stream, sorted, and the quantiles read off as the method documents.
+        var scores = new float[n];
+        MethodHarness.Kernels.SoftmaxDivergenceScores(models[0], baseline, rowLength, scores);
+        var key = new Weld.Kernels.PhiloxKey(7, TensorHash, 1);
+        var sample = new float[1_000_000];
+        for (int j = 0; j < sample.Length; j++)
+            sample[j] = scores[(int)((Weld.Kernels.Random.Philox4x32.ElementBits(key, j) * (ulong)n) >> 32)];
+        Array.Sort(sample);
+        float last = sample.Length - 1;
+        float threshold = sample[(int)(0.5f * last)] + 1.5f * (sample[(int)(0.75f * last)] - sample[(int)(0.25f * last)]);
+        float[] expected = Enumerable.Range(0, n).Select(i => baseline[i] + (models[0][i] - baseline[i]) * (scores[i] >= threshold ? 1f : 0f)).ToArray();
+        AssertBits(expected, actual, $"arcee_fusion {string.Join('x', shape)}");
+        int changed = Enumerable.Range(0, n).Count(i => actual[i] != baseline[i]);
+        Assert.InRange(changed, 1, n / 2);
+    }
+
+    [Theory]
     [InlineData(91, 1e-5f)]
     [InlineData(92, 0.005f)]
     public void Ram_matches_reference_bit_for_bit(int seed, float epsilon)
