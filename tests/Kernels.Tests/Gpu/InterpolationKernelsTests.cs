@@ -131,6 +131,35 @@ public sealed class InterpolationKernelsTests
         }
     }
 
+    /// <summary>The per-row D and the gate that forms the scores from them: the reference's and the CPU's bits.</summary>
+    [Theory]
+    [MemberData(nameof(GpuShapes.All), MemberType = typeof(GpuShapes))]
+    public void SoftmaxDivergences_and_their_gate_match_reference_and_cpu(string shape)
+    {
+        var gpu = GpuShapes.Get(shape);
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        foreach ((int rows, int rowLength) in new[] { (1, 1), (3, 7), (2, 1031), (70, 3), (9, 2048) })
+        {
+            (float[] model, float[] baseline) = InterpolationInputs.WeightRows(random, rows, rowLength);
+            string where = $"{shape} seed {seed}, rows {rows}, row length {rowLength}";
+            var divergences = new float[rows];
+            gpu.SoftmaxDivergences(model, baseline, divergences);
+            BitAssert.Equal(InterpolationScalarReference.SoftmaxDivergencesFdlibm(model, baseline, rowLength), divergences, where);
+            var scores = new float[model.Length];
+            _cpu.SoftmaxDivergenceScores(model, baseline, rowLength, scores);
+            float median = scores.Order().ElementAt(scores.Length / 2);
+            foreach (float threshold in InterpolationInputs.Thresholds.Append(median))
+            {
+                var expected = (float[])scores.Clone();
+                _cpu.KeepImportantChanges(baseline, model, threshold, expected);
+                var merged = new float[model.Length];
+                gpu.KeepImportantChanges(baseline, model, divergences, threshold, merged);
+                BitAssert.Identical(expected, merged, $"{where}, threshold {threshold}");
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(GpuShapes.All), MemberType = typeof(GpuShapes))]
     public void SoftmaxDivergenceScores_of_equal_rows_are_zero(string shape)
