@@ -255,7 +255,7 @@ public sealed class MethodKernelsTests
     {
         var kernels = new CpuKernels(threads);
         int seed = TestData.NewSeed();
-        foreach (int rows in new[] { 1, 2, 3, 5 })
+        foreach (int rows in new[] { 1, 2, 3, 4, 5 })
         {
             MethodKernelInputs.ForEach(seed + rows, rows, (context, stacked, n) =>
             {
@@ -271,6 +271,31 @@ public sealed class MethodKernelsTests
                 kernels.ClearRowsWhereZero(cleared, selector);
                 BitAssert.Identical(MethodScalarReference.ClearRowsWhereZero(stacked, selector), cleared, context + " clear");
             }, s_smallSizes);
+        }
+    }
+
+    /// <summary>
+    /// The variance kernel's 512-bit body (taken where AVX-512 is, as on the bench machine) and its 256-bit body (CI
+    /// machines without it) against the scalar reference, bit for bit; rows of a power of two divide by multiplying with
+    /// the reciprocal, others divide.
+    /// </summary>
+    [Fact]
+    public void VarianceAcrossRows_gives_the_same_bits_with_512_and_256_bit_vectors()
+    {
+        int seed = TestData.NewSeed();
+        foreach (int rows in new[] { 1, 2, 3, 4, 8 })
+        {
+            MethodKernelInputs.ForEach(seed + rows, rows, (context, stacked, n) =>
+            {
+                (float[] expected, long expectedNonzero) = MethodScalarReference.Variance(stacked, rows, n);
+                foreach (bool wide in new[] { true, false })
+                {
+                    var actual = new float[n];
+                    long nonzero = MethodKernels.VarianceAcrossRows(stacked, actual, wide);
+                    BitAssert.Equal(expected, actual, $"{context}, {(wide ? 512 : 256)}-bit");
+                    Assert.Equal(expectedNonzero, nonzero);
+                }
+            }, [0, 1, 15, 16, 17, 40, 1031]);
         }
     }
 
