@@ -318,6 +318,61 @@ public sealed class MethodKernelsTests
         }
     }
 
+    /// <summary>
+    /// SCE's fused kernels read the task vectors through the selector instead of clearing them: the same bits as clearing
+    /// (<see cref="IMergeKernels.ClearRowsWhereZero"/>) and then <see cref="IMergeKernels.SumOfSquares"/>, or then
+    /// <see cref="IMergeKernels.SignErasedMix"/> and <see cref="IMergeKernels.Axpby"/> onto the base (each checked
+    /// against the scalar reference above) — with a selector of many ±0 and NaN entries, without one, and with the output
+    /// written over the selector. The inputs are left as they were.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(ThreadCounts))]
+    public void SCE_fused_kernels_equal_clearing_then_summing_or_mixing_onto_the_base(int threads)
+    {
+        var kernels = new CpuKernels(threads);
+        int seed = TestData.NewSeed();
+        float[][] weightSets = [[1f], [0.5f, 0.5f], [0.2f, 0.7f, 0.1f], [0f, 0f, 0f]];
+        foreach (float[] weights in weightSets)
+        {
+            int rows = weights.Length;
+            MethodKernelInputs.ForEach(seed + rows, rows + 2, (context, data, n) =>
+            {
+                float[] stacked = data[..(rows * n)];
+                float[] selector = data[(rows * n)..((rows + 1) * n)];
+                float[] baseline = data[((rows + 1) * n)..];
+                foreach (bool selects in new[] { true, false })
+                {
+                    string where = $"{context}, rows {rows}, {(selects ? "selected" : "no selector")}";
+                    float[] cleared = (float[])stacked.Clone();
+                    if (selects) kernels.ClearRowsWhereZero(cleared, selector);
+                    var expected = new float[n];
+                    kernels.SignErasedMix(cleared, weights, 1e-6f, expected);
+                    kernels.Axpby(1f, baseline, 1f, expected, expected);
+
+                    float[] input = (float[])stacked.Clone();
+                    var actual = new float[n];
+                    kernels.SignErasedMixOntoBase(input, selects ? selector : [], weights, 1e-6f, baseline, actual);
+                    BitAssert.Identical(expected, actual, where + " mix");
+                    BitAssert.Identical(stacked, input, where + " mix leaves the task vectors");
+                    if (!selects) continue;
+
+                    float[] aliased = (float[])selector.Clone();
+                    kernels.SignErasedMixOntoBase(input, aliased, weights, 1e-6f, baseline, aliased);
+                    BitAssert.Identical(expected, aliased, where + " mix over the selector");
+
+                    for (int k = 0; k < rows; k++)
+                    {
+                        double sum = kernels.SumOfSquaresWhereSelected(input.AsSpan(k * n, n), selector);
+                        double reference = kernels.SumOfSquares(cleared.AsSpan(k * n, n));
+                        Assert.True(BitConverter.DoubleToInt64Bits(reference) == BitConverter.DoubleToInt64Bits(sum),
+                            $"{where}, row {k}: Σ x² {sum:R}, cleared first {reference:R}");
+                    }
+                    BitAssert.Identical(stacked, input, where + " sums leave the task vectors");
+                }
+            }, s_smallSizes);
+        }
+    }
+
     [Fact]
     public void Stacked_inputs_of_the_wrong_length_throw()
     {

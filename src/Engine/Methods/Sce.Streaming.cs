@@ -71,8 +71,9 @@ public sealed partial class Sce
                 Select(chunk, variance);
             }
             // Block by block onto the running sum: a chunk of several blocks adds them one at a time, as the whole tensor does.
+            ReadOnlySpan<float> selector = _selects ? MemoryMarshal.AsMemory(chunk.Base).Span : [];
             for (int k = 0; k < chunk.Count; k++)
-                _energy[k] = BlockSums.SumOfSquares(kernels, chunk.Row(k), chunk.Offset, _energy[k]);
+                _energy[k] = BlockSums.SumOfSquares(kernels, chunk.Row(k), selector, chunk.Offset, _energy[k]);
         }
 
         public void EndPass(int pass)
@@ -108,19 +109,17 @@ public sealed partial class Sce
                 kernels.VarianceAcrossRows(chunk.Models.Span, output);
                 Select(chunk, output);
             }
-            EraseAndMix(chunk, _weights!, output);
-            kernels.Axpby(1f, chunk.Base.Span, 1f, output, output);
+            EraseAndMixOntoBase(chunk, _selects ? output : [], _weights!, output);
         }
 
         /// <summary>
         /// <see cref="SelectByVariance"/> on one chunk: the top-k cut of the variances (ties keep the lowest indices, the
-        /// budget carried in index order), then the task vectors cleared where it dropped.
+        /// budget carried in index order), +0 where it dropped: the selector the energies and the mix read δ through.
         /// </summary>
         private void Select(TensorMergeInputs chunk, Span<float> variance)
         {
             if (chunk.Offset == 0) _tiesLeft = _search!.TiesToKeep;
             _tiesLeft -= chunk.Kernels.KeepAboveMagnitude(variance, _search!.ThresholdKey, _tiesLeft);
-            chunk.Kernels.ClearRowsWhereZero(chunk.Models.Span, variance);
         }
     }
 }

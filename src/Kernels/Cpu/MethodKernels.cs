@@ -419,6 +419,62 @@ internal static unsafe class MethodKernels
         }
     }
 
+    /// <summary>
+    /// <see cref="SignErasedMix"/> of the task vectors taken as +0 where <paramref name="selector"/> is ±0 (none when it
+    /// is null), then output = 1·baseline + 1·mixed as <see cref="ElementwiseKernels.Axpby"/> computes it: one pass
+    /// instead of clearing the rows, mixing and adding the base. <paramref name="output"/> may be the selector.
+    /// </summary>
+    public static void SignErasedMixOntoBase(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
+        float* selector, float* baseline, float* output, int count)
+    {
+        int rows = weights.Length;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var floor = new Vector<float>(divisorFloor);
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                // Where the selector is zero every δ reads as +0 (ClearWhereZero's select), all other lanes as they are.
+                Vector<int> dropped = selector == null ? Vector<int>.Zero : Vector.Equals(Vector.Load(selector + i), Vector<float>.Zero);
+                Vector<float> sum = Vector<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                    sum += Vector.ConditionalSelect(dropped, Vector<float>.Zero, Vector.Load(deltas + k * rowLength + i));
+                Vector<int> positive = Vector.GreaterThanOrEqual(sum, Vector<float>.Zero); // NaN: false, elects −1
+                Vector<float> mixed = Vector<float>.Zero, divisor = Vector<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector<float> delta = Vector.ConditionalSelect(dropped, Vector<float>.Zero, Vector.Load(deltas + k * rowLength + i));
+                    Vector<int> agree = Vector.ConditionalSelect(positive,
+                        Vector.GreaterThan(delta, Vector<float>.Zero), Vector.LessThan(delta, Vector<float>.Zero));
+                    Vector<float> erased = Vector.ConditionalSelect(agree, new Vector<float>(weights[k]), Vector<float>.Zero);
+                    mixed += delta * erased;
+                    divisor += erased;
+                }
+                Vector<float> merged = mixed / Vector.ConditionalSelect(Vector.LessThan(divisor, floor), floor, divisor);
+                Vector.Store(Vector<float>.One * Vector.Load(baseline + i) + Vector<float>.One * merged, output + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            bool dropped = selector != null && selector[i] == 0f;
+            float sum = 0f;
+            for (int k = 0; k < rows; k++)
+                sum += dropped ? 0f : deltas[k * rowLength + i];
+            bool positive = sum >= 0f;
+            float mixed = 0f, divisor = 0f;
+            for (int k = 0; k < rows; k++)
+            {
+                float delta = dropped ? 0f : deltas[k * rowLength + i];
+                float erased = (positive ? delta > 0f : delta < 0f) ? weights[k] : 0f;
+                mixed += delta * erased;
+                divisor += erased;
+            }
+            float merged = mixed / (divisor < divisorFloor ? divisorFloor : divisor);
+            output[i] = 1f * baseline[i] + 1f * merged;
+        }
+    }
+
     /// <summary>SCE's erase and mix: the elected sign's weights e_k, output = Σ δ_k·e_k / (Σ e_k floored).</summary>
     public static void SignErasedMix(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
         float* output, int count)
