@@ -81,7 +81,11 @@ public sealed partial class Sce
             if (pass < EnergyPass)
             {
                 // k is known once every variance was counted; the sampled search may then finish (the passes drop).
-                if (pass == CountPass) _search!.Retarget((long)(_topK * _nonzero));
+                if (pass == CountPass)
+                {
+                    _search ??= new SampledThresholdSearch(_length, 0); // no chunk was observed (an empty tensor)
+                    _search.Retarget((long)(_topK * _nonzero));
+                }
                 _search!.EndPass();
                 _searchPasses = pass + 1 + _search.PassesLeft;
                 return;
