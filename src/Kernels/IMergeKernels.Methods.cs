@@ -90,4 +90,30 @@ public partial interface IMergeKernels
     /// output[i] = mixed / (divisor &lt; floor ? floor : divisor), one IEEE division.
     /// </summary>
     void SignErasedMix(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights, float divisorFloor, Span<float> output);
+
+    /// <summary>
+    /// SCE's energy of a selected task vector: Σ x[i]² in float64 with x[i] taken as +0 wherever <c>selector[i]</c> is ±0
+    /// (a NaN selector is not zero): the bits of <see cref="SumOfSquares"/> after <see cref="ClearRowsWhereZero"/>.
+    /// <paramref name="x"/> is scratch: an implementation may clear it so (the default does; the CPU one reads it only).
+    /// </summary>
+    double SumOfSquaresWhereSelected(Span<float> x, ReadOnlySpan<float> selector)
+    {
+        ClearRowsWhereZero(x, selector);
+        return SumOfSquares(x);
+    }
+
+    /// <summary>
+    /// SCE's erase and mix onto the base in one pass: <see cref="SignErasedMix"/> of the task vectors with +0 wherever
+    /// <c>selector[i]</c> is ±0 (all of them when <paramref name="selector"/> is empty), then
+    /// output[i] = 1·baseline[i] + 1·mixed[i] as <see cref="Axpby"/> gives it: the bits of those three calls.
+    /// <paramref name="output"/> may be the selector itself (every element is read before it is written);
+    /// <paramref name="stackedDeltas"/> is scratch an implementation may clear (the default does; the CPU one reads it only).
+    /// </summary>
+    void SignErasedMixOntoBase(Span<float> stackedDeltas, ReadOnlySpan<float> selector, ReadOnlySpan<float> weights,
+        float divisorFloor, ReadOnlySpan<float> baseline, Span<float> output)
+    {
+        if (!selector.IsEmpty) ClearRowsWhereZero(stackedDeltas, selector);
+        SignErasedMix(stackedDeltas, weights, divisorFloor, output);
+        Axpby(1f, baseline, 1f, output, output);
+    }
 }

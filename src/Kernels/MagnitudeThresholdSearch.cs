@@ -12,7 +12,7 @@ public sealed class MagnitudeThresholdSearch
     private static ReadOnlySpan<byte> Widths => [16, 15];
 
     private readonly long _length;
-    private readonly long _keep;
+    private long _keep;
     private readonly long[] _histogram = new long[1 << 16];
     private long _countBelow;
     private int _prefix;
@@ -48,6 +48,28 @@ public sealed class MagnitudeThresholdSearch
     /// passes) and for keep = length (0, the threshold is key 0); not known for keep = 0.
     /// </summary>
     public long CountBelow => _countBelow;
+
+    /// <summary>
+    /// Replaces the keep count before the first pass closes, for a caller that learns it only by the end of that pass
+    /// (SCE's k = ⌊select_topk · #{var ≠ 0}⌋): the first pass counts the high digits of every key whatever the count.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A pass was closed, or the search began complete (keep 0 or the
+    /// length, so it counted nothing) and the new count needs the counts.</exception>
+    public void Retarget(long keep)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(keep);
+        keep = Math.Min(keep, _length);
+        if (Pass > 0)
+            throw new InvalidOperationException("The keep count can only change before the first pass closes.");
+        bool special = keep == 0 || keep == _length;
+        if (IsComplete && !special && _keep != keep)
+            throw new InvalidOperationException("A search that began complete counted nothing: start it with 0 < keep < length.");
+        _keep = keep;
+        if (keep == 0)
+            Finish(int.MaxValue, 0);
+        else if (keep == _length)
+            Finish(0, long.MaxValue);
+    }
 
     /// <summary>Counts one chunk in the current pass (chunks of a pass may come in any order).</summary>
     public void Observe(IMergeKernels kernels, ReadOnlySpan<float> chunk)

@@ -108,6 +108,55 @@ public class SampledThresholdSearchTests
         }
     }
 
+    /// <summary>
+    /// A keep count learnt during the first pass (SCE's k counts the nonzero variances that pass reads): the bracket is
+    /// sampled for an estimate, <see cref="SampledThresholdSearch.Retarget"/> sets the true count before the pass closes,
+    /// and the cut is exactly the histogram search's for the true count. A near estimate keeps the one pass; a far one
+    /// misses (three passes); no sample (small chunks) retargets the histogram pass under way (two); 0 and the length
+    /// finish at once; after a pass closed the count is fixed.
+    /// </summary>
+    [Fact]
+    public void A_keep_count_set_before_the_first_pass_closes_gives_the_histogram_cut_for_that_count()
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        int length = 3 * ChunkLength + 777;
+        float[] values = Normal(random, length, 0.02);
+        for (int i = 0; i < length; i++)
+            values[i] = FloatConversions.Bf16ToSingle(FloatConversions.SingleToBf16(values[i])); // few distinct keys, ties
+        var kernels = new CpuKernels();
+        var cases = new (long Estimate, long Keep, int Chunk, int Passes)[]
+        {
+            ((long)(length * 0.31), (long)(length * 0.3), ChunkLength, 1),
+            (length / 100, length / 2, ChunkLength, 3),
+            (length / 3, length / 4, 65_536, 2),
+            (length / 3, 0, ChunkLength, 0),
+            (length / 3, length, 65_536, 0),
+        };
+        foreach (var (estimate, keep, chunk, expectedPasses) in cases)
+        {
+            string context = $"seed {seed}, estimate {estimate}, keep {keep}, chunks of {chunk}";
+            var search = new SampledThresholdSearch(length, estimate);
+            int passes = 0;
+            do
+            {
+                for (int start = 0; start < length; start += chunk)
+                    search.Observe(kernels, values.AsSpan(start, Math.Min(chunk, length - start)));
+                if (passes == 0) search.Retarget(keep);
+                search.EndPass();
+                passes++;
+                Assert.True(passes <= 3, $"{context}: more than three passes");
+            } while (!search.IsComplete);
+            Assert.True(passes == Math.Max(1, expectedPasses), $"{context}: {passes} passes");
+            AssertSameCut(values, keep, search, context);
+            Assert.Throws<InvalidOperationException>(() => search.Retarget(keep + 1));
+        }
+        var complete = new SampledThresholdSearch(length, 0); // began complete: it counts nothing
+        Assert.Throws<InvalidOperationException>(() => complete.Retarget(5));
+        complete.Retarget(length);
+        AssertSameCut(values, length, complete, $"seed {seed}, begun at 0, retargeted to the length");
+    }
+
     [Theory]
     [InlineData(70_000, 1.0)]
     [InlineData(65_536 + 13, 0.05)]

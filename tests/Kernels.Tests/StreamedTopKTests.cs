@@ -120,4 +120,29 @@ public class StreamedTopKTests
         BitAssert.Identical(whole, chunked, $"seed {seed}");
         BitAssert.Identical(ScalarReference.DropAndRescale(values, 0.37f, true, key), chunked, $"seed {seed}");
     }
+    /// <summary>
+    /// The threshold tie count (<c>MagnitudeHistogramKernel.CountEqual</c>, vectorized) with 512-bit and 256-bit bodies
+    /// against a scalar count of key matches, for keys that occur often (ties), once, never, and for NaN/±∞ keys.
+    /// </summary>
+    [Fact]
+    public void Tie_counts_of_both_vector_widths_equal_a_scalar_count()
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        foreach (int size in new[] { 0, 1, 15, 16, 17, 31, 1031 })
+        {
+            foreach ((string kind, float[] values) in TestData.Kinds(random, size))
+            {
+                var keys = values.Select(v => (int)ScalarReference.Key(v)).ToList();
+                keys.AddRange([0, 0x7F800000, 12345]);
+                foreach (int key in keys.Distinct().Take(40))
+                {
+                    int expected = values.Count(v => (int)ScalarReference.Key(v) == key);
+                    foreach (bool wide in new[] { true, false })
+                        Assert.True(expected == MagnitudeHistogramKernel.CountEqual(values, key, wide),
+                            $"seed {seed}, {kind}, n {size}, key 0x{key:X8}, {(wide ? 512 : 256)}-bit");
+                }
+            }
+        }
+    }
 }

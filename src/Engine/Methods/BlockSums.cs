@@ -23,6 +23,23 @@ internal static class BlockSums
         return sum;
     }
 
+    /// <summary>
+    /// <paramref name="sum"/> + Σ x[i]² with x[i] read as 0 where <paramref name="selector"/> is ±0 (no selection when
+    /// it is empty), where x[0] is tensor element <paramref name="offset"/>. <paramref name="x"/> is scratch the kernels
+    /// may clear so.
+    /// </summary>
+    public static double SumOfSquares(IMergeKernels kernels, Span<float> x, ReadOnlySpan<float> selector, long offset, double sum = 0)
+    {
+        if (selector.IsEmpty) return SumOfSquares(kernels, x, offset, sum);
+        for (int start = 0; start < x.Length;)
+        {
+            int length = PieceLength(offset + start, x.Length - start);
+            sum += kernels.SumOfSquaresWhereSelected(x.Slice(start, length), selector.Slice(start, length));
+            start += length;
+        }
+        return sum;
+    }
+
     /// <summary><paramref name="sum"/> + Σ a[i]·b[i], where a[0] and b[0] are tensor element <paramref name="offset"/>.</summary>
     public static double Dot(IMergeKernels kernels, ReadOnlySpan<float> a, ReadOnlySpan<float> b, long offset, double sum = 0)
     {

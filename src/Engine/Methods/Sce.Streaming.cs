@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Weld.Kernels;
+using Weld.Kernels.Cpu;
 
 namespace Weld.Engine.Methods;
 
@@ -13,20 +14,23 @@ public sealed partial class Sce
 
     /// <summary>
     /// One streamed tensor. Passes, with δ_k = θ_k − θ_base formed per chunk: when select_topk &lt; 1, the count of
-    /// nonzero variances (k = ⌊select_topk · count⌋), then the top-k cut of the variances (two counting passes); then
-    /// Σ δ_k² of the selected task vectors; then the apply pass.
+    /// nonzero variances (k = ⌊select_topk · count⌋) together with a sampled counting pass for the top-k cut of the
+    /// variances (<see cref="SampledThresholdSearch"/>: the first chunk's sample brackets the cut for the k its own
+    /// count suggests, and the cut is read off for the true k at the end of the pass; two histogram passes follow only
+    /// when the bracket misses); then Σ δ_k² of the selected task vectors; then the apply pass. On bf16 task vectors
+    /// the bracket holds: two statistics passes, three reads of the tensor in all.
     /// </summary>
     private sealed class TensorStream : IStreamingTensorMerge
     {
         private const int CountPass = 0;
-        private const int SearchPasses = 2;
 
         private readonly bool _selects;
         private readonly double _topK;
         private readonly long _length;
         private readonly double[] _energy;
         private long _nonzero;
-        private MagnitudeThresholdSearch? _search;
+        private SampledThresholdSearch? _search;
+        private int _searchPasses;
         private long _tiesLeft;
         private float[]? _weights;
 
@@ -36,12 +40,14 @@ public sealed partial class Sce
             _selects = _topK < 1;
             _length = description.TensorLength;
             _energy = new double[description.Count];
-            StatisticsPasses = _selects ? 1 + SearchPasses + 1 : 1;
+            // At most: the counting pass, then two histogram passes if its bracket misses.
+            _searchPasses = _selects ? 3 : 0;
         }
 
-        public int StatisticsPasses { get; }
+        /// <summary>Drops from four to two after the counting pass when its sampled bracket holds the cut.</summary>
+        public int StatisticsPasses => _searchPasses + 1;
 
-        private int EnergyPass => StatisticsPasses - 1;
+        private int EnergyPass => _searchPasses;
 
         public void Observe(int pass, TensorMergeInputs chunk)
         {
@@ -51,12 +57,12 @@ public sealed partial class Sce
             {
                 // The base row is spent once the task vectors are formed: it holds the variances of a statistics pass.
                 Span<float> variance = MemoryMarshal.AsMemory(chunk.Base).Span;
+                long nonzero = kernels.VarianceAcrossRows(chunk.Models.Span, variance);
                 if (pass == CountPass)
                 {
-                    _nonzero += kernels.VarianceAcrossRows(chunk.Models.Span, variance);
-                    return;
+                    _nonzero += nonzero;
+                    if (chunk.Offset == 0) _search = new SampledThresholdSearch(_length, EstimatedKeep(nonzero, variance.Length));
                 }
-                kernels.VarianceAcrossRows(chunk.Models.Span, variance);
                 if (pass < EnergyPass)
                 {
                     _search!.Observe(kernels, variance);
@@ -65,18 +71,37 @@ public sealed partial class Sce
                 Select(chunk, variance);
             }
             // Block by block onto the running sum: a chunk of several blocks adds them one at a time, as the whole tensor does.
+            ReadOnlySpan<float> selector = _selects ? MemoryMarshal.AsMemory(chunk.Base).Span : [];
             for (int k = 0; k < chunk.Count; k++)
-                _energy[k] = BlockSums.SumOfSquares(kernels, chunk.Row(k), chunk.Offset, _energy[k]);
+                _energy[k] = BlockSums.SumOfSquares(kernels, chunk.Row(k), selector, chunk.Offset, _energy[k]);
         }
 
         public void EndPass(int pass)
         {
-            if (_selects && pass == CountPass)
-                _search = new MagnitudeThresholdSearch(_length, (long)(_topK * _nonzero));
-            else if (pass < EnergyPass)
+            if (pass < EnergyPass)
+            {
+                // k is known once every variance was counted; the sampled search may then finish (the passes drop).
+                if (pass == CountPass)
+                {
+                    _search ??= new SampledThresholdSearch(_length, 0); // no chunk was observed (an empty tensor)
+                    _search.Retarget((long)(_topK * _nonzero));
+                }
                 _search!.EndPass();
-            else
-                _weights = MatrixWeights(_energy, _length);
+                _searchPasses = pass + 1 + _search.PassesLeft;
+                return;
+            }
+            _weights = MatrixWeights(_energy, _length);
+        }
+
+        /// <summary>
+        /// The keep count the first chunk's own share of nonzero variances suggests for the whole tensor, strictly
+        /// between 0 and the length so that the search starts counting (<see cref="SampledThresholdSearch.Retarget"/>
+        /// then sets the true count, exact whatever the estimate).
+        /// </summary>
+        private long EstimatedKeep(long chunkNonzero, int chunkLength)
+        {
+            double estimate = Math.Floor(_topK * chunkNonzero / chunkLength * _length);
+            return (long)Math.Clamp(estimate, 1, Math.Max(1, _length - 1));
         }
 
         public void Merge(TensorMergeInputs chunk, Span<float> output)
@@ -88,19 +113,17 @@ public sealed partial class Sce
                 kernels.VarianceAcrossRows(chunk.Models.Span, output);
                 Select(chunk, output);
             }
-            EraseAndMix(chunk, _weights!, output);
-            kernels.Axpby(1f, chunk.Base.Span, 1f, output, output);
+            EraseAndMixOntoBase(chunk, _selects ? output : [], _weights!, output);
         }
 
         /// <summary>
         /// <see cref="SelectByVariance"/> on one chunk: the top-k cut of the variances (ties keep the lowest indices, the
-        /// budget carried in index order), then the task vectors cleared where it dropped.
+        /// budget carried in index order), +0 where it dropped: the selector the energies and the mix read δ through.
         /// </summary>
         private void Select(TensorMergeInputs chunk, Span<float> variance)
         {
             if (chunk.Offset == 0) _tiesLeft = _search!.TiesToKeep;
             _tiesLeft -= chunk.Kernels.KeepAboveMagnitude(variance, _search!.ThresholdKey, _tiesLeft);
-            chunk.Kernels.ClearRowsWhereZero(chunk.Models.Span, variance);
         }
     }
 }

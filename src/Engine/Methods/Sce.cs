@@ -40,36 +40,38 @@ public sealed partial class Sce : IStreamingMergeMethod
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
         IMergeKernels kernels = inputs.Kernels;
-        ReadOnlySpan<float> baseline = inputs.Base.Span;
         inputs.FormTaskVectors();
 
+        // The selection lives in the output row (the variances, +0 where dropped) until the mix overwrites it: the task
+        // vectors are never cleared, the energies and the mix read them through it.
         double topK = inputs.Global.Number("select_topk");
-        if (topK < 1) SelectByVariance(inputs, topK, output);
+        Span<float> selector = topK < 1 ? SelectByVariance(inputs, topK, output) : [];
 
-        float[] weights = MatrixWeights(inputs);
-        EraseAndMix(inputs, weights, output);
-        kernels.Axpby(1f, baseline, 1f, output, output);
+        float[] weights = MatrixWeights(inputs, selector);
+        EraseAndMixOntoBase(inputs, selector, weights, output);
     }
 
-    /// <summary>Zeroes, in every task vector, the positions outside the top-k population variance across models.</summary>
-    private static void SelectByVariance(TensorMergeInputs inputs, double topK, Span<float> variance)
+    /// <summary>
+    /// The top-k population variances across models (when select_topk &lt; 1) in <paramref name="variance"/>, +0 where
+    /// dropped: a task-vector element counts as 0 wherever its selector is 0.
+    /// </summary>
+    private static Span<float> SelectByVariance(TensorMergeInputs inputs, double topK, Span<float> variance)
     {
         IMergeKernels kernels = inputs.Kernels;
-        Span<float> models = inputs.Models.Span;
-        long nonzero = kernels.VarianceAcrossRows(models, variance);
+        long nonzero = kernels.VarianceAcrossRows(inputs.Models.Span, variance);
         // mergekit: k = int(topk · count_nonzero(var)); torch.topk of |var| (Weld breaks ties by lowest index).
         kernels.KeepTopK(variance, (long)(topK * nonzero));
-        kernels.ClearRowsWhereZero(models, variance);
+        return variance;
     }
 
     /// <summary>
     /// w_k = mean(δ_k²) normalised to sum 1, computed in float64 and stored as float32 (mergekit's tensor); uniform
-    /// when the sum is below 1e-6, as for task vectors of tiny changes.
+    /// when the sum is below 1e-6, as for task vectors of tiny changes. δ_k is read through the selector (if any).
     /// </summary>
-    private static float[] MatrixWeights(TensorMergeInputs inputs)
+    private static float[] MatrixWeights(TensorMergeInputs inputs, ReadOnlySpan<float> selector)
     {
         var energy = new double[inputs.Count];
-        for (int k = 0; k < energy.Length; k++) energy[k] = SumOfSquares(inputs.Kernels, inputs.Row(k));
+        for (int k = 0; k < energy.Length; k++) energy[k] = BlockSums.SumOfSquares(inputs.Kernels, inputs.Row(k), selector, 0);
         return MatrixWeights(energy, inputs.TensorLength);
     }
 
@@ -90,21 +92,9 @@ public sealed partial class Sce : IStreamingMergeMethod
     }
 
     /// <summary>
-    /// Σ x² summed block by block (<see cref="TensorMergeInputs.ChunkAlignment"/>) in index order: a streamed tensor
-    /// adds the same blocks in the same order, so both paths round identically.
+    /// output = θ_base + Σ_k δ_k·(w_k e_k) / max(Σ_k w_k e_k, 1e-6), float32 sums in model order as mergekit's tensors do,
+    /// δ_k read as 0 where the selector (if any) is 0; torch.sign's NaN gives 0, which never matches the elected ±1.
     /// </summary>
-    private static double SumOfSquares(IMergeKernels kernels, ReadOnlySpan<float> values)
-    {
-        double sum = 0;
-        for (int start = 0; start < values.Length; start += TensorMergeInputs.ChunkAlignment)
-            sum += kernels.SumOfSquares(values.Slice(start, Math.Min(TensorMergeInputs.ChunkAlignment, values.Length - start)));
-        return sum;
-    }
-
-    /// <summary>
-    /// output = Σ_k δ_k·(w_k e_k) / max(Σ_k w_k e_k, 1e-6), float32 sums in model order as mergekit's tensors do;
-    /// torch.sign's NaN gives 0, which never matches the elected ±1.
-    /// </summary>
-    private static void EraseAndMix(TensorMergeInputs inputs, float[] weights, Span<float> output) =>
-        inputs.Kernels.SignErasedMix(inputs.Models.Span, weights, DivisorFloor, output);
+    private static void EraseAndMixOntoBase(TensorMergeInputs inputs, ReadOnlySpan<float> selector, float[] weights, Span<float> output) =>
+        inputs.Kernels.SignErasedMixOntoBase(inputs.Models.Span, selector, weights, DivisorFloor, inputs.Base.Span, output);
 }

@@ -246,6 +246,44 @@ public sealed unsafe partial class CpuKernels
         }
     }
 
+    /// <inheritdoc />
+    public double SumOfSquaresWhereSelected(Span<float> x, ReadOnlySpan<float> selector)
+    {
+        RequireSameLength(x.Length, selector.Length, nameof(selector));
+        fixed (float* data = x)
+        fixed (float* selectorStart = selector)
+        {
+            nint address = (nint)data, selectorAddress = (nint)selectorStart;
+            return SumOverChunks(x.Length, (start, size) =>
+                ReductionKernels.SumOfSquaresWhereSelected((float*)address + start, (float*)selectorAddress + start, size));
+        }
+    }
+
+    /// <inheritdoc />
+    public void SignErasedMixOntoBase(Span<float> stackedDeltas, ReadOnlySpan<float> selector, ReadOnlySpan<float> weights,
+        float divisorFloor, ReadOnlySpan<float> baseline, Span<float> output)
+    {
+        int length = output.Length;
+        RequireStacked(stackedDeltas.Length, weights.Length, length, nameof(stackedDeltas));
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        bool selects = !selector.IsEmpty;
+        if (selects) RequireSameLength(length, selector.Length, nameof(selector));
+        float[] weightCopy = weights.ToArray();
+        fixed (float* source = stackedDeltas)
+        fixed (float* selectorStart = selector)
+        fixed (float* baseStart = baseline)
+        fixed (float* destination = output)
+        {
+            nint sourceAddress = (nint)source, selectorAddress = (nint)selectorStart, baseAddress = (nint)baseStart,
+                destinationAddress = (nint)destination;
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+            {
+                MethodKernels.SignErasedMixOntoBase((float*)sourceAddress + start, length, weightCopy, divisorFloor,
+                    selects ? (float*)selectorAddress + start : null, (float*)baseAddress + start, (float*)destinationAddress + start, size);
+            });
+        }
+    }
+
     /// <summary>Rows of a stacked input whose row length is the output's; at least one when there is data.</summary>
     internal static int RowsOf(int stackedLength, int rowLength, string parameter)
     {

@@ -289,39 +289,78 @@ internal static unsafe class MethodKernels
     }
 
     /// <summary>output[i] = (float)(Σ_k (x_k − μ)² / rows) in float64, μ = Σ_k x_k / rows; returns the outputs ≠ 0.</summary>
-    public static long VarianceAcrossRows(float* stacked, long rowLength, int rows, float* output, int count)
+    public static long VarianceAcrossRows(float* stacked, long rowLength, int rows, float* output, int count) =>
+        VarianceAcrossRows(stacked, rowLength, rows, output, count, Vector512.IsHardwareAccelerated);
+
+    /// <summary>
+    /// <see cref="VarianceAcrossRows(float*, long, int, float*, int)"/> with 512-bit vectors first when
+    /// <paramref name="wide"/> (8 float64 lanes: half the instructions), then 256-bit vectors, then scalars: each lane
+    /// does the scalar operations in the same order, so the split points never change a bit (tests call both widths).
+    /// </summary>
+    internal static long VarianceAcrossRows(float* stacked, long rowLength, int rows, float* output, int count, bool wide)
     {
+        // Dividing by a power of two rounds the same exact quotient as multiplying by its (exact) reciprocal, subnormal
+        // results and NaN payloads included; the float64 divisions are the slowest instructions here (SCE merges two
+        // task vectors on the bench: rows = 2).
+        double reciprocal = BitOperations.IsPow2(rows) ? 1.0 / rows : 0;
         int i = 0;
         long zeros = 0;
-        if (Vector.IsHardwareAccelerated)
+        if (wide)
         {
-            var divisor = new Vector<double>(rows);
-            Vector<int> zeroCount = Vector<int>.Zero;
-            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            Vector512<int> zeroCount = Vector512<int>.Zero;
+            for (; i <= count - Vector512<float>.Count; i += Vector512<float>.Count)
             {
                 // Float32 lanes widened into two float64 halves; the same operations as the scalar path, lane by lane.
-                Vector<double> meanLow = Vector<double>.Zero, meanHigh = Vector<double>.Zero;
+                Vector512<double> meanLow = Vector512<double>.Zero, meanHigh = Vector512<double>.Zero;
                 for (int k = 0; k < rows; k++)
                 {
-                    Vector.Widen(Vector.Load(stacked + k * rowLength + i), out Vector<double> low, out Vector<double> high);
+                    (Vector512<double> low, Vector512<double> high) = Vector512.Widen(Vector512.Load(stacked + k * rowLength + i));
                     meanLow += low;
                     meanHigh += high;
                 }
-                meanLow /= divisor;
-                meanHigh /= divisor;
-                Vector<double> sumLow = Vector<double>.Zero, sumHigh = Vector<double>.Zero;
+                meanLow = DivideByRows(meanLow, rows, reciprocal);
+                meanHigh = DivideByRows(meanHigh, rows, reciprocal);
+                Vector512<double> sumLow = Vector512<double>.Zero, sumHigh = Vector512<double>.Zero;
                 for (int k = 0; k < rows; k++)
                 {
-                    Vector.Widen(Vector.Load(stacked + k * rowLength + i), out Vector<double> low, out Vector<double> high);
-                    Vector<double> deviationLow = low - meanLow, deviationHigh = high - meanHigh;
+                    (Vector512<double> low, Vector512<double> high) = Vector512.Widen(Vector512.Load(stacked + k * rowLength + i));
+                    Vector512<double> deviationLow = low - meanLow, deviationHigh = high - meanHigh;
                     sumLow += deviationLow * deviationLow;
                     sumHigh += deviationHigh * deviationHigh;
                 }
-                Vector<float> variance = Vector.Narrow(sumLow / divisor, sumHigh / divisor);
-                Vector.Store(variance, output + i);
-                zeroCount -= Vector.Equals(variance, Vector<float>.Zero);
+                Vector512<float> variance = Vector512.Narrow(DivideByRows(sumLow, rows, reciprocal), DivideByRows(sumHigh, rows, reciprocal));
+                variance.Store(output + i);
+                zeroCount -= Vector512.Equals(variance, Vector512<float>.Zero).AsInt32();
             }
-            zeros = Vector.Sum(zeroCount);
+            zeros += Vector512.Sum(zeroCount);
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<int> zeroCount = Vector256<int>.Zero;
+            for (; i <= count - Vector256<float>.Count; i += Vector256<float>.Count)
+            {
+                Vector256<double> meanLow = Vector256<double>.Zero, meanHigh = Vector256<double>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    (Vector256<double> low, Vector256<double> high) = Vector256.Widen(Vector256.Load(stacked + k * rowLength + i));
+                    meanLow += low;
+                    meanHigh += high;
+                }
+                meanLow = DivideByRows(meanLow, rows, reciprocal);
+                meanHigh = DivideByRows(meanHigh, rows, reciprocal);
+                Vector256<double> sumLow = Vector256<double>.Zero, sumHigh = Vector256<double>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    (Vector256<double> low, Vector256<double> high) = Vector256.Widen(Vector256.Load(stacked + k * rowLength + i));
+                    Vector256<double> deviationLow = low - meanLow, deviationHigh = high - meanHigh;
+                    sumLow += deviationLow * deviationLow;
+                    sumHigh += deviationHigh * deviationHigh;
+                }
+                Vector256<float> variance = Vector256.Narrow(DivideByRows(sumLow, rows, reciprocal), DivideByRows(sumHigh, rows, reciprocal));
+                variance.Store(output + i);
+                zeroCount -= Vector256.Equals(variance, Vector256<float>.Zero).AsInt32();
+            }
+            zeros += Vector256.Sum(zeroCount);
         }
 
         for (; i < count; i++)
@@ -344,6 +383,22 @@ internal static unsafe class MethodKernels
         return count - zeros;
     }
 
+    /// <summary>Span form of the variance for tests: all of <paramref name="output"/>, rows = stacked.Length / output.Length.</summary>
+    internal static long VarianceAcrossRows(ReadOnlySpan<float> stacked, Span<float> output, bool wide)
+    {
+        fixed (float* source = stacked)
+        fixed (float* destination = output)
+            return VarianceAcrossRows(source, output.Length, stacked.Length / Math.Max(1, output.Length), destination, output.Length, wide);
+    }
+
+    /// <summary>x / rows, as a multiplication by <paramref name="reciprocal"/> when it is exact (≠ 0: rows is a power of two).</summary>
+    private static Vector512<double> DivideByRows(Vector512<double> x, int rows, double reciprocal) =>
+        reciprocal != 0 ? x * reciprocal : x / (double)rows;
+
+    /// <inheritdoc cref="DivideByRows(Vector512{double}, int, double)"/>
+    private static Vector256<double> DivideByRows(Vector256<double> x, int rows, double reciprocal) =>
+        reciprocal != 0 ? x * reciprocal : x / (double)rows;
+
     /// <summary>row[i] = +0 where selector[i] is ±0.</summary>
     public static void ClearWhereZero(float* row, float* selector, int count)
     {
@@ -361,6 +416,62 @@ internal static unsafe class MethodKernels
         {
             if (selector[i] == 0f)
                 row[i] = 0f;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="SignErasedMix"/> of the task vectors taken as +0 where <paramref name="selector"/> is ±0 (none when it
+    /// is null), then output = 1·baseline + 1·mixed as <see cref="ElementwiseKernels.Axpby"/> computes it: one pass
+    /// instead of clearing the rows, mixing and adding the base. <paramref name="output"/> may be the selector.
+    /// </summary>
+    public static void SignErasedMixOntoBase(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
+        float* selector, float* baseline, float* output, int count)
+    {
+        int rows = weights.Length;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var floor = new Vector<float>(divisorFloor);
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                // Where the selector is zero every δ reads as +0 (ClearWhereZero's select), all other lanes as they are.
+                Vector<int> dropped = selector == null ? Vector<int>.Zero : Vector.Equals(Vector.Load(selector + i), Vector<float>.Zero);
+                Vector<float> sum = Vector<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                    sum += Vector.ConditionalSelect(dropped, Vector<float>.Zero, Vector.Load(deltas + k * rowLength + i));
+                Vector<int> positive = Vector.GreaterThanOrEqual(sum, Vector<float>.Zero); // NaN: false, elects −1
+                Vector<float> mixed = Vector<float>.Zero, divisor = Vector<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector<float> delta = Vector.ConditionalSelect(dropped, Vector<float>.Zero, Vector.Load(deltas + k * rowLength + i));
+                    Vector<int> agree = Vector.ConditionalSelect(positive,
+                        Vector.GreaterThan(delta, Vector<float>.Zero), Vector.LessThan(delta, Vector<float>.Zero));
+                    Vector<float> erased = Vector.ConditionalSelect(agree, new Vector<float>(weights[k]), Vector<float>.Zero);
+                    mixed += delta * erased;
+                    divisor += erased;
+                }
+                Vector<float> merged = mixed / Vector.ConditionalSelect(Vector.LessThan(divisor, floor), floor, divisor);
+                Vector.Store(Vector<float>.One * Vector.Load(baseline + i) + Vector<float>.One * merged, output + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            bool dropped = selector != null && selector[i] == 0f;
+            float sum = 0f;
+            for (int k = 0; k < rows; k++)
+                sum += dropped ? 0f : deltas[k * rowLength + i];
+            bool positive = sum >= 0f;
+            float mixed = 0f, divisor = 0f;
+            for (int k = 0; k < rows; k++)
+            {
+                float delta = dropped ? 0f : deltas[k * rowLength + i];
+                float erased = (positive ? delta > 0f : delta < 0f) ? weights[k] : 0f;
+                mixed += delta * erased;
+                divisor += erased;
+            }
+            float merged = mixed / (divisor < divisorFloor ? divisorFloor : divisor);
+            output[i] = 1f * baseline[i] + 1f * merged;
         }
     }
 

@@ -48,6 +48,33 @@ internal static unsafe class ReductionKernels
         return sum;
     }
 
+    /// <summary>
+    /// Σ x[i]² over the chunk with x[i] read as +0 where selector[i] is ±0: <see cref="SumOfSquares"/>'s lanes and order,
+    /// so the bits of clearing first and summing after.
+    /// </summary>
+    public static double SumOfSquaresWhereSelected(float* x, float* selector, int count)
+    {
+        Vector256<double> lower = Vector256<double>.Zero;
+        Vector256<double> upper = Vector256<double>.Zero;
+        int i = 0;
+        for (; i <= count - Vector256<float>.Count; i += Vector256<float>.Count)
+        {
+            Vector256<float> dropped = Vector256.Equals(Vector256.Load(selector + i), Vector256<float>.Zero);
+            Vector256<float> kept = Vector256.ConditionalSelect(dropped, Vector256<float>.Zero, Vector256.Load(x + i));
+            (Vector256<double> low, Vector256<double> high) = Vector256.Widen(kept);
+            lower += low * low;
+            upper += high * high;
+        }
+
+        double sum = HorizontalSum(lower + upper);
+        for (; i < count; i++)
+        {
+            float kept = selector[i] == 0f ? 0f : x[i];
+            sum += (double)kept * kept;
+        }
+        return sum;
+    }
+
     public static double SumOfAbs(float* x, int count)
     {
         Vector256<double> lower = Vector256<double>.Zero;

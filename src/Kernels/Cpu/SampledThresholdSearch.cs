@@ -29,8 +29,9 @@ public sealed unsafe class SampledThresholdSearch
     private const int MaxCountedKeys = (1 << 20) + 1;
 
     private readonly long _length;
-    private readonly long _keep;
-    private readonly long _rank;
+    private long _keep;
+    private long _rank;
+    private bool _passClosed;
     private readonly object _gate = new();
     private MagnitudeThresholdSearch? _histogram;
     private bool _bracketed;
@@ -76,6 +77,34 @@ public sealed unsafe class SampledThresholdSearch
     /// </summary>
     public long CountBelow { get; private set; }
 
+    /// <summary>
+    /// Replaces the keep count before the first pass closes, for a caller that learns it only by the end of that pass
+    /// (SCE's k = ⌊select_topk · #{var ≠ 0}⌋ counts the nonzero variances in the pass that samples and counts them).
+    /// The bracket was sampled for the count given at construction, an estimate; the cut stays exact for the new count,
+    /// and when the bracket does not hold it the histogram passes follow, as for any miss.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A pass was closed, or the search began complete (keep 0 or the
+    /// length, so it counted nothing) and the new count needs the counts.</exception>
+    public void Retarget(long keep)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(keep);
+        keep = Math.Min(keep, _length);
+        if (_passClosed)
+            throw new InvalidOperationException("The keep count can only change before the first pass closes.");
+        if (keep == _keep)
+            return;
+        bool special = keep == 0 || keep == _length;
+        if (IsComplete && !special)
+            throw new InvalidOperationException("A search that began complete counted nothing: start it with 0 < keep < length.");
+        _keep = keep;
+        _rank = _length - keep;
+        _histogram?.Retarget(keep);
+        if (keep == 0)
+            Finish(int.MaxValue, 0, 0);
+        else if (keep == _length)
+            Finish(0, long.MaxValue, 0);
+    }
+
     /// <summary>Counts one chunk in the current pass (the first chunk observed gives the sample).</summary>
     public void Observe(IMergeKernels kernels, ReadOnlySpan<float> chunk)
     {
@@ -101,6 +130,7 @@ public sealed unsafe class SampledThresholdSearch
     /// <summary>Closes the current pass after every chunk was observed once.</summary>
     public void EndPass()
     {
+        _passClosed = true;
         if (IsComplete) return;
         if (_histogram is { } histogram)
         {

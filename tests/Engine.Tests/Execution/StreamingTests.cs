@@ -169,7 +169,7 @@ public class StreamingTests
     [InlineData("della", "{weight: 0.5, density: 0.4, epsilon: 0.1}", "", 2)] // rows cut by chunk boundaries + L1 norms
     [InlineData("della_linear", "{weight: 0.5, density: 0.5}", "rescale_norm: inverse_density", 1)]
     [InlineData("sce", "{}", "", 1)] // Σ δ² per model
-    [InlineData("sce", "{}", "select_topk: 0.4", 4)] // nonzero variances, the variance cut (2), Σ δ²
+    [InlineData("sce", "{}", "select_topk: 0.4", 2)] // nonzero variances with the sampled variance cut, Σ δ²
     [InlineData("ramplus_tl", "{}", "r: 0.3, alpha: 100, epsilon: 0.002", 1)] // shared and unique counts (ρ ≈ 5, below α: the counts set λ)
     [InlineData("divergence_weights", "{}", "temperature: 0.5, lambda: 0.9", 1)] // Σ τ̄², Σ τ_k², Σ τ_k·τ̄
     public void Streamed_methods_merge_tensors_larger_than_the_limit_with_the_same_bytes(string method, string modelParameters, string global, int statisticsPasses)

@@ -32,8 +32,9 @@ public class StreamedMethodTests
         { "della_linear", "1237x1931", "density=0.6 epsilon=0.15", "rescale_norm=inverse_density", 1 },
         { "della_linear", "1237x1931", "density=0.6 epsilon=0.15", "rescale=0", 1 },
         { "sce", "1237x1931", "", "", 1 },
-        { "sce", "1237x1931", "", "select_topk=0.3", 4 },
-        { "sce", "37x41x1571", "", "select_topk=0.7", 4 },
+        // The nonzero count and the variance cut share one counting pass (the sample brackets the cut), then Σ δ².
+        { "sce", "1237x1931", "", "select_topk=0.3", 2 },
+        { "sce", "37x41x1571", "", "select_topk=0.7", 2 },
     };
 
     [Theory]
@@ -66,6 +67,61 @@ public class StreamedMethodTests
             Assert.Equal(0, changed);
         else
             Assert.True(changed > n / 100, $"{methodName}: only {changed} of {n} elements differ from the base");
+    }
+
+    /// <summary>
+    /// SCE samples its variance bracket in the first chunk for the keep count that chunk's own nonzero share suggests, and
+    /// learns k = ⌊select_topk · #{var ≠ 0}⌋ only at the end of that pass. Where the sample misleads, the cut is still
+    /// exact. <c>passes</c> lists the statistics passes for chunks of 2²⁰ and 2²¹ elements. Task vectors 16× larger in the
+    /// first 2²⁰ elements: a first chunk of only those puts the bracket off the cut (two histogram passes follow: 4); a
+    /// first chunk half of them gives a bracket too wide to gather (the counting pass is the first histogram pass,
+    /// retargeted to k at its end: 3). Variances tied over a third of the tensor give no bracket (3). Task vectors
+    /// identical in nine elements of ten in the first two chunks (variance 0 there) still hit, the estimate scaling with
+    /// the chunk's nonzero share (2).
+    /// </summary>
+    [Theory]
+    [InlineData("loud first chunk", "select_topk=0.3", "4 3")]
+    [InlineData("tied", "select_topk=0.3", "3 3")]
+    [InlineData("unchanged first chunks", "select_topk=0.3", "2 2")]
+    [InlineData("unchanged first chunks", "select_topk=0.05", "2 2")]
+    public void Sce_streams_with_the_bits_of_the_whole_tensor_where_its_first_chunk_misleads(string layout, string global, string passes)
+    {
+        IStreamingMergeMethod method = (IStreamingMergeMethod)MergeMethods.Find("sce")!;
+        long[] shape = [1237, 1931];
+        int n = 1237 * 1931;
+        var (baseline, models) = MethodHarness.RandomModels(seed: 17, n, k: 3, deltaScale: 0.006f);
+        for (int i = 0; i < n; i++)
+        {
+            switch (layout)
+            {
+                case "loud first chunk" when i < Chunk:
+                    for (int m = 0; m < 3; m++) models[m][i] = MethodHarness.Bf16(baseline[i] + (models[m][i] - baseline[i]) * 16);
+                    break;
+                case "unchanged first chunks" when i < 2 * Chunk && i % 10 != 0:
+                    for (int m = 0; m < 3; m++) models[m][i] = MethodHarness.Bf16(baseline[i]);
+                    break;
+                case "tied":
+                    // Three bf16 models around a base of 1: two variances, a third of the tensor at the larger one.
+                    baseline[i] = 1f;
+                    models[0][i] = 1.0078125f;
+                    models[1][i] = i % 3 == 0 ? 0.99609375f : 1f;
+                    models[2][i] = 1f;
+                    break;
+            }
+        }
+        Action<ResolvedParameters> globalSet = p => Apply(p, global);
+
+        float[] whole = MethodHarness.Run(method, baseline, Copy(models), shape, null, globalSet);
+        int[] expectedPasses = passes.Split(' ').Select(int.Parse).ToArray();
+        foreach (var (chunk, expected) in new[] { Chunk, 2 * Chunk }.Zip(expectedPasses))
+        {
+            float[] streamed = RunStreamed(method, baseline, Copy(models), shape, null, globalSet, chunk, out int statisticsPasses);
+            Assert.True(expected == statisticsPasses, $"sce {layout} {global}, chunks of {chunk}: {statisticsPasses} statistics passes, expected {expected}");
+            AssertSameBits(whole, streamed, $"sce {layout} {global}, chunks of {chunk}");
+        }
+        int changed = 0;
+        for (int i = 0; i < n; i++) changed += whole[i] != baseline[i] ? 1 : 0;
+        Assert.True(changed > n / 200, $"sce {layout}: only {changed} of {n} elements differ from the base");
     }
 
     /// <summary>

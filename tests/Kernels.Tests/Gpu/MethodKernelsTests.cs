@@ -285,6 +285,36 @@ public sealed class MethodKernelsTests
         }
     }
 
+    /// <summary>
+    /// SCE's fused kernels (the interface's composition on the GPU: clear, then sum or mix and add the base) give the CPU's
+    /// fused bits (NaN payloads aside, as for every GPU kernel here).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(GpuShapes.All), MemberType = typeof(GpuShapes))]
+    public void SCE_fused_kernels_match_cpu(string shape)
+    {
+        IMergeKernels gpu = GpuShapes.Get(shape);
+        int seed = TestData.NewSeed();
+        float[] weights = [0.2f, 0.7f, 0.1f];
+        MethodKernelInputs.ForEach(seed, 5, (context, data, n) =>
+        {
+            string where = $"{shape} {context}";
+            float[] stacked = data[..(3 * n)], selector = data[(3 * n)..(4 * n)], baseline = data[(4 * n)..];
+            var cpu = new float[n];
+            var actual = new float[n];
+            _cpu.SignErasedMixOntoBase((float[])stacked.Clone(), selector, weights, 1e-6f, baseline, cpu);
+            gpu.SignErasedMixOntoBase((float[])stacked.Clone(), selector, weights, 1e-6f, baseline, actual);
+            BitAssert.Equal(cpu, actual, where + " mix vs cpu"); // NaN payloads as the GPU's other kernels: any NaN
+            for (int k = 0; k < 3; k++)
+            {
+                double expected = _cpu.SumOfSquaresWhereSelected(stacked.AsSpan(k * n, n), selector);
+                double sum = gpu.SumOfSquaresWhereSelected(((float[])stacked.Clone()).AsSpan(k * n, n), selector);
+                Assert.True(double.IsNaN(expected) ? double.IsNaN(sum) : BitConverter.DoubleToInt64Bits(expected) == BitConverter.DoubleToInt64Bits(sum),
+                    $"{where}, row {k}: {sum:R} vs cpu {expected:R}");
+            }
+        }, s_sizes);
+    }
+
     [Theory]
     [MemberData(nameof(GpuShapes.All), MemberType = typeof(GpuShapes))]
     public void Inputs_that_are_not_whole_rows_or_of_equal_length_are_rejected(string shape)
