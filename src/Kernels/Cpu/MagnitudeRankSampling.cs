@@ -57,8 +57,10 @@ internal static unsafe class MagnitudeRankSampling
             BitConverter.SingleToUInt32Bits(a.Low) == BitConverter.SingleToUInt32Bits(b.Low)
             && BitConverter.SingleToUInt32Bits(a.Epsilon) == BitConverter.SingleToUInt32Bits(b.Epsilon);
 
-        /// <summary>Per bucket: its size, then its first sorted position (one more entry: the end of the last).</summary>
-        public readonly int[] Buckets = new int[2 + 2 * (DigitBinades << MantissaBits(Math.Max(length, 2))) + 1];
+        /// <summary>Per bucket: its size in the later half of the fiber, then its first sorted position (one more entry: the end of the last).</summary>
+        public readonly int[] Starts = new int[BucketCapacity(length) + 1];
+        /// <summary>Per bucket: its size in the first half of the fiber.</summary>
+        public readonly int[] FirstHalfCounts = new int[BucketCapacity(length)];
     }
 
     /// <summary>
@@ -114,19 +116,11 @@ internal static unsafe class MagnitudeRankSampling
             int top = (int)(maxKey >> shift);
             int floor = Math.Max(top - ((DigitBinades << bits) - 1), 0);
             int bucketsUsed = 2 + 2 * (top - floor + 1);
-            fixed (int* starts = scratch.Buckets, digits = scratch.Digits, within = scratch.Ranks)
+            fixed (int* starts = scratch.Starts, firstHalf = scratch.FirstHalfCounts, digits = scratch.Digits, within = scratch.Ranks)
             {
-                new Span<int>(starts, bucketsUsed + 1).Clear();
                 Digits(keys, length, shift, floor, digits);
-                for (int r = 0; r < length; r++)
-                    within[r] = starts[digits[r]]++;
-                int sum = 0;
-                for (int b = 0; b <= bucketsUsed; b++)
-                {
-                    int count = starts[b];
-                    starts[b] = sum;
-                    sum += count;
-                }
+                int half = CountHalves(digits, length, bucketsUsed, firstHalf, starts, within);
+                ExclusivePrefix(firstHalf, starts, bucketsUsed);
                 // An open draw in a one-key bucket has its position; in a mixed bucket the bucket's range of positions
                 // decides it unless p crosses the draw inside that range: those are listed at the front of open.
                 // Keep or drop is a coin flip here, so the element is rewritten through a mask rather than a branch.
@@ -140,7 +134,7 @@ internal static unsafe class MagnitudeRankSampling
                     uint* at = (uint*)(fiber + (long)r * stride);
                     if ((b & 1) == 0)
                     {
-                        *at &= KeepMask(uniform < p[starts[b] + within[r]]);
+                        *at &= KeepMask(uniform < p[starts[b] + within[r] + (firstHalf[b] & (int)KeepMask(r >= half))]);
                         continue;
                     }
                     float pLowest = p[starts[b]], pHighest = p[starts[b + 1] - 1];
@@ -165,7 +159,7 @@ internal static unsafe class MagnitudeRankSampling
                     return;
                 }
                 // Many (crowded mixed buckets): place every element once instead.
-                PlaceAll(keys, length, digits, starts, shift, floor, scratch);
+                PlaceAll(keys, length, digits, starts, firstHalf, half, shift, floor, scratch);
                 int[] rank = scratch.Ranks;
                 for (int i = 0; i < undecided; i++)
                 {
@@ -187,6 +181,9 @@ internal static unsafe class MagnitudeRankSampling
     /// </summary>
     internal const long CountedBudget = 32 * 2048;
 
+    /// <summary>The most buckets a fiber of <paramref name="length"/> uses.</summary>
+    private static int BucketCapacity(int length) => 2 + 2 * (DigitBinades << MantissaBits(Math.Max(length, 2)));
+
     /// <summary>Binades of digits below the fiber's largest key that get buckets of their own.</summary>
     private const int DigitBinades = 8;
 
@@ -198,11 +195,66 @@ internal static unsafe class MagnitudeRankSampling
         bucket == 1 ? 1u : ((uint)((bucket - 3) / 2 + floor) << shift) + 1;
 
     /// <summary>
-    /// Every element's sorted position into <c>scratch.Ranks</c> by one counting-sort placement; on entry
-    /// <c>scratch.Ranks</c> holds each element's index among its bucket's members (position order) and
-    /// <paramref name="starts"/> each bucket's first position.
+    /// Bucket counts of the fiber's two halves, [0, half) into <paramref name="firstHalf"/> and the rest into
+    /// <paramref name="laterHalf"/>, and each element's index among the members of its bucket in its half (position
+    /// order) into <paramref name="within"/>; returns half. Both halves in one loop: two independent chains of
+    /// load-increment-store, where one chain stalls on its own store whenever a crowded bucket comes round again.
     /// </summary>
-    private static void PlaceAll(uint* keys, int length, int* digits, int* starts, int shift, int floor, Scratch scratch)
+    private static int CountHalves(int* digits, int length, int buckets, int* firstHalf, int* laterHalf, int* within)
+    {
+        new Span<int>(firstHalf, buckets).Clear();
+        new Span<int>(laterHalf, buckets).Clear();
+        int half = length / 2;
+        for (int r = 0; r < half; r++)
+        {
+            within[r] = firstHalf[digits[r]]++;
+            within[r + half] = laterHalf[digits[r + half]]++;
+        }
+        if ((length & 1) != 0)
+            within[length - 1] = laterHalf[digits[length - 1]]++;
+        return half;
+    }
+
+    /// <summary>
+    /// starts[b] = Σ_{c &lt; b} (firstHalf[c] + starts[c]) for b ≤ <paramref name="buckets"/>: on entry
+    /// <paramref name="starts"/> holds the later half's counts, on return each bucket's first sorted position (and
+    /// the fiber length after the last). Eight buckets at a time in vector lanes (integer sums: the same result).
+    /// </summary>
+    private static void ExclusivePrefix(int* firstHalf, int* starts, int buckets)
+    {
+        int b = 0, sum = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<int> carry = Vector256<int>.Zero;
+            for (; b + 8 <= buckets; b += 8)
+            {
+                Vector256<int> counts = Vector256.Load(firstHalf + b) + Vector256.Load(starts + b);
+                // Inclusive scan in three shifted adds (an index of 8 shifts in a zero).
+                Vector256<int> scan = counts + Vector256.Shuffle(counts, Vector256.Create(8, 0, 1, 2, 3, 4, 5, 6));
+                scan += Vector256.Shuffle(scan, Vector256.Create(8, 8, 0, 1, 2, 3, 4, 5));
+                scan += Vector256.Shuffle(scan, Vector256.Create(8, 8, 8, 8, 0, 1, 2, 3));
+                (carry + scan - counts).Store(starts + b);
+                carry += Vector256.Shuffle(scan, Vector256.Create(7));
+            }
+            sum = carry.ToScalar();
+        }
+        for (; b < buckets; b++)
+        {
+            int count = firstHalf[b] + starts[b];
+            starts[b] = sum;
+            sum += count;
+        }
+        starts[buckets] = sum;
+    }
+
+    /// <summary>
+    /// Every element's sorted position into <c>scratch.Ranks</c> by one counting-sort placement; on entry
+    /// <c>scratch.Ranks</c> holds each element's index among its bucket's members in its half of the fiber
+    /// (<see cref="CountHalves"/>: the later half adds the first half's count) and <paramref name="starts"/> each
+    /// bucket's first position.
+    /// </summary>
+    private static void PlaceAll(uint* keys, int length, int* digits, int* starts, int* firstHalf, int half, int shift, int floor,
+        Scratch scratch)
     {
         ulong[] order = scratch.Order;
         int[] rank = scratch.Ranks;
@@ -213,7 +265,7 @@ internal static unsafe class MagnitudeRankSampling
             // its bucket do not fall along the positions (always so in a one-key bucket).
             for (int r = 0; r < length; r++)
             {
-                int slot = starts[digits[r]] + ranks[r];
+                int slot = starts[digits[r]] + ranks[r] + (r >= half ? firstHalf[digits[r]] : 0);
                 ranks[r] = slot;
                 pairs[slot] = ((ulong)keys[r] << 32) | (uint)r;
             }
