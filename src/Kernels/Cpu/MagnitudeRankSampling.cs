@@ -12,9 +12,11 @@ namespace Weld.Kernels.Cpu;
 /// Element r of a fiber of n is kept iff u_r &lt; p(s_r) = low + s_r / (n − 1) · 2 · ε, s_r its position in the stable
 /// sort by magnitude key. p is monotone in s, so a draw below p(0) and p(n − 1) keeps the element whatever its rank and
 /// a draw at or above both drops it: only the draws in between (a 2ε share) need s_r (<see cref="SampleByBuckets"/>).
-/// For those, counts of the top magnitude digits (buckets) bound s_r to its bucket's range of sorted positions, which
-/// decides the draw unless p crosses it inside that range; then s_r is counted exactly (the bucket's smaller keys and
-/// its equal keys before r). When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is
+/// For those, one counting pass over monotone buckets of the magnitude key gives s_r: a bucket that holds one key only
+/// (each magnitude digit's own key has one; bf16 task vectors put nearly every element in such buckets) places its
+/// members in position order, s_r = start(bucket) + their index in it; a mixed bucket's range of sorted positions
+/// decides the draw unless p crosses it inside that range, and then s_r is counted exactly (the bucket's smaller keys
+/// and its equal keys before r) or, when many are open, every element is placed. When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is
 /// sorted (<see cref="SampleBySort"/>): an LSD radix sort on the 31 magnitude bits of (magnitude, position) pairs laid
 /// out in position order, which is stable and so gives exactly the order of a comparison sort of the pairs.
 /// </remarks>
@@ -220,6 +222,15 @@ internal static unsafe class MagnitudeRankSampling
     /// <paramref name="starts"/> holds the later half's counts, on return each bucket's first sorted position (and
     /// the fiber length after the last). Eight buckets at a time in vector lanes (integer sums: the same result).
     /// </summary>
+    internal static void ExclusivePrefix(Span<int> firstHalf, Span<int> starts, int buckets)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(firstHalf.Length, buckets);
+        ArgumentOutOfRangeException.ThrowIfLessThan(starts.Length, buckets + 1);
+        fixed (int* f = firstHalf)
+        fixed (int* s = starts)
+            ExclusivePrefix(f, s, buckets);
+    }
+
     private static void ExclusivePrefix(int* firstHalf, int* starts, int buckets)
     {
         int b = 0, sum = 0;
@@ -326,6 +337,15 @@ internal static unsafe class MagnitudeRankSampling
         return count;
     }
 
+    /// <summary>Every key's bucket, <see cref="Bucket"/> (for tests: the vector lanes against the scalar function).</summary>
+    internal static void Digits(ReadOnlySpan<uint> keys, int shift, int floor, Span<int> to)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(to.Length, keys.Length);
+        fixed (uint* k = keys)
+        fixed (int* t = to)
+            Digits(k, keys.Length, shift, floor, t);
+    }
+
     /// <summary>Every element's bucket, <see cref="Bucket"/>.</summary>
     private static void Digits(uint* keys, int length, int shift, int floor, int* to)
     {
@@ -354,7 +374,7 @@ internal static unsafe class MagnitudeRankSampling
     /// Monotone in the key.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Bucket(uint key, int shift, int floor)
+    internal static int Bucket(uint key, int shift, int floor)
     {
         int digit = (int)(key >> shift) - floor;
         return digit < 0 ? (key != 0 ? 1 : 0) : 2 + 2 * digit + ((key & ((1u << shift) - 1)) != 0 ? 1 : 0);
