@@ -120,6 +120,22 @@ public sealed class RankSamplingBucketTests
         for (int i = count / 3; i < count / 3 + 24 && i < count; i++)
             spreadWithTies[i] = random.Next(2) == 0 ? 7e-4f : -7e-4f;
         yield return ("float32 normal + a run of ties", spreadWithTies);
+        // A run of ties beside elements of its digit's own key: those sit in the one-key bucket just below the run's
+        // (mixed) bucket, so counting the run's places must start above that key. Key bits 15-17 of the run are zero, so
+        // its digit's own key (the key with the low bits cleared) is the same for every digit width of these lengths.
+        float[] tiesAndOwnKey = Normal(random, count);
+        float tie = BitConverter.UInt32BitsToSingle(0x3A340123u), ownKey = BitConverter.UInt32BitsToSingle(0x3A340000u);
+        for (int i = count / 3; i < count / 3 + 24 && i < count; i++)
+            tiesAndOwnKey[i] = random.Next(2) == 0 ? tie : -tie;
+        for (int i = count / 2; i < count / 2 + 16 && i < count; i++)
+            tiesAndOwnKey[i] = random.Next(2) == 0 ? ownKey : -ownKey;
+        yield return ("float32 normal + a run of ties + its digit's own key", tiesAndOwnKey);
+        // bf16 deltas with crowds far below the largest: exact zeros (bucket 0, one key) and deltas scaled 2^-20 (more
+        // than eight binades down: all in bucket 1, mixed), so both low buckets are crowded.
+        float[] crowdedLow = Bf16Deltas(random, count);
+        for (int i = 0; i < count; i++)
+            crowdedLow[i] = random.Next(8) switch { 0 => 0f, 1 or 2 => MathF.ScaleB(crowdedLow[i], -20), _ => crowdedLow[i] };
+        yield return ("bf16 + zeros + deltas 2^-20 down", crowdedLow);
         var equal = new float[count];
         for (int i = 0; i < count; i++)
             equal[i] = random.Next(2) == 0 ? 0.25f : -0.25f;
@@ -207,5 +223,98 @@ public sealed class RankSamplingBucketTests
                     Assert.True(Random.Philox4x32.ElementBits(key, first + i) == words[i], $"first {first}, count {count}, word {i}");
                 Assert.Equal(0xDEADBEEFu, words[count]); // nothing written past the count
             }
+    }
+}
+
+/// <summary>
+/// The pieces of the counting path: the bucket of a key (monotone; an even bucket holds one key, so its members' sorted
+/// positions follow from their count alone) in vector lanes and scalar, and the vector prefix of the bucket starts.
+/// </summary>
+public sealed class RankSamplingBucketPieceTests
+{
+    private static uint[] InterestingKeys(System.Random random)
+    {
+        var keys = new List<uint> { 0, 1, 2, 3, 0x7FFFFF, 0x800000, 0x800001, 0x7F800000, 0x7F800001, 0x7FC00000, 0x7FFFFFFF, 0x7F7FFFFF };
+        for (int i = 0; i < 3000; i++)
+        {
+            uint key = (uint)random.Next() & 0x7FFFFFFFu;
+            keys.Add(key);
+            keys.Add(key & 0xFFFF0000u); // bf16-like: few significant bits
+            keys.Add(key & 0xFFF80000u);
+            keys.Add((key & 0xFFFF0000u) + 1);
+            keys.Add(key >> random.Next(1, 31)); // spread over the exponents, down to subnormals
+        }
+        return [.. keys];
+    }
+
+    [Fact]
+    public void Buckets_are_monotone_and_an_even_bucket_holds_one_key()
+    {
+        var random = new System.Random(17);
+        uint[] keys = InterestingKeys(random);
+        System.Array.Sort(keys);
+        foreach (int shift in new[] { 18, 17, 16, 15 })
+            foreach (int floor in new[] { 0, 1, 300, (int)(0x3A800000u >> shift), (int)(0x7FFFFFFFu >> shift) - 100, (int)(0x7FFFFFFFu >> shift) })
+            {
+                int previous = -1;
+                foreach (uint key in keys)
+                {
+                    int bucket = MagnitudeRankSampling.Bucket(key, shift, floor);
+                    string context = $"key {key:X8}, shift {shift}, floor {floor}, bucket {bucket}";
+                    Assert.True(bucket >= previous, context);
+                    previous = bucket;
+                    int digit = (int)(key >> shift) - floor;
+                    if (bucket == 0)
+                        Assert.True(key == 0, context);
+                    else if (bucket == 1)
+                        Assert.True(key != 0 && digit < 0, context);
+                    else if (bucket % 2 == 0)
+                        Assert.True(digit == (bucket - 2) / 2 && (key & ((1u << shift) - 1)) == 0, context);
+                    else
+                        Assert.True(digit == (bucket - 3) / 2 && (key & ((1u << shift) - 1)) != 0, context);
+                }
+            }
+    }
+
+    [Fact]
+    public void Vector_buckets_equal_the_scalar_bucket()
+    {
+        var random = new System.Random(23);
+        uint[] keys = InterestingKeys(random);
+        random.Shuffle(keys);
+        foreach (int length in new[] { 0, 1, 7, 8, 9, 1003, keys.Length })
+            foreach (int shift in new[] { 18, 16, 15 })
+                foreach (int floor in new[] { 0, 700, (int)(0x7FFFFFFFu >> shift) })
+                {
+                    var buckets = new int[length + 1];
+                    buckets[length] = -5;
+                    MagnitudeRankSampling.Digits(keys.AsSpan(0, length), shift, floor, buckets);
+                    for (int i = 0; i < length; i++)
+                        Assert.True(MagnitudeRankSampling.Bucket(keys[i], shift, floor) == buckets[i], $"key {keys[i]:X8}, shift {shift}, floor {floor}");
+                    Assert.Equal(-5, buckets[length]); // nothing written past the keys
+                }
+    }
+
+    [Fact]
+    public void Vector_prefix_gives_the_starts_of_both_halves_counts()
+    {
+        var random = new System.Random(29);
+        foreach (int buckets in new[] { 0, 1, 7, 8, 9, 15, 16, 17, 100, 2050, 4098 })
+        {
+            var firstHalf = new int[buckets];
+            var starts = new int[buckets + 1];
+            var expected = new int[buckets + 1];
+            int sum = 0;
+            for (int b = 0; b < buckets; b++)
+            {
+                firstHalf[b] = random.Next(4) == 0 ? random.Next(200) : 0;
+                starts[b] = random.Next(3) == 0 ? random.Next(200) : 0;
+                expected[b] = sum;
+                sum += firstHalf[b] + starts[b];
+            }
+            expected[buckets] = sum;
+            MagnitudeRankSampling.ExclusivePrefix(firstHalf, starts, buckets);
+            Assert.Equal(expected, starts);
+        }
     }
 }

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Weld.Kernels.Random;
@@ -11,9 +12,11 @@ namespace Weld.Kernels.Cpu;
 /// Element r of a fiber of n is kept iff u_r &lt; p(s_r) = low + s_r / (n − 1) · 2 · ε, s_r its position in the stable
 /// sort by magnitude key. p is monotone in s, so a draw below p(0) and p(n − 1) keeps the element whatever its rank and
 /// a draw at or above both drops it: only the draws in between (a 2ε share) need s_r (<see cref="SampleByBuckets"/>).
-/// For those, counts of the top magnitude digits (buckets) bound s_r to its bucket's range of sorted positions, which
-/// decides the draw unless p crosses it inside that range; then s_r is counted exactly (the bucket's smaller keys and
-/// its equal keys before r). When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is
+/// For those, one counting pass over monotone buckets of the magnitude key gives s_r: a bucket that holds one key only
+/// (each magnitude digit's own key has one; bf16 task vectors put nearly every element in such buckets) places its
+/// members in position order, s_r = start(bucket) + their index in it; a mixed bucket's range of sorted positions
+/// decides the draw unless p crosses it inside that range, and then s_r is counted exactly (the bucket's smaller keys
+/// and its equal keys before r) or, when many are open, every element is placed. When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is
 /// sorted (<see cref="SampleBySort"/>): an LSD radix sort on the 31 magnitude bits of (magnitude, position) pairs laid
 /// out in position order, which is stable and so gives exactly the order of a comparison sort of the pairs.
 /// </remarks>
@@ -33,10 +36,33 @@ internal static unsafe class MagnitudeRankSampling
         public readonly int[] Open = new int[length + 16];
         /// <summary>Each element's bucket.</summary>
         public readonly int[] Digits = new int[length];
-        /// <summary>Each element's sorted position (when every element is placed).</summary>
+        /// <summary>Each element's index among its bucket's members, then (when every element is placed) its sorted position.</summary>
         public readonly int[] Ranks = new int[length];
-        /// <summary>Per bucket: its size, then its first sorted position (one more entry: the end of the last).</summary>
-        public readonly int[] Buckets = new int[BucketCount + 1];
+        /// <summary>p(s) of every sorted position s, for <see cref="_probabilitiesOf"/> (one call's probabilities).</summary>
+        private readonly float[] _probabilities = GC.AllocateArray<float>(length, pinned: true); // handed out as a pointer
+        private Probabilities? _probabilitiesOf;
+
+        /// <summary>The keep probability of each sorted position of a fiber of <paramref name="fiberLength"/> (this scratch's length); pinned.</summary>
+        public float* PositionProbabilities(int fiberLength, in Probabilities probabilities)
+        {
+            if (_probabilitiesOf is not { } built || !SameBits(built, probabilities))
+            {
+                float span = fiberLength - 1;
+                for (int s = 0; s < fiberLength; s++)
+                    _probabilities[s] = Probability(s, span, probabilities);
+                _probabilitiesOf = probabilities;
+            }
+            return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_probabilities));
+        }
+
+        private static bool SameBits(in Probabilities a, in Probabilities b) =>
+            BitConverter.SingleToUInt32Bits(a.Low) == BitConverter.SingleToUInt32Bits(b.Low)
+            && BitConverter.SingleToUInt32Bits(a.Epsilon) == BitConverter.SingleToUInt32Bits(b.Epsilon);
+
+        /// <summary>Per bucket: its size in the later half of the fiber, then its first sorted position (one more entry: the end of the last).</summary>
+        public readonly int[] Starts = new int[BucketCapacity(length) + 1];
+        /// <summary>Per bucket: its size in the first half of the fiber.</summary>
+        public readonly int[] FirstHalfCounts = new int[BucketCapacity(length)];
     }
 
     /// <summary>
@@ -60,9 +86,6 @@ internal static unsafe class MagnitudeRankSampling
     /// <summary>Below this length the bucket counts cost more than they save: the whole fiber is sorted.</summary>
     internal const int BucketMinimum = 512;
 
-    /// <summary>Buckets of the counting sort: the top magnitude digits below the fiber's largest (lower ones share bucket 0).</summary>
-    private const int BucketCount = 2048;
-
     /// <summary>Rank only where the draw needs it (no inverse-probability rescale, finite probabilities).</summary>
     private static void SampleByBuckets(float* values, long first, int length, int stride, in Probabilities probabilities,
         PhiloxKey key, long firstIndex, Scratch scratch)
@@ -84,38 +107,42 @@ internal static unsafe class MagnitudeRankSampling
             if (opened == 0)
                 return;
 
-            // Bucket counts on the magnitude digit (key >> shift), with the digits more than BucketCount below the
-            // largest folded into bucket 0; finer digits for longer fibers so that buckets stay small. An element of
-            // bucket b has a sorted position in [start(b), start(b + 1)): when p is on the same side of its draw at
-            // both ends (always so for a bucket of one element) the bucket decides it, else it is counted exactly.
-            int shift = 23 - Math.Clamp(BitOperations.Log2((uint)length - 1) + 1 - 4, 5, 8);
+            // Buckets: the magnitude digit (key >> shift), split in two — the digit's own key (low bits zero) first,
+            // then the rest of its keys — so a bucket of even index holds one key only. bf16 task vectors have few
+            // significant bits, so nearly all their elements land in such one-key buckets (however crowded), where an
+            // element's sorted position is its bucket's start plus its index among the bucket's members, which the
+            // counting pass hands out in position order. Digits more than DigitBinades binades below the largest key
+            // go to bucket 1 (bucket 0: the key 0); finer digits for longer fibers so that the buckets stay small.
+            int bits = MantissaBits(length);
+            int shift = 23 - bits;
             int top = (int)(maxKey >> shift);
-            int floor = Math.Max(top - (BucketCount - 1), 0);
-            int bucketsUsed = top - floor + 1;
-            fixed (int* starts = scratch.Buckets, digits = scratch.Digits)
+            int floor = Math.Max(top - ((DigitBinades << bits) - 1), 0);
+            int bucketsUsed = 2 + 2 * (top - floor + 1);
+            fixed (int* starts = scratch.Starts, firstHalf = scratch.FirstHalfCounts, digits = scratch.Digits, within = scratch.Ranks)
             {
-                new Span<int>(starts, bucketsUsed + 1).Clear();
                 Digits(keys, length, shift, floor, digits);
-                for (int r = 0; r < length; r++)
-                    starts[digits[r]]++;
-                int sum = 0;
-                for (int b = 0; b <= bucketsUsed; b++)
-                {
-                    int count = starts[b];
-                    starts[b] = sum;
-                    sum += count;
-                }
-                // The bucket decides most open draws; the others are listed at the front of open.
+                int half = CountHalves(digits, length, bucketsUsed, firstHalf, starts, within);
+                ExclusivePrefix(firstHalf, starts, bucketsUsed);
+                // An open draw in a one-key bucket has its position; in a mixed bucket the bucket's range of positions
+                // decides it unless p crosses the draw inside that range: those are listed at the front of open.
+                // Keep or drop is a coin flip here, so the element is rewritten through a mask rather than a branch.
+                float* p = scratch.PositionProbabilities(length, probabilities);
                 int undecided = 0;
                 for (int i = 0; i < opened; i++)
                 {
                     int r = open[i];
                     int b = digits[r];
                     float uniform = Philox4x32.ToUniform(words[r]);
-                    float pLowest = Probability(starts[b], span, probabilities), pHighest = Probability(starts[b + 1] - 1, span, probabilities);
-                    if (!(uniform < pLowest) && !(uniform < pHighest))
-                        fiber[(long)r * stride] = 0f;
-                    else if (!(uniform < pLowest && uniform < pHighest))
+                    uint* at = (uint*)(fiber + (long)r * stride);
+                    if ((b & 1) == 0)
+                    {
+                        *at &= KeepMask(uniform < p[starts[b] + within[r] + (firstHalf[b] & (int)KeepMask(r >= half))]);
+                        continue;
+                    }
+                    float pLowest = p[starts[b]], pHighest = p[starts[b + 1] - 1];
+                    bool keepSure = uniform < pLowest && uniform < pHighest, dropSure = !(uniform < pLowest) && !(uniform < pHighest);
+                    *at &= KeepMask(!dropSure);
+                    if (!keepSure && !dropSure)
                         open[undecided++] = r;
                 }
                 if (undecided == 0)
@@ -127,24 +154,28 @@ internal static unsafe class MagnitudeRankSampling
                     {
                         int r = open[i];
                         int b = digits[r];
-                        int position = starts[b] + RankInBucket(keys, length, r, b == 0 ? 0u : (uint)(b + floor) << shift);
-                        if (!(Philox4x32.ToUniform(words[r]) < Probability(position, span, probabilities)))
+                        int position = starts[b] + RankInBucket(keys, length, r, MixedBucketLow(b, shift, floor));
+                        if (!(Philox4x32.ToUniform(words[r]) < p[position]))
                             fiber[(long)r * stride] = 0f;
                     }
                     return;
                 }
-                // Many (crowded buckets, as bf16 task vectors give): place every element once instead.
-                PlaceAll(keys, length, digits, starts, shift, floor, scratch);
+                // Many (crowded mixed buckets): place every element once instead.
+                PlaceAll(keys, length, digits, starts, firstHalf, half, shift, floor, scratch);
                 int[] rank = scratch.Ranks;
                 for (int i = 0; i < undecided; i++)
                 {
                     int r = open[i];
-                    if (!(Philox4x32.ToUniform(words[r]) < Probability(rank[r], span, probabilities)))
+                    if (!(Philox4x32.ToUniform(words[r]) < p[rank[r]]))
                         fiber[(long)r * stride] = 0f;
                 }
             }
         }
     }
+
+    /// <summary>All ones when <paramref name="keep"/>, else zero: ANDed into an element's bits it keeps it or makes it +0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint KeepMask(bool keep) => 0u - Unsafe.BitCast<bool, byte>(keep);
 
     /// <summary>
     /// Draws left open by their buckets × fiber length above which one placement pass ranks them for less than counting
@@ -152,11 +183,89 @@ internal static unsafe class MagnitudeRankSampling
     /// </summary>
     internal const long CountedBudget = 32 * 2048;
 
+    /// <summary>The most buckets a fiber of <paramref name="length"/> uses.</summary>
+    private static int BucketCapacity(int length) => 2 + 2 * (DigitBinades << MantissaBits(Math.Max(length, 2)));
+
+    /// <summary>Binades of digits below the fiber's largest key that get buckets of their own.</summary>
+    private const int DigitBinades = 8;
+
+    /// <summary>Mantissa bits of a digit: 5 for fibers up to 512, one more per doubling, 8 from 4,096.</summary>
+    private static int MantissaBits(int length) => Math.Clamp(BitOperations.Log2((uint)length - 1) + 1 - 4, 5, 8);
+
+    /// <summary>The smallest key a mixed (odd) bucket can hold: one above its digit's own key, or 1 for bucket 1.</summary>
+    private static uint MixedBucketLow(int bucket, int shift, int floor) =>
+        bucket == 1 ? 1u : ((uint)((bucket - 3) / 2 + floor) << shift) + 1;
+
     /// <summary>
-    /// Every element's sorted position into <c>scratch.Ranks</c> by one counting-sort placement; <paramref name="next"/>
-    /// holds each bucket's first position on entry and its end on return.
+    /// Bucket counts of the fiber's two halves, [0, half) into <paramref name="firstHalf"/> and the rest into
+    /// <paramref name="laterHalf"/>, and each element's index among the members of its bucket in its half (position
+    /// order) into <paramref name="within"/>; returns half. Both halves in one loop: two independent chains of
+    /// load-increment-store, where one chain stalls on its own store whenever a crowded bucket comes round again.
     /// </summary>
-    private static void PlaceAll(uint* keys, int length, int* digits, int* next, int shift, int floor, Scratch scratch)
+    private static int CountHalves(int* digits, int length, int buckets, int* firstHalf, int* laterHalf, int* within)
+    {
+        new Span<int>(firstHalf, buckets).Clear();
+        new Span<int>(laterHalf, buckets).Clear();
+        int half = length / 2;
+        for (int r = 0; r < half; r++)
+        {
+            within[r] = firstHalf[digits[r]]++;
+            within[r + half] = laterHalf[digits[r + half]]++;
+        }
+        if ((length & 1) != 0)
+            within[length - 1] = laterHalf[digits[length - 1]]++;
+        return half;
+    }
+
+    /// <summary>
+    /// starts[b] = Σ_{c &lt; b} (firstHalf[c] + starts[c]) for b ≤ <paramref name="buckets"/>: on entry
+    /// <paramref name="starts"/> holds the later half's counts, on return each bucket's first sorted position (and
+    /// the fiber length after the last). Eight buckets at a time in vector lanes (integer sums: the same result).
+    /// </summary>
+    internal static void ExclusivePrefix(Span<int> firstHalf, Span<int> starts, int buckets)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(firstHalf.Length, buckets);
+        ArgumentOutOfRangeException.ThrowIfLessThan(starts.Length, buckets + 1);
+        fixed (int* f = firstHalf)
+        fixed (int* s = starts)
+            ExclusivePrefix(f, s, buckets);
+    }
+
+    private static void ExclusivePrefix(int* firstHalf, int* starts, int buckets)
+    {
+        int b = 0, sum = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<int> carry = Vector256<int>.Zero;
+            for (; b + 8 <= buckets; b += 8)
+            {
+                Vector256<int> counts = Vector256.Load(firstHalf + b) + Vector256.Load(starts + b);
+                // Inclusive scan in three shifted adds (an index of 8 shifts in a zero).
+                Vector256<int> scan = counts + Vector256.Shuffle(counts, Vector256.Create(8, 0, 1, 2, 3, 4, 5, 6));
+                scan += Vector256.Shuffle(scan, Vector256.Create(8, 8, 0, 1, 2, 3, 4, 5));
+                scan += Vector256.Shuffle(scan, Vector256.Create(8, 8, 8, 8, 0, 1, 2, 3));
+                (carry + scan - counts).Store(starts + b);
+                carry += Vector256.Shuffle(scan, Vector256.Create(7));
+            }
+            sum = carry.ToScalar();
+        }
+        for (; b < buckets; b++)
+        {
+            int count = firstHalf[b] + starts[b];
+            starts[b] = sum;
+            sum += count;
+        }
+        starts[buckets] = sum;
+    }
+
+    /// <summary>
+    /// Every element's sorted position into <c>scratch.Ranks</c> by one counting-sort placement; on entry
+    /// <c>scratch.Ranks</c> holds each element's index among its bucket's members in its half of the fiber
+    /// (<see cref="CountHalves"/>: the later half adds the first half's count) and <paramref name="starts"/> each
+    /// bucket's first position.
+    /// </summary>
+    private static void PlaceAll(uint* keys, int length, int* digits, int* starts, int* firstHalf, int half, int shift, int floor,
+        Scratch scratch)
     {
         ulong[] order = scratch.Order;
         int[] rank = scratch.Ranks;
@@ -164,20 +273,20 @@ internal static unsafe class MagnitudeRankSampling
         fixed (ulong* pairs = order)
         {
             // In position order each element's counting-sort slot is its sorted position as long as the keys of
-            // its bucket do not fall along the positions (bf16 task vectors: mostly one key per bucket).
+            // its bucket do not fall along the positions (always so in a one-key bucket).
             for (int r = 0; r < length; r++)
             {
-                int slot = next[digits[r]]++;
+                int slot = starts[digits[r]] + ranks[r] + (r >= half ? firstHalf[digits[r]] : 0);
                 ranks[r] = slot;
                 pairs[slot] = ((ulong)keys[r] << 32) | (uint)r;
             }
         }
-        // A descent in the scattered pairs lies inside one bucket (the digit grows with the key): sort that
+        // A descent in the scattered pairs lies inside one (mixed) bucket (the bucket grows with the key): sort that
         // bucket and take its members' positions from the sorted pairs.
         for (int at = FirstDescent(order, 0, length); at < length; at = FirstDescent(order, at, length))
         {
             int b = Bucket((uint)(order[at] >> 32), shift, floor);
-            int begin = b == 0 ? 0 : next[b - 1], end = next[b]; // each bucket's next slot is now its end
+            int begin = starts[b], end = starts[b + 1];
             SortByKey(order.AsSpan(begin, end - begin), order.AsSpan(length + begin, end - begin));
             for (int slot = begin; slot < end; slot++)
                 rank[(int)(uint)order[slot]] = slot;
@@ -228,20 +337,48 @@ internal static unsafe class MagnitudeRankSampling
         return count;
     }
 
+    /// <summary>Every key's bucket, <see cref="Bucket"/> (for tests: the vector lanes against the scalar function).</summary>
+    internal static void Digits(ReadOnlySpan<uint> keys, int shift, int floor, Span<int> to)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(to.Length, keys.Length);
+        fixed (uint* k = keys)
+        fixed (int* t = to)
+            Digits(k, keys.Length, shift, floor, t);
+    }
+
     /// <summary>Every element's bucket, <see cref="Bucket"/>.</summary>
     private static void Digits(uint* keys, int length, int shift, int floor, int* to)
     {
         int r = 0;
         if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<int> floors = Vector256.Create(floor), twos = Vector256.Create(2), ones = Vector256.Create(1);
+            Vector256<uint> lowBits = Vector256.Create((1u << shift) - 1);
             for (; r + 8 <= length; r += 8)
-                Vector256.Max(Vector256.ShiftRightLogical(Vector256.Load(keys + r), shift).AsInt32() - Vector256.Create(floor),
-                    Vector256<int>.Zero).Store(to + r);
+            {
+                Vector256<uint> key = Vector256.Load(keys + r);
+                Vector256<int> digit = Vector256.ShiftRightLogical(key, shift).AsInt32() - floors;
+                Vector256<int> mixed = ~Vector256.Equals(key & lowBits, Vector256<uint>.Zero).AsInt32() & ones;
+                Vector256<int> below = ~Vector256.Equals(key, Vector256<uint>.Zero).AsInt32() & ones;
+                Vector256.ConditionalSelect(Vector256.LessThan(digit, Vector256<int>.Zero), below, twos + digit + digit + mixed)
+                    .Store(to + r);
+            }
+        }
         for (; r < length; r++)
             to[r] = Bucket(keys[r], shift, floor);
     }
 
+    /// <summary>
+    /// The bucket of a key: 0 for the key 0 and 1 for other keys below the digit <paramref name="floor"/>; from there two
+    /// per digit d = key &gt;&gt; shift, 2 + 2(d − floor) for the digit's own key and one more for its larger keys.
+    /// Monotone in the key.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Bucket(uint key, int shift, int floor) => Math.Max((int)(key >> shift) - floor, 0);
+    internal static int Bucket(uint key, int shift, int floor)
+    {
+        int digit = (int)(key >> shift) - floor;
+        return digit < 0 ? (key != 0 ? 1 : 0) : 2 + 2 * digit + ((key & ((1u << shift) - 1)) != 0 ? 1 : 0);
+    }
 
     /// <summary>The magnitude keys <c>bits(x) &amp; 0x7FFFFFFF</c> (NaN above +∞) of one fiber; returns the largest.</summary>
     private static uint ReadKeys(float* fiber, int length, int stride, uint* keys)
