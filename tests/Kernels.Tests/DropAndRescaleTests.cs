@@ -61,6 +61,42 @@ public class DropAndRescaleTests
         Assert.Throws<ArgumentOutOfRangeException>(() => kernels.DropAndRescale(new float[4], -0.5f, true, default));
     }
 
+    /// <summary>
+    /// The fused drop-with-norms gives the bits of SumOfAbs, DropAndRescale, SumOfAbs called in turn (the interface's
+    /// own definition, which the GPU backend runs): values, both norms, at tensor offsets inside a block and past 2^32,
+    /// on one thread and on all.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Sizes))]
+    public void DropAndRescaleWithNorms_equals_the_three_calls(int length)
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        float[] values = TestData.WithSpecials(random, TestData.Plain(random, length));
+        float[] finite = TestData.Plain(random, length);
+        var key = new PhiloxKey((ulong)random.NextInt64(), (uint)random.Next(), (uint)random.Next(8));
+        foreach (var kernels in new[] { new CpuKernels(1), new CpuKernels() })
+            foreach (float[] input in new[] { values, finite })
+                foreach (long firstIndex in new[] { 0L, 3L, (1L << 34) + 1 })
+                    foreach (float density in new[] { 0f, 0.3f, 0.99999994f, 1f })
+                        foreach (bool rescale in new[] { false, true })
+                        {
+                            string context = $"seed {seed}, n {length}, first {firstIndex}, density {density}, rescale {rescale}, threads {kernels.MaxDegreeOfParallelism}";
+                            float[] expected = (float[])input.Clone();
+                            double before = kernels.SumOfAbs(expected);
+                            kernels.DropAndRescale(expected, density, rescale, key, firstIndex);
+                            double after = kernels.SumOfAbs(expected);
+
+                            float[] actual = (float[])input.Clone();
+                            var norms = kernels.DropAndRescaleWithNorms(actual, density, rescale, key, firstIndex);
+                            BitAssert.Identical(expected, actual, context);
+                            Assert.True(BitConverter.DoubleToInt64Bits(before) == BitConverter.DoubleToInt64Bits(norms.Before),
+                                $"{context}: norm before {norms.Before:R}, expected {before:R}");
+                            Assert.True(BitConverter.DoubleToInt64Bits(after) == BitConverter.DoubleToInt64Bits(norms.After),
+                                $"{context}: norm after {norms.After:R}, expected {after:R}");
+                        }
+    }
+
     [Fact]
     public void Scalar_path_matches_the_reference_at_any_offset() => PathMatchesReference(PhiloxWidth.Scalar);
 

@@ -34,6 +34,9 @@ public class StreamedMethodTests
         { "sce", "1237x1931", "", "", 1 },
         { "sce", "1237x1931", "", "select_topk=0.3", 4 },
         { "sce", "37x41x1571", "", "select_topk=0.7", 4 },
+        { "dare_ties", "1237x1931", "density=0.4", "", 1 }, // the norm pass: drop and both L1 norms fused
+        { "dare_linear", "2386547", "density=0.3", "", 1 },
+        { "dare_linear", "1237x1931", "density=0.5", "rescale_norm=inverse_density", 0 },
     };
 
     [Theory]
