@@ -108,7 +108,7 @@ public class DropAndRescaleTests
 
     /// <summary>
     /// One path of the kernel (it may hand tails to narrower ones) against the scalar reference and, NaN payloads
-    /// included, against the scalar path: lengths around the 16- and 32-element vector steps, spans that start inside a
+    /// included, against the scalar path: lengths around the 16-, 32- and 64-element vector steps, spans that start inside a
     /// Philox block and past block 2^32, NaN/±∞/±0 among the values, densities from 0 (and subnormal) to just below 1.
     /// </summary>
     private static void PathMatchesReference(PhiloxWidth width)
@@ -116,7 +116,7 @@ public class DropAndRescaleTests
         int seed = TestData.NewSeed();
         var random = new System.Random(seed);
         var key = new PhiloxKey((ulong)random.NextInt64() | (1UL << 63), (uint)random.Next(), (uint)random.Next(8));
-        int[] lengths = [1, 3, 15, 16, 17, 31, 32, 33, 47, 48, 63, 64, 65, 97, 1000 + random.Next(100)];
+        int[] lengths = [1, 3, 15, 16, 17, 31, 32, 33, 47, 48, 63, 64, 65, 97, 127, 128, 129, 191, 1000 + random.Next(100)];
         long[] starts = [0, 1, 2, 3, 4, 13, 32, (1L << 34) + 1, (1L << 34) + 4, random.NextInt64(1L << 40)];
         float[] densities = [0f, float.Epsilon, 1f / 16777216f, 0.1f, 0.3f, 0.5f, 0.99999994f];
         foreach (int length in lengths)

@@ -102,7 +102,7 @@ public class PhiloxTests
 
     /// <summary>
     /// <see cref="PhiloxStreamWords"/> on one path (tails go to narrower ones) against the reference Philox: runs that
-    /// start inside a block and past block 2^32, counts around the 16- and 32-word steps, keys with every word set.
+    /// start inside a block and past block 2^32, counts around the 16-, 32- and 64-word steps, keys with every word set.
     /// </summary>
     private static void StreamWordsEqualTheReference(PhiloxWidth width)
     {
@@ -117,7 +117,7 @@ public class PhiloxTests
         var words = new uint[301];
         foreach (PhiloxKey key in keys)
             foreach (long first in new[] { 0, 1, 2, 3, 5, 16, 17, 32, (1L << 34) + 3, (1L << 36) + 4, random.NextInt64(1L << 40) })
-                foreach (int count in new[] { 0, 1, 3, 4, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 199, 300 })
+                foreach (int count in new[] { 0, 1, 3, 4, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 127, 128, 129, 199, 300 })
                 {
                     Array.Fill(words, 0xDEADBEEFu);
                     PhiloxStreamWords.Fill(key, first, words.AsSpan(0, count), width);

@@ -44,6 +44,9 @@ internal static unsafe class DropAndRescaleKernel
             PhiloxVectorBlocks.WriteRoundKeys(key, roundKeys);
             uint keepBelow = KeepBelow(density);
             if (width == PhiloxWidth.Avx512)
+                for (; element + 64 <= end; element += 64)
+                    ApplySixtyFour(values + (element - start), (ulong)element >> 2, key, roundKeys, keepBelow, density, rescale);
+            if (width == PhiloxWidth.Avx512)
                 for (; element + 32 <= end; element += 32)
                     ApplyThirtyTwo(values + (element - start), (ulong)element >> 2, key, roundKeys, keepBelow, density, rescale);
             for (; element + 16 <= end; element += 16)
@@ -71,20 +74,37 @@ internal static unsafe class DropAndRescaleKernel
     /// </summary>
     internal static uint KeepBelow(float density) => (uint)MathF.Ceiling(density * 16777216f) << 8;
 
+    /// <summary>Elements 4·firstBlock .. 4·firstBlock + 63 (AVX-512): sixteen Philox blocks in two overlapping groups.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ApplySixtyFour(float* values, ulong firstBlock, PhiloxKey key, ulong* roundKeys, uint keepBelow, float density, bool rescale)
+    {
+        PhiloxVectorBlocks.Sixteen(firstBlock, key, roundKeys, out Vector512<uint> words0, out Vector512<uint> words1,
+            out Vector512<uint> words2, out Vector512<uint> words3);
+        Vector512<uint> below = Vector512.Create(keepBelow);
+        KeepSixteen(values, words0, below, density, rescale);
+        KeepSixteen(values + 16, words1, below, density, rescale);
+        KeepSixteen(values + 32, words2, below, density, rescale);
+        KeepSixteen(values + 48, words3, below, density, rescale);
+    }
+
+    /// <summary>16 elements kept (word &lt; <paramref name="below"/>, then divided when rescaling) or set to +0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void KeepSixteen(float* values, Vector512<uint> words, Vector512<uint> below, float density, bool rescale)
+    {
+        Vector512<float> x = Vector512.Load(values);
+        if (rescale)
+            x /= Vector512.Create(density);
+        Vector512.ConditionalSelect(Vector512.LessThan(words, below).AsSingle(), x, Vector512<float>.Zero).Store(values);
+    }
+
     /// <summary>Elements 4·firstBlock .. 4·firstBlock + 31 (AVX-512): eight Philox blocks, then 32 elements kept or dropped.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ApplyThirtyTwo(float* values, ulong firstBlock, PhiloxKey key, ulong* roundKeys, uint keepBelow, float density, bool rescale)
     {
         PhiloxVectorBlocks.Eight(firstBlock, key, roundKeys, out Vector512<uint> first, out Vector512<uint> second);
         Vector512<uint> below = Vector512.Create(keepBelow);
-        Vector512<float> low = Vector512.Load(values), high = Vector512.Load(values + 16);
-        if (rescale)
-        {
-            low /= Vector512.Create(density);
-            high /= Vector512.Create(density);
-        }
-        Vector512.ConditionalSelect(Vector512.LessThan(first, below).AsSingle(), low, Vector512<float>.Zero).Store(values);
-        Vector512.ConditionalSelect(Vector512.LessThan(second, below).AsSingle(), high, Vector512<float>.Zero).Store(values + 16);
+        KeepSixteen(values, first, below, density, rescale);
+        KeepSixteen(values + 16, second, below, density, rescale);
     }
 
     /// <summary>Elements 4·firstBlock .. 4·firstBlock + 15 (AVX2): four Philox blocks, then 16 elements kept or dropped.</summary>

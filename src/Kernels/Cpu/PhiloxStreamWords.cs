@@ -48,6 +48,16 @@ internal static unsafe class PhiloxStreamWords
             ulong* roundKeys = stackalloc ulong[PhiloxVectorBlocks.RoundKeyEntries];
             PhiloxVectorBlocks.WriteRoundKeys(key, roundKeys);
             if (width == PhiloxWidth.Avx512)
+                for (; element + 64 <= end; element += 64, at += 64)
+                {
+                    PhiloxVectorBlocks.Sixteen((ulong)element >> 2, key, roundKeys, out Vector512<uint> words0,
+                        out Vector512<uint> words1, out Vector512<uint> words2, out Vector512<uint> words3);
+                    words0.Store(at);
+                    words1.Store(at + 16);
+                    words2.Store(at + 32);
+                    words3.Store(at + 48);
+                }
+            if (width == PhiloxWidth.Avx512)
                 for (; element + 32 <= end; element += 32, at += 32)
                 {
                     PhiloxVectorBlocks.Eight((ulong)element >> 2, key, roundKeys, out Vector512<uint> first, out Vector512<uint> second);
