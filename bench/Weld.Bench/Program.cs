@@ -32,6 +32,9 @@ if (args.Length >= 1 && args[0] == "checksum-speed")
     Console.WriteLine(System.FormattableString.Invariant($"CRC32C {crc:F2} GB/s, SHA-256 {sha:F2} GB/s (one core, CPU time, best of 5)"));
     return 0;
 }
+// `... -- dare-speed` times DARE's Philox words, drop and drop-with-norms on one core per vector width (CPU time, best of 5).
+if (args.Length >= 1 && args[0] == "dare-speed")
+    return DropAndRescaleSpeed.Run();
 // `... -- eval-verify [ZOO]` checks the forward pass on every zoo model × domain against reference_metrics.json.
 if (args.Length >= 1 && args[0] == "eval-verify")
     return EvalVerification.Run(args.Length > 1 ? args[1] : null);

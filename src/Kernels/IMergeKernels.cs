@@ -59,6 +59,19 @@ public partial interface IMergeKernels
     void DropAndRescale(Span<float> values, float density, bool rescale, PhiloxKey key, long firstIndex = 0);
 
     /// <summary>
+    /// <see cref="DropAndRescale"/> together with the L1 norms mergekit's rescale needs: returns
+    /// <see cref="SumOfAbs"/> of <paramref name="values"/> before and after the drop, the same bits as calling
+    /// SumOfAbs, DropAndRescale and SumOfAbs in turn (which this default does; a backend may fuse the three so the span
+    /// travels from memory once).
+    /// </summary>
+    (double Before, double After) DropAndRescaleWithNorms(Span<float> values, float density, bool rescale, PhiloxKey key, long firstIndex = 0)
+    {
+        double before = SumOfAbs(values);
+        DropAndRescale(values, density, rescale, key, firstIndex);
+        return (before, SumOfAbs(values));
+    }
+
+    /// <summary>
     /// Adds to <c>histogram[d]</c> the number of elements whose magnitude key <c>bits(x) &amp; 0x7FFFFFFF</c> has
     /// <c>key &gt;&gt; (shift + width) == prefix</c> and digit <c>(key &gt;&gt; shift) &amp; (2^width − 1) == d</c>.
     /// One pass of a radix select over data seen in chunks (<see cref="MagnitudeThresholdSearch"/>); counts are

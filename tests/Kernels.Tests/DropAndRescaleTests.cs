@@ -1,4 +1,5 @@
 using Weld.Kernels.Cpu;
+using Weld.Kernels.Random;
 using Xunit;
 
 namespace Weld.Kernels.Tests;
@@ -58,5 +59,140 @@ public class DropAndRescaleTests
         var kernels = new CpuKernels();
         Assert.Throws<ArgumentOutOfRangeException>(() => kernels.DropAndRescale(new float[4], float.NaN, true, default));
         Assert.Throws<ArgumentOutOfRangeException>(() => kernels.DropAndRescale(new float[4], -0.5f, true, default));
+    }
+
+    /// <summary>
+    /// The fused drop-with-norms gives the bits of SumOfAbs, DropAndRescale, SumOfAbs called in turn (the interface's
+    /// own definition, which the GPU backend runs): values, both norms, at tensor offsets inside a block and past 2^32,
+    /// on one thread and on all.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Sizes))]
+    public void DropAndRescaleWithNorms_equals_the_three_calls(int length)
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        float[] values = TestData.WithSpecials(random, TestData.Plain(random, length));
+        float[] finite = TestData.Plain(random, length);
+        var key = new PhiloxKey((ulong)random.NextInt64(), (uint)random.Next(), (uint)random.Next(8));
+        foreach (var kernels in new[] { new CpuKernels(1), new CpuKernels() })
+            foreach (float[] input in new[] { values, finite })
+                foreach (long firstIndex in new[] { 0L, 3L, (1L << 34) + 1 })
+                    foreach (float density in new[] { 0f, 0.3f, 0.99999994f, 1f })
+                        foreach (bool rescale in new[] { false, true })
+                        {
+                            string context = $"seed {seed}, n {length}, first {firstIndex}, density {density}, rescale {rescale}, threads {kernels.MaxDegreeOfParallelism}";
+                            float[] expected = (float[])input.Clone();
+                            double before = kernels.SumOfAbs(expected);
+                            kernels.DropAndRescale(expected, density, rescale, key, firstIndex);
+                            double after = kernels.SumOfAbs(expected);
+
+                            float[] actual = (float[])input.Clone();
+                            var norms = kernels.DropAndRescaleWithNorms(actual, density, rescale, key, firstIndex);
+                            BitAssert.Identical(expected, actual, context);
+                            Assert.True(BitConverter.DoubleToInt64Bits(before) == BitConverter.DoubleToInt64Bits(norms.Before),
+                                $"{context}: norm before {norms.Before:R}, expected {before:R}");
+                            Assert.True(BitConverter.DoubleToInt64Bits(after) == BitConverter.DoubleToInt64Bits(norms.After),
+                                $"{context}: norm after {norms.After:R}, expected {after:R}");
+                        }
+    }
+
+    [Fact]
+    public void Scalar_path_matches_the_reference_at_any_offset() => PathMatchesReference(PhiloxWidth.Scalar);
+
+    [CpuWidthFact("Avx2")]
+    public void Avx2_path_matches_the_reference_at_any_offset() => PathMatchesReference(PhiloxWidth.Avx2);
+
+    [CpuWidthFact("Avx512")]
+    public void Avx512_path_matches_the_reference_at_any_offset() => PathMatchesReference(PhiloxWidth.Avx512);
+
+    /// <summary>
+    /// One path of the kernel (it may hand tails to narrower ones) against the scalar reference and, NaN payloads
+    /// included, against the scalar path: lengths around the 16-, 32- and 64-element vector steps, spans that start inside a
+    /// Philox block and past block 2^32, NaN/±∞/±0 among the values, densities from 0 (and subnormal) to just below 1.
+    /// </summary>
+    private static void PathMatchesReference(PhiloxWidth width)
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        var key = new PhiloxKey((ulong)random.NextInt64() | (1UL << 63), (uint)random.Next(), (uint)random.Next(8));
+        int[] lengths = [1, 3, 15, 16, 17, 31, 32, 33, 47, 48, 63, 64, 65, 97, 127, 128, 129, 191, 1000 + random.Next(100)];
+        long[] starts = [0, 1, 2, 3, 4, 13, 32, (1L << 34) + 1, (1L << 34) + 4, random.NextInt64(1L << 40)];
+        float[] densities = [0f, float.Epsilon, 1f / 16777216f, 0.1f, 0.3f, 0.5f, 0.99999994f];
+        foreach (int length in lengths)
+        {
+            float[] values = TestData.WithSpecials(random, TestData.Plain(random, length));
+            values[random.Next(length)] = -0f;
+            values[random.Next(length)] = 0f;
+            foreach (long start in starts)
+            {
+                foreach (float density in densities)
+                {
+                    foreach (bool rescale in new[] { false, true })
+                    {
+                        string context = $"{width} seed {seed}, n {length}, start {start}, density {density}, rescale {rescale}, key {key}";
+                        float[] expected = ScalarReference.DropAndRescale(values, density, rescale, key, start);
+                        float[] scalar = Run(values, start, density, rescale, key, PhiloxWidth.Scalar);
+                        float[] actual = Run(values, start, density, rescale, key, width);
+                        BitAssert.Equal(expected, actual, context + " vs reference");
+                        BitAssert.Identical(scalar, actual, context + " vs scalar path");
+                    }
+                }
+            }
+        }
+    }
+
+    private static float[] Run(float[] values, long start, float density, bool rescale, PhiloxKey key, PhiloxWidth width)
+    {
+        float[] result = (float[])values.Clone();
+        DropAndRescaleKernel.Apply(result, start, density, rescale, key, width);
+        return result;
+    }
+
+    /// <summary>
+    /// The vector paths' integer rule, word &lt; KeepBelow(density), keeps exactly the words ToUniform(word) &lt; density
+    /// keeps: every 24-bit uniform for a few densities, and the words around the cut for many random ones (subnormal,
+    /// tiny, multiples of 2^-24 and their neighbours, just below 1).
+    /// </summary>
+    [Fact]
+    public void Integer_keep_rule_equals_the_float_rule()
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        static bool FloatRule(uint word, float density) => (word >> 8) / 16777216.0 < density;
+
+        foreach (float density in new[] { 0f, float.Epsilon, 1f / 16777216f, 0.3f, 0.5f, 0.99999994f })
+        {
+            uint below = DropAndRescaleKernel.KeepBelow(density);
+            for (uint m = 0; m < 1u << 24; m++)
+            {
+                uint word = (m << 8) | (m & 0xFF); // any low byte: it is shifted away
+                if ((word < below) != FloatRule(word, density))
+                    Assert.Fail($"density {density:R}: word 0x{word:X8} decided {(word < below ? "keep" : "drop")} (cut 0x{below:X8})");
+            }
+        }
+
+        var densities = new List<float>();
+        for (int i = 0; i < 2000; i++)
+        {
+            float multiple = random.Next(1 << 24) / 16777216f; // exactly on a uniform: the cut sits between two words
+            densities.Add(multiple);
+            densities.Add(MathF.BitIncrement(multiple));
+            densities.Add(MathF.BitDecrement(multiple) is var under && under >= 0 ? under : 0f);
+            densities.Add((float)random.NextDouble());
+            densities.Add(BitConverter.Int32BitsToSingle(random.Next(0x3F800000))); // any float in [0, 1)
+        }
+        foreach (float density in densities)
+        {
+            uint below = DropAndRescaleKernel.KeepBelow(density);
+            for (long word = (long)below - 600; word <= (long)below + 600; word++)
+            {
+                if (word < 0 || word > uint.MaxValue) continue;
+                Assert.True(((uint)word < below) == FloatRule((uint)word, density),
+                    $"seed {seed}: density {density:R} (0x{BitConverter.SingleToInt32Bits(density):X8}), word 0x{word:X8}, cut 0x{below:X8}");
+            }
+            uint any = (uint)random.NextInt64(1L << 32);
+            Assert.True((any < below) == FloatRule(any, density), $"seed {seed}: density {density:R}, word 0x{any:X8}");
+        }
     }
 }

@@ -127,14 +127,18 @@ internal static class ScalarReference
         return words[element % 4];
     }
 
-    public static float[] DropAndRescale(float[] values, float density, bool rescale, PhiloxKey key)
+    public static float[] DropAndRescale(float[] values, float density, bool rescale, PhiloxKey key) =>
+        DropAndRescale(values, density, rescale, key, 0);
+
+    /// <summary>DARE's drop of a span whose values[0] is tensor element <paramref name="firstIndex"/>.</summary>
+    public static float[] DropAndRescale(float[] values, float density, bool rescale, PhiloxKey key, long firstIndex)
     {
         var output = (float[])values.Clone();
         if (density >= 1f)
             return output;
         for (int i = 0; i < values.Length; i++)
         {
-            double uniform = (StreamWord(key, i) >> 8) / 16777216.0;
+            double uniform = (StreamWord(key, firstIndex + i) >> 8) / 16777216.0;
             output[i] = uniform < density ? (rescale ? Div(values[i], density) : values[i]) : 0f;
         }
 

@@ -102,6 +102,14 @@ public abstract partial class TaskVectorMerge
             {
                 if (_density[k] >= 1) continue;
                 Span<float> row = chunk.Row(k);
+                if (pass == NormPass && _method._sparsification == Sparsification.Random)
+                {
+                    // DARE's one statistics pass (pass 0): ‖δ‖₁ and ‖drop(δ)‖₁ in one trip over the chunk.
+                    var (before, after) = DropWithL1Norms(kernels, row, _density[k], chunk.RandomKey(k), chunk.Offset);
+                    _normBefore[k] += before;
+                    _normAfter[k] += after;
+                    continue;
+                }
                 if (pass == 0 && _rescale == RescaleMode.L1)
                     _normBefore[k] += L1Norm(kernels, row);
                 if (pass < _searchPasses)

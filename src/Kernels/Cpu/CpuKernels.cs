@@ -179,6 +179,48 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// Per 64K chunk: the chunk's SumOfAbs partial, the drop, the partial again, while the chunk (256 KiB) is still in
+    /// cache; the partials are then added in chunk order from +0, as <see cref="SumOfAbs"/> adds them.
+    /// </remarks>
+    public (double Before, double After) DropAndRescaleWithNorms(Span<float> values, float density, bool rescale, PhiloxKey key, long firstIndex = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(firstIndex);
+        if (float.IsNaN(density) || density < 0f)
+            throw new ArgumentOutOfRangeException(nameof(density), density, "The keep probability must be in [0, 1].");
+
+        int length = values.Length;
+        int chunks = ChunkedParallel.ChunkCount(length);
+        double[] partials = ArrayPool<double>.Shared.Rent(Math.Max(2 * chunks, 1));
+        try
+        {
+            fixed (float* data = values)
+            {
+                nint address = (nint)data;
+                ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+                {
+                    float* at = (float*)address + start;
+                    partials[2 * chunk] = ReductionKernels.SumOfAbs(at, size);
+                    if (density < 1f)
+                        DropAndRescaleKernel.Apply(at, firstIndex + start, size, density, rescale, key);
+                    partials[2 * chunk + 1] = ReductionKernels.SumOfAbs(at, size);
+                });
+            }
+            double before = 0, after = 0;
+            for (int chunk = 0; chunk < chunks; chunk++)
+            {
+                before += partials[2 * chunk];
+                after += partials[2 * chunk + 1];
+            }
+            return (before, after);
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(partials);
+        }
+    }
+
+    /// <inheritdoc />
     public void MagnitudeHistogram(ReadOnlySpan<float> values, int prefix, int shift, int width, Span<long> histogram)
     {
         if (width is < 1 or > 16 || shift < 0 || shift + width > 31)

@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using Weld.Kernels.Random;
 
 namespace Weld.Kernels.Cpu;
@@ -9,10 +8,28 @@ namespace Weld.Kernels.Cpu;
 /// DARE's Bernoulli drop over one chunk: element i is kept iff Philox4x32.ToUniform(word i of the stream) &lt;
 /// density; kept elements are divided by density (one IEEE division) when rescaling, dropped ones become +0.
 /// </summary>
+/// <remarks>
+/// The vector paths decide with one integer comparison, <c>word &lt; KeepBelow(density)</c>, which keeps exactly the
+/// words the float rule keeps (see <see cref="KeepBelow"/>); the scalar path keeps the float rule itself.
+/// </remarks>
 internal static unsafe class DropAndRescaleKernel
 {
     /// <summary>Processes elements [start, start + count) of the tensor; <paramref name="values"/> points at element start.</summary>
-    public static void Apply(float* values, long start, int count, float density, bool rescale, PhiloxKey key)
+    public static void Apply(float* values, long start, int count, float density, bool rescale, PhiloxKey key) =>
+        Apply(values, start, count, density, rescale, key, PhiloxVectorBlocks.Widest);
+
+    /// <summary>One chunk on the paths of <paramref name="width"/> and narrower (for tests: the bits of every width are the same).</summary>
+    internal static void Apply(Span<float> values, long start, float density, bool rescale, PhiloxKey key, PhiloxWidth width)
+    {
+        fixed (float* data = values)
+            Apply(data, start, values.Length, density, rescale, key, width);
+    }
+
+    /// <summary>
+    /// <see cref="Apply(float*, long, int, float, bool, PhiloxKey)"/> on the paths of <paramref name="width"/> and
+    /// narrower (tests run each width; the bits are the same). <paramref name="density"/> is in [0, 1).
+    /// </summary>
+    internal static void Apply(float* values, long start, int count, float density, bool rescale, PhiloxKey key, PhiloxWidth width)
     {
         long element = start;
         long end = start + count;
@@ -21,10 +38,20 @@ internal static unsafe class DropAndRescaleKernel
         for (; element < end && (element & 3) != 0; element++)
             values[element - start] = Keep(values[element - start], Philox4x32.ElementBits(key, element), density, rescale);
 
-        // Four Philox blocks at once in 64-bit vector lanes (a 32×32-bit product fits), then 16 elements kept or dropped.
-        if (Vector256.IsHardwareAccelerated)
+        if (width != PhiloxWidth.Scalar && density < 1f && element + 16 <= end)
+        {
+            ulong* roundKeys = stackalloc ulong[PhiloxVectorBlocks.RoundKeyEntries];
+            PhiloxVectorBlocks.WriteRoundKeys(key, roundKeys);
+            uint keepBelow = KeepBelow(density);
+            if (width == PhiloxWidth.Avx512)
+                for (; element + 64 <= end; element += 64)
+                    ApplySixtyFour(values + (element - start), (ulong)element >> 2, key, roundKeys, keepBelow, density, rescale);
+            if (width == PhiloxWidth.Avx512)
+                for (; element + 32 <= end; element += 32)
+                    ApplyThirtyTwo(values + (element - start), (ulong)element >> 2, key, roundKeys, keepBelow, density, rescale);
             for (; element + 16 <= end; element += 16)
-                ApplySixteen(values + (element - start), (ulong)element >> 2, key, density, rescale);
+                ApplySixteen(values + (element - start), (ulong)element >> 2, key, roundKeys, keepBelow, density, rescale);
+        }
 
         for (; element + 4 <= end; element += 4)
         {
@@ -40,69 +67,61 @@ internal static unsafe class DropAndRescaleKernel
             values[element - start] = Keep(values[element - start], Philox4x32.ElementBits(key, element), density, rescale);
     }
 
-    /// <summary>Elements 4·firstBlock .. 4·firstBlock + 15: the scalar path's Philox4x32-10 and keep rule, vectorized.</summary>
-    private static void ApplySixteen(float* values, ulong firstBlock, PhiloxKey key, float density, bool rescale)
+    /// <summary>
+    /// The words kept at <paramref name="density"/> in [0, 1): ToUniform(w) = (w &gt;&gt; 8)·2^-24 is exact, so
+    /// ToUniform(w) &lt; density ⇔ (w &gt;&gt; 8) &lt; density·2^24 ⇔ (w &gt;&gt; 8) &lt; ⌈density·2^24⌉ = T ⇔ w &lt; T·256.
+    /// density·2^24 is exact (a power-of-two scaling), and T ≤ 2^24 − 1 for density &lt; 1, so T·256 fits 32 bits.
+    /// </summary>
+    internal static uint KeepBelow(float density) => (uint)MathF.Ceiling(density * 16777216f) << 8;
+
+    /// <summary>Elements 4·firstBlock .. 4·firstBlock + 63 (AVX-512): sixteen Philox blocks in two overlapping groups.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ApplySixtyFour(float* values, ulong firstBlock, PhiloxKey key, ulong* roundKeys, uint keepBelow, float density, bool rescale)
     {
-        Vector256<ulong> low32 = Vector256.Create(0xFFFF_FFFFUL);
-        Vector256<ulong> block = Vector256.Create(firstBlock) + Vector256.Create(0UL, 1UL, 2UL, 3UL);
-        Vector256<ulong> c0 = block & low32;
-        Vector256<ulong> c1 = block >>> 32;
-        Vector256<ulong> c2 = Vector256.Create((ulong)key.TensorHash);
-        Vector256<ulong> c3 = Vector256.Create((ulong)key.ModelIndex);
-        Vector256<ulong> m0 = Vector256.Create((ulong)Philox4x32.Multiplier0);
-        Vector256<ulong> m1 = Vector256.Create((ulong)Philox4x32.Multiplier1);
-        uint key0 = (uint)key.Seed, key1 = (uint)(key.Seed >> 32);
-        for (int round = 0; round < Philox4x32.Rounds; round++)
-        {
-            if (round != 0)
-            {
-                key0 += Philox4x32.KeyIncrement0;
-                key1 += Philox4x32.KeyIncrement1;
-            }
-            // Both factors are below 2^32: vpmuludq (32 × 32 → 64 bits per lane) is the whole product, where the generic
-            // 64-bit multiply costs several instructions.
-            Vector256<ulong> product0 = Avx2.IsSupported ? Avx2.Multiply(c0.AsUInt32(), m0.AsUInt32()) : c0 * m0;
-            Vector256<ulong> product1 = Avx2.IsSupported ? Avx2.Multiply(c2.AsUInt32(), m1.AsUInt32()) : c2 * m1;
-            Vector256<ulong> next0 = (product1 >>> 32) ^ c1 ^ Vector256.Create((ulong)key0);
-            Vector256<ulong> next2 = (product0 >>> 32) ^ c3 ^ Vector256.Create((ulong)key1);
-            c1 = product1 & low32;
-            c3 = product0 & low32;
-            c0 = next0;
-            c2 = next2;
-        }
+        PhiloxVectorBlocks.Sixteen(firstBlock, key, roundKeys, out Vector512<uint> words0, out Vector512<uint> words1,
+            out Vector512<uint> words2, out Vector512<uint> words3);
+        Vector512<uint> below = Vector512.Create(keepBelow);
+        KeepSixteen(values, words0, below, density, rescale);
+        KeepSixteen(values + 16, words1, below, density, rescale);
+        KeepSixteen(values + 32, words2, below, density, rescale);
+        KeepSixteen(values + 48, words3, below, density, rescale);
+    }
 
-        // Element 4·(firstBlock + b) + w takes word w of block b.
-        uint* words = stackalloc uint[16];
-        if (Avx2.IsSupported)
-        {
-            // Words 0,1 and 2,3 of each block paired in 64-bit lanes, interleaved per 128-bit lane, then the halves put
-            // in block order: blocks 0,1 then 2,3.
-            Vector256<ulong> words01 = c0 | (c1 << 32), words23 = c2 | (c3 << 32);
-            Vector256<ulong> even = Avx2.UnpackLow(words01, words23), odd = Avx2.UnpackHigh(words01, words23);
-            Avx2.Permute2x128(even, odd, 0x20).AsUInt32().Store(words);
-            Avx2.Permute2x128(even, odd, 0x31).AsUInt32().Store(words + 8);
-        }
-        else
-        {
-            for (int b = 0; b < 4; b++)
-            {
-                words[4 * b] = (uint)c0.GetElement(b);
-                words[4 * b + 1] = (uint)c1.GetElement(b);
-                words[4 * b + 2] = (uint)c2.GetElement(b);
-                words[4 * b + 3] = (uint)c3.GetElement(b);
-            }
-        }
+    /// <summary>16 elements kept (word &lt; <paramref name="below"/>, then divided when rescaling) or set to +0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void KeepSixteen(float* values, Vector512<uint> words, Vector512<uint> below, float density, bool rescale)
+    {
+        Vector512<float> x = Vector512.Load(values);
+        if (rescale)
+            x /= Vector512.Create(density);
+        Vector512.ConditionalSelect(Vector512.LessThan(words, below).AsSingle(), x, Vector512<float>.Zero).Store(values);
+    }
 
-        Vector256<float> scale = Vector256.Create(Philox4x32.UniformScale);
-        Vector256<float> keepBelow = Vector256.Create(density);
-        for (int half = 0; half < 16; half += 8)
+    /// <summary>Elements 4·firstBlock .. 4·firstBlock + 31 (AVX-512): eight Philox blocks, then 32 elements kept or dropped.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ApplyThirtyTwo(float* values, ulong firstBlock, PhiloxKey key, ulong* roundKeys, uint keepBelow, float density, bool rescale)
+    {
+        PhiloxVectorBlocks.Eight(firstBlock, key, roundKeys, out Vector512<uint> first, out Vector512<uint> second);
+        Vector512<uint> below = Vector512.Create(keepBelow);
+        KeepSixteen(values, first, below, density, rescale);
+        KeepSixteen(values + 16, second, below, density, rescale);
+    }
+
+    /// <summary>Elements 4·firstBlock .. 4·firstBlock + 15 (AVX2): four Philox blocks, then 16 elements kept or dropped.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ApplySixteen(float* values, ulong firstBlock, PhiloxKey key, ulong* roundKeys, uint keepBelow, float density, bool rescale)
+    {
+        PhiloxVectorBlocks.Four(firstBlock, key, roundKeys, out Vector256<uint> first, out Vector256<uint> second);
+        // AVX2 compares signed only: w < T·256 ⇔ (w >> 8) < T, both below 2^24.
+        Vector256<int> below = Vector256.Create((int)(keepBelow >> 8));
+        Vector256<float> low = Vector256.Load(values), high = Vector256.Load(values + 8);
+        if (rescale)
         {
-            // (word >> 8) has 24 bits: the int -> float conversion and the scaling are exact, as in ToUniform.
-            Vector256<float> uniform = Vector256.ConvertToSingle((Vector256.Load(words + half) >>> 8).AsInt32()) * scale;
-            Vector256<float> x = Vector256.Load(values + half);
-            Vector256<float> kept = rescale ? x / keepBelow : x;
-            Vector256.ConditionalSelect(Vector256.LessThan(uniform, keepBelow), kept, Vector256<float>.Zero).Store(values + half);
+            low /= Vector256.Create(density);
+            high /= Vector256.Create(density);
         }
+        Vector256.ConditionalSelect(Vector256.LessThan((first >>> 8).AsInt32(), below).AsSingle(), low, Vector256<float>.Zero).Store(values);
+        Vector256.ConditionalSelect(Vector256.LessThan((second >>> 8).AsInt32(), below).AsSingle(), high, Vector256<float>.Zero).Store(values + 8);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -26,6 +26,9 @@ public class StreamedMethodTests
         { "breadcrumbs", "1237x1931", "density=0.7 gamma=0.5", "", 2 }, // no bottom cut: the top cut shrinks to keep ⌊density·n⌋
         { "breadcrumbs_paper", "1237x1931", "beta=0.6 gamma=0.05", "lambda=0.9", 2 },
         { "breadcrumbs_paper", "1237x1931", "beta=0.7 gamma=0.4", "", 0 }, // β + γ ≥ 1: everything masked, no passes
+        { "dare_ties", "1237x1931", "density=0.4", "", 1 }, // the norm pass: drop and both L1 norms fused
+        { "dare_linear", "2386547", "density=0.3", "", 1 },
+        { "dare_linear", "1237x1931", "density=0.5", "rescale_norm=inverse_density", 0 },
         { "della", "1237x1931", "density=0.5 epsilon=0.2", "", 2 },
         { "della", "37x41x1571", "density=0.3 epsilon=0.1", "", 2 },
         { "della", "2333x1024", "density=0.4 epsilon=0.1", "", 1 }, // rows of 2¹⁰ are never cut: no cut-slice pass

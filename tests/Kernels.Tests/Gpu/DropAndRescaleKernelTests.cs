@@ -121,6 +121,37 @@ public sealed class DropAndRescaleKernelTests
         }
     }
 
+    /// <summary>Equal bits, or NaN on both (a NaN's payload is not part of the contract: the inputs carry NaNs).</summary>
+    private static bool SameNorm(double expected, double actual) =>
+        BitConverter.DoubleToInt64Bits(expected) == BitConverter.DoubleToInt64Bits(actual) || (double.IsNaN(expected) && double.IsNaN(actual));
+
+    /// <summary>The GPU's drop-with-norms (the interface's three calls) gives the CPU's fused bits: values and both norms.</summary>
+    [Theory]
+    [MemberData(nameof(GpuShapes.All), MemberType = typeof(GpuShapes))]
+    public void DropAndRescaleWithNorms_matches_cpu(string shape)
+    {
+        IMergeKernels gpu = GpuShapes.Get(shape);
+        IMergeKernels cpu = _cpu;
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        var key = new PhiloxKey((ulong)seed * 0x9E3779B97F4A7C15UL, 0x1234u, 5);
+        foreach (int n in new[] { 1, 17, 4099, 70001 })
+        {
+            float[] values = TestData.WithSpecials(random, TestData.Plain(random, n));
+            foreach (long first in new[] { 0L, 3L, (1L << 34) + 1 })
+            {
+                string context = $"{shape} seed {seed} n={n} first {first}";
+                float[] onCpu = (float[])values.Clone();
+                float[] onGpu = (float[])values.Clone();
+                var cpuNorms = cpu.DropAndRescaleWithNorms(onCpu, 0.3f, false, key, first);
+                var gpuNorms = gpu.DropAndRescaleWithNorms(onGpu, 0.3f, false, key, first);
+                BitAssert.Identical(onCpu, onGpu, context);
+                Assert.True(SameNorm(cpuNorms.Before, gpuNorms.Before), $"{context}: before {gpuNorms.Before:R} on the GPU, {cpuNorms.Before:R} on the CPU");
+                Assert.True(SameNorm(cpuNorms.After, gpuNorms.After), $"{context}: after {gpuNorms.After:R} on the GPU, {cpuNorms.After:R} on the CPU");
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(GpuShapes.All), MemberType = typeof(GpuShapes))]
     public void DropAndRescale_rejects_bad_arguments(string shape)

@@ -1,0 +1,61 @@
+using System.Diagnostics;
+using System.Globalization;
+using Weld.Kernels;
+using Weld.Kernels.Cpu;
+
+namespace Weld.Bench;
+
+/// <summary>
+/// `dare-speed`: DARE's kernels alone on one thread, per vector width this CPU runs: the Philox words only
+/// (<see cref="PhiloxStreamWords"/>), the drop in place (density 0.3, no division: the L1-rescale default), and the drop
+/// fused with both L1 norms (<see cref="CpuKernels.DropAndRescaleWithNorms"/>, widest path). 16M float32 elements
+/// (64 MiB, out of cache), CPU time of the process, best of 5: load on the machine does not count.
+/// </summary>
+internal static class DropAndRescaleSpeed
+{
+    private const int Length = 1 << 24;
+
+    public static int Run()
+    {
+        var key = new PhiloxKey(42, 0x1234, 1);
+        var pristine = new float[Length];
+        var random = new System.Random(1);
+        for (int i = 0; i < Length; i++) pristine[i] = (float)(random.NextDouble() - 0.5);
+        var work = new float[Length];
+        var words = new uint[Length];
+        Console.WriteLine($"Widest path here: {PhiloxVectorBlocks.Widest}; {Length:N0} elements, one thread, CPU time, best of 5");
+        foreach (PhiloxWidth width in Enum.GetValues<PhiloxWidth>())
+        {
+            if (!PhiloxVectorBlocks.IsSupported(width)) continue;
+            double fill = Best(() => { }, () => PhiloxStreamWords.Fill(key, 0, words, width));
+            double drop = Best(() => pristine.CopyTo(work, 0), () => DropAndRescaleKernel.Apply(work, 0, 0.3f, false, key, width));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{width,-7} Philox words {fill * 1e9 / Length:F3} ns/element · drop in place {drop * 1e9 / Length:F3} ns/element ({Length * 4 / drop / 1e9:F2} GB/s)"));
+        }
+        var kernels = new CpuKernels(1);
+        double fused = Best(() => pristine.CopyTo(work, 0), () => kernels.DropAndRescaleWithNorms(work, 0.3f, false, key));
+        double separate = Best(() => pristine.CopyTo(work, 0), () =>
+        {
+            kernels.SumOfAbs(work);
+            kernels.DropAndRescale(work, 0.3f, false, key);
+            kernels.SumOfAbs(work);
+        });
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"drop + both L1 norms: fused {fused * 1e9 / Length:F3} ns/element, as three calls {separate * 1e9 / Length:F3} ns/element"));
+        return 0;
+    }
+
+    /// <summary>Least CPU seconds of five runs of <paramref name="work"/>, each after an untimed <paramref name="setup"/>.</summary>
+    private static double Best(Action setup, Action work)
+    {
+        double best = double.MaxValue;
+        for (int run = 0; run < 5; run++)
+        {
+            setup();
+            TimeSpan start = Process.GetCurrentProcess().TotalProcessorTime;
+            work();
+            best = Math.Min(best, (Process.GetCurrentProcess().TotalProcessorTime - start).TotalSeconds);
+        }
+        return best;
+    }
+}

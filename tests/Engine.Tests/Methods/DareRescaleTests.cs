@@ -1,0 +1,63 @@
+using Weld.Engine.Methods;
+using Weld.Kernels;
+using Xunit;
+using static Weld.Engine.Tests.Methods.MethodHarness;
+
+namespace Weld.Engine.Tests.Methods;
+
+/// <summary>
+/// DARE with mergekit's L1 rescale (the default) against its steps spelled out one kernel call at a time:
+/// δ_k = θ_k − θ_base; ‖δ_k‖₁ summed per 2^20-element block; the drop; ‖drop(δ_k)‖₁ the same way; δ_k · (before / after)
+/// when both norms are ≥ 1e-7; then TIES' election onto the base or the weighted sum plus the base. The method fuses the
+/// drop with both norms (one trip over memory): the bits must not move.
+/// </summary>
+public sealed class DareRescaleTests
+{
+    private static readonly IMergeKernels Cpu = MethodHarness.Kernels;
+
+    [Theory]
+    [InlineData("dare_ties", 2_386_547)] // three 2^20 blocks and a tail: the norms add block by block
+    [InlineData("dare_linear", 2_386_547)]
+    [InlineData("dare_ties", 1001)]
+    public void L1_rescaled_drop_equals_the_steps_one_by_one(string methodName, int n)
+    {
+        IMergeMethod method = MergeMethods.Find(methodName)!;
+        float[] densities = [0.3f, 0.5f, 0.9f];
+        float[] weights = [0.5f, 0.3f, 0.4f];
+        var (baseline, models) = RandomModels(seed: n % 997, n, k: 3, deltaScale: 0.006f);
+
+        float[] actual = Run(method, baseline, models.Select(m => (float[])m.Clone()).ToArray(), [n],
+            (m, p) => p.Set("weight", (double)weights[m]).Set("density", (double)densities[m]));
+
+        var stacked = new float[3 * n];
+        for (int m = 0; m < 3; m++) models[m].CopyTo(stacked, m * n);
+        Cpu.SubtractRows(stacked, baseline);
+        for (int m = 0; m < 3; m++)
+        {
+            Span<float> row = stacked.AsSpan(m * n, n);
+            double before = BlockwiseL1(row);
+            Cpu.DropAndRescale(row, densities[m], false, Key(m));
+            double after = BlockwiseL1(row);
+            if ((float)before >= 1e-7f && (float)after >= 1e-7f)
+                Cpu.Scale(row, (float)before / (float)after);
+        }
+        var expected = new float[n];
+        if (methodName == "dare_ties")
+            Cpu.SignConsensusMergeOntoBase(stacked, weights, SignElection.Sum, false, 1f, baseline, expected);
+        else
+        {
+            Cpu.WeightedSum(stacked, weights, expected);
+            Cpu.Axpby(1f, baseline, 1f, expected, expected);
+        }
+        AssertBits(expected, actual, $"{methodName}, n {n}");
+        Assert.NotEqual(expected, baseline); // something was merged
+    }
+
+    private static double BlockwiseL1(ReadOnlySpan<float> values)
+    {
+        double sum = 0;
+        for (int start = 0; start < values.Length; start += TensorMergeInputs.ChunkAlignment)
+            sum += Cpu.SumOfAbs(values.Slice(start, Math.Min(TensorMergeInputs.ChunkAlignment, values.Length - start)));
+        return sum;
+    }
+}
