@@ -52,5 +52,9 @@ internal static class BitAssert
     public static bool Same(float expected, float actual) =>
         Bits(expected) == Bits(actual) || (float.IsNaN(expected) && float.IsNaN(actual));
 
+    /// <summary>Same bits, or both NaN (float64: a sum over NaN inputs keeps whichever payload its order meets first).</summary>
+    public static bool Same(double expected, double actual) =>
+        BitConverter.DoubleToInt64Bits(expected) == BitConverter.DoubleToInt64Bits(actual) || (double.IsNaN(expected) && double.IsNaN(actual));
+
     public static uint Bits(float value) => (uint)BitConverter.SingleToInt32Bits(value);
 }

@@ -90,9 +90,9 @@ public class DropAndRescaleTests
                             float[] actual = (float[])input.Clone();
                             var norms = kernels.DropAndRescaleWithNorms(actual, density, rescale, key, firstIndex);
                             BitAssert.Identical(expected, actual, context);
-                            Assert.True(BitConverter.DoubleToInt64Bits(before) == BitConverter.DoubleToInt64Bits(norms.Before),
+                            Assert.True(BitAssert.Same(before, norms.Before),
                                 $"{context}: norm before {norms.Before:R}, expected {before:R}");
-                            Assert.True(BitConverter.DoubleToInt64Bits(after) == BitConverter.DoubleToInt64Bits(norms.After),
+                            Assert.True(BitAssert.Same(after, norms.After),
                                 $"{context}: norm after {norms.After:R}, expected {after:R}");
                         }
     }
