@@ -81,6 +81,21 @@ public sealed class MergeExecutor
     /// </summary>
     internal const long FusedItemElements = 1 << 23;
 
+    /// <summary>
+    /// Most stacks of decoded inputs alive at once: the one the compute stage merges and the one the loader reads next.
+    /// The loader reading further ahead buys nothing (the compute stage takes one stack at a time) but takes more of the
+    /// budget as fresh memory: on the bench VM the kernel's zeroing of fresh pages cost 0.3–2 s of CPU per GB, and a
+    /// deeper queue of 1B-model MLP stacks filled the 1 GB budget (bench/RESULTS.md, "Working memory reuse").
+    /// </summary>
+    internal const int InputStacksInFlight = 2;
+
+    /// <summary>
+    /// Most float32 results alive at once: the one the loader prepares with its stack, the one the compute stage
+    /// fills, the one the writer encodes. A deeper queue towards the writer only holds fresh memory (see
+    /// <see cref="InputStacksInFlight"/>).
+    /// </summary>
+    internal const int ResultsInFlight = 3;
+
     private readonly IMergeKernels _kernels;
     private readonly CpuKernels _tileKernels = new(1);
     private readonly int _parallelism;
@@ -171,9 +186,12 @@ public sealed class MergeExecutor
         var counters = new Counters { BytesToWrite = selected.Sum(s => s.Tensors.Sum(t => t.ByteLength)) };
         progress?.Report(new MergeProgress(0, tensorCount, 0, 0, "") { Stage = MergeStage.Merging, BytesToWrite = counters.BytesToWrite });
 
-        Task loader = Task.Run(() => Stage(stop, loaded.Writer, () => Load(plan, models, selected, taskIndex, loaded.Writer, counters, stop.Token)));
-        Task compute = Task.Run(() => Stage(stop, computed.Writer, () => Compute(plan, models, loaded.Reader, computed.Writer, stop.Token)));
-        Task writer = Task.Run(() => Stage(stop, null, () => Write(folder, selected, computed.Reader, counters, tensorCount, shardDone, progress, stop.Token)));
+        using var stacks = new SemaphoreSlim(InputStacksInFlight, InputStacksInFlight);
+        using var results = new SemaphoreSlim(ResultsInFlight, ResultsInFlight);
+        var inFlight = new InFlight(stacks, results);
+        Task loader = Task.Run(() => Stage(stop, loaded.Writer, () => Load(plan, models, selected, taskIndex, loaded.Writer, counters, inFlight, stop.Token)));
+        Task compute = Task.Run(() => Stage(stop, computed.Writer, () => Compute(plan, models, loaded.Reader, computed.Writer, inFlight, stop.Token)));
+        Task writer = Task.Run(() => Stage(stop, null, () => Write(folder, selected, computed.Reader, counters, tensorCount, shardDone, progress, inFlight, stop.Token)));
         try
         {
             Task.WaitAll(loader, compute, writer);
@@ -282,7 +300,7 @@ public sealed class MergeExecutor
     }
 
     private void Load(MergePlan plan, IReadOnlyList<ModelFolder> models, List<ShardPlan> shards, Dictionary<string, int> taskIndex,
-        ChannelWriter<WorkItem> output, Counters counters, CancellationToken cancel)
+        ChannelWriter<WorkItem> output, Counters counters, InFlight inFlight, CancellationToken cancel)
     {
         foreach (ShardPlan shard in shards)
         {
@@ -360,7 +378,11 @@ public sealed class MergeExecutor
                             if (n == 0) break;
                             continue;
                         }
+                        // One stack ahead of the compute stage at most (InputStacksInFlight; the compute stage releases
+                        // it), and one result ahead of the writer's (ResultsInFlight; the writer releases it).
+                        inFlight.Stacks.Wait(cancel);
                         NativeFloatBuffer inputs = _pool.Rent(rows * length, limit, cancel);
+                        if (apply) inFlight.Results.Wait(cancel);
                         NativeFloatBuffer? result = apply ? _pool.Rent(length, limit, cancel) : null;
                         long bytes = 0;
                         using (EnterCpu(cancel))
@@ -447,7 +469,8 @@ public sealed class MergeExecutor
         };
     }
 
-    private void Compute(MergePlan plan, IReadOnlyList<ModelFolder> models, ChannelReader<WorkItem> input, ChannelWriter<WorkItem> output, CancellationToken cancel)
+    private void Compute(MergePlan plan, IReadOnlyList<ModelFolder> models, ChannelReader<WorkItem> input, ChannelWriter<WorkItem> output,
+        InFlight inFlight, CancellationToken cancel)
     {
         while (input.WaitToReadAsync(cancel).AsTask().GetAwaiter().GetResult())
         {
@@ -481,6 +504,7 @@ public sealed class MergeExecutor
                     }
                     if (item.Last) item.Ended!.End();
                     _pool.Return(item.Inputs);
+                    inFlight.Stacks.Release();
                     continue; // statistics only: nothing to write
                 }
                 using (EnterCpu(cancel))
@@ -494,13 +518,14 @@ public sealed class MergeExecutor
                         LayerScaling.Apply(inputs.Kernels, inputs.Base.Span, result, (float)scale);
                 }
                 _pool.Return(item.Inputs);
+                inFlight.Stacks.Release();
                 output.WriteAsync(item with { Inputs = null }, cancel).AsTask().GetAwaiter().GetResult();
             }
         }
     }
 
     private void Write(string folder, List<ShardPlan> shards, ChannelReader<WorkItem> input, Counters counters, int tensorCount,
-        Action<ShardPlan, string>? shardDone, IProgress<MergeProgress>? progress, CancellationToken cancel)
+        Action<ShardPlan, string>? shardDone, IProgress<MergeProgress>? progress, InFlight inFlight, CancellationToken cancel)
     {
         // A finished shard is synced to disk (and reported) in the background while the next one is written, so the
         // pipeline does not stall for each fsync; shards are still reported in order, each only once it is durable.
@@ -528,6 +553,7 @@ public sealed class MergeExecutor
                                     writer.WriteFloat32(item.Output!.Span.Slice(0, item.Length));
                             }
                             _pool.Return(item.Output);
+                            if (!item.Fused) inFlight.Results.Release(); // a float32 result the loader took a turn for
                             counters.BytesWritten += (long)item.Length * DTypes.SizeOf(header.DType);
                             if (item.Last) break;
                             // A tensor cut into chunks: report each chunk, so a large embedding shows progress too.
@@ -714,6 +740,9 @@ public sealed class MergeExecutor
         /// <summary>Blocks until the next pass is closed (passes close in order, one release each).</summary>
         public void WaitForNextEnd(CancellationToken cancel) => _ended.Wait(cancel);
     }
+
+    /// <summary>The turns that bound how far the loader runs ahead (<see cref="InputStacksInFlight"/>, <see cref="ResultsInFlight"/>).</summary>
+    private sealed record InFlight(SemaphoreSlim Stacks, SemaphoreSlim Results);
 
     private sealed class Counters
     {
