@@ -296,7 +296,7 @@ public sealed class RankSamplingBucketPieceTests
     }
 
     [Fact]
-    public void Vector_prefix_gives_the_starts_of_both_halves_counts()
+    public void Vector_prefix_gives_the_bucket_starts_and_where_the_later_half_begins()
     {
         var random = new System.Random(29);
         foreach (int buckets in new[] { 0, 1, 7, 8, 9, 15, 16, 17, 100, 2050, 4098 })
@@ -304,17 +304,20 @@ public sealed class RankSamplingBucketPieceTests
             var firstHalf = new int[buckets];
             var starts = new int[buckets + 1];
             var expected = new int[buckets + 1];
+            var expectedLaterHalf = new int[buckets];
             int sum = 0;
             for (int b = 0; b < buckets; b++)
             {
                 firstHalf[b] = random.Next(4) == 0 ? random.Next(200) : 0;
                 starts[b] = random.Next(3) == 0 ? random.Next(200) : 0;
                 expected[b] = sum;
+                expectedLaterHalf[b] = sum + firstHalf[b];
                 sum += firstHalf[b] + starts[b];
             }
             expected[buckets] = sum;
             MagnitudeRankSampling.ExclusivePrefix(firstHalf, starts, buckets);
             Assert.Equal(expected, starts);
+            Assert.Equal(expectedLaterHalf, firstHalf); // where the later half's members of each bucket begin
         }
     }
 }

@@ -125,26 +125,12 @@ internal static unsafe class MagnitudeRankSampling
                 ExclusivePrefix(firstHalf, starts, bucketsUsed);
                 // An open draw in a one-key bucket has its position; in a mixed bucket the bucket's range of positions
                 // decides it unless p crosses the draw inside that range: those are listed at the front of open.
-                // Keep or drop is a coin flip here, so the element is rewritten through a mask rather than a branch.
+                // The open positions are in position order: first those of the first half, then the later half's,
+                // whose members of a bucket follow the first half's (firstHalf now holds where they begin).
                 float* p = scratch.PositionProbabilities(length, probabilities);
-                int undecided = 0;
-                for (int i = 0; i < opened; i++)
-                {
-                    int r = open[i];
-                    int b = digits[r];
-                    float uniform = Philox4x32.ToUniform(words[r]);
-                    uint* at = (uint*)(fiber + (long)r * stride);
-                    if ((b & 1) == 0)
-                    {
-                        *at &= KeepMask(uniform < p[starts[b] + within[r] + (firstHalf[b] & (int)KeepMask(r >= half))]);
-                        continue;
-                    }
-                    float pLowest = p[starts[b]], pHighest = p[starts[b + 1] - 1];
-                    bool keepSure = uniform < pLowest && uniform < pHighest, dropSure = !(uniform < pLowest) && !(uniform < pHighest);
-                    *at &= KeepMask(!dropSure);
-                    if (!keepSure && !dropSure)
-                        open[undecided++] = r;
-                }
+                int split = FirstAtOrAbove(open, opened, half);
+                int undecided = DrawByPosition(fiber, stride, words, digits, within, starts, starts, p, open, 0, split, 0);
+                undecided = DrawByPosition(fiber, stride, words, digits, within, firstHalf, starts, p, open, split, opened, undecided);
                 if (undecided == 0)
                     return;
                 if ((long)undecided * length <= CountedBudget)
@@ -171,6 +157,51 @@ internal static unsafe class MagnitudeRankSampling
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Decides the open draws open[from..to): a member of a one-key (even) bucket b at position r has sorted position
+    /// bases[b] + within[r]; a mixed bucket's range of positions [starts[b], starts[b + 1]) decides the draw when p is
+    /// on one side of it over the whole range, else r is listed at open[undecided++] (which never passes the draws
+    /// read so far). Keep or drop is a coin flip here, so the element is rewritten through a mask rather than a
+    /// branch. Returns the new count of undecided draws. A method of its own so that its pointers stay in registers.
+    /// </summary>
+    private static int DrawByPosition(float* fiber, int stride, uint* words, int* digits, int* within, int* bases, int* starts,
+        float* p, int* open, int from, int to, int undecided)
+    {
+        for (int i = from; i < to; i++)
+        {
+            int r = open[i];
+            int b = digits[r];
+            float uniform = Philox4x32.ToUniform(words[r]);
+            uint* at = (uint*)(fiber + (long)r * stride);
+            if ((b & 1) == 0)
+            {
+                *at &= KeepMask(uniform < p[bases[b] + within[r]]);
+                continue;
+            }
+            float pLowest = p[starts[b]], pHighest = p[starts[b + 1] - 1];
+            bool keepSure = uniform < pLowest && uniform < pHighest, dropSure = !(uniform < pLowest) && !(uniform < pHighest);
+            *at &= KeepMask(!dropSure);
+            if (!keepSure && !dropSure)
+                open[undecided++] = r;
+        }
+        return undecided;
+    }
+
+    /// <summary>The first index i &lt; <paramref name="count"/> with sorted[i] ≥ <paramref name="value"/>, or count.</summary>
+    private static int FirstAtOrAbove(int* sorted, int count, int value)
+    {
+        int low = 0, high = count;
+        while (low < high)
+        {
+            int middle = (int)((uint)(low + high) >> 1);
+            if (sorted[middle] < value)
+                low = middle + 1;
+            else
+                high = middle;
+        }
+        return low;
     }
 
     /// <summary>All ones when <paramref name="keep"/>, else zero: ANDed into an element's bits it keeps it or makes it +0.</summary>
@@ -220,7 +251,9 @@ internal static unsafe class MagnitudeRankSampling
     /// <summary>
     /// starts[b] = Σ_{c &lt; b} (firstHalf[c] + starts[c]) for b ≤ <paramref name="buckets"/>: on entry
     /// <paramref name="starts"/> holds the later half's counts, on return each bucket's first sorted position (and
-    /// the fiber length after the last). Eight buckets at a time in vector lanes (integer sums: the same result).
+    /// the fiber length after the last); <paramref name="firstHalf"/>[b] becomes starts[b] + firstHalf[b], the sorted
+    /// position of the bucket's first member in the later half. Eight buckets at a time in vector lanes (integer
+    /// sums: the same result).
     /// </summary>
     internal static void ExclusivePrefix(Span<int> firstHalf, Span<int> starts, int buckets)
     {
@@ -239,20 +272,24 @@ internal static unsafe class MagnitudeRankSampling
             Vector256<int> carry = Vector256<int>.Zero;
             for (; b + 8 <= buckets; b += 8)
             {
-                Vector256<int> counts = Vector256.Load(firstHalf + b) + Vector256.Load(starts + b);
+                Vector256<int> firstCounts = Vector256.Load(firstHalf + b);
+                Vector256<int> counts = firstCounts + Vector256.Load(starts + b);
                 // Inclusive scan in three shifted adds (an index of 8 shifts in a zero).
                 Vector256<int> scan = counts + Vector256.Shuffle(counts, Vector256.Create(8, 0, 1, 2, 3, 4, 5, 6));
                 scan += Vector256.Shuffle(scan, Vector256.Create(8, 8, 0, 1, 2, 3, 4, 5));
                 scan += Vector256.Shuffle(scan, Vector256.Create(8, 8, 8, 8, 0, 1, 2, 3));
-                (carry + scan - counts).Store(starts + b);
+                Vector256<int> start = carry + scan - counts;
+                start.Store(starts + b);
+                (start + firstCounts).Store(firstHalf + b);
                 carry += Vector256.Shuffle(scan, Vector256.Create(7));
             }
             sum = carry.ToScalar();
         }
         for (; b < buckets; b++)
         {
-            int count = firstHalf[b] + starts[b];
+            int first = firstHalf[b], count = first + starts[b];
             starts[b] = sum;
+            firstHalf[b] = sum + first;
             sum += count;
         }
         starts[buckets] = sum;
@@ -261,10 +298,10 @@ internal static unsafe class MagnitudeRankSampling
     /// <summary>
     /// Every element's sorted position into <c>scratch.Ranks</c> by one counting-sort placement; on entry
     /// <c>scratch.Ranks</c> holds each element's index among its bucket's members in its half of the fiber
-    /// (<see cref="CountHalves"/>: the later half adds the first half's count) and <paramref name="starts"/> each
-    /// bucket's first position.
+    /// (<see cref="CountHalves"/>), <paramref name="starts"/> each bucket's first position and
+    /// <paramref name="laterHalf"/> the first position of its members in the later half (<c>ExclusivePrefix</c>).
     /// </summary>
-    private static void PlaceAll(uint* keys, int length, int* digits, int* starts, int* firstHalf, int half, int shift, int floor,
+    private static void PlaceAll(uint* keys, int length, int* digits, int* starts, int* laterHalf, int half, int shift, int floor,
         Scratch scratch)
     {
         ulong[] order = scratch.Order;
@@ -276,7 +313,7 @@ internal static unsafe class MagnitudeRankSampling
             // its bucket do not fall along the positions (always so in a one-key bucket).
             for (int r = 0; r < length; r++)
             {
-                int slot = starts[digits[r]] + ranks[r] + (r >= half ? firstHalf[digits[r]] : 0);
+                int slot = (r >= half ? laterHalf : starts)[digits[r]] + ranks[r];
                 ranks[r] = slot;
                 pairs[slot] = ((ulong)keys[r] << 32) | (uint)r;
             }
