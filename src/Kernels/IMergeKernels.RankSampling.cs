@@ -18,4 +18,18 @@ public partial interface IMergeKernels
     /// </summary>
     void SampleByMagnitudeRank(Span<float> values, int fiberLength, int fiberStride, float lowProbability, float epsilon,
         float singleProbability, bool divideByProbability, PhiloxKey key, long firstIndex = 0);
+
+    /// <summary>
+    /// <see cref="SampleByMagnitudeRank"/> together with the L1 norms mergekit's rescale needs: returns
+    /// <see cref="SumOfAbs"/> of <paramref name="values"/> before and after the sampling, the same bits as calling
+    /// SumOfAbs, SampleByMagnitudeRank and SumOfAbs in turn (which this default does; a backend may fuse the three so
+    /// the span travels from memory once).
+    /// </summary>
+    (double Before, double After) SampleByMagnitudeRankWithNorms(Span<float> values, int fiberLength, int fiberStride,
+        float lowProbability, float epsilon, float singleProbability, bool divideByProbability, PhiloxKey key, long firstIndex = 0)
+    {
+        double before = SumOfAbs(values);
+        SampleByMagnitudeRank(values, fiberLength, fiberStride, lowProbability, epsilon, singleProbability, divideByProbability, key, firstIndex);
+        return (before, SumOfAbs(values));
+    }
 }

@@ -46,6 +46,38 @@ internal static class RankMagnitudeSampling
     }
 
     /// <summary>
+    /// <see cref="Apply"/> with the L1 norms of the row before and after it, summed block by
+    /// <see cref="TensorMergeInputs.ChunkAlignment"/> block as <c>TaskVectorMerge</c>'s L1 norm sums them (same bits),
+    /// each block sampled between its two norms while it is in cache. False (nothing done) unless
+    /// 0 &lt; density &lt; 1 and the tensor's [dim 1 × rest] slices tile every block; the caller then takes the steps one
+    /// by one.
+    /// </summary>
+    public static bool TryApplyWithL1Norms(TensorMergeInputs inputs, int row, double density, double epsilon,
+        out double normBefore, out double normAfter)
+    {
+        normBefore = normAfter = 0;
+        if (density is <= 0 or >= 1)
+            return false;
+        Span<float> values = inputs.Row(row);
+        Validate(inputs.TensorName, inputs.ModelIndices[row], density, epsilon);
+        var (outer, length, inner) = Fibers(inputs.Shape, values.Length);
+        long slab = (long)length * inner;
+        if (slab == 0 || outer * slab != values.Length || TensorMergeInputs.ChunkAlignment % slab != 0)
+            return false;
+        IMergeKernels kernels = inputs.Kernels;
+        PhiloxKey key = inputs.RandomKey(row);
+        for (int start = 0; start < values.Length; start += TensorMergeInputs.ChunkAlignment)
+        {
+            var (before, after) = kernels.SampleByMagnitudeRankWithNorms(
+                values.Slice(start, Math.Min(TensorMergeInputs.ChunkAlignment, values.Length - start)), length, inner,
+                (float)(density - epsilon), (float)epsilon, (float)density, false, key, start);
+            normBefore += before;
+            normAfter += after;
+        }
+        return true;
+    }
+
+    /// <summary>
     /// Samples whole [dim 1 × rest] slices: <paramref name="values"/> starts at tensor index
     /// <paramref name="firstIndex"/>, a multiple of length · inner (the draws are keyed by tensor index).
     /// </summary>

@@ -128,6 +128,14 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
                 kernels.Scale(row, l1Factor);
             return;
         }
+        if (_sparsification == Sparsification.RankMagnitude && rescale == RescaleMode.L1
+            && RankMagnitudeSampling.TryApplyWithL1Norms(inputs, k, density, p.Number("epsilon"), out double sampledBefore, out double sampledAfter))
+        {
+            // The sampling between both norms, block by block while the block is in cache: the bits of the steps below.
+            if (L1RescaleFactor(sampledBefore, sampledAfter) is float sampledFactor)
+                kernels.Scale(row, sampledFactor);
+            return;
+        }
         double normBefore = rescale == RescaleMode.L1 ? L1Norm(kernels, row) : 0;
         long n = row.Length;
         switch (_sparsification)

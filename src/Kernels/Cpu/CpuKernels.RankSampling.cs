@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace Weld.Kernels.Cpu;
 
 /// <remarks>DELLA's magnitude-rank sampling (<see cref="MagnitudeRankSampling"/>), fibers in parallel.</remarks>
@@ -24,6 +26,65 @@ public sealed unsafe partial class CpuKernels
                     return scratch;
                 },
                 static _ => { });
+        }
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// When a <see cref="ChunkedParallel.ChunkLength"/> chunk holds whole [length × stride] slabs, each chunk is summed,
+    /// sampled and summed again while it is in cache: <see cref="SumOfAbs"/> adds the same per-chunk partials in the
+    /// same order, so the norms have its bits. Otherwise the three calls.
+    /// </remarks>
+    public (double Before, double After) SampleByMagnitudeRankWithNorms(Span<float> values, int fiberLength, int fiberStride,
+        float lowProbability, float epsilon, float singleProbability, bool divideByProbability, PhiloxKey key, long firstIndex = 0)
+    {
+        long fibers = RankSamplingFibers(values.Length, fiberLength, fiberStride);
+        long slab = (long)fiberLength * fiberStride;
+        if (fibers == 0 || ChunkedParallel.ChunkLength % slab != 0)
+        {
+            double sumBefore = SumOfAbs(values);
+            SampleByMagnitudeRank(values, fiberLength, fiberStride, lowProbability, epsilon, singleProbability, divideByProbability, key, firstIndex);
+            return (sumBefore, SumOfAbs(values));
+        }
+        var probabilities = new MagnitudeRankSampling.Probabilities(lowProbability, epsilon, singleProbability, divideByProbability);
+        int length = values.Length;
+        int chunks = ChunkedParallel.ChunkCount(length);
+        double[] partials = ArrayPool<double>.Shared.Rent(2 * chunks);
+        try
+        {
+            fixed (float* data = values)
+            {
+                nint address = (nint)data;
+                Parallel.For(0, chunks, _parallel,
+                    () => new MagnitudeRankSampling.Scratch(fiberLength),
+                    (chunk, _, scratch) =>
+                    {
+                        long start = ChunkedParallel.ChunkStart(chunk);
+                        int size = ChunkedParallel.ChunkSize(chunk, length);
+                        float* at = (float*)address + start;
+                        partials[2 * chunk] = ReductionKernels.SumOfAbs(at, size);
+                        // The chunk's fibers: it starts on a slab boundary and holds whole slabs.
+                        for (long fiber = start / fiberLength, end = (start + size) / fiberLength; fiber < end; fiber++)
+                        {
+                            long first = fiber / fiberStride * slab + fiber % fiberStride;
+                            MagnitudeRankSampling.SampleFiber((float*)address, first, fiberLength, fiberStride, probabilities, key, firstIndex, scratch);
+                        }
+                        partials[2 * chunk + 1] = ReductionKernels.SumOfAbs(at, size);
+                        return scratch;
+                    },
+                    static _ => { });
+            }
+            double before = 0, after = 0;
+            for (int chunk = 0; chunk < chunks; chunk++)
+            {
+                before += partials[2 * chunk];
+                after += partials[2 * chunk + 1];
+            }
+            return (before, after);
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(partials);
         }
     }
 
