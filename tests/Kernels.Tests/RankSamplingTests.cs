@@ -321,3 +321,48 @@ public sealed class RankSamplingBucketPieceTests
         }
     }
 }
+
+/// <summary>
+/// The fused sampling with L1 norms (<see cref="CpuKernels.SampleByMagnitudeRankWithNorms"/>) against SumOfAbs,
+/// SampleByMagnitudeRank and SumOfAbs called in turn: same values, same bits of both norms, whether the 64K chunks hold
+/// whole fiber slabs (the fused path) or not (the three calls).
+/// </summary>
+public sealed class RankSamplingNormsTests
+{
+    [Fact]
+    public void SampleByMagnitudeRankWithNorms_equals_the_three_calls()
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        // (outer, length, stride): slabs of 2,048 (chunks of whole slabs, a partial last chunk), 4,096 × 1 over four
+        // chunks, slabs of 2,048 as 1,024 × 2 (strided fibers), 1,000 (chunks cut through slabs: the three calls).
+        (int Outer, int Length, int Stride)[] layouts = [(40, 2048, 1), (64, 4096, 1), (70, 1024, 2), (70, 1000, 1)];
+        var key = new PhiloxKey((ulong)random.NextInt64(), (uint)random.Next(), (uint)random.Next(8));
+        foreach (var kernels in new[] { new CpuKernels(1), new CpuKernels() })
+            foreach ((int outer, int length, int stride) in layouts)
+            {
+                int n = outer * length * stride;
+                float[] plain = TestData.Plain(random, n);
+                // bf16-like deltas: few significant bits, crowded one-key buckets.
+                float[] coarse = new float[n];
+                for (int i = 0; i < n; i++)
+                    coarse[i] = BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(plain[i] * 1e-3f) & 0xFFFF0000u);
+                foreach (float[] input in new[] { plain, coarse })
+                    foreach (long firstIndex in new[] { 0L, 5L * length * stride })
+                    {
+                        string context = $"seed {seed}, [{outer}, {length}, {stride}], first {firstIndex}, threads {kernels.MaxDegreeOfParallelism}";
+                        float[] expected = (float[])input.Clone();
+                        double before = kernels.SumOfAbs(expected);
+                        kernels.SampleByMagnitudeRank(expected, length, stride, 0.2f, 0.1f, 0.3f, false, key, firstIndex);
+                        double after = kernels.SumOfAbs(expected);
+
+                        float[] actual = (float[])input.Clone();
+                        var norms = kernels.SampleByMagnitudeRankWithNorms(actual, length, stride, 0.2f, 0.1f, 0.3f, false, key, firstIndex);
+                        BitAssert.Identical(expected, actual, context);
+                        Assert.True(BitAssert.Same(before, norms.Before), $"{context}: norm before {norms.Before:R}, expected {before:R}");
+                        Assert.True(BitAssert.Same(after, norms.After), $"{context}: norm after {norms.After:R}, expected {after:R}");
+                        Assert.NotEqual(before, after); // the sampling dropped something
+                    }
+            }
+    }
+}
