@@ -18,7 +18,7 @@ public sealed unsafe partial class CpuKernels
             nint address = (nint)data;
             // Fibers are disjoint and each draws by flat index, so the result does not depend on the thread count.
             Parallel.For(0L, fibers, _parallel,
-                () => new MagnitudeRankSampling.Scratch(fiberLength),
+                () => ScratchFor(fiberLength),
                 (fiber, _, scratch) =>
                 {
                     long first = fiber / fiberStride * fiberLength * fiberStride + fiber % fiberStride;
@@ -56,7 +56,7 @@ public sealed unsafe partial class CpuKernels
             {
                 nint address = (nint)data;
                 Parallel.For(0, chunks, _parallel,
-                    () => new MagnitudeRankSampling.Scratch(fiberLength),
+                    () => ScratchFor(fiberLength),
                     (chunk, _, scratch) =>
                     {
                         long start = ChunkedParallel.ChunkStart(chunk);
@@ -87,6 +87,22 @@ public sealed unsafe partial class CpuKernels
             ArrayPool<double>.Shared.Return(partials);
         }
     }
+
+    /// <summary>
+    /// This thread's scratch for fibers of <paramref name="fiberLength"/>, kept between calls: a tensor sampled block by
+    /// block (and every tensor of a model) would otherwise allocate ≈ 45 bytes per fiber element per worker and call,
+    /// and rebuild its table of keep probabilities. A loop body runs to its end before its thread takes another, so
+    /// one thread never uses the scratch twice at once.
+    /// </summary>
+    private static MagnitudeRankSampling.Scratch ScratchFor(int fiberLength)
+    {
+        if (t_rankScratch is not { } scratch || scratch.Length != fiberLength)
+            t_rankScratch = scratch = new MagnitudeRankSampling.Scratch(fiberLength);
+        return scratch;
+    }
+
+    [ThreadStatic]
+    private static MagnitudeRankSampling.Scratch? t_rankScratch;
 
     /// <summary>The fiber count of <see cref="SampleByMagnitudeRank"/> (0 for no values); throws on a layout that does not tile them.</summary>
     internal static long RankSamplingFibers(int length, int fiberLength, int fiberStride)

@@ -28,6 +28,9 @@ internal static unsafe class MagnitudeRankSampling
     /// <summary>Per-thread working memory of <see cref="SampleFiber"/> for fibers of up to <c>length</c> elements.</summary>
     internal sealed class Scratch(int length)
     {
+        /// <summary>The fiber length this scratch serves.</summary>
+        public int Length { get; } = length;
+
         /// <summary>(key, position) pairs: the sorted half and the radix sort's scratch half.</summary>
         public readonly ulong[] Order = new ulong[2 * length];
         public readonly uint[] Keys = new uint[length];
