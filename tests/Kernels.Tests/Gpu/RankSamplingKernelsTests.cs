@@ -107,4 +107,32 @@ public sealed class RankSamplingKernelsTests
         Assert.Throws<ArgumentException>(() => gpu.SampleByMagnitudeRank(new float[10], 3, 1, 0.4f, 0.1f, 0.5f, true, key));
         Assert.Throws<ArgumentException>(() => gpu.SampleByMagnitudeRank(new float[12], 3, 0, 0.4f, 0.1f, 0.5f, true, key));
     }
+
+    /// <summary>The GPU's sampling with norms (the interface's three calls) gives the CPU's fused bits: values and both norms.</summary>
+    [Theory]
+    [MemberData(nameof(GpuShapes.All), MemberType = typeof(GpuShapes))]
+    public void SampleByMagnitudeRankWithNorms_matches_cpu(string shape)
+    {
+        IMergeKernels gpu = GpuShapes.Get(shape);
+        IMergeKernels cpu = _cpu;
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        var key = new PhiloxKey((ulong)seed * 0x9E3779B97F4A7C15UL, 0x4321u, 2);
+        // Slabs of 1,024 (the CPU fuses per 64K chunk, a partial last one) and of 1,000 (chunks cut slabs: three calls).
+        foreach ((int outer, int length, int stride) in new[] { (70, 512, 2), (70, 1000, 1) })
+        {
+            float[] values = TestData.Plain(random, outer * length * stride);
+            foreach (long first in new[] { 0L, 3L * length * stride })
+            {
+                string context = $"{shape} seed {seed} [{outer}, {length}, {stride}] first {first}";
+                float[] onCpu = (float[])values.Clone();
+                float[] onGpu = (float[])values.Clone();
+                var cpuNorms = cpu.SampleByMagnitudeRankWithNorms(onCpu, length, stride, 0.2f, 0.1f, 0.3f, false, key, first);
+                var gpuNorms = gpu.SampleByMagnitudeRankWithNorms(onGpu, length, stride, 0.2f, 0.1f, 0.3f, false, key, first);
+                BitAssert.Identical(onCpu, onGpu, context);
+                Assert.True(BitAssert.Same(cpuNorms.Before, gpuNorms.Before), $"{context}: before {gpuNorms.Before:R} on the GPU, {cpuNorms.Before:R} on the CPU");
+                Assert.True(BitAssert.Same(cpuNorms.After, gpuNorms.After), $"{context}: after {gpuNorms.After:R} on the GPU, {cpuNorms.After:R} on the CPU");
+            }
+        }
+    }
 }
