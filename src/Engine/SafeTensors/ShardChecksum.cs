@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
@@ -62,15 +63,16 @@ public sealed class ShardChecksum
             // Z₁, Z₂ append one or two thirds' worth of zero bytes (32×32 bit matrices over GF(2), as lookup tables).
             while (data.Length >= 3 * StreamBytes)
             {
-                ReadOnlySpan<ulong> first = MemoryMarshal.Cast<byte, ulong>(data[..StreamBytes]);
-                ReadOnlySpan<ulong> second = MemoryMarshal.Cast<byte, ulong>(data.Slice(StreamBytes, StreamBytes));
-                ReadOnlySpan<ulong> third = MemoryMarshal.Cast<byte, ulong>(data.Slice(2 * StreamBytes, StreamBytes));
+                // Bounds-check-free: the block is 3 · StreamBytes long (the loop condition), each chain StreamBytes / 8 words.
+                ref ulong first = ref Unsafe.As<byte, ulong>(ref MemoryMarshal.GetReference(data));
+                ref ulong second = ref Unsafe.Add(ref first, StreamBytes / 8);
+                ref ulong third = ref Unsafe.Add(ref first, 2 * StreamBytes / 8);
                 ulong c1 = 0, c2 = 0;
-                for (int i = 0; i < first.Length; i++)
+                for (nint i = 0; i < StreamBytes / 8; i++)
                 {
-                    c = Sse42.X64.Crc32(c, first[i]);
-                    c1 = Sse42.X64.Crc32(c1, second[i]);
-                    c2 = Sse42.X64.Crc32(c2, third[i]);
+                    c = Sse42.X64.Crc32(c, Unsafe.ReadUnaligned<ulong>(ref Unsafe.As<ulong, byte>(ref Unsafe.Add(ref first, i))));
+                    c1 = Sse42.X64.Crc32(c1, Unsafe.ReadUnaligned<ulong>(ref Unsafe.As<ulong, byte>(ref Unsafe.Add(ref second, i))));
+                    c2 = Sse42.X64.Crc32(c2, Unsafe.ReadUnaligned<ulong>(ref Unsafe.As<ulong, byte>(ref Unsafe.Add(ref third, i))));
                 }
                 c = AppendZeros(ZerosTwoThirds, (uint)c) ^ AppendZeros(ZerosOneThird, (uint)c1) ^ (uint)c2;
                 data = data[(3 * StreamBytes)..];
