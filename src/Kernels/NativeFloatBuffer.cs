@@ -11,12 +11,15 @@ namespace Weld.Kernels;
 /// </summary>
 public sealed unsafe partial class NativeFloatBuffer : MemoryManager<float>
 {
-    // Buffers of at least this size are 2 MiB aligned and asked to be backed by transparent huge pages: a fresh
-    // buffer then takes one page fault per 2 MiB instead of per 4 KiB, which on virtual machines (where every fault
-    // is a trap to the hypervisor) was a tenth of a TIES merge's CPU time.
+    // Buffers of at least this size are their own 2 MiB-aligned mapping. They get 4 KiB pages unless WELD_HUGE_PAGES=1
+    // asks for transparent huge pages (MADV_HUGEPAGE). Huge pages take one fault per 2 MiB instead of 512, but on a VM
+    // whose host reclaims the guest's free memory (virtio-balloon free page reporting, as on the bench VM) a fresh
+    // 2 MiB page is host memory to fault in: first touch measured 2.4-2.8 s/GiB with huge pages against 0.43 s/GiB with
+    // 4 KiB pages, i.e. 1.1 s of system time per 1B-shaped TIES merge (bench/RESULTS.md). Where guest memory is fully
+    // backed (bare metal) huge pages can win a little; the opt-in is for those machines.
     private const long HugePageBytes = 2 << 20;
     private const int AdviseHugePage = 14; // MADV_HUGEPAGE
-    private static bool s_hugePagesUnsupported = !OperatingSystem.IsLinux();
+    private static bool s_skipHugePageAdvice = !OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("WELD_HUGE_PAGES") != "1";
     private static bool s_mapUnsupported = !OperatingSystem.IsLinux();
 
     private const int ProtectReadWrite = 0x3, MapPrivateAnonymous = 0x22, RemapMayMove = 0x1;
@@ -142,15 +145,15 @@ public sealed unsafe partial class NativeFloatBuffer : MemoryManager<float>
 
     private static void AdviseHugePages(float* start, long bytes)
     {
-        if (s_hugePagesUnsupported) return;
+        if (s_skipHugePageAdvice) return;
         try
         {
             // Advice only: where THP is off or the kernel refuses, the buffer simply keeps 4 KiB pages.
-            if (Madvise((nint)start, (nuint)bytes, AdviseHugePage) != 0) s_hugePagesUnsupported = true;
+            if (Madvise((nint)start, (nuint)bytes, AdviseHugePage) != 0) s_skipHugePageAdvice = true;
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
-            s_hugePagesUnsupported = true;
+            s_skipHugePageAdvice = true;
         }
     }
 

@@ -24,6 +24,10 @@ public sealed class ShardChecksumTests
     [InlineData(8)]
     [InlineData(33)]
     [InlineData(4099)]
+    [InlineData(3 * 8192 - 1)] // one byte short of a three-chain block
+    [InlineData(3 * 8192)] // exactly one block
+    [InlineData(3 * 8192 + 1)]
+    [InlineData(3 * 3 * 8192 + 13)] // three blocks and a tail
     [InlineData(1 << 20)]
     public void Instruction_path_equals_the_table_and_appends_in_any_split(int length)
     {
@@ -38,6 +42,28 @@ public sealed class ShardChecksumTests
         sum.Append(data.AsSpan(cut + 1 % (length - cut + 1)));
         Assert.Equal(ShardChecksum.Format(expected), sum.GetTextAndReset());
         Assert.Matches("^crc32c:[0-9a-f]{8}$", ShardChecksum.Format(expected));
+    }
+
+    [Fact]
+    public void Three_chain_blocks_equal_the_table_on_fresh_random_lengths_and_splits()
+    {
+        int seed = Random.Shared.Next();
+        var random = new Random(seed);
+        for (int round = 0; round < 20; round++)
+        {
+            var data = new byte[random.Next(0, 200_000)];
+            random.NextBytes(data);
+            uint expected = ShardChecksum.ComputeWithTable(data);
+            Assert.True(expected == ShardChecksum.Compute(data), $"seed {seed}, round {round}, length {data.Length}");
+            var sum = new ShardChecksum();
+            for (int at = 0; at < data.Length;)
+            {
+                int piece = Math.Min(data.Length - at, random.Next(1, 60_000));
+                sum.Append(data.AsSpan(at, piece));
+                at += piece;
+            }
+            Assert.True(ShardChecksum.Format(expected) == sum.GetTextAndReset(), $"seed {seed}, round {round}, split appends");
+        }
     }
 
     [Fact]
