@@ -19,6 +19,8 @@ internal sealed unsafe partial class DirectShardFileSink : ShardFileSink
 {
     private const int BlockBytes = 4 << 20;
     private const int Alignment = 4096;
+    private const int HugePageBytes = 2 << 20;
+    private const int AdviseHugePage = 14; // MADV_HUGEPAGE
     private const int OpenWriteOnly = 0x1, OpenCreate = 0x40, OpenTruncate = 0x200, OpenCloseOnExec = 0x80000;
     private const int OpenDirect = 0x4000; // x86-64 and arm64 differ: see DirectFlag
 
@@ -33,8 +35,27 @@ internal sealed unsafe partial class DirectShardFileSink : ShardFileSink
     private DirectShardFileSink(SafeFileHandle file)
     {
         _file = file;
-        _blocks[0] = (byte*)NativeMemory.AlignedAlloc(BlockBytes, Alignment);
-        _blocks[1] = (byte*)NativeMemory.AlignedAlloc(BlockBytes, Alignment);
+        _blocks[0] = AllocateBlock();
+        _blocks[1] = AllocateBlock();
+    }
+
+    /// <summary>
+    /// A 4 MiB block on two transparent huge pages where the kernel gives them: every direct write pins the block's
+    /// pages for the device (get_user_pages), 2 pins instead of 1,024 — that pinning was 3 % of a linear merge's CPU
+    /// time. Two blocks per shard writer, so the slow first touch of fresh huge pages on the VM (see
+    /// NativeFloatBuffer) costs milliseconds.
+    /// </summary>
+    private static byte* AllocateBlock()
+    {
+        var block = (byte*)NativeMemory.AlignedAlloc(BlockBytes, HugePageBytes);
+        try
+        {
+            _ = Madvise((nint)block, BlockBytes, AdviseHugePage); // advice only: 4 KiB pages work too
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+        }
+        return block;
     }
 
     /// <summary>Opens <paramref name="path"/> with <c>O_DIRECT</c>, or returns null where that is not possible.</summary>
@@ -139,6 +160,9 @@ internal sealed unsafe partial class DirectShardFileSink : ShardFileSink
 
     [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int Open(string path, int flags, int mode);
+
+    [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    private static partial int Madvise(nint address, nuint length, int advice);
 
     [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
     private static partial int Fsync(SafeFileHandle file);
