@@ -280,23 +280,56 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
 
     /// <inheritdoc />
     public void SignConsensusMergeOntoBase(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
-        SignElection election, bool normalize, float lambda, ReadOnlySpan<float> baseline, Span<float> output)
+        SignElection election, bool normalize, float lambda, ReadOnlySpan<float> baseline, Span<float> output,
+        ReadOnlySpan<float> preScales = default)
     {
         if (election is not (SignElection.Sum or SignElection.Count))
             throw new ArgumentOutOfRangeException(nameof(election), election, "Unknown sign election.");
         int length = output.Length;
         RequireStacked(stackedDeltas.Length, weights.Length, length, nameof(stackedDeltas));
         RequireSameLength(length, baseline.Length, nameof(baseline));
+        RequirePreScales(preScales.Length, weights.Length);
         float[] weightCopy = weights.ToArray();
+        float[]? scaleCopy = preScales.IsEmpty ? null : preScales.ToArray();
         fixed (float* source = stackedDeltas)
         fixed (float* baseStart = baseline)
         fixed (float* destination = output)
+        fixed (float* scales = scaleCopy)
         {
             nint sourceAddress = (nint)source, baseAddress = (nint)baseStart, destinationAddress = (nint)destination;
+            nint scaleAddress = (nint)scales;
             ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
                 SignConsensusKernel.Merge((float*)sourceAddress + start, length, weightCopy, election, normalize,
-                    (float*)destinationAddress + start, size, lambda, (float*)baseAddress + start);
+                    (float*)destinationAddress + start, size, lambda, (float*)baseAddress + start, (float*)scaleAddress);
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void WeightedSumOntoBase(ReadOnlySpan<float> stacked, ReadOnlySpan<float> weights, float divisor, float lambda,
+        ReadOnlySpan<float> baseline, Span<float> output, ReadOnlySpan<float> preScales = default)
+    {
+        int length = output.Length;
+        RequireStacked(stacked.Length, weights.Length, length, nameof(stacked));
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        RequirePreScales(preScales.Length, weights.Length);
+        float[] weightCopy = weights.ToArray();
+        float[]? scaleCopy = preScales.IsEmpty ? null : preScales.ToArray();
+        fixed (float* source = stacked)
+        fixed (float* baseStart = baseline)
+        fixed (float* destination = output)
+        fixed (float* scales = scaleCopy)
+        {
+            nint sourceAddress = (nint)source, baseAddress = (nint)baseStart, destinationAddress = (nint)destination;
+            nint scaleAddress = (nint)scales;
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+            {
+                float* rows = (float*)sourceAddress + start, at = (float*)baseAddress + start, to = (float*)destinationAddress + start;
+                if (scaleAddress == 0)
+                    ElementwiseKernels.WeightedSumOntoBase(default(RowsAsStored), rows, length, weightCopy, divisor, lambda, at, to, size);
+                else
+                    ElementwiseKernels.WeightedSumOntoBase(new RowsPreScaled((float*)scaleAddress), rows, length, weightCopy, divisor, lambda, at, to, size);
             });
         }
     }
@@ -406,6 +439,12 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
         if ((long)rows * rowLength != stackedLength)
             throw new ArgumentException(
                 $"Expected {rows} stacked rows of {rowLength} elements ({(long)rows * rowLength}), got {stackedLength}.", parameter);
+    }
+
+    private static void RequirePreScales(int preScales, int rows)
+    {
+        if (preScales != 0 && preScales != rows)
+            throw new ArgumentException($"Expected no pre-scales or one per row ({rows}), got {preScales}.", "preScales");
     }
 
     private static void RequireSameLength(int expected, int actual, string parameter)
