@@ -179,16 +179,30 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
     }
 
     /// <inheritdoc />
-    /// <remarks>
-    /// Per 64K chunk: the chunk's SumOfAbs partial, the drop, the partial again, while the chunk (256 KiB) is still in
-    /// cache; the partials are then added in chunk order from +0, as <see cref="SumOfAbs"/> adds them.
-    /// </remarks>
+    /// <remarks>Each 64K chunk dropped between its two <see cref="SumOfAbs"/> partials (<see cref="WithChunkL1Norms"/>).</remarks>
     public (double Before, double After) DropAndRescaleWithNorms(Span<float> values, float density, bool rescale, PhiloxKey key, long firstIndex = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(firstIndex);
         if (float.IsNaN(density) || density < 0f)
             throw new ArgumentOutOfRangeException(nameof(density), density, "The keep probability must be in [0, 1].");
+        return WithChunkL1Norms<object?>(values, static () => null, (at, start, size, _) =>
+        {
+            if (density < 1f)
+                DropAndRescaleKernel.Apply(at, firstIndex + start, size, density, rescale, key);
+        });
+    }
 
+    /// <summary>An in-place operation on the chunk at <paramref name="at"/> (elements [start, start + size) of the span).</summary>
+    private delegate void ChunkOperation<in TScratch>(float* at, long start, int size, TScratch scratch);
+
+    /// <summary>
+    /// Runs <paramref name="operation"/> on every <see cref="ChunkedParallel.ChunkLength"/> chunk between two
+    /// <see cref="SumOfAbs"/> partials of the chunk, taken while it (256 KiB) is still in cache; the partials are then
+    /// added in chunk order from +0, as <see cref="SumOfAbs"/> adds them, so both norms have its bits on any thread count.
+    /// Each worker thread gets one scratch from <paramref name="newScratch"/>.
+    /// </summary>
+    private (double Before, double After) WithChunkL1Norms<TScratch>(Span<float> values, Func<TScratch> newScratch, ChunkOperation<TScratch> operation)
+    {
         int length = values.Length;
         int chunks = ChunkedParallel.ChunkCount(length);
         double[] partials = ArrayPool<double>.Shared.Rent(Math.Max(2 * chunks, 1));
@@ -197,14 +211,27 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
             fixed (float* data = values)
             {
                 nint address = (nint)data;
-                ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+                TScratch Chunk(int chunk, TScratch scratch)
                 {
+                    long start = ChunkedParallel.ChunkStart(chunk);
+                    int size = ChunkedParallel.ChunkSize(chunk, length);
                     float* at = (float*)address + start;
                     partials[2 * chunk] = ReductionKernels.SumOfAbs(at, size);
-                    if (density < 1f)
-                        DropAndRescaleKernel.Apply(at, firstIndex + start, size, density, rescale, key);
+                    operation(at, start, size, scratch);
                     partials[2 * chunk + 1] = ReductionKernels.SumOfAbs(at, size);
-                });
+                    return scratch;
+                }
+
+                if (chunks <= 1 || _parallel.MaxDegreeOfParallelism == 1)
+                {
+                    TScratch scratch = newScratch();
+                    for (int chunk = 0; chunk < chunks; chunk++)
+                        Chunk(chunk, scratch);
+                }
+                else
+                {
+                    Parallel.For(0, chunks, _parallel, newScratch, (chunk, _, scratch) => Chunk(chunk, scratch), static _ => { });
+                }
             }
             double before = 0, after = 0;
             for (int chunk = 0; chunk < chunks; chunk++)
