@@ -50,14 +50,16 @@ public sealed unsafe partial class CpuKernels
         fixed (float* data = values)
         {
             nint address = (nint)data;
-            return WithChunkL1Norms(values, () => ScratchFor(fiberLength), (_, start, size, scratch) =>
+            return WithChunkL1Norms(values, () => ScratchFor(fiberLength), (at, start, size, scratch) =>
             {
+                double before = ReductionKernels.SumOfAbs(at, size);
                 // The chunk's fibers: it starts on a slab boundary and holds whole slabs.
                 for (long fiber = start / fiberLength, end = (start + size) / fiberLength; fiber < end; fiber++)
                 {
                     long first = fiber / fiberStride * slab + fiber % fiberStride;
                     MagnitudeRankSampling.SampleFiber((float*)address, first, fiberLength, fiberStride, probabilities, key, firstIndex, scratch);
                 }
+                return (before, ReductionKernels.SumOfAbs(at, size));
             });
         }
     }

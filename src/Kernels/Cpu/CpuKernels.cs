@@ -179,29 +179,33 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
     }
 
     /// <inheritdoc />
-    /// <remarks>Each 64K chunk dropped between its two <see cref="SumOfAbs"/> partials (<see cref="WithChunkL1Norms"/>).</remarks>
+    /// <remarks>
+    /// Per 64K chunk, the drop sums |x| before and after into <see cref="SumOfAbs"/>'s accumulators as it reads and
+    /// writes each group of 8 (<see cref="DropAndRescaleKernel.ApplyWithNorms(float*, long, int, float, bool, PhiloxKey)"/>);
+    /// the partials are added in chunk order (<see cref="WithChunkL1Norms"/>).
+    /// </remarks>
     public (double Before, double After) DropAndRescaleWithNorms(Span<float> values, float density, bool rescale, PhiloxKey key, long firstIndex = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(firstIndex);
         if (float.IsNaN(density) || density < 0f)
             throw new ArgumentOutOfRangeException(nameof(density), density, "The keep probability must be in [0, 1].");
         return WithChunkL1Norms<object?>(values, static () => null, (at, start, size, _) =>
-        {
-            if (density < 1f)
-                DropAndRescaleKernel.Apply(at, firstIndex + start, size, density, rescale, key);
-        });
+            DropAndRescaleKernel.ApplyWithNorms(at, firstIndex + start, size, density, rescale, key));
     }
 
-    /// <summary>An in-place operation on the chunk at <paramref name="at"/> (elements [start, start + size) of the span).</summary>
-    private delegate void ChunkOperation<in TScratch>(float* at, long start, int size, TScratch scratch);
+    /// <summary>
+    /// An in-place operation on the chunk at <paramref name="at"/> (elements [start, start + size) of the span) returning
+    /// the chunk's <see cref="ReductionKernels.SumOfAbs"/> before and after it, with that function's bits.
+    /// </summary>
+    private delegate (double Before, double After) ChunkWithNorms<in TScratch>(float* at, long start, int size, TScratch scratch);
 
     /// <summary>
-    /// Runs <paramref name="operation"/> on every <see cref="ChunkedParallel.ChunkLength"/> chunk between two
-    /// <see cref="SumOfAbs"/> partials of the chunk, taken while it (256 KiB) is still in cache; the partials are then
-    /// added in chunk order from +0, as <see cref="SumOfAbs"/> adds them, so both norms have its bits on any thread count.
-    /// Each worker thread gets one scratch from <paramref name="newScratch"/>.
+    /// Runs <paramref name="operation"/> on every <see cref="ChunkedParallel.ChunkLength"/> chunk (each sums the chunk
+    /// before and after itself while the 256 KiB are in cache) and adds the partials in chunk order from +0, as
+    /// <see cref="SumOfAbs"/> adds them, so both norms have its bits on any thread count. Each worker thread gets one
+    /// scratch from <paramref name="newScratch"/>.
     /// </summary>
-    private (double Before, double After) WithChunkL1Norms<TScratch>(Span<float> values, Func<TScratch> newScratch, ChunkOperation<TScratch> operation)
+    private (double Before, double After) WithChunkL1Norms<TScratch>(Span<float> values, Func<TScratch> newScratch, ChunkWithNorms<TScratch> operation)
     {
         int length = values.Length;
         int chunks = ChunkedParallel.ChunkCount(length);
@@ -216,9 +220,7 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
                     long start = ChunkedParallel.ChunkStart(chunk);
                     int size = ChunkedParallel.ChunkSize(chunk, length);
                     float* at = (float*)address + start;
-                    partials[2 * chunk] = ReductionKernels.SumOfAbs(at, size);
-                    operation(at, start, size, scratch);
-                    partials[2 * chunk + 1] = ReductionKernels.SumOfAbs(at, size);
+                    (partials[2 * chunk], partials[2 * chunk + 1]) = operation(at, start, size, scratch);
                     return scratch;
                 }
 
