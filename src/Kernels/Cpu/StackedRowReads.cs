@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace Weld.Kernels.Cpu;
 
@@ -18,8 +19,10 @@ internal unsafe interface IStackedRowRead
 /// <summary>Rows as stored.</summary>
 internal readonly unsafe struct RowsAsStored : IStackedRowRead
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Vector<float> Load(float* at, int k) => Vector.Load(at);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Read(float* at, int k) => *at;
 }
 
@@ -29,7 +32,9 @@ internal readonly unsafe struct RowsAsStored : IStackedRowRead
 /// </summary>
 internal readonly unsafe struct RowsPreScaled(float* scales) : IStackedRowRead
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Vector<float> Load(float* at, int k) => Vector.Load(at) * new Vector<float>(scales[k]);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Read(float* at, int k) => *at * scales[k];
 }
