@@ -26,6 +26,17 @@ public partial interface IMergeKernels
     /// </summary>
     void WeightedSum(ReadOnlySpan<float> stacked, ReadOnlySpan<float> weights, Span<float> output);
 
+    /// <summary>
+    /// The linear family's combine onto a base in one pass (task arithmetic, DARE and DELLA linear):
+    /// acc = <see cref="WeightedSum"/>'s value over v_k, then acc / <paramref name="divisor"/> when it is not 1 (as
+    /// <see cref="Divide"/>), acc·λ when <paramref name="lambda"/> ≠ 1 (as <see cref="Scale"/>), then
+    /// output[i] = 1·baseline[i] + 1·acc (as <see cref="Axpby"/>(1, baseline, 1, acc)). v_k is row k as stored or, with
+    /// <paramref name="preScales"/> (empty, or one per row), x·s_k rounded, as <see cref="Scale"/>(row k, s_k) stores it.
+    /// The same float32 operations in the same order as those calls, so the same bits, in one trip over the data.
+    /// </summary>
+    void WeightedSumOntoBase(ReadOnlySpan<float> stacked, ReadOnlySpan<float> weights, float divisor, float lambda,
+        ReadOnlySpan<float> baseline, Span<float> output, ReadOnlySpan<float> preScales = default);
+
     /// <summary>rows[k·n + i] -= baseline[i] for every row (task vectors from fine-tunes).</summary>
     void SubtractRows(Span<float> stacked, ReadOnlySpan<float> baseline);
 
@@ -107,10 +118,13 @@ public partial interface IMergeKernels
     /// TIES' last three steps in one pass: m = <see cref="SignConsensusMerge"/>'s value, then m·λ when
     /// <paramref name="lambda"/> ≠ 1 (<see cref="Scale"/>), then output[i] = 1·baseline[i] + 1·m
     /// (<see cref="Axpby"/>(1, baseline, 1, m)). The same float32 operations in the same order as the three calls, so the
-    /// same bits, but the output is written once instead of read and written three times.
+    /// same bits, but the output is written once instead of read and written three times. With
+    /// <paramref name="preScales"/> (empty, or one per row) δ_k is read as x·s_k rounded, the bits of
+    /// <see cref="Scale"/>(row k, s_k) before the merge (DARE's and DELLA's L1 rescale) without that pass over the row.
     /// </summary>
     void SignConsensusMergeOntoBase(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
-        SignElection election, bool normalize, float lambda, ReadOnlySpan<float> baseline, Span<float> output);
+        SignElection election, bool normalize, float lambda, ReadOnlySpan<float> baseline, Span<float> output,
+        ReadOnlySpan<float> preScales = default);
 
     /// <summary>Σ a[i]·b[i] accumulated in float64.</summary>
     double Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b);

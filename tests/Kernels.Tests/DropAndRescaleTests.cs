@@ -98,6 +98,54 @@ public class DropAndRescaleTests
     }
 
     [Fact]
+    public void Scalar_path_with_norms_equals_the_three_steps() => PathWithNormsEqualsTheThreeSteps(PhiloxWidth.Scalar);
+
+    [CpuWidthFact("Avx2")]
+    public void Avx2_path_with_norms_equals_the_three_steps() => PathWithNormsEqualsTheThreeSteps(PhiloxWidth.Avx2);
+
+    [CpuWidthFact("Avx512")]
+    public void Avx512_path_with_norms_equals_the_three_steps() => PathWithNormsEqualsTheThreeSteps(PhiloxWidth.Avx512);
+
+    /// <summary>
+    /// One chunk dropped with both norms summed inside the drop's loop against SumOfAbs, the drop on the same path, and
+    /// SumOfAbs: values bit for bit (NaN payloads included), norms bit for bit (any NaN for a NaN); lengths around the
+    /// 8-element groups of SumOfAbs and the 16-, 32- and 64-element steps, starts on and off a Philox block boundary.
+    /// </summary>
+    private static void PathWithNormsEqualsTheThreeSteps(PhiloxWidth width)
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        var key = new PhiloxKey((ulong)random.NextInt64(), (uint)random.Next(), (uint)random.Next(8));
+        int[] lengths = [0, 1, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33, 63, 64, 65, 72, 79, 80, 88, 127, 129, 1000 + random.Next(100), 65536];
+        long[] starts = [0, 3, 4, 16, 65536, (1L << 34) + 4, (1L << 34) + 1];
+        foreach (int length in lengths)
+        {
+            float[] plain = TestData.Plain(random, length);
+            float[] specials = TestData.WithSpecials(random, TestData.Plain(random, length));
+            foreach (float[] input in new[] { plain, specials })
+                foreach (long start in starts)
+                    foreach (float density in new[] { 0f, 0.3f, 0.99999994f, 1f })
+                        foreach (bool rescale in new[] { false, true })
+                        {
+                            string context = $"{width} seed {seed}, n {length}, start {start}, density {density}, rescale {rescale}";
+                            float[] expected = (float[])input.Clone();
+                            double before = Sum(expected);
+                            if (density < 1f)
+                                DropAndRescaleKernel.Apply(expected, start, density, rescale, key, width);
+                            double after = Sum(expected);
+
+                            float[] actual = (float[])input.Clone();
+                            var norms = DropAndRescaleKernel.ApplyWithNorms(actual, start, density, rescale, key, width);
+                            BitAssert.Identical(expected, actual, context);
+                            Assert.True(BitAssert.Same(before, norms.Before), $"{context}: norm before {norms.Before:R}, expected {before:R}");
+                            Assert.True(BitAssert.Same(after, norms.After), $"{context}: norm after {norms.After:R}, expected {after:R}");
+                        }
+        }
+
+        static double Sum(float[] values) => new CpuKernels(1).SumOfAbs(values);
+    }
+
+    [Fact]
     public void Scalar_path_matches_the_reference_at_any_offset() => PathMatchesReference(PhiloxWidth.Scalar);
 
     [CpuWidthFact("Avx2")]

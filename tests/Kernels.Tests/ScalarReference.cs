@@ -163,6 +163,35 @@ internal static class ScalarReference
         return output;
     }
 
+    /// <summary>Row k of <paramref name="stacked"/> times s_k, each product rounded: a Scale pass over every row.</summary>
+    public static float[] PreScaled(float[] stacked, float[] scales, int length)
+    {
+        var output = new float[stacked.Length];
+        for (int k = 0; k < scales.Length; k++)
+            for (int i = 0; i < length; i++)
+                output[k * length + i] = Mul(stacked[k * length + i], scales[k]);
+        return output;
+    }
+
+    /// <summary>
+    /// The linear family's combine onto a base, from the definitions of the calls it fuses: acc = <see cref="WeightedSum"/>,
+    /// then acc / divisor when divisor ≠ 1, acc·λ when λ ≠ 1, then 1·base + 1·acc (Axpby's definition).
+    /// </summary>
+    public static float[] WeightedSumOntoBase(float[] stacked, float[] weights, float divisor, float lambda, float[] baseline, int length)
+    {
+        float[] sum = WeightedSum(stacked, weights, length);
+        var output = new float[length];
+        float one = Unit();
+        for (int i = 0; i < length; i++)
+        {
+            float acc = sum[i];
+            if (divisor != 1f) acc = Div(acc, divisor);
+            if (lambda != 1f) acc = Mul(acc, lambda);
+            output[i] = Add(Mul(one, baseline[i]), Mul(one, acc));
+        }
+        return output;
+    }
+
     /// <summary>1, from a call the JIT does not fold, so the reference really multiplies by it.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     private static float Unit() => 1f;

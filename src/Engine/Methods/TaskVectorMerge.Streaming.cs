@@ -163,11 +163,10 @@ public abstract partial class TaskVectorMerge
             for (int k = 0; k < chunk.Count; k++)
             {
                 if (_density[k] >= 1) continue;
-                Span<float> row = chunk.Row(k);
-                SparsifyChunk(chunk, k, row, remember: false);
-                if (_factor[k] is float factor) chunk.Kernels.Scale(row, factor);
+                SparsifyChunk(chunk, k, chunk.Row(k), remember: false);
             }
-            _method.Combine(chunk, output);
+            // The L1 factors are the combine's pre-scales, as in the whole-tensor path.
+            _method.Combine(chunk, _factor, output);
         }
 
         /// <summary>

@@ -88,13 +88,19 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
         inputs.FormTaskVectors();
+        var l1Factors = new float?[inputs.Count];
         for (int k = 0; k < inputs.Count; k++)
-            Sparsify(inputs, k);
-        Combine(inputs, output);
+            l1Factors[k] = Sparsify(inputs, k);
+        Combine(inputs, l1Factors, output);
     }
 
-    /// <summary>Sign consensus or plain sum of the sparsified task vectors, λ, and the base added back.</summary>
-    private void Combine(TensorMergeInputs inputs, Span<float> output)
+    /// <summary>
+    /// Sign consensus or plain sum of the sparsified task vectors, λ, and the base added back, in one pass over the
+    /// output. Each task vector's L1 rescale factor (null: none) rides along as the combine kernel's pre-scale: row k is
+    /// read as δ_k·factor_k, rounded as a <c>Scale</c> pass over the row would have stored it (the same bits, one pass
+    /// fewer per task vector).
+    /// </summary>
+    private void Combine(TensorMergeInputs inputs, ReadOnlySpan<float?> l1Factors, Span<float> output)
     {
         IMergeKernels kernels = inputs.Kernels;
         float[] weights = inputs.PerModel("weight");
@@ -102,21 +108,34 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
         float lambda = (float)inputs.Global.Number("lambda");
         if (_signConsensus)
         {
-            // Election, λ and the base in one pass over the output (the same steps as below, fused).
-            MergeWithSignConsensus(inputs, weights, normalize, lambda, output);
+            MergeWithSignConsensus(inputs, weights, l1Factors, normalize, lambda, output);
             return;
         }
-        MergeBySum(kernels, inputs.Models.Span, weights, normalize, output);
-        if (lambda != 1f) kernels.Scale(output, lambda);
-        kernels.Axpby(1f, inputs.Base.Span, 1f, output, output);
+        kernels.WeightedSumOntoBase(inputs.Models.Span, weights, normalize ? SumDivisor(weights) : 1f, lambda,
+            inputs.Base.Span, output, PreScales(l1Factors));
     }
 
-    private void Sparsify(TensorMergeInputs inputs, int k)
+    /// <summary>
+    /// The combine kernels' pre-scales: empty when no task vector is rescaled, else factor_k, or 1 for a task vector
+    /// left unscaled (x·1 = x but for a signalling NaN, which the kernel's w_k·x quiets just the same).
+    /// </summary>
+    private static float[] PreScales(ReadOnlySpan<float?> l1Factors)
     {
-        if (_sparsification == Sparsification.None) return;
+        bool any = false;
+        foreach (float? factor in l1Factors) any |= factor.HasValue;
+        if (!any) return [];
+        var scales = new float[l1Factors.Length];
+        for (int k = 0; k < scales.Length; k++) scales[k] = l1Factors[k] ?? 1f;
+        return scales;
+    }
+
+    /// <summary>Sparsifies task vector k in place; returns its L1 rescale factor, to be applied by the combine (null: none).</summary>
+    private float? Sparsify(TensorMergeInputs inputs, int k)
+    {
+        if (_sparsification == Sparsification.None) return null;
         ResolvedParameters p = inputs.ModelParameters[k];
         double density = p.Number("density");
-        if (density >= 1) return; // mergekit returns the task vector untouched at density 1
+        if (density >= 1) return null; // mergekit returns the task vector untouched at density 1
         IMergeKernels kernels = inputs.Kernels;
         Span<float> row = inputs.Row(k);
         RescaleMode rescale = Rescale(inputs.Global);
@@ -124,17 +143,13 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
         {
             // The drop and both norms in one trip over the row: the bits of the three passes below.
             var (before, after) = DropWithL1Norms(kernels, row, (float)density, inputs.RandomKey(k), 0);
-            if (L1RescaleFactor(before, after) is float l1Factor)
-                kernels.Scale(row, l1Factor);
-            return;
+            return L1RescaleFactor(before, after);
         }
         if (_sparsification == Sparsification.RankMagnitude && rescale == RescaleMode.L1
             && RankMagnitudeSampling.TryApplyWithL1Norms(inputs, k, density, p.Number("epsilon"), out double sampledBefore, out double sampledAfter))
         {
             // The sampling between both norms, block by block while the block is in cache: the bits of the steps below.
-            if (L1RescaleFactor(sampledBefore, sampledAfter) is float sampledFactor)
-                kernels.Scale(row, sampledFactor);
-            return;
+            return L1RescaleFactor(sampledBefore, sampledAfter);
         }
         double normBefore = rescale == RescaleMode.L1 ? L1Norm(kernels, row) : 0;
         long n = row.Length;
@@ -157,8 +172,7 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
                 RankMagnitudeSampling.Apply(inputs, k, density, p.Number("epsilon"), rescale == RescaleMode.InverseDensity);
                 break;
         }
-        if (rescale == RescaleMode.L1 && L1RescaleFactor(normBefore, L1Norm(kernels, row)) is float factor)
-            kernels.Scale(row, factor);
+        return rescale == RescaleMode.L1 ? L1RescaleFactor(normBefore, L1Norm(kernels, row)) : null;
     }
 
     /// <summary>How sparsified task vectors are rescaled.</summary>
@@ -208,28 +222,33 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
         return (before, after);
     }
 
-    private static void MergeWithSignConsensus(TensorMergeInputs inputs, float[] weights, bool normalize, float lambda, Span<float> output)
+    private static void MergeWithSignConsensus(TensorMergeInputs inputs, float[] weights, ReadOnlySpan<float?> l1Factors,
+        bool normalize, float lambda, Span<float> output)
     {
         SignElection election = inputs.Global.Text("consensus") == "count" ? SignElection.Count : SignElection.Sum;
+        float[] preScales;
         if (inputs.Global.Text("disjoint_mean") == "count")
         {
             // TIES paper / PEFT: the disjoint mean divides by the number of agreeing models. Folding the
-            // weights into the rows and voting with unit weights gives exactly that divisor.
+            // weights into the rows ((δ·factor)·w, each product rounded) and voting with unit weights gives exactly
+            // that divisor. The weights are the pre-scales, so the L1 factor, where there is one, takes its own pass.
             for (int k = 0; k < inputs.Count; k++)
-                inputs.Kernels.Scale(inputs.Row(k), weights[k]);
+                if (l1Factors[k] is float factor) inputs.Kernels.Scale(inputs.Row(k), factor);
+            preScales = (float[])weights.Clone();
             Array.Fill(weights, 1f);
         }
-        inputs.Kernels.SignConsensusMergeOntoBase(inputs.Models.Span, weights, election, normalize, lambda, inputs.Base.Span, output);
+        else
+        {
+            preScales = PreScales(l1Factors);
+        }
+        inputs.Kernels.SignConsensusMergeOntoBase(inputs.Models.Span, weights, election, normalize, lambda, inputs.Base.Span, output, preScales);
     }
 
-    private static void MergeBySum(IMergeKernels kernels, ReadOnlySpan<float> deltas, float[] weights, bool normalize, Span<float> output)
+    /// <summary>normalize's divisor for the plain sum: Σ w_k in float32, k order; mergekit guards |Σw| &lt; 1e-8 -> 1.</summary>
+    private static float SumDivisor(float[] weights)
     {
-        kernels.WeightedSum(deltas, weights, output);
-        if (!normalize) return;
         float divisor = 0;
         foreach (float w in weights) divisor += w;
-        // mergekit guards the plain sum with |Σw| < 1e-8 -> 1.
-        if (MathF.Abs(divisor) < 1e-8f) divisor = 1;
-        if (divisor != 1f) kernels.Divide(output, divisor);
+        return MathF.Abs(divisor) < 1e-8f ? 1f : divisor;
     }
 }

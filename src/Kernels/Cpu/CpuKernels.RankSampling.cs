@@ -47,44 +47,20 @@ public sealed unsafe partial class CpuKernels
             return (sumBefore, SumOfAbs(values));
         }
         var probabilities = new MagnitudeRankSampling.Probabilities(lowProbability, epsilon, singleProbability, divideByProbability);
-        int length = values.Length;
-        int chunks = ChunkedParallel.ChunkCount(length);
-        double[] partials = ArrayPool<double>.Shared.Rent(2 * chunks);
-        try
+        fixed (float* data = values)
         {
-            fixed (float* data = values)
+            nint address = (nint)data;
+            return WithChunkL1Norms(values, () => ScratchFor(fiberLength), (at, start, size, scratch) =>
             {
-                nint address = (nint)data;
-                Parallel.For(0, chunks, _parallel,
-                    () => ScratchFor(fiberLength),
-                    (chunk, _, scratch) =>
-                    {
-                        long start = ChunkedParallel.ChunkStart(chunk);
-                        int size = ChunkedParallel.ChunkSize(chunk, length);
-                        float* at = (float*)address + start;
-                        partials[2 * chunk] = ReductionKernels.SumOfAbs(at, size);
-                        // The chunk's fibers: it starts on a slab boundary and holds whole slabs.
-                        for (long fiber = start / fiberLength, end = (start + size) / fiberLength; fiber < end; fiber++)
-                        {
-                            long first = fiber / fiberStride * slab + fiber % fiberStride;
-                            MagnitudeRankSampling.SampleFiber((float*)address, first, fiberLength, fiberStride, probabilities, key, firstIndex, scratch);
-                        }
-                        partials[2 * chunk + 1] = ReductionKernels.SumOfAbs(at, size);
-                        return scratch;
-                    },
-                    static _ => { });
-            }
-            double before = 0, after = 0;
-            for (int chunk = 0; chunk < chunks; chunk++)
-            {
-                before += partials[2 * chunk];
-                after += partials[2 * chunk + 1];
-            }
-            return (before, after);
-        }
-        finally
-        {
-            ArrayPool<double>.Shared.Return(partials);
+                double before = ReductionKernels.SumOfAbs(at, size);
+                // The chunk's fibers: it starts on a slab boundary and holds whole slabs.
+                for (long fiber = start / fiberLength, end = (start + size) / fiberLength; fiber < end; fiber++)
+                {
+                    long first = fiber / fiberStride * slab + fiber % fiberStride;
+                    MagnitudeRankSampling.SampleFiber((float*)address, first, fiberLength, fiberStride, probabilities, key, firstIndex, scratch);
+                }
+                return (before, ReductionKernels.SumOfAbs(at, size));
+            });
         }
     }
 

@@ -180,15 +180,33 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
 
     /// <inheritdoc />
     /// <remarks>
-    /// Per 64K chunk: the chunk's SumOfAbs partial, the drop, the partial again, while the chunk (256 KiB) is still in
-    /// cache; the partials are then added in chunk order from +0, as <see cref="SumOfAbs"/> adds them.
+    /// Per 64K chunk, the drop sums |x| before and after into <see cref="SumOfAbs"/>'s accumulators as it reads and
+    /// writes each group of 8 (<see cref="DropAndRescaleKernel.ApplyWithNorms(float*, long, int, float, bool, PhiloxKey)"/>);
+    /// the partials are added in chunk order (<see cref="WithChunkL1Norms"/>).
     /// </remarks>
     public (double Before, double After) DropAndRescaleWithNorms(Span<float> values, float density, bool rescale, PhiloxKey key, long firstIndex = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(firstIndex);
         if (float.IsNaN(density) || density < 0f)
             throw new ArgumentOutOfRangeException(nameof(density), density, "The keep probability must be in [0, 1].");
+        return WithChunkL1Norms<object?>(values, static () => null, (at, start, size, _) =>
+            DropAndRescaleKernel.ApplyWithNorms(at, firstIndex + start, size, density, rescale, key));
+    }
 
+    /// <summary>
+    /// An in-place operation on the chunk at <paramref name="at"/> (elements [start, start + size) of the span) returning
+    /// the chunk's <see cref="ReductionKernels.SumOfAbs"/> before and after it, with that function's bits.
+    /// </summary>
+    private delegate (double Before, double After) ChunkWithNorms<in TScratch>(float* at, long start, int size, TScratch scratch);
+
+    /// <summary>
+    /// Runs <paramref name="operation"/> on every <see cref="ChunkedParallel.ChunkLength"/> chunk (each sums the chunk
+    /// before and after itself while the 256 KiB are in cache) and adds the partials in chunk order from +0, as
+    /// <see cref="SumOfAbs"/> adds them, so both norms have its bits on any thread count. Each worker thread gets one
+    /// scratch from <paramref name="newScratch"/>.
+    /// </summary>
+    private (double Before, double After) WithChunkL1Norms<TScratch>(Span<float> values, Func<TScratch> newScratch, ChunkWithNorms<TScratch> operation)
+    {
         int length = values.Length;
         int chunks = ChunkedParallel.ChunkCount(length);
         double[] partials = ArrayPool<double>.Shared.Rent(Math.Max(2 * chunks, 1));
@@ -197,14 +215,25 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
             fixed (float* data = values)
             {
                 nint address = (nint)data;
-                ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+                TScratch Chunk(int chunk, TScratch scratch)
                 {
+                    long start = ChunkedParallel.ChunkStart(chunk);
+                    int size = ChunkedParallel.ChunkSize(chunk, length);
                     float* at = (float*)address + start;
-                    partials[2 * chunk] = ReductionKernels.SumOfAbs(at, size);
-                    if (density < 1f)
-                        DropAndRescaleKernel.Apply(at, firstIndex + start, size, density, rescale, key);
-                    partials[2 * chunk + 1] = ReductionKernels.SumOfAbs(at, size);
-                });
+                    (partials[2 * chunk], partials[2 * chunk + 1]) = operation(at, start, size, scratch);
+                    return scratch;
+                }
+
+                if (chunks <= 1 || _parallel.MaxDegreeOfParallelism == 1)
+                {
+                    TScratch scratch = newScratch();
+                    for (int chunk = 0; chunk < chunks; chunk++)
+                        Chunk(chunk, scratch);
+                }
+                else
+                {
+                    Parallel.For(0, chunks, _parallel, newScratch, (chunk, _, scratch) => Chunk(chunk, scratch), static _ => { });
+                }
             }
             double before = 0, after = 0;
             for (int chunk = 0; chunk < chunks; chunk++)
@@ -280,23 +309,56 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
 
     /// <inheritdoc />
     public void SignConsensusMergeOntoBase(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
-        SignElection election, bool normalize, float lambda, ReadOnlySpan<float> baseline, Span<float> output)
+        SignElection election, bool normalize, float lambda, ReadOnlySpan<float> baseline, Span<float> output,
+        ReadOnlySpan<float> preScales = default)
     {
         if (election is not (SignElection.Sum or SignElection.Count))
             throw new ArgumentOutOfRangeException(nameof(election), election, "Unknown sign election.");
         int length = output.Length;
         RequireStacked(stackedDeltas.Length, weights.Length, length, nameof(stackedDeltas));
         RequireSameLength(length, baseline.Length, nameof(baseline));
+        RequirePreScales(preScales.Length, weights.Length);
         float[] weightCopy = weights.ToArray();
+        float[]? scaleCopy = preScales.IsEmpty ? null : preScales.ToArray();
         fixed (float* source = stackedDeltas)
         fixed (float* baseStart = baseline)
         fixed (float* destination = output)
+        fixed (float* scales = scaleCopy)
         {
             nint sourceAddress = (nint)source, baseAddress = (nint)baseStart, destinationAddress = (nint)destination;
+            nint scaleAddress = (nint)scales;
             ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
             {
                 SignConsensusKernel.Merge((float*)sourceAddress + start, length, weightCopy, election, normalize,
-                    (float*)destinationAddress + start, size, lambda, (float*)baseAddress + start);
+                    (float*)destinationAddress + start, size, lambda, (float*)baseAddress + start, (float*)scaleAddress);
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    public void WeightedSumOntoBase(ReadOnlySpan<float> stacked, ReadOnlySpan<float> weights, float divisor, float lambda,
+        ReadOnlySpan<float> baseline, Span<float> output, ReadOnlySpan<float> preScales = default)
+    {
+        int length = output.Length;
+        RequireStacked(stacked.Length, weights.Length, length, nameof(stacked));
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        RequirePreScales(preScales.Length, weights.Length);
+        float[] weightCopy = weights.ToArray();
+        float[]? scaleCopy = preScales.IsEmpty ? null : preScales.ToArray();
+        fixed (float* source = stacked)
+        fixed (float* baseStart = baseline)
+        fixed (float* destination = output)
+        fixed (float* scales = scaleCopy)
+        {
+            nint sourceAddress = (nint)source, baseAddress = (nint)baseStart, destinationAddress = (nint)destination;
+            nint scaleAddress = (nint)scales;
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+            {
+                float* rows = (float*)sourceAddress + start, at = (float*)baseAddress + start, to = (float*)destinationAddress + start;
+                if (scaleAddress == 0)
+                    ElementwiseKernels.WeightedSumOntoBase(default(RowsAsStored), rows, length, weightCopy, divisor, lambda, at, to, size);
+                else
+                    ElementwiseKernels.WeightedSumOntoBase(new RowsPreScaled((float*)scaleAddress), rows, length, weightCopy, divisor, lambda, at, to, size);
             });
         }
     }
@@ -406,6 +468,12 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
         if ((long)rows * rowLength != stackedLength)
             throw new ArgumentException(
                 $"Expected {rows} stacked rows of {rowLength} elements ({(long)rows * rowLength}), got {stackedLength}.", parameter);
+    }
+
+    private static void RequirePreScales(int preScales, int rows)
+    {
+        if (preScales != 0 && preScales != rows)
+            throw new ArgumentException($"Expected no pre-scales or one per row ({rows}), got {preScales}.", "preScales");
     }
 
     private static void RequireSameLength(int expected, int actual, string parameter)

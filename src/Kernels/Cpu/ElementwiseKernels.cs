@@ -35,6 +35,47 @@ internal static unsafe class ElementwiseKernels
         }
     }
 
+    /// <summary>
+    /// The linear family's combine onto a base, per element in registers: v_k = x_k[i] (or x_k[i]·s_k rounded, through
+    /// <paramref name="rowRead"/>), acc = ((+0 + w_0·v_0) + w_1·v_1) + …, then acc / divisor when divisor ≠ 1 (one IEEE
+    /// division), acc·λ when λ ≠ 1, output[i] = base[i] + acc. The bits of Scale (per row), <see cref="WeightedSum"/>,
+    /// Divide, Scale and Axpby(1, base, 1, acc) in turn: 1·x = x for every x but a signalling NaN, which the addition
+    /// quiets just the same. Where base and acc are both NaN, which payload survives is the JIT's choice of operand
+    /// order, as it is in Axpby (not part of the contract).
+    /// </summary>
+    public static void WeightedSumOntoBase<TRead>(TRead rowRead, float* stacked, long rowLength, ReadOnlySpan<float> weights,
+        float divisor, float lambda, float* baseline, float* output, int count)
+        where TRead : struct, IStackedRowRead
+    {
+        int rows = weights.Length;
+        bool divide = divisor != 1f, scale = lambda != 1f;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var divisorVector = new Vector<float>(divisor);
+            var lambdaVector = new Vector<float>(lambda);
+            for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector<float> sum = Vector<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                    sum += new Vector<float>(weights[k]) * rowRead.Load(stacked + k * rowLength + i, k);
+                if (divide) sum /= divisorVector;
+                if (scale) sum *= lambdaVector;
+                Vector.Store(Vector.Load(baseline + i) + sum, output + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            float sum = 0f;
+            for (int k = 0; k < rows; k++)
+                sum += weights[k] * rowRead.Read(stacked + k * rowLength + i, k);
+            if (divide) sum /= divisor;
+            if (scale) sum *= lambda;
+            output[i] = baseline[i] + sum;
+        }
+    }
+
     /// <summary>output[i] = a·x[i] + b·y[i], the two products rounded before the sum.</summary>
     public static void Axpby(float a, float* x, float b, float* y, float* output, int count)
     {

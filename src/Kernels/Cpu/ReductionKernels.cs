@@ -93,6 +93,33 @@ internal static unsafe class ReductionKernels
         return sum;
     }
 
+    /// <summary>
+    /// <see cref="SumOfAbs"/>'s running sum, for a kernel that sums a chunk inside its own loop: <see cref="Add"/> every
+    /// group of 8 floats from the chunk's start in index order, then <see cref="Finish"/> with the last count mod 8
+    /// elements: the bits of SumOfAbs over the same chunk (the same vector additions in the same order).
+    /// </summary>
+    internal struct AbsSum
+    {
+        private Vector256<double> _lower;
+        private Vector256<double> _upper;
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        public void Add(Vector256<float> group)
+        {
+            (Vector256<double> low, Vector256<double> high) = Vector256.Widen(Vector256.Abs(group));
+            _lower += low;
+            _upper += high;
+        }
+
+        public readonly double Finish(float* tail, int count)
+        {
+            double sum = HorizontalSum(_lower + _upper);
+            for (int i = 0; i < count; i++)
+                sum += Math.Abs((double)tail[i]);
+            return sum;
+        }
+    }
+
     // Lane order spelled out: Vector256.Sum leaves its order to the implementation.
     private static double HorizontalSum(Vector256<double> v) =>
         (v.GetElement(0) + v.GetElement(1)) + (v.GetElement(2) + v.GetElement(3));

@@ -23,10 +23,25 @@ internal static unsafe class SignConsensusKernel
     /// <summary>
     /// Merges elements [0, count) of a chunk whose rows are <paramref name="rowLength"/> apart; with a
     /// <paramref name="baseline"/>, finishes TIES there too: m·λ when λ ≠ 1 (as <c>Scale</c>), then 1·base + 1·m (as
-    /// <c>Axpby(1, base, 1, m)</c>), each step rounded as those kernels round it.
+    /// <c>Axpby(1, base, 1, m)</c>), each step rounded as those kernels round it. With <paramref name="preScales"/> (one per
+    /// row), row k is read as x·s_k rounded: the bits of a <c>Scale(row, s_k)</c> pass before the merge, without the pass.
     /// </summary>
     public static void Merge(float* stacked, long rowLength, ReadOnlySpan<float> weights, SignElection election,
-        bool normalize, float* output, int count, float lambda = 1f, float* baseline = null)
+        bool normalize, float* output, int count, float lambda = 1f, float* baseline = null, float* preScales = null)
+    {
+        if (preScales == null)
+            Merge(default(RowsAsStored), stacked, rowLength, weights, election, normalize, output, count, lambda, baseline);
+        else
+            Merge(new RowsPreScaled(preScales), stacked, rowLength, weights, election, normalize, output, count, lambda, baseline);
+    }
+
+    /// <summary>
+    /// <see cref="Merge(float*, long, ReadOnlySpan{float}, SignElection, bool, float*, int, float, float*, float*)"/>
+    /// reading δ_k through <paramref name="rowRead"/>: with pre-scales, δ_k = x·s_k rounded before d_k = w_k·δ_k.
+    /// </summary>
+    private static void Merge<TRead>(TRead rowRead, float* stacked, long rowLength, ReadOnlySpan<float> weights, SignElection election,
+        bool normalize, float* output, int count, float lambda, float* baseline)
+        where TRead : struct, IStackedRowRead
     {
         int rows = weights.Length;
         int i = 0;
@@ -43,7 +58,7 @@ internal static unsafe class SignConsensusKernel
                 {
                     Vector<float> sum = zero;
                     for (int k = 0; k < rows; k++)
-                        sum += new Vector<float>(weights[k]) * Vector.Load(stacked + k * rowLength + i);
+                        sum += new Vector<float>(weights[k]) * rowRead.Load(stacked + k * rowLength + i, k);
                     electedPositive = Vector.GreaterThanOrEqual(sum, zero);
                 }
                 else
@@ -52,7 +67,7 @@ internal static unsafe class SignConsensusKernel
                     Vector<int> votes = Vector<int>.Zero;
                     for (int k = 0; k < rows; k++)
                     {
-                        Vector<float> d = new Vector<float>(weights[k]) * Vector.Load(stacked + k * rowLength + i);
+                        Vector<float> d = new Vector<float>(weights[k]) * rowRead.Load(stacked + k * rowLength + i, k);
                         votes = votes - Vector.GreaterThan(d, zero) + Vector.LessThan(d, zero);
                     }
 
@@ -64,7 +79,7 @@ internal static unsafe class SignConsensusKernel
                 for (int k = 0; k < rows; k++)
                 {
                     var weight = new Vector<float>(weights[k]);
-                    Vector<float> d = weight * Vector.Load(stacked + k * rowLength + i);
+                    Vector<float> d = weight * rowRead.Load(stacked + k * rowLength + i, k);
                     Vector<float> agree = Vector.AsVectorSingle(
                         Vector.ConditionalSelect(electedPositive, Vector.GreaterThan(d, zero), Vector.LessThan(d, zero)));
                     merged += d & agree;
@@ -85,7 +100,7 @@ internal static unsafe class SignConsensusKernel
 
         for (; i < count; i++)
         {
-            float merged = MergeElement(stacked + i, rowLength, weights, election, normalize);
+            float merged = MergeElement(rowRead, stacked + i, rowLength, weights, election, normalize);
             if (baseline != null)
             {
                 if (scale) merged *= lambda;
@@ -95,7 +110,8 @@ internal static unsafe class SignConsensusKernel
         }
     }
 
-    private static float MergeElement(float* column, long rowLength, ReadOnlySpan<float> weights, SignElection election, bool normalize)
+    private static float MergeElement<TRead>(TRead rowRead, float* column, long rowLength, ReadOnlySpan<float> weights, SignElection election, bool normalize)
+        where TRead : struct, IStackedRowRead
     {
         int rows = weights.Length;
         bool electedPositive;
@@ -103,14 +119,14 @@ internal static unsafe class SignConsensusKernel
         {
             float sum = 0f;
             for (int k = 0; k < rows; k++)
-                sum += weights[k] * column[k * rowLength];
+                sum += weights[k] * rowRead.Read(column + k * rowLength, k);
             electedPositive = sum >= 0f;
         }
         else
         {
             int votes = 0;
             for (int k = 0; k < rows; k++)
-                votes += Sign(weights[k] * column[k * rowLength]);
+                votes += Sign(weights[k] * rowRead.Read(column + k * rowLength, k));
             electedPositive = votes >= 0;
         }
 
@@ -119,7 +135,7 @@ internal static unsafe class SignConsensusKernel
         float divisor = 0f;
         for (int k = 0; k < rows; k++)
         {
-            float d = weights[k] * column[k * rowLength];
+            float d = weights[k] * rowRead.Read(column + k * rowLength, k);
             if (Sign(d) == elected)
             {
                 merged += d;

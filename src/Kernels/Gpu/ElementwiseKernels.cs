@@ -7,6 +7,7 @@ namespace Weld.Kernels.Gpu;
 public sealed partial class GpuKernels
 {
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, int, long, ArrayView<float>>? _weightedSum;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, int, long, ArrayView<float>, int, float, float, ArrayView<float>, ArrayView<float>>? _weightedSumOntoBase;
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, int, ArrayView<float>, long>? _subtractRows;
     private Action<AcceleratorStream, KernelConfig, float, ArrayView<float>, float, ArrayView<float>, ArrayView<float>, long>? _axpby;
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, float, long>? _scale;
@@ -24,6 +25,28 @@ public sealed partial class GpuKernels
         ArrayView<float> weightView = call.Upload(weights);
         ArrayView<float> result = call.Rent<float>(length);
         Load(ref _weightedSum, ElementwiseKernels.WeightedSum)(Stream, GridFor(length), source, weightView, weights.Length, length, result);
+        call.Download(result, output);
+    }
+
+    /// <inheritdoc />
+    public void WeightedSumOntoBase(ReadOnlySpan<float> stacked, ReadOnlySpan<float> weights, float divisor, float lambda,
+        ReadOnlySpan<float> baseline, Span<float> output, ReadOnlySpan<float> preScales = default)
+    {
+        int length = output.Length;
+        RequireStacked(stacked.Length, weights.Length, length, nameof(stacked));
+        if (baseline.Length != length)
+            throw new ArgumentException($"Expected {length} elements, got {baseline.Length}.", nameof(baseline));
+        RequirePreScales(preScales.Length, weights.Length);
+        if (length == 0)
+            return;
+        using var call = new Call(this);
+        ArrayView<float> source = call.Upload(stacked);
+        ArrayView<float> weightView = call.Upload(weights);
+        ArrayView<float> scaleView = call.Upload(preScales);
+        ArrayView<float> baseView = call.Upload(baseline);
+        ArrayView<float> result = call.Rent<float>(length);
+        Load(ref _weightedSumOntoBase, ElementwiseKernels.WeightedSumOntoBase)(Stream, GridFor(length), source, weightView, weights.Length, length,
+            scaleView, preScales.IsEmpty ? 0 : 1, divisor, lambda, baseView, result);
         call.Download(result, output);
     }
 
@@ -109,6 +132,30 @@ internal static class ElementwiseKernels
             for (int k = 0; k < rows; k++)
                 sum = Add(sum, Mul(weights[k], stacked[k * length + i]));
             output[i] = sum;
+        }
+    }
+
+    /// <summary>
+    /// The linear family's combine onto a base, the CPU's order: v_k = x_k[i] (·preScales[k], rounded, when
+    /// <paramref name="preScaled"/> ≠ 0), acc = ((+0 + w_0·v_0) + w_1·v_1) + …, acc / divisor when divisor ≠ 1, acc·λ when
+    /// λ ≠ 1, then 1·base[i] + 1·acc: the <see cref="Scale"/>, <see cref="WeightedSum"/>, <see cref="Divide"/>,
+    /// <see cref="Scale"/> and <see cref="Axpby"/> kernels' rounded steps in one pass.
+    /// </summary>
+    public static void WeightedSumOntoBase(ArrayView<float> stacked, ArrayView<float> weights, int rows, long length,
+        ArrayView<float> preScales, int preScaled, float divisor, float lambda, ArrayView<float> baseline, ArrayView<float> output)
+    {
+        long stride = (long)Grid.DimX * Group.DimX;
+        for (long i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < length; i += stride)
+        {
+            float sum = 0f;
+            for (int k = 0; k < rows; k++)
+            {
+                float x = stacked[k * length + i];
+                sum = Add(sum, Mul(weights[k], preScaled != 0 ? Mul(x, preScales[k]) : x));
+            }
+            if (divisor != 1f) sum = Div(sum, divisor);
+            if (lambda != 1f) sum = Mul(sum, lambda);
+            output[i] = Add(Mul(1f, baseline[i]), Mul(1f, sum));
         }
     }
 

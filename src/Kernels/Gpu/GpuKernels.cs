@@ -89,6 +89,12 @@ public sealed partial class GpuKernels : IMergeKernels, IDisposable
                 $"Expected {rows} stacked rows of {rowLength} elements ({(long)rows * rowLength}), got {stackedLength}.", parameter);
     }
 
+    internal static void RequirePreScales(int preScales, int rows)
+    {
+        if (preScales != 0 && preScales != rows)
+            throw new ArgumentException($"Expected no pre-scales or one per row ({rows}), got {preScales}.", "preScales");
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {

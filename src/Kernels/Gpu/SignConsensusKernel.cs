@@ -7,7 +7,7 @@ namespace Weld.Kernels.Gpu;
 public sealed partial class GpuKernels
 {
     private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, int, long, int, int, ArrayView<float>>? _signConsensus;
-    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, int, long, int, int, float, ArrayView<float>, ArrayView<float>>? _signConsensusOntoBase;
+    private Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, int, long, int, int, float, ArrayView<float>, ArrayView<float>, int, ArrayView<float>>? _signConsensusOntoBase;
 
     /// <inheritdoc />
     public void SignConsensusMerge(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
@@ -29,7 +29,8 @@ public sealed partial class GpuKernels
 
     /// <inheritdoc />
     public void SignConsensusMergeOntoBase(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> weights,
-        SignElection election, bool normalize, float lambda, ReadOnlySpan<float> baseline, Span<float> output)
+        SignElection election, bool normalize, float lambda, ReadOnlySpan<float> baseline, Span<float> output,
+        ReadOnlySpan<float> preScales = default)
     {
         if (election is not (SignElection.Sum or SignElection.Count))
             throw new ArgumentOutOfRangeException(nameof(election), election, "Unknown sign election.");
@@ -37,15 +38,17 @@ public sealed partial class GpuKernels
         RequireStacked(stackedDeltas.Length, weights.Length, length, nameof(stackedDeltas));
         if (baseline.Length != length)
             throw new ArgumentException($"Expected {length} elements, got {baseline.Length}.", nameof(baseline));
+        RequirePreScales(preScales.Length, weights.Length);
         if (length == 0)
             return;
         using var call = new Call(this);
         ArrayView<float> source = call.Upload(stackedDeltas);
         ArrayView<float> weightView = call.Upload(weights);
         ArrayView<float> baseView = call.Upload(baseline);
+        ArrayView<float> scaleView = call.Upload(preScales);
         ArrayView<float> result = call.Rent<float>(length);
         Load(ref _signConsensusOntoBase, SignConsensusKernel.MergeOntoBase)(Stream, GridFor(length), source, weightView, weights.Length, length,
-            election == SignElection.Count ? 1 : 0, normalize ? 1 : 0, lambda, baseView, result);
+            election == SignElection.Count ? 1 : 0, normalize ? 1 : 0, lambda, baseView, scaleView, preScales.IsEmpty ? 0 : 1, result);
         call.Download(result, output);
     }
 
@@ -76,27 +79,28 @@ internal static class SignConsensusKernel
     {
         long stride = (long)Grid.DimX * Group.DimX;
         for (long i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < length; i += stride)
-            output[i] = MergeElement(stacked, weights, rows, length, countElection, normalize, i);
+            output[i] = MergeElement(stacked, weights, rows, length, countElection, normalize, default, 0, i);
     }
 
     /// <summary>
     /// As <see cref="Merge"/>, then m·λ when λ ≠ 1 and 1·base + 1·m: the GPU <c>Scale</c> and <c>Axpby</c> kernels'
-    /// rounded steps, in their order.
+    /// rounded steps, in their order. With <paramref name="preScaled"/> ≠ 0, δ_k = x·preScales[k] rounded (the GPU
+    /// <c>Scale</c> kernel's bits) before d_k = w_k·δ_k.
     /// </summary>
     public static void MergeOntoBase(ArrayView<float> stacked, ArrayView<float> weights, int rows, long length, int countElection,
-        int normalize, float lambda, ArrayView<float> baseline, ArrayView<float> output)
+        int normalize, float lambda, ArrayView<float> baseline, ArrayView<float> preScales, int preScaled, ArrayView<float> output)
     {
         long stride = (long)Grid.DimX * Group.DimX;
         for (long i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < length; i += stride)
         {
-            float merged = MergeElement(stacked, weights, rows, length, countElection, normalize, i);
+            float merged = MergeElement(stacked, weights, rows, length, countElection, normalize, preScales, preScaled, i);
             if (lambda != 1f) merged = Mul(merged, lambda);
             output[i] = Add(Mul(1f, baseline[i]), Mul(1f, merged));
         }
     }
 
     private static float MergeElement(ArrayView<float> stacked, ArrayView<float> weights, int rows, long length, int countElection,
-        int normalize, long i)
+        int normalize, ArrayView<float> preScales, int preScaled, long i)
     {
         float sum = 0f;
         int votes = 0;
@@ -105,7 +109,8 @@ internal static class SignConsensusKernel
         for (int k = 0; k < rows; k++)
         {
             float w = weights[k];
-            float d = Mul(w, stacked[k * length + i]);
+            float x = stacked[k * length + i];
+            float d = Mul(w, preScaled != 0 ? Mul(x, preScales[k]) : x);
             sum = Add(sum, d);
             if (d > 0f)
             {

@@ -53,6 +53,68 @@ public sealed class DareRescaleTests
         Assert.NotEqual(expected, baseline); // something was merged
     }
 
+    /// <summary>
+    /// The L1 factors ride into the combine as pre-scales: with normalize and λ, with a model at density 1 (no factor:
+    /// read as stored), and with TIES' disjoint mean by count (the rows scaled by the factor, then by the weight, the
+    /// election with unit weights), the bits are those of the passes one by one.
+    /// </summary>
+    [Theory]
+    [InlineData("dare_ties", false, 1.0, "count")]
+    [InlineData("dare_ties", true, 0.7, "count")]
+    [InlineData("dare_ties", true, 0.7, "weighted")]
+    [InlineData("dare_linear", true, 0.7, null)]
+    [InlineData("dare_linear", false, 1.3, null)]
+    public void L1_rescale_folded_into_the_combine_equals_the_passes(string methodName, bool normalize, double lambda, string? disjointMean)
+    {
+        const int n = 300_007; // several 64K chunks and a tail
+        IMergeMethod method = MergeMethods.Find(methodName)!;
+        float[] densities = [0.3f, 1f, 0.9f];
+        float[] weights = [0.5f, 0.3f, 0.4f];
+        var (baseline, models) = RandomModels(seed: 31, n, k: 3, deltaScale: 0.006f);
+
+        float[] actual = Run(method, baseline, models.Select(m => (float[])m.Clone()).ToArray(), [n],
+            (m, p) => p.Set("weight", (double)weights[m]).Set("density", (double)densities[m]),
+            g =>
+            {
+                g.Set("normalize", normalize).Set("lambda", lambda);
+                if (disjointMean is not null) g.Set("disjoint_mean", disjointMean);
+            });
+
+        var stacked = new float[3 * n];
+        for (int m = 0; m < 3; m++) models[m].CopyTo(stacked, m * n);
+        Cpu.SubtractRows(stacked, baseline);
+        for (int m = 0; m < 3; m++)
+        {
+            if (densities[m] >= 1f) continue; // mergekit leaves the task vector untouched
+            Span<float> row = stacked.AsSpan(m * n, n);
+            double before = BlockwiseL1(row);
+            Cpu.DropAndRescale(row, densities[m], false, Key(m));
+            double after = BlockwiseL1(row);
+            if ((float)before >= 1e-7f && (float)after >= 1e-7f)
+                Cpu.Scale(row, (float)before / (float)after);
+        }
+        float[] combineWeights = (float[])weights.Clone();
+        if (disjointMean == "count")
+        {
+            for (int m = 0; m < 3; m++)
+                Cpu.Scale(stacked.AsSpan(m * n, n), weights[m]);
+            Array.Fill(combineWeights, 1f);
+        }
+        var expected = new float[n];
+        if (methodName == "dare_ties")
+            Cpu.SignConsensusMerge(stacked, combineWeights, SignElection.Sum, normalize, expected);
+        else
+        {
+            Cpu.WeightedSum(stacked, combineWeights, expected);
+            float divisor = combineWeights[0] + combineWeights[1] + combineWeights[2];
+            if (normalize) Cpu.Divide(expected, divisor);
+        }
+        Cpu.Scale(expected, (float)lambda);
+        Cpu.Axpby(1f, baseline, 1f, expected, expected);
+        AssertBits(expected, actual, $"{methodName}, normalize {normalize}, λ {lambda}, disjoint_mean {disjointMean}");
+        Assert.NotEqual(expected, baseline);
+    }
+
     private static double BlockwiseL1(ReadOnlySpan<float> values)
     {
         double sum = 0;
