@@ -25,7 +25,7 @@ internal static unsafe class MagnitudeRankSampling
     /// <summary>The keep probabilities of one call (they do not depend on the fiber).</summary>
     public readonly record struct Probabilities(float Low, float Epsilon, float Single, bool Divide);
 
-    /// <summary>Per-thread working memory of <see cref="SampleFiber"/> for fibers of up to <c>length</c> elements.</summary>
+    /// <summary>Per-thread working memory of <see cref="SampleFiber(float*, long, int, int, in Probabilities, PhiloxKey, long, Scratch)"/> for fibers of up to <c>length</c> elements.</summary>
     internal sealed class Scratch(int length)
     {
         /// <summary>The fiber length this scratch serves.</summary>
@@ -73,12 +73,40 @@ internal static unsafe class MagnitudeRankSampling
     /// index of <c>values[0]</c> (for the draws).
     /// </summary>
     public static void SampleFiber(float* values, long first, int length, int stride, in Probabilities probabilities,
-        PhiloxKey key, long firstIndex, Scratch scratch)
+        PhiloxKey key, long firstIndex, Scratch scratch) =>
+        SampleFiber(values, first, length, stride, probabilities, key, firstIndex, scratch, PhiloxVectorBlocks.Widest);
+
+    /// <summary>
+    /// <see cref="SampleFiber(float*, long, int, int, in Probabilities, PhiloxKey, long, Scratch)"/> on the vector
+    /// instructions of <paramref name="width"/> (the Philox words, the sure-draw decision and the bucket starts; for tests: every width the CPU
+    /// runs gives the same bits).
+    /// </summary>
+    internal static void SampleFiber(float* values, long first, int length, int stride, in Probabilities probabilities,
+        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width)
     {
         if (length >= BucketMinimum && !probabilities.Divide && float.IsFinite(probabilities.Low) && float.IsFinite(probabilities.Epsilon))
-            SampleByBuckets(values, first, length, stride, probabilities, key, firstIndex, scratch);
+            SampleByBuckets(values, first, length, stride, probabilities, key, firstIndex, scratch, width);
         else
             SampleBySort(values, first, length, stride, probabilities, key, firstIndex, scratch.Order);
+    }
+
+    /// <summary>
+    /// Every fiber of <paramref name="values"/> (as <see cref="IMergeKernels.SampleByMagnitudeRank"/> lays them out) on
+    /// one thread with the instructions of <paramref name="width"/> (for tests: each width against the reference).
+    /// </summary>
+    internal static void SampleFibers(Span<float> values, int length, int stride, in Probabilities probabilities, PhiloxKey key,
+        long firstIndex, PhiloxWidth width)
+    {
+        if (!PhiloxVectorBlocks.IsSupported(width))
+            throw new PlatformNotSupportedException($"this CPU lacks the {width} instructions");
+        long fibers = CpuKernels.RankSamplingFibers(values.Length, length, stride);
+        var scratch = new Scratch(length);
+        fixed (float* data = values)
+            for (long fiber = 0; fiber < fibers; fiber++)
+            {
+                long first = fiber / stride * length * stride + fiber % stride;
+                SampleFiber(data, first, length, stride, probabilities, key, firstIndex, scratch, width);
+            }
     }
 
     /// <summary>The keep probability of sorted position <paramref name="position"/> (mergekit's float32 operation order).</summary>
@@ -91,7 +119,7 @@ internal static unsafe class MagnitudeRankSampling
 
     /// <summary>Rank only where the draw needs it (no inverse-probability rescale, finite probabilities).</summary>
     private static void SampleByBuckets(float* values, long first, int length, int stride, in Probabilities probabilities,
-        PhiloxKey key, long firstIndex, Scratch scratch)
+        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width)
     {
         float span = length - 1;
         float p0 = Probability(0, span, probabilities), pLast = Probability(length - 1, span, probabilities);
@@ -103,10 +131,10 @@ internal static unsafe class MagnitudeRankSampling
             uint maxKey = ReadKeys(fiber, length, stride, keys);
             long tensorFirst = firstIndex + first;
             if (stride == 1)
-                PhiloxStreamWords.Fill(key, tensorFirst, words, length);
+                PhiloxStreamWords.Fill(key, tensorFirst, words, length, width);
             else
                 StridedWords(key, tensorFirst, length, stride, words);
-            int opened = Decide(fiber, length, stride, words, keepBelow, dropFrom, open);
+            int opened = Decide(fiber, length, stride, words, keepBelow, dropFrom, open, width);
             if (opened == 0)
                 return;
 
@@ -125,7 +153,7 @@ internal static unsafe class MagnitudeRankSampling
             {
                 Digits(keys, length, shift, floor, digits);
                 int half = CountHalves(digits, length, bucketsUsed, firstHalf, starts, within);
-                ExclusivePrefix(firstHalf, starts, bucketsUsed);
+                ExclusivePrefix(firstHalf, starts, bucketsUsed, width);
                 // An open draw in a one-key bucket has its position; in a mixed bucket the bucket's range of positions
                 // decides it unless p crosses the draw inside that range: those are listed at the front of open.
                 // The open positions are in position order: first those of the first half, then the later half's,
@@ -255,28 +283,63 @@ internal static unsafe class MagnitudeRankSampling
     /// starts[b] = Σ_{c &lt; b} (firstHalf[c] + starts[c]) for b ≤ <paramref name="buckets"/>: on entry
     /// <paramref name="starts"/> holds the later half's counts, on return each bucket's first sorted position (and
     /// the fiber length after the last); <paramref name="firstHalf"/>[b] becomes starts[b] + firstHalf[b], the sorted
-    /// position of the bucket's first member in the later half. Eight buckets at a time in vector lanes (integer
-    /// sums: the same result).
+    /// position of the bucket's first member in the later half. Sixteen (AVX-512) or eight buckets at a time in vector
+    /// lanes (integer sums: the same result on every <paramref name="width"/>).
     /// </summary>
-    internal static void ExclusivePrefix(Span<int> firstHalf, Span<int> starts, int buckets)
+    internal static void ExclusivePrefix(Span<int> firstHalf, Span<int> starts, int buckets, PhiloxWidth width)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(firstHalf.Length, buckets);
         ArgumentOutOfRangeException.ThrowIfLessThan(starts.Length, buckets + 1);
+        if (!PhiloxVectorBlocks.IsSupported(width))
+            throw new PlatformNotSupportedException($"this CPU lacks the {width} instructions");
         fixed (int* f = firstHalf)
         fixed (int* s = starts)
-            ExclusivePrefix(f, s, buckets);
+            ExclusivePrefix(f, s, buckets, width);
     }
 
-    private static void ExclusivePrefix(int* firstHalf, int* starts, int buckets)
+    private static void ExclusivePrefix(int* firstHalf, int* starts, int buckets, PhiloxWidth width)
     {
         int b = 0, sum = 0;
-        if (Vector256.IsHardwareAccelerated)
+        // Most groups of buckets are empty (a bf16 fiber of 2,048 fills ≈ 200 of its 2,050 buckets): such a group's
+        // starts are the carry, without the scan.
+        if (width == PhiloxWidth.Avx512 && Avx512F.IsSupported)
+        {
+            Vector512<int> carry = Vector512<int>.Zero;
+            for (; b + 16 <= buckets; b += 16)
+            {
+                Vector512<int> firstCounts = Vector512.Load(firstHalf + b);
+                Vector512<int> counts = firstCounts + Vector512.Load(starts + b);
+                if (counts == Vector512<int>.Zero)
+                {
+                    carry.Store(starts + b);
+                    carry.Store(firstHalf + b);
+                    continue;
+                }
+                // Inclusive scan in four shifted adds: AlignRight32(x, 0, 16 − k) moves lane i − k to lane i (zeros below).
+                Vector512<int> scan = counts + Avx512F.AlignRight32(counts, Vector512<int>.Zero, 15);
+                scan += Avx512F.AlignRight32(scan, Vector512<int>.Zero, 14);
+                scan += Avx512F.AlignRight32(scan, Vector512<int>.Zero, 12);
+                scan += Avx512F.AlignRight32(scan, Vector512<int>.Zero, 8);
+                Vector512<int> start = carry + scan - counts;
+                start.Store(starts + b);
+                (start + firstCounts).Store(firstHalf + b);
+                carry += Avx512F.PermuteVar16x32(scan, Vector512.Create(15));
+            }
+            sum = carry.ToScalar();
+        }
+        else if (width != PhiloxWidth.Scalar && Vector256.IsHardwareAccelerated)
         {
             Vector256<int> carry = Vector256<int>.Zero;
             for (; b + 8 <= buckets; b += 8)
             {
                 Vector256<int> firstCounts = Vector256.Load(firstHalf + b);
                 Vector256<int> counts = firstCounts + Vector256.Load(starts + b);
+                if (counts == Vector256<int>.Zero)
+                {
+                    carry.Store(starts + b);
+                    carry.Store(firstHalf + b);
+                    continue;
+                }
                 // Inclusive scan in three shifted adds (an index of 8 shifts in a zero).
                 Vector256<int> scan = counts + Vector256.Shuffle(counts, Vector256.Create(8, 0, 1, 2, 3, 4, 5, 6));
                 scan += Vector256.Shuffle(scan, Vector256.Create(8, 8, 0, 1, 2, 3, 4, 5));
@@ -467,10 +530,11 @@ internal static unsafe class MagnitudeRankSampling
     /// Keeps the elements whose draw is below <paramref name="keepBelow"/>, zeroes those at or above
     /// <paramref name="dropFrom"/>, and lists the rest in <paramref name="open"/> (position order); returns how many.
     /// </summary>
-    private static int Decide(float* fiber, int length, int stride, uint* words, float keepBelow, float dropFrom, int* open)
+    private static int Decide(float* fiber, int length, int stride, uint* words, float keepBelow, float dropFrom, int* open,
+        PhiloxWidth width)
     {
         int opened = 0, r = 0;
-        if (stride == 1 && Avx512F.IsSupported)
+        if (stride == 1 && width == PhiloxWidth.Avx512 && Avx512F.IsSupported)
         {
             // Branch-free listing: the open positions of 16 lanes compressed to the front of a register, stored whole.
             Vector512<float> scale = Vector512.Create(Philox4x32.UniformScale);
@@ -487,7 +551,7 @@ internal static unsafe class MagnitudeRankSampling
                 opened += BitOperations.PopCount(undecided.ExtractMostSignificantBits());
             }
         }
-        if (stride == 1 && Vector256.IsHardwareAccelerated)
+        if (stride == 1 && width != PhiloxWidth.Scalar && Vector256.IsHardwareAccelerated)
         {
             Vector256<float> scale = Vector256.Create(Philox4x32.UniformScale);
             Vector256<float> low = Vector256.Create(keepBelow), high = Vector256.Create(dropFrom);
