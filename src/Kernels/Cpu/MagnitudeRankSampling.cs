@@ -154,14 +154,15 @@ internal static unsafe class MagnitudeRankSampling
                 Digits(keys, length, shift, floor, digits);
                 int half = CountHalves(digits, length, bucketsUsed, firstHalf, starts, within);
                 ExclusivePrefix(firstHalf, starts, bucketsUsed, width);
-                // An open draw in a one-key bucket has its position; in a mixed bucket the bucket's range of positions
-                // decides it unless p crosses the draw inside that range: those are listed at the front of open.
+                // An open draw in a one-key bucket has its position; those in mixed buckets are listed at the front of
+                // open, and the bucket's range of positions decides each unless p crosses the draw inside that range.
                 // The open positions are in position order: first those of the first half, then the later half's,
                 // whose members of a bucket follow the first half's (firstHalf now holds where they begin).
                 float* p = scratch.PositionProbabilities(length, probabilities);
                 int split = FirstAtOrAbove(open, opened, half);
-                int undecided = DrawByPosition(fiber, stride, words, digits, within, starts, starts, p, open, 0, split, 0);
-                undecided = DrawByPosition(fiber, stride, words, digits, within, firstHalf, starts, p, open, split, opened, undecided);
+                int mixed = DrawByPosition(fiber, stride, words, digits, within, starts, p, open, 0, split, 0);
+                mixed = DrawByPosition(fiber, stride, words, digits, within, firstHalf, p, open, split, opened, mixed);
+                int undecided = DrawByRange(fiber, stride, words, digits, starts, p, open, mixed);
                 if (undecided == 0)
                     return;
                 if ((long)undecided * length <= CountedBudget)
@@ -191,29 +192,46 @@ internal static unsafe class MagnitudeRankSampling
     }
 
     /// <summary>
-    /// Decides the open draws open[from..to): a member of a one-key (even) bucket b at position r has sorted position
-    /// bases[b] + within[r]; a mixed bucket's range of positions [starts[b], starts[b + 1]) decides the draw when p is
-    /// on one side of it over the whole range, else r is listed at open[undecided++] (which never passes the draws
-    /// read so far). Keep or drop is a coin flip here, so the element is rewritten through a mask rather than a
-    /// branch. Returns the new count of undecided draws. A method of its own so that its pointers stay in registers.
+    /// Decides the open draws open[from..to) in one-key (even) buckets: a member of bucket b at position r has sorted
+    /// position bases[b] + within[r]. A member of a mixed (odd) bucket is left as it is and listed at open[mixed++]
+    /// (which never passes the draws read so far) for <see cref="DrawByRange"/>. Keep or drop is a coin flip, and so
+    /// is the bucket's kind in spread data, so the element is rewritten through a mask (all ones for a mixed bucket's
+    /// member) and listed by a store that only the count makes real, rather than by branches. Returns the new count of
+    /// listed draws. A method of its own, with no more pointers than it needs, so that they stay in registers.
     /// </summary>
-    private static int DrawByPosition(float* fiber, int stride, uint* words, int* digits, int* within, int* bases, int* starts,
-        float* p, int* open, int from, int to, int undecided)
+    private static int DrawByPosition(float* fiber, int stride, uint* words, int* digits, int* within, int* bases,
+        float* p, int* open, int from, int to, int mixed)
     {
         for (int i = from; i < to; i++)
         {
             int r = open[i];
             int b = digits[r];
+            uint odd = (uint)b & 1;
+            // For a mixed bucket bases[b] + within[r] is the element's slot in a counting sort: a valid index of p.
+            bool keep = Philox4x32.ToUniform(words[r]) < p[bases[b] + within[r]];
+            *(uint*)(fiber + (long)r * stride) &= KeepMask(keep) | (0u - odd);
+            open[mixed] = r;
+            mixed += (int)odd;
+        }
+        return mixed;
+    }
+
+    /// <summary>
+    /// Decides the draws open[0..count) in mixed buckets by their bucket's range of positions [starts[b],
+    /// starts[b + 1]) when p is on one side of the draw over the whole range; the rest stay listed at
+    /// open[undecided++] (in order). Returns how many stay.
+    /// </summary>
+    private static int DrawByRange(float* fiber, int stride, uint* words, int* digits, int* starts, float* p, int* open, int count)
+    {
+        int undecided = 0;
+        for (int i = 0; i < count; i++)
+        {
+            int r = open[i];
+            int b = digits[r];
             float uniform = Philox4x32.ToUniform(words[r]);
-            uint* at = (uint*)(fiber + (long)r * stride);
-            if ((b & 1) == 0)
-            {
-                *at &= KeepMask(uniform < p[bases[b] + within[r]]);
-                continue;
-            }
             float pLowest = p[starts[b]], pHighest = p[starts[b + 1] - 1];
             bool keepSure = uniform < pLowest && uniform < pHighest, dropSure = !(uniform < pLowest) && !(uniform < pHighest);
-            *at &= KeepMask(!dropSure);
+            *(uint*)(fiber + (long)r * stride) &= KeepMask(!dropSure);
             if (!keepSure && !dropSure)
                 open[undecided++] = r;
         }
