@@ -311,19 +311,28 @@ public sealed class RankSamplingBucketPieceTests
             }
     }
 
-    [Fact]
-    public void Vector_buckets_equal_the_scalar_bucket()
+    [CpuWidthFact("Scalar")]
+    public void Scalar_buckets_equal_the_scalar_bucket() => BucketsEqualTheScalarBucket(PhiloxWidth.Scalar);
+
+    [CpuWidthFact("Avx2")]
+    public void Avx2_buckets_equal_the_scalar_bucket() => BucketsEqualTheScalarBucket(PhiloxWidth.Avx2);
+
+    [CpuWidthFact("Avx512")]
+    public void Avx512_buckets_equal_the_scalar_bucket() => BucketsEqualTheScalarBucket(PhiloxWidth.Avx512);
+
+    /// <summary>The buckets of one width's lanes (and its tails) against the scalar <see cref="MagnitudeRankSampling.Bucket"/>.</summary>
+    private static void BucketsEqualTheScalarBucket(PhiloxWidth width)
     {
         var random = new System.Random(23);
         uint[] keys = InterestingKeys(random);
         random.Shuffle(keys);
-        foreach (int length in new[] { 0, 1, 7, 8, 9, 1003, keys.Length })
+        foreach (int length in new[] { 0, 1, 7, 8, 9, 15, 16, 17, 31, 1003, keys.Length })
             foreach (int shift in new[] { 18, 16, 15 })
                 foreach (int floor in new[] { 0, 700, (int)(0x7FFFFFFFu >> shift) })
                 {
                     var buckets = new int[length + 1];
                     buckets[length] = -5;
-                    MagnitudeRankSampling.Digits(keys.AsSpan(0, length), shift, floor, buckets);
+                    MagnitudeRankSampling.Digits(keys.AsSpan(0, length), shift, floor, buckets, width);
                     for (int i = 0; i < length; i++)
                         Assert.True(MagnitudeRankSampling.Bucket(keys[i], shift, floor) == buckets[i], $"key {keys[i]:X8}, shift {shift}, floor {floor}");
                     Assert.Equal(-5, buckets[length]); // nothing written past the keys

@@ -128,7 +128,7 @@ internal static unsafe class MagnitudeRankSampling
         fixed (int* open = scratch.Open)
         {
             float* fiber = values + first;
-            uint maxKey = ReadKeys(fiber, length, stride, keys);
+            uint maxKey = ReadKeys(fiber, length, stride, keys, width);
             long tensorFirst = firstIndex + first;
             if (stride == 1)
                 PhiloxStreamWords.Fill(key, tensorFirst, words, length, width);
@@ -151,7 +151,7 @@ internal static unsafe class MagnitudeRankSampling
             int bucketsUsed = 2 + 2 * (top - floor + 1);
             fixed (int* starts = scratch.Starts, firstHalf = scratch.FirstHalfCounts, digits = scratch.Digits, within = scratch.Ranks)
             {
-                Digits(keys, length, shift, floor, digits);
+                Digits(keys, length, shift, floor, digits, width);
                 int half = CountHalves(digits, length, bucketsUsed, firstHalf, starts, within);
                 ExclusivePrefix(firstHalf, starts, bucketsUsed, width);
                 // An open draw in a one-key bucket has its position; those in mixed buckets are listed at the front of
@@ -459,19 +459,35 @@ internal static unsafe class MagnitudeRankSampling
     }
 
     /// <summary>Every key's bucket, <see cref="Bucket"/> (for tests: the vector lanes against the scalar function).</summary>
-    internal static void Digits(ReadOnlySpan<uint> keys, int shift, int floor, Span<int> to)
+    internal static void Digits(ReadOnlySpan<uint> keys, int shift, int floor, Span<int> to, PhiloxWidth width)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(to.Length, keys.Length);
+        if (!PhiloxVectorBlocks.IsSupported(width))
+            throw new PlatformNotSupportedException($"this CPU lacks the {width} instructions");
         fixed (uint* k = keys)
         fixed (int* t = to)
-            Digits(k, keys.Length, shift, floor, t);
+            Digits(k, keys.Length, shift, floor, t, width);
     }
 
     /// <summary>Every element's bucket, <see cref="Bucket"/>.</summary>
-    private static void Digits(uint* keys, int length, int shift, int floor, int* to)
+    private static void Digits(uint* keys, int length, int shift, int floor, int* to, PhiloxWidth width)
     {
         int r = 0;
-        if (Vector256.IsHardwareAccelerated)
+        if (width == PhiloxWidth.Avx512 && Vector512.IsHardwareAccelerated)
+        {
+            Vector512<int> floors = Vector512.Create(floor), twos = Vector512.Create(2), ones = Vector512.Create(1);
+            Vector512<uint> lowBits = Vector512.Create((1u << shift) - 1);
+            for (; r + 16 <= length; r += 16)
+            {
+                Vector512<uint> key = Vector512.Load(keys + r);
+                Vector512<int> digit = Vector512.ShiftRightLogical(key, shift).AsInt32() - floors;
+                Vector512<int> mixed = ~Vector512.Equals(key & lowBits, Vector512<uint>.Zero).AsInt32() & ones;
+                Vector512<int> below = ~Vector512.Equals(key, Vector512<uint>.Zero).AsInt32() & ones;
+                Vector512.ConditionalSelect(Vector512.LessThan(digit, Vector512<int>.Zero), below, twos + digit + digit + mixed)
+                    .Store(to + r);
+            }
+        }
+        if (width != PhiloxWidth.Scalar && Vector256.IsHardwareAccelerated)
         {
             Vector256<int> floors = Vector256.Create(floor), twos = Vector256.Create(2), ones = Vector256.Create(1);
             Vector256<uint> lowBits = Vector256.Create((1u << shift) - 1);
@@ -502,11 +518,24 @@ internal static unsafe class MagnitudeRankSampling
     }
 
     /// <summary>The magnitude keys <c>bits(x) &amp; 0x7FFFFFFF</c> (NaN above +∞) of one fiber; returns the largest.</summary>
-    private static uint ReadKeys(float* fiber, int length, int stride, uint* keys)
+    private static uint ReadKeys(float* fiber, int length, int stride, uint* keys, PhiloxWidth width)
     {
         uint max = 0;
         int r = 0;
-        if (stride == 1 && Vector256.IsHardwareAccelerated)
+        if (stride == 1 && width == PhiloxWidth.Avx512 && Vector512.IsHardwareAccelerated)
+        {
+            Vector512<uint> magnitude = Vector512.Create(0x7FFFFFFFu), maxes = Vector512<uint>.Zero;
+            for (; r + 16 <= length; r += 16)
+            {
+                Vector512<uint> k = Vector512.Load((uint*)fiber + r) & magnitude;
+                k.Store(keys + r);
+                maxes = Vector512.Max(maxes, k);
+            }
+            Vector256<uint> halves = Vector256.Max(maxes.GetLower(), maxes.GetUpper());
+            for (int lane = 0; lane < 8; lane++)
+                max = Math.Max(max, halves.GetElement(lane));
+        }
+        if (stride == 1 && width != PhiloxWidth.Scalar && Vector256.IsHardwareAccelerated)
         {
             Vector256<uint> magnitude = Vector256.Create(0x7FFFFFFFu), maxes = Vector256<uint>.Zero;
             for (; r + 8 <= length; r += 8)
