@@ -197,8 +197,10 @@ internal static unsafe class MagnitudeRankSampling
     /// (which never passes the draws read so far) for <see cref="DrawByRange"/>. Keep or drop is a coin flip, and so
     /// is the bucket's kind in spread data, so the element is rewritten through a mask (all ones for a mixed bucket's
     /// member) and listed by a store that only the count makes real, rather than by branches. Returns the new count of
-    /// listed draws. A method of its own, with no more pointers than it needs, so that they stay in registers.
+    /// listed draws. A method of its own (never inlined: inside <see cref="SampleByBuckets"/> its pointers are spilled
+    /// to the stack), with no more pointers than it needs, so that they stay in registers.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private static int DrawByPosition(float* fiber, int stride, uint* words, int* digits, int* within, int* bases,
         float* p, int* open, int from, int to, int mixed)
     {
