@@ -40,6 +40,9 @@ if (args.Length >= 1 && args[0] == "dare-speed")
 // `... -- combine-speed` times the task-vector combine with the L1 factors as Scale passes and as pre-scales (one core, CPU time).
 if (args.Length >= 1 && args[0] == "combine-speed")
     return CombineSpeed.Run();
+// `... -- della-speed [FIBER_LENGTH...]` times DELLA's rank sampling on one core (ns/element, CPU time, best of 9).
+if (args.Length >= 1 && args[0] == "della-speed")
+    return DellaSpeed.Run(args[1..]);
 // `... -- eval-verify [ZOO]` checks the forward pass on every zoo model × domain against reference_metrics.json.
 if (args.Length >= 1 && args[0] == "eval-verify")
     return EvalVerification.Run(args.Length > 1 ? args[1] : null);

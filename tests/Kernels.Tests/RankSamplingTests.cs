@@ -196,6 +196,41 @@ public sealed class RankSamplingBucketTests
             }
     }
 
+    [CpuWidthFact("Scalar")]
+    public void Scalar_counting_path_matches_reference_bit_for_bit() => CountingPathMatchesReference(PhiloxWidth.Scalar);
+
+    [CpuWidthFact("Avx2")]
+    public void Avx2_counting_path_matches_reference_bit_for_bit() => CountingPathMatchesReference(PhiloxWidth.Avx2);
+
+    [CpuWidthFact("Avx512")]
+    public void Avx512_counting_path_matches_reference_bit_for_bit() => CountingPathMatchesReference(PhiloxWidth.Avx512);
+
+    /// <summary>
+    /// The counting path on one vector width (its Philox words, sure-draw decision and bucket starts), whatever the
+    /// widest this CPU has: every width must give the reference's bits.
+    /// </summary>
+    private static void CountingPathMatchesReference(PhiloxWidth width)
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        var key = new PhiloxKey((ulong)seed * 0x9E3779B97F4A7C15ul, (uint)seed ^ 0x3C3C3C3Cu, 2);
+        (int Outer, int Length, int Stride)[] layouts = [(3, 2048, 1), (2, 1021, 3), (1, 4099, 1), (1, 8192, 1)];
+        foreach ((int outer, int length, int stride) in layouts)
+            foreach ((string kind, float[] values) in Kinds(random, outer * length * stride))
+            {
+                int[] positions = RankSamplingScalarReference.SortedPositions(values, length, stride);
+                foreach ((float low, float epsilon) in new[] { (0.2f, 0.1f), (0.05f, 0.45f) })
+                {
+                    long firstIndex = random.Next(2) == 0 ? 0 : 5;
+                    float[] expected = Reference(values, positions, length, low, epsilon, key, firstIndex);
+                    float[] actual = (float[])values.Clone();
+                    MagnitudeRankSampling.SampleFibers(actual, length, stride, new(low, epsilon, 0.5f, false), key, firstIndex, width);
+                    BitAssert.Identical(expected, actual,
+                        $"{width}, seed {seed}, [{outer}, {length}, {stride}], {kind}, low {low}, ε {epsilon}, first index {firstIndex}");
+                }
+            }
+    }
+
     /// <summary><see cref="RankSamplingScalarReference.Sample"/> with the draws of tensor indices firstIndex + i.</summary>
     private static float[] Reference(float[] values, int[] positions, int length, float low, float epsilon, PhiloxKey key, long firstIndex)
     {
@@ -276,30 +311,49 @@ public sealed class RankSamplingBucketPieceTests
             }
     }
 
-    [Fact]
-    public void Vector_buckets_equal_the_scalar_bucket()
+    [CpuWidthFact("Scalar")]
+    public void Scalar_buckets_equal_the_scalar_bucket() => BucketsEqualTheScalarBucket(PhiloxWidth.Scalar);
+
+    [CpuWidthFact("Avx2")]
+    public void Avx2_buckets_equal_the_scalar_bucket() => BucketsEqualTheScalarBucket(PhiloxWidth.Avx2);
+
+    [CpuWidthFact("Avx512")]
+    public void Avx512_buckets_equal_the_scalar_bucket() => BucketsEqualTheScalarBucket(PhiloxWidth.Avx512);
+
+    /// <summary>The buckets of one width's lanes (and its tails) against the scalar <see cref="MagnitudeRankSampling.Bucket"/>.</summary>
+    private static void BucketsEqualTheScalarBucket(PhiloxWidth width)
     {
         var random = new System.Random(23);
         uint[] keys = InterestingKeys(random);
         random.Shuffle(keys);
-        foreach (int length in new[] { 0, 1, 7, 8, 9, 1003, keys.Length })
+        foreach (int length in new[] { 0, 1, 7, 8, 9, 15, 16, 17, 31, 1003, keys.Length })
             foreach (int shift in new[] { 18, 16, 15 })
                 foreach (int floor in new[] { 0, 700, (int)(0x7FFFFFFFu >> shift) })
                 {
                     var buckets = new int[length + 1];
                     buckets[length] = -5;
-                    MagnitudeRankSampling.Digits(keys.AsSpan(0, length), shift, floor, buckets);
+                    MagnitudeRankSampling.Digits(keys.AsSpan(0, length), shift, floor, buckets, width);
                     for (int i = 0; i < length; i++)
                         Assert.True(MagnitudeRankSampling.Bucket(keys[i], shift, floor) == buckets[i], $"key {keys[i]:X8}, shift {shift}, floor {floor}");
                     Assert.Equal(-5, buckets[length]); // nothing written past the keys
                 }
     }
 
-    [Fact]
-    public void Vector_prefix_gives_the_bucket_starts_and_where_the_later_half_begins()
+    [CpuWidthFact("Scalar")]
+    public void Scalar_prefix_gives_the_bucket_starts_and_where_the_later_half_begins() => PrefixGivesStarts(PhiloxWidth.Scalar);
+
+    [CpuWidthFact("Avx2")]
+    public void Avx2_prefix_gives_the_bucket_starts_and_where_the_later_half_begins() => PrefixGivesStarts(PhiloxWidth.Avx2);
+
+    [CpuWidthFact("Avx512")]
+    public void Avx512_prefix_gives_the_bucket_starts_and_where_the_later_half_begins() => PrefixGivesStarts(PhiloxWidth.Avx512);
+
+    /// <summary>Sparse counts (most groups of 8 or 16 buckets empty, as in bf16 fibers) and dense ones, with tails.</summary>
+    private static void PrefixGivesStarts(PhiloxWidth width)
     {
         var random = new System.Random(29);
-        foreach (int buckets in new[] { 0, 1, 7, 8, 9, 15, 16, 17, 100, 2050, 4098 })
+        foreach (int buckets in new[] { 0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 100, 2050, 4098 })
+        foreach (int sparsity in new[] { 1, 4, 60 })
         {
             var firstHalf = new int[buckets];
             var starts = new int[buckets + 1];
@@ -308,14 +362,14 @@ public sealed class RankSamplingBucketPieceTests
             int sum = 0;
             for (int b = 0; b < buckets; b++)
             {
-                firstHalf[b] = random.Next(4) == 0 ? random.Next(200) : 0;
-                starts[b] = random.Next(3) == 0 ? random.Next(200) : 0;
+                firstHalf[b] = random.Next(4 * sparsity) == 0 ? random.Next(200) : 0;
+                starts[b] = random.Next(3 * sparsity) == 0 ? random.Next(200) : 0;
                 expected[b] = sum;
                 expectedLaterHalf[b] = sum + firstHalf[b];
                 sum += firstHalf[b] + starts[b];
             }
             expected[buckets] = sum;
-            MagnitudeRankSampling.ExclusivePrefix(firstHalf, starts, buckets);
+            MagnitudeRankSampling.ExclusivePrefix(firstHalf, starts, buckets, width);
             Assert.Equal(expected, starts);
             Assert.Equal(expectedLaterHalf, firstHalf); // where the later half's members of each bucket begin
         }

@@ -25,7 +25,7 @@ internal static unsafe class MagnitudeRankSampling
     /// <summary>The keep probabilities of one call (they do not depend on the fiber).</summary>
     public readonly record struct Probabilities(float Low, float Epsilon, float Single, bool Divide);
 
-    /// <summary>Per-thread working memory of <see cref="SampleFiber"/> for fibers of up to <c>length</c> elements.</summary>
+    /// <summary>Per-thread working memory of <see cref="SampleFiber(float*, long, int, int, in Probabilities, PhiloxKey, long, Scratch)"/> for fibers of up to <c>length</c> elements.</summary>
     internal sealed class Scratch(int length)
     {
         /// <summary>The fiber length this scratch serves.</summary>
@@ -73,12 +73,40 @@ internal static unsafe class MagnitudeRankSampling
     /// index of <c>values[0]</c> (for the draws).
     /// </summary>
     public static void SampleFiber(float* values, long first, int length, int stride, in Probabilities probabilities,
-        PhiloxKey key, long firstIndex, Scratch scratch)
+        PhiloxKey key, long firstIndex, Scratch scratch) =>
+        SampleFiber(values, first, length, stride, probabilities, key, firstIndex, scratch, PhiloxVectorBlocks.Widest);
+
+    /// <summary>
+    /// <see cref="SampleFiber(float*, long, int, int, in Probabilities, PhiloxKey, long, Scratch)"/> on the vector
+    /// instructions of <paramref name="width"/> (the Philox words, the sure-draw decision and the bucket starts; for tests: every width the CPU
+    /// runs gives the same bits).
+    /// </summary>
+    internal static void SampleFiber(float* values, long first, int length, int stride, in Probabilities probabilities,
+        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width)
     {
         if (length >= BucketMinimum && !probabilities.Divide && float.IsFinite(probabilities.Low) && float.IsFinite(probabilities.Epsilon))
-            SampleByBuckets(values, first, length, stride, probabilities, key, firstIndex, scratch);
+            SampleByBuckets(values, first, length, stride, probabilities, key, firstIndex, scratch, width);
         else
             SampleBySort(values, first, length, stride, probabilities, key, firstIndex, scratch.Order);
+    }
+
+    /// <summary>
+    /// Every fiber of <paramref name="values"/> (as <see cref="IMergeKernels.SampleByMagnitudeRank"/> lays them out) on
+    /// one thread with the instructions of <paramref name="width"/> (for tests: each width against the reference).
+    /// </summary>
+    internal static void SampleFibers(Span<float> values, int length, int stride, in Probabilities probabilities, PhiloxKey key,
+        long firstIndex, PhiloxWidth width)
+    {
+        if (!PhiloxVectorBlocks.IsSupported(width))
+            throw new PlatformNotSupportedException($"this CPU lacks the {width} instructions");
+        long fibers = CpuKernels.RankSamplingFibers(values.Length, length, stride);
+        var scratch = new Scratch(length);
+        fixed (float* data = values)
+            for (long fiber = 0; fiber < fibers; fiber++)
+            {
+                long first = fiber / stride * length * stride + fiber % stride;
+                SampleFiber(data, first, length, stride, probabilities, key, firstIndex, scratch, width);
+            }
     }
 
     /// <summary>The keep probability of sorted position <paramref name="position"/> (mergekit's float32 operation order).</summary>
@@ -91,7 +119,7 @@ internal static unsafe class MagnitudeRankSampling
 
     /// <summary>Rank only where the draw needs it (no inverse-probability rescale, finite probabilities).</summary>
     private static void SampleByBuckets(float* values, long first, int length, int stride, in Probabilities probabilities,
-        PhiloxKey key, long firstIndex, Scratch scratch)
+        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width)
     {
         float span = length - 1;
         float p0 = Probability(0, span, probabilities), pLast = Probability(length - 1, span, probabilities);
@@ -100,13 +128,13 @@ internal static unsafe class MagnitudeRankSampling
         fixed (int* open = scratch.Open)
         {
             float* fiber = values + first;
-            uint maxKey = ReadKeys(fiber, length, stride, keys);
+            uint maxKey = ReadKeys(fiber, length, stride, keys, width);
             long tensorFirst = firstIndex + first;
             if (stride == 1)
-                PhiloxStreamWords.Fill(key, tensorFirst, words, length);
+                PhiloxStreamWords.Fill(key, tensorFirst, words, length, width);
             else
                 StridedWords(key, tensorFirst, length, stride, words);
-            int opened = Decide(fiber, length, stride, words, keepBelow, dropFrom, open);
+            int opened = Decide(fiber, length, stride, words, keepBelow, dropFrom, open, width);
             if (opened == 0)
                 return;
 
@@ -123,17 +151,18 @@ internal static unsafe class MagnitudeRankSampling
             int bucketsUsed = 2 + 2 * (top - floor + 1);
             fixed (int* starts = scratch.Starts, firstHalf = scratch.FirstHalfCounts, digits = scratch.Digits, within = scratch.Ranks)
             {
-                Digits(keys, length, shift, floor, digits);
+                Digits(keys, length, shift, floor, digits, width);
                 int half = CountHalves(digits, length, bucketsUsed, firstHalf, starts, within);
-                ExclusivePrefix(firstHalf, starts, bucketsUsed);
-                // An open draw in a one-key bucket has its position; in a mixed bucket the bucket's range of positions
-                // decides it unless p crosses the draw inside that range: those are listed at the front of open.
+                ExclusivePrefix(firstHalf, starts, bucketsUsed, width);
+                // An open draw in a one-key bucket has its position; those in mixed buckets are listed at the front of
+                // open, and the bucket's range of positions decides each unless p crosses the draw inside that range.
                 // The open positions are in position order: first those of the first half, then the later half's,
                 // whose members of a bucket follow the first half's (firstHalf now holds where they begin).
                 float* p = scratch.PositionProbabilities(length, probabilities);
                 int split = FirstAtOrAbove(open, opened, half);
-                int undecided = DrawByPosition(fiber, stride, words, digits, within, starts, starts, p, open, 0, split, 0);
-                undecided = DrawByPosition(fiber, stride, words, digits, within, firstHalf, starts, p, open, split, opened, undecided);
+                int mixed = DrawByPosition(fiber, stride, words, digits, within, starts, p, open, 0, split, 0);
+                mixed = DrawByPosition(fiber, stride, words, digits, within, firstHalf, p, open, split, opened, mixed);
+                int undecided = DrawByRange(fiber, stride, words, digits, starts, p, open, mixed);
                 if (undecided == 0)
                     return;
                 if ((long)undecided * length <= CountedBudget)
@@ -163,29 +192,48 @@ internal static unsafe class MagnitudeRankSampling
     }
 
     /// <summary>
-    /// Decides the open draws open[from..to): a member of a one-key (even) bucket b at position r has sorted position
-    /// bases[b] + within[r]; a mixed bucket's range of positions [starts[b], starts[b + 1]) decides the draw when p is
-    /// on one side of it over the whole range, else r is listed at open[undecided++] (which never passes the draws
-    /// read so far). Keep or drop is a coin flip here, so the element is rewritten through a mask rather than a
-    /// branch. Returns the new count of undecided draws. A method of its own so that its pointers stay in registers.
+    /// Decides the open draws open[from..to) in one-key (even) buckets: a member of bucket b at position r has sorted
+    /// position bases[b] + within[r]. A member of a mixed (odd) bucket is left as it is and listed at open[mixed++]
+    /// (which never passes the draws read so far) for <see cref="DrawByRange"/>. Keep or drop is a coin flip, and so
+    /// is the bucket's kind in spread data, so the element is rewritten through a mask (all ones for a mixed bucket's
+    /// member) and listed by a store that only the count makes real, rather than by branches. Returns the new count of
+    /// listed draws. A method of its own (never inlined: inside <see cref="SampleByBuckets"/> its pointers are spilled
+    /// to the stack), with no more pointers than it needs, so that they stay in registers.
     /// </summary>
-    private static int DrawByPosition(float* fiber, int stride, uint* words, int* digits, int* within, int* bases, int* starts,
-        float* p, int* open, int from, int to, int undecided)
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int DrawByPosition(float* fiber, int stride, uint* words, int* digits, int* within, int* bases,
+        float* p, int* open, int from, int to, int mixed)
     {
         for (int i = from; i < to; i++)
         {
             int r = open[i];
             int b = digits[r];
+            uint odd = (uint)b & 1;
+            // For a mixed bucket bases[b] + within[r] is the element's slot in a counting sort: a valid index of p.
+            bool keep = Philox4x32.ToUniform(words[r]) < p[bases[b] + within[r]];
+            *(uint*)(fiber + (long)r * stride) &= KeepMask(keep) | (0u - odd);
+            open[mixed] = r;
+            mixed += (int)odd;
+        }
+        return mixed;
+    }
+
+    /// <summary>
+    /// Decides the draws open[0..count) in mixed buckets by their bucket's range of positions [starts[b],
+    /// starts[b + 1]) when p is on one side of the draw over the whole range; the rest stay listed at
+    /// open[undecided++] (in order). Returns how many stay.
+    /// </summary>
+    private static int DrawByRange(float* fiber, int stride, uint* words, int* digits, int* starts, float* p, int* open, int count)
+    {
+        int undecided = 0;
+        for (int i = 0; i < count; i++)
+        {
+            int r = open[i];
+            int b = digits[r];
             float uniform = Philox4x32.ToUniform(words[r]);
-            uint* at = (uint*)(fiber + (long)r * stride);
-            if ((b & 1) == 0)
-            {
-                *at &= KeepMask(uniform < p[bases[b] + within[r]]);
-                continue;
-            }
             float pLowest = p[starts[b]], pHighest = p[starts[b + 1] - 1];
             bool keepSure = uniform < pLowest && uniform < pHighest, dropSure = !(uniform < pLowest) && !(uniform < pHighest);
-            *at &= KeepMask(!dropSure);
+            *(uint*)(fiber + (long)r * stride) &= KeepMask(!dropSure);
             if (!keepSure && !dropSure)
                 open[undecided++] = r;
         }
@@ -255,28 +303,63 @@ internal static unsafe class MagnitudeRankSampling
     /// starts[b] = Σ_{c &lt; b} (firstHalf[c] + starts[c]) for b ≤ <paramref name="buckets"/>: on entry
     /// <paramref name="starts"/> holds the later half's counts, on return each bucket's first sorted position (and
     /// the fiber length after the last); <paramref name="firstHalf"/>[b] becomes starts[b] + firstHalf[b], the sorted
-    /// position of the bucket's first member in the later half. Eight buckets at a time in vector lanes (integer
-    /// sums: the same result).
+    /// position of the bucket's first member in the later half. Sixteen (AVX-512) or eight buckets at a time in vector
+    /// lanes (integer sums: the same result on every <paramref name="width"/>).
     /// </summary>
-    internal static void ExclusivePrefix(Span<int> firstHalf, Span<int> starts, int buckets)
+    internal static void ExclusivePrefix(Span<int> firstHalf, Span<int> starts, int buckets, PhiloxWidth width)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(firstHalf.Length, buckets);
         ArgumentOutOfRangeException.ThrowIfLessThan(starts.Length, buckets + 1);
+        if (!PhiloxVectorBlocks.IsSupported(width))
+            throw new PlatformNotSupportedException($"this CPU lacks the {width} instructions");
         fixed (int* f = firstHalf)
         fixed (int* s = starts)
-            ExclusivePrefix(f, s, buckets);
+            ExclusivePrefix(f, s, buckets, width);
     }
 
-    private static void ExclusivePrefix(int* firstHalf, int* starts, int buckets)
+    private static void ExclusivePrefix(int* firstHalf, int* starts, int buckets, PhiloxWidth width)
     {
         int b = 0, sum = 0;
-        if (Vector256.IsHardwareAccelerated)
+        // Most groups of buckets are empty (a bf16 fiber of 2,048 fills ≈ 200 of its 2,050 buckets): such a group's
+        // starts are the carry, without the scan.
+        if (width == PhiloxWidth.Avx512 && Avx512F.IsSupported)
+        {
+            Vector512<int> carry = Vector512<int>.Zero;
+            for (; b + 16 <= buckets; b += 16)
+            {
+                Vector512<int> firstCounts = Vector512.Load(firstHalf + b);
+                Vector512<int> counts = firstCounts + Vector512.Load(starts + b);
+                if (counts == Vector512<int>.Zero)
+                {
+                    carry.Store(starts + b);
+                    carry.Store(firstHalf + b);
+                    continue;
+                }
+                // Inclusive scan in four shifted adds: AlignRight32(x, 0, 16 − k) moves lane i − k to lane i (zeros below).
+                Vector512<int> scan = counts + Avx512F.AlignRight32(counts, Vector512<int>.Zero, 15);
+                scan += Avx512F.AlignRight32(scan, Vector512<int>.Zero, 14);
+                scan += Avx512F.AlignRight32(scan, Vector512<int>.Zero, 12);
+                scan += Avx512F.AlignRight32(scan, Vector512<int>.Zero, 8);
+                Vector512<int> start = carry + scan - counts;
+                start.Store(starts + b);
+                (start + firstCounts).Store(firstHalf + b);
+                carry += Avx512F.PermuteVar16x32(scan, Vector512.Create(15));
+            }
+            sum = carry.ToScalar();
+        }
+        else if (width != PhiloxWidth.Scalar && Vector256.IsHardwareAccelerated)
         {
             Vector256<int> carry = Vector256<int>.Zero;
             for (; b + 8 <= buckets; b += 8)
             {
                 Vector256<int> firstCounts = Vector256.Load(firstHalf + b);
                 Vector256<int> counts = firstCounts + Vector256.Load(starts + b);
+                if (counts == Vector256<int>.Zero)
+                {
+                    carry.Store(starts + b);
+                    carry.Store(firstHalf + b);
+                    continue;
+                }
                 // Inclusive scan in three shifted adds (an index of 8 shifts in a zero).
                 Vector256<int> scan = counts + Vector256.Shuffle(counts, Vector256.Create(8, 0, 1, 2, 3, 4, 5, 6));
                 scan += Vector256.Shuffle(scan, Vector256.Create(8, 8, 0, 1, 2, 3, 4, 5));
@@ -378,19 +461,35 @@ internal static unsafe class MagnitudeRankSampling
     }
 
     /// <summary>Every key's bucket, <see cref="Bucket"/> (for tests: the vector lanes against the scalar function).</summary>
-    internal static void Digits(ReadOnlySpan<uint> keys, int shift, int floor, Span<int> to)
+    internal static void Digits(ReadOnlySpan<uint> keys, int shift, int floor, Span<int> to, PhiloxWidth width)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(to.Length, keys.Length);
+        if (!PhiloxVectorBlocks.IsSupported(width))
+            throw new PlatformNotSupportedException($"this CPU lacks the {width} instructions");
         fixed (uint* k = keys)
         fixed (int* t = to)
-            Digits(k, keys.Length, shift, floor, t);
+            Digits(k, keys.Length, shift, floor, t, width);
     }
 
     /// <summary>Every element's bucket, <see cref="Bucket"/>.</summary>
-    private static void Digits(uint* keys, int length, int shift, int floor, int* to)
+    private static void Digits(uint* keys, int length, int shift, int floor, int* to, PhiloxWidth width)
     {
         int r = 0;
-        if (Vector256.IsHardwareAccelerated)
+        if (width == PhiloxWidth.Avx512 && Vector512.IsHardwareAccelerated)
+        {
+            Vector512<int> floors = Vector512.Create(floor), twos = Vector512.Create(2), ones = Vector512.Create(1);
+            Vector512<uint> lowBits = Vector512.Create((1u << shift) - 1);
+            for (; r + 16 <= length; r += 16)
+            {
+                Vector512<uint> key = Vector512.Load(keys + r);
+                Vector512<int> digit = Vector512.ShiftRightLogical(key, shift).AsInt32() - floors;
+                Vector512<int> mixed = ~Vector512.Equals(key & lowBits, Vector512<uint>.Zero).AsInt32() & ones;
+                Vector512<int> below = ~Vector512.Equals(key, Vector512<uint>.Zero).AsInt32() & ones;
+                Vector512.ConditionalSelect(Vector512.LessThan(digit, Vector512<int>.Zero), below, twos + digit + digit + mixed)
+                    .Store(to + r);
+            }
+        }
+        if (width != PhiloxWidth.Scalar && Vector256.IsHardwareAccelerated)
         {
             Vector256<int> floors = Vector256.Create(floor), twos = Vector256.Create(2), ones = Vector256.Create(1);
             Vector256<uint> lowBits = Vector256.Create((1u << shift) - 1);
@@ -421,11 +520,24 @@ internal static unsafe class MagnitudeRankSampling
     }
 
     /// <summary>The magnitude keys <c>bits(x) &amp; 0x7FFFFFFF</c> (NaN above +∞) of one fiber; returns the largest.</summary>
-    private static uint ReadKeys(float* fiber, int length, int stride, uint* keys)
+    private static uint ReadKeys(float* fiber, int length, int stride, uint* keys, PhiloxWidth width)
     {
         uint max = 0;
         int r = 0;
-        if (stride == 1 && Vector256.IsHardwareAccelerated)
+        if (stride == 1 && width == PhiloxWidth.Avx512 && Vector512.IsHardwareAccelerated)
+        {
+            Vector512<uint> magnitude = Vector512.Create(0x7FFFFFFFu), maxes = Vector512<uint>.Zero;
+            for (; r + 16 <= length; r += 16)
+            {
+                Vector512<uint> k = Vector512.Load((uint*)fiber + r) & magnitude;
+                k.Store(keys + r);
+                maxes = Vector512.Max(maxes, k);
+            }
+            Vector256<uint> halves = Vector256.Max(maxes.GetLower(), maxes.GetUpper());
+            for (int lane = 0; lane < 8; lane++)
+                max = Math.Max(max, halves.GetElement(lane));
+        }
+        if (stride == 1 && width != PhiloxWidth.Scalar && Vector256.IsHardwareAccelerated)
         {
             Vector256<uint> magnitude = Vector256.Create(0x7FFFFFFFu), maxes = Vector256<uint>.Zero;
             for (; r + 8 <= length; r += 8)
@@ -467,10 +579,11 @@ internal static unsafe class MagnitudeRankSampling
     /// Keeps the elements whose draw is below <paramref name="keepBelow"/>, zeroes those at or above
     /// <paramref name="dropFrom"/>, and lists the rest in <paramref name="open"/> (position order); returns how many.
     /// </summary>
-    private static int Decide(float* fiber, int length, int stride, uint* words, float keepBelow, float dropFrom, int* open)
+    private static int Decide(float* fiber, int length, int stride, uint* words, float keepBelow, float dropFrom, int* open,
+        PhiloxWidth width)
     {
         int opened = 0, r = 0;
-        if (stride == 1 && Avx512F.IsSupported)
+        if (stride == 1 && width == PhiloxWidth.Avx512 && Avx512F.IsSupported)
         {
             // Branch-free listing: the open positions of 16 lanes compressed to the front of a register, stored whole.
             Vector512<float> scale = Vector512.Create(Philox4x32.UniformScale);
@@ -487,7 +600,7 @@ internal static unsafe class MagnitudeRankSampling
                 opened += BitOperations.PopCount(undecided.ExtractMostSignificantBits());
             }
         }
-        if (stride == 1 && Vector256.IsHardwareAccelerated)
+        if (stride == 1 && width != PhiloxWidth.Scalar && Vector256.IsHardwareAccelerated)
         {
             Vector256<float> scale = Vector256.Create(Philox4x32.UniformScale);
             Vector256<float> low = Vector256.Create(keepBelow), high = Vector256.Create(dropFrom);
