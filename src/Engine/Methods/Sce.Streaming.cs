@@ -71,9 +71,7 @@ public sealed partial class Sce
                 Select(chunk, variance);
             }
             // Block by block onto the running sum: a chunk of several blocks adds them one at a time, as the whole tensor does.
-            ReadOnlySpan<float> selector = _selects ? MemoryMarshal.AsMemory(chunk.Base).Span : [];
-            for (int k = 0; k < chunk.Count; k++)
-                _energy[k] = BlockSums.SumOfSquares(kernels, chunk.Row(k), selector, chunk.Offset, _energy[k]);
+            AddEnergies(chunk, _selects ? MemoryMarshal.AsMemory(chunk.Base).Span : [], _energy);
         }
 
         public void EndPass(int pass)

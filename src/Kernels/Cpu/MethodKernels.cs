@@ -425,10 +425,44 @@ internal static unsafe class MethodKernels
     /// instead of clearing the rows, mixing and adding the base. <paramref name="output"/> may be the selector.
     /// </summary>
     public static void SignErasedMixOntoBase(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
-        float* selector, float* baseline, float* output, int count)
+        float* selector, float* baseline, float* output, int count) =>
+        SignErasedMixOntoBase(deltas, rowLength, weights, divisorFloor, selector, baseline, output, count, Vector512.IsHardwareAccelerated);
+
+    /// <summary>
+    /// <see cref="SignErasedMixOntoBase(float*, long, ReadOnlySpan{float}, float, float*, float*, float*, int)"/> with
+    /// 512-bit vectors first when <paramref name="wide"/> (half the instructions: the kernel is compute-bound in cache),
+    /// then <see cref="Vector{T}"/>, then scalars: every lane does the scalar operations in the same order, and IEEE
+    /// division and comparisons do not depend on the width, so the split points never change a bit (tests call both).
+    /// </summary>
+    internal static void SignErasedMixOntoBase(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
+        float* selector, float* baseline, float* output, int count, bool wide)
     {
         int rows = weights.Length;
         int i = 0;
+        if (wide)
+        {
+            var floor = Vector512.Create(divisorFloor);
+            for (; i <= count - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                Vector512<float> dropped = selector == null ? Vector512<float>.Zero : Vector512.Equals(Vector512.Load(selector + i), Vector512<float>.Zero);
+                Vector512<float> sum = Vector512<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                    sum += Vector512.ConditionalSelect(dropped, Vector512<float>.Zero, Vector512.Load(deltas + k * rowLength + i));
+                Vector512<float> positive = Vector512.GreaterThanOrEqual(sum, Vector512<float>.Zero); // NaN: false, elects −1
+                Vector512<float> mixed = Vector512<float>.Zero, divisor = Vector512<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector512<float> delta = Vector512.ConditionalSelect(dropped, Vector512<float>.Zero, Vector512.Load(deltas + k * rowLength + i));
+                    Vector512<float> agree = Vector512.ConditionalSelect(positive,
+                        Vector512.GreaterThan(delta, Vector512<float>.Zero), Vector512.LessThan(delta, Vector512<float>.Zero));
+                    Vector512<float> erased = Vector512.ConditionalSelect(agree, Vector512.Create(weights[k]), Vector512<float>.Zero);
+                    mixed += delta * erased;
+                    divisor += erased;
+                }
+                Vector512<float> merged = mixed / Vector512.ConditionalSelect(Vector512.LessThan(divisor, floor), floor, divisor);
+                (Vector512<float>.One * Vector512.Load(baseline + i) + Vector512<float>.One * merged).Store(output + i);
+            }
+        }
         if (Vector.IsHardwareAccelerated)
         {
             var floor = new Vector<float>(divisorFloor);
