@@ -509,6 +509,18 @@ internal static unsafe class MethodKernels
         }
     }
 
+    /// <summary>Span form of the mix onto the base for tests: one chunk of all of <paramref name="output"/>, an empty selector for none.</summary>
+    internal static void SignErasedMixOntoBase(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> selector, ReadOnlySpan<float> weights,
+        float divisorFloor, ReadOnlySpan<float> baseline, Span<float> output, bool wide)
+    {
+        fixed (float* deltas = stackedDeltas)
+        fixed (float* selectorStart = selector)
+        fixed (float* baseStart = baseline)
+        fixed (float* destination = output)
+            SignErasedMixOntoBase(deltas, output.Length, weights, divisorFloor, selector.IsEmpty ? null : selectorStart, baseStart,
+                destination, output.Length, wide);
+    }
+
     /// <summary>SCE's erase and mix: the elected sign's weights e_k, output = Σ δ_k·e_k / (Σ e_k floored).</summary>
     public static void SignErasedMix(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
         float* output, int count)

@@ -312,6 +312,12 @@ public sealed class MethodKernelsTests
                 Assert.True(double.IsNaN(expected) ? double.IsNaN(sum) : BitConverter.DoubleToInt64Bits(expected) == BitConverter.DoubleToInt64Bits(sum),
                     $"{where}, row {k}: {sum:R} vs cpu {expected:R}");
             }
+            double[] cpuSums = [1, 2, 3], gpuSums = [1, 2, 3];
+            _cpu.AddSumsOfSquaresWhereSelected((float[])stacked.Clone(), n, selector, cpuSums);
+            gpu.AddSumsOfSquaresWhereSelected((float[])stacked.Clone(), n, selector, gpuSums);
+            for (int k = 0; k < 3; k++)
+                Assert.True(double.IsNaN(cpuSums[k]) ? double.IsNaN(gpuSums[k]) : BitConverter.DoubleToInt64Bits(cpuSums[k]) == BitConverter.DoubleToInt64Bits(gpuSums[k]),
+                    $"{where}, row {k} in one sweep: {gpuSums[k]:R} vs cpu {cpuSums[k]:R}");
         }, s_sizes);
     }
 
