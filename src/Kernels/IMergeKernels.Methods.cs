@@ -115,6 +115,15 @@ public partial interface IMergeKernels
     }
 
     /// <summary>
+    /// A selection kept as bits between the passes of a streamed tensor: <see cref="SelectionBits.Pack(ReadOnlySpan{float}, Span{ulong})"/> of
+    /// <paramref name="selector"/> into ⌈n / 64⌉ words (the CPU packs its chunks in parallel).
+    /// </summary>
+    void PackSelection(ReadOnlySpan<float> selector, Span<ulong> bits) => SelectionBits.Pack(selector, bits);
+
+    /// <summary>The selector back from its bits: <see cref="SelectionBits.Unpack(ReadOnlySpan{ulong}, Span{float})"/> (1 where kept, +0 where dropped).</summary>
+    void UnpackSelection(ReadOnlySpan<ulong> bits, Span<float> selector) => SelectionBits.Unpack(bits, selector);
+
+    /// <summary>
     /// SCE's erase and mix onto the base in one pass: <see cref="SignErasedMix"/> of the task vectors with +0 wherever
     /// <c>selector[i]</c> is ±0 (all of them when <paramref name="selector"/> is empty), then
     /// output[i] = 1·baseline[i] + 1·mixed[i] as <see cref="Axpby"/> gives it: the bits of those three calls.

@@ -33,6 +33,7 @@ public sealed partial class Sce
         private int _searchPasses;
         private long _tiesLeft;
         private float[]? _weights;
+        private ulong[]? _kept; // the selection of the energy pass, one bit per element, for the apply pass
 
         public TensorStream(TensorMergeInputs description)
         {
@@ -69,6 +70,9 @@ public sealed partial class Sce
                     return;
                 }
                 Select(chunk, variance);
+                // The apply pass reads the selection back from these bits instead of computing the variances and the cut again.
+                _kept ??= new ulong[SelectionBits.WordCount(_length)];
+                kernels.PackSelection(variance, KeptBits(chunk));
             }
             // Block by block onto the running sum: a chunk of several blocks adds them one at a time, as the whole tensor does.
             AddEnergies(chunk, _selects ? MemoryMarshal.AsMemory(chunk.Base).Span : [], _energy);
@@ -106,12 +110,16 @@ public sealed partial class Sce
         {
             IMergeKernels kernels = chunk.Kernels;
             chunk.FormTaskVectors();
-            if (_selects)
-            {
-                kernels.VarianceAcrossRows(chunk.Models.Span, output);
-                Select(chunk, output);
-            }
+            if (_selects) kernels.UnpackSelection(KeptBits(chunk), output);
             EraseAndMixOntoBase(chunk, _selects ? output : [], _weights!, output);
+        }
+
+        /// <summary>The words of <see cref="_kept"/> that hold the chunk's selection (chunks start at multiples of 64 elements).</summary>
+        private Span<ulong> KeptBits(TensorMergeInputs chunk)
+        {
+            if (chunk.Offset % 64 != 0)
+                throw new InvalidOperationException($"A streamed chunk starts at element {chunk.Offset}, not at a multiple of 64.");
+            return _kept.AsSpan((int)(chunk.Offset / 64), (int)SelectionBits.WordCount(chunk.Length));
         }
 
         /// <summary>

@@ -297,6 +297,39 @@ public sealed unsafe partial class CpuKernels
     }
 
     /// <inheritdoc />
+    public void PackSelection(ReadOnlySpan<float> selector, Span<ulong> bits)
+    {
+        int length = selector.Length;
+        if (bits.Length != SelectionBits.WordCount(length))
+            throw new ArgumentException($"Expected {SelectionBits.WordCount(length)} words for {length} elements, got {bits.Length}.", nameof(bits));
+        fixed (float* selectorStart = selector)
+        fixed (ulong* bitStart = bits)
+        {
+            nint selectorAddress = (nint)selectorStart, bitAddress = (nint)bitStart;
+            // Chunks start at multiples of 64 elements: each packs whole words of its own.
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+                SelectionBits.Pack(new ReadOnlySpan<float>((float*)selectorAddress + start, size),
+                    new Span<ulong>((ulong*)bitAddress + start / 64, (int)SelectionBits.WordCount(size))));
+        }
+    }
+
+    /// <inheritdoc />
+    public void UnpackSelection(ReadOnlySpan<ulong> bits, Span<float> selector)
+    {
+        int length = selector.Length;
+        if (bits.Length < SelectionBits.WordCount(length))
+            throw new ArgumentException($"Expected {SelectionBits.WordCount(length)} words for {length} elements, got {bits.Length}.", nameof(bits));
+        fixed (ulong* bitStart = bits)
+        fixed (float* selectorStart = selector)
+        {
+            nint bitAddress = (nint)bitStart, selectorAddress = (nint)selectorStart;
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+                SelectionBits.Unpack(new ReadOnlySpan<ulong>((ulong*)bitAddress + start / 64, (int)SelectionBits.WordCount(size)),
+                    new Span<float>((float*)selectorAddress + start, size)));
+        }
+    }
+
+    /// <inheritdoc />
     public void SignErasedMixOntoBase(Span<float> stackedDeltas, ReadOnlySpan<float> selector, ReadOnlySpan<float> weights,
         float divisorFloor, ReadOnlySpan<float> baseline, Span<float> output)
     {
