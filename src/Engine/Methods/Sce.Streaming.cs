@@ -17,8 +17,9 @@ public sealed partial class Sce
     /// nonzero variances (k = ⌊select_topk · count⌋) together with a sampled counting pass for the top-k cut of the
     /// variances (<see cref="SampledThresholdSearch"/>: the first chunk's sample brackets the cut for the k its own
     /// count suggests, and the cut is read off for the true k at the end of the pass; two histogram passes follow only
-    /// when the bracket misses); then Σ δ_k² of the selected task vectors; then the apply pass. On bf16 task vectors
-    /// the bracket holds: two statistics passes, three reads of the tensor in all.
+    /// when the bracket misses); then Σ δ_k² of the selected task vectors, which keeps the selection as one bit per
+    /// element; then the apply pass, which reads the selection from those bits (no third variance and cut). On bf16
+    /// task vectors the bracket holds: two statistics passes, three reads of the tensor in all.
     /// </summary>
     private sealed class TensorStream : IStreamingTensorMerge
     {
