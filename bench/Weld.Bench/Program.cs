@@ -43,6 +43,9 @@ if (args.Length >= 1 && args[0] == "combine-speed")
 // `... -- della-speed [FIBER_LENGTH...]` times DELLA's rank sampling on one core (ns/element, CPU time, best of 9).
 if (args.Length >= 1 && args[0] == "della-speed")
     return DellaSpeed.Run(args[1..]);
+// `... -- sce-speed` times SCE's variance, Σ δ² and mix on one core, out of cache and in cache (CPU time, best of 5).
+if (args.Length >= 1 && args[0] == "sce-speed")
+    return SceSpeed.Run();
 // `... -- eval-verify [ZOO]` checks the forward pass on every zoo model × domain against reference_metrics.json.
 if (args.Length >= 1 && args[0] == "eval-verify")
     return EvalVerification.Run(args.Length > 1 ? args[1] : null);

@@ -103,6 +103,27 @@ public partial interface IMergeKernels
     }
 
     /// <summary>
+    /// SCE's energies of every task vector in one sweep: sums[k] += <see cref="SumOfSquaresWhereSelected"/> of row k,
+    /// the <c>selector.Length</c> elements of <paramref name="stacked"/> from k·<paramref name="rowStride"/>, each with
+    /// the bits of that call (its own lanes and order; the selector is read once for all rows on the CPU).
+    /// <paramref name="stacked"/> is scratch as for <see cref="SumOfSquaresWhereSelected"/>.
+    /// </summary>
+    void AddSumsOfSquaresWhereSelected(Span<float> stacked, int rowStride, ReadOnlySpan<float> selector, Span<double> sums)
+    {
+        for (int k = 0; k < sums.Length; k++)
+            sums[k] += SumOfSquaresWhereSelected(stacked.Slice(k * rowStride, selector.Length), selector);
+    }
+
+    /// <summary>
+    /// A selection kept as bits between the passes of a streamed tensor: <see cref="SelectionBits.Pack(ReadOnlySpan{float}, Span{ulong})"/> of
+    /// <paramref name="selector"/> into ⌈n / 64⌉ words (the CPU packs its chunks in parallel).
+    /// </summary>
+    void PackSelection(ReadOnlySpan<float> selector, Span<ulong> bits) => SelectionBits.Pack(selector, bits);
+
+    /// <summary>The selector back from its bits: <see cref="SelectionBits.Unpack(ReadOnlySpan{ulong}, Span{float})"/> (1 where kept, +0 where dropped).</summary>
+    void UnpackSelection(ReadOnlySpan<ulong> bits, Span<float> selector) => SelectionBits.Unpack(bits, selector);
+
+    /// <summary>
     /// SCE's erase and mix onto the base in one pass: <see cref="SignErasedMix"/> of the task vectors with +0 wherever
     /// <c>selector[i]</c> is ±0 (all of them when <paramref name="selector"/> is empty), then
     /// output[i] = 1·baseline[i] + 1·mixed[i] as <see cref="Axpby"/> gives it: the bits of those three calls.

@@ -372,6 +372,80 @@ public sealed class MethodKernelsTests
         }
     }
 
+    /// <summary>
+    /// The mix onto the base with 512-bit vectors first and without them (the path a CPU without AVX-512 takes) gives the
+    /// bits of clearing, mixing and adding the base (<see cref="IMergeKernels.ClearRowsWhereZero"/>,
+    /// <see cref="IMergeKernels.SignErasedMix"/>, <see cref="IMergeKernels.Axpby"/>), with and without a selector.
+    /// </summary>
+    [Fact]
+    public void SignErasedMixOntoBase_gives_the_same_bits_with_512_and_narrower_vectors()
+    {
+        var kernels = new CpuKernels(1);
+        int seed = TestData.NewSeed();
+        float[][] weightSets = [[1f], [0.4f, 0.6f], [0.2f, 0.7f, 0.1f], [0f, 0f, 0f]];
+        foreach (float[] weights in weightSets)
+        {
+            int rows = weights.Length;
+            MethodKernelInputs.ForEach(seed + rows, rows + 2, (context, data, n) =>
+            {
+                float[] stacked = data[..(rows * n)], selector = data[(rows * n)..((rows + 1) * n)], baseline = data[((rows + 1) * n)..];
+                foreach (bool selects in new[] { true, false })
+                {
+                    float[] cleared = (float[])stacked.Clone();
+                    if (selects) kernels.ClearRowsWhereZero(cleared, selector);
+                    var expected = new float[n];
+                    kernels.SignErasedMix(cleared, weights, 1e-6f, expected);
+                    kernels.Axpby(1f, baseline, 1f, expected, expected);
+                    foreach (bool wide in new[] { true, false })
+                    {
+                        var actual = new float[n];
+                        MethodKernels.SignErasedMixOntoBase(stacked, selects ? selector : [], weights, 1e-6f, baseline, actual, wide);
+                        BitAssert.Equal(expected, actual, $"{context}, rows {rows}, {(selects ? "selected" : "no selector")}, {(wide ? 512 : 256)}-bit");
+                    }
+                }
+            }, [0, 1, 7, 8, 15, 16, 17, 40, 1031]);
+        }
+    }
+
+    /// <summary>
+    /// SCE's energies of every row in one sweep add to each sum the bits of one
+    /// <see cref="IMergeKernels.SumOfSquaresWhereSelected"/> call per row: odd and even row counts (rows go in pairs),
+    /// rows farther apart than their length, sums that start from a value, and the inputs left as they were.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(ThreadCounts))]
+    public void SCE_energies_of_every_row_in_one_sweep_equal_one_call_per_row(int threads)
+    {
+        var kernels = new CpuKernels(threads);
+        int seed = TestData.NewSeed();
+        foreach (int rows in new[] { 1, 2, 3, 4, 5 })
+        {
+            MethodKernelInputs.ForEach(seed + rows, rows + 1, (context, data, n) =>
+            {
+                float[] selector = data[(rows * n)..];
+                foreach (int gap in new[] { 0, 3 })
+                {
+                    // Row k at k·(n + gap): the gap holds values no sum may read.
+                    int stride = n + gap;
+                    var stacked = new float[rows * stride];
+                    Array.Fill(stacked, float.NaN);
+                    for (int k = 0; k < rows; k++) data.AsSpan(k * n, n).CopyTo(stacked.AsSpan(k * stride));
+                    float[] pristine = (float[])stacked.Clone();
+                    double[] sums = new double[rows], expected = new double[rows];
+                    for (int k = 0; k < rows; k++)
+                    {
+                        sums[k] = 0.25 * (k + 1);
+                        expected[k] = sums[k] + kernels.SumOfSquaresWhereSelected(((float[])stacked.Clone()).AsSpan(k * stride, n), selector);
+                    }
+                    kernels.AddSumsOfSquaresWhereSelected(stacked.AsSpan(0, (rows - 1) * stride + n), stride, selector, sums);
+                    for (int k = 0; k < rows; k++)
+                        Assert.True(BitAssert.Same(expected[k], sums[k]), $"{context}, gap {gap}, row {k}: {sums[k]:R}, one call {expected[k]:R}");
+                    BitAssert.Identical(pristine, stacked, $"{context}, gap {gap}: the rows are left as they were");
+                }
+            }, s_smallSizes);
+        }
+    }
+
     [Fact]
     public void Stacked_inputs_of_the_wrong_length_throw()
     {

@@ -40,6 +40,24 @@ internal static class BlockSums
         return sum;
     }
 
+    /// <summary>
+    /// <paramref name="sums"/>[k] += <see cref="SumOfSquares(IMergeKernels, Span{float}, ReadOnlySpan{float}, long, double)"/>
+    /// of row k of <paramref name="stacked"/> (rows of <paramref name="selector"/>'s length), the same bits, with every
+    /// row summed in one sweep over the selector. The selector must not be empty.
+    /// </summary>
+    public static void SumsOfSquares(IMergeKernels kernels, Span<float> stacked, ReadOnlySpan<float> selector, long offset, double[] sums)
+    {
+        int rowLength = selector.Length, rows = sums.Length;
+        if (rows == 0) return;
+        for (int start = 0; start < rowLength;)
+        {
+            int length = PieceLength(offset + start, rowLength - start);
+            kernels.AddSumsOfSquaresWhereSelected(stacked.Slice(start, (rows - 1) * rowLength + length), rowLength,
+                selector.Slice(start, length), sums);
+            start += length;
+        }
+    }
+
     /// <summary><paramref name="sum"/> + Σ a[i]·b[i], where a[0] and b[0] are tensor element <paramref name="offset"/>.</summary>
     public static double Dot(IMergeKernels kernels, ReadOnlySpan<float> a, ReadOnlySpan<float> b, long offset, double sum = 0)
     {

@@ -17,8 +17,9 @@ public sealed partial class Sce
     /// nonzero variances (k = ⌊select_topk · count⌋) together with a sampled counting pass for the top-k cut of the
     /// variances (<see cref="SampledThresholdSearch"/>: the first chunk's sample brackets the cut for the k its own
     /// count suggests, and the cut is read off for the true k at the end of the pass; two histogram passes follow only
-    /// when the bracket misses); then Σ δ_k² of the selected task vectors; then the apply pass. On bf16 task vectors
-    /// the bracket holds: two statistics passes, three reads of the tensor in all.
+    /// when the bracket misses); then Σ δ_k² of the selected task vectors, which keeps the selection as one bit per
+    /// element; then the apply pass, which reads the selection from those bits (no third variance and cut). On bf16
+    /// task vectors the bracket holds: two statistics passes, three reads of the tensor in all.
     /// </summary>
     private sealed class TensorStream : IStreamingTensorMerge
     {
@@ -33,6 +34,7 @@ public sealed partial class Sce
         private int _searchPasses;
         private long _tiesLeft;
         private float[]? _weights;
+        private ulong[]? _kept; // the selection of the energy pass, one bit per element, for the apply pass
 
         public TensorStream(TensorMergeInputs description)
         {
@@ -69,11 +71,12 @@ public sealed partial class Sce
                     return;
                 }
                 Select(chunk, variance);
+                // The apply pass reads the selection back from these bits instead of computing the variances and the cut again.
+                _kept ??= new ulong[SelectionBits.WordCount(_length)];
+                kernels.PackSelection(variance, KeptBits(chunk));
             }
             // Block by block onto the running sum: a chunk of several blocks adds them one at a time, as the whole tensor does.
-            ReadOnlySpan<float> selector = _selects ? MemoryMarshal.AsMemory(chunk.Base).Span : [];
-            for (int k = 0; k < chunk.Count; k++)
-                _energy[k] = BlockSums.SumOfSquares(kernels, chunk.Row(k), selector, chunk.Offset, _energy[k]);
+            AddEnergies(chunk, _selects ? MemoryMarshal.AsMemory(chunk.Base).Span : [], _energy);
         }
 
         public void EndPass(int pass)
@@ -108,12 +111,16 @@ public sealed partial class Sce
         {
             IMergeKernels kernels = chunk.Kernels;
             chunk.FormTaskVectors();
-            if (_selects)
-            {
-                kernels.VarianceAcrossRows(chunk.Models.Span, output);
-                Select(chunk, output);
-            }
+            if (_selects) kernels.UnpackSelection(KeptBits(chunk), output);
             EraseAndMixOntoBase(chunk, _selects ? output : [], _weights!, output);
+        }
+
+        /// <summary>The words of <see cref="_kept"/> that hold the chunk's selection (chunks start at multiples of 64 elements).</summary>
+        private Span<ulong> KeptBits(TensorMergeInputs chunk)
+        {
+            if (chunk.Offset % 64 != 0)
+                throw new InvalidOperationException($"A streamed chunk starts at element {chunk.Offset}, not at a multiple of 64.");
+            return _kept.AsSpan((int)(chunk.Offset / 64), (int)SelectionBits.WordCount(chunk.Length));
         }
 
         /// <summary>

@@ -71,8 +71,21 @@ public sealed partial class Sce : IStreamingMergeMethod
     private static float[] MatrixWeights(TensorMergeInputs inputs, ReadOnlySpan<float> selector)
     {
         var energy = new double[inputs.Count];
-        for (int k = 0; k < energy.Length; k++) energy[k] = BlockSums.SumOfSquares(inputs.Kernels, inputs.Row(k), selector, 0);
+        AddEnergies(inputs, selector, energy);
         return MatrixWeights(energy, inputs.TensorLength);
+    }
+
+    /// <summary>energy[k] += Σ δ_k² of <paramref name="inputs"/> (a whole tensor or a chunk), δ_k read through the selector.</summary>
+    private static void AddEnergies(TensorMergeInputs inputs, ReadOnlySpan<float> selector, double[] energy)
+    {
+        // With a selector every row is summed in one sweep that reads it once (each row's sum keeps its own order).
+        if (!selector.IsEmpty)
+        {
+            BlockSums.SumsOfSquares(inputs.Kernels, inputs.Models.Span, selector, inputs.Offset, energy);
+            return;
+        }
+        for (int k = 0; k < energy.Length; k++)
+            energy[k] = BlockSums.SumOfSquares(inputs.Kernels, inputs.Row(k), inputs.Offset, energy[k]);
     }
 
     /// <summary>The weights from Σ δ_k² of each task vector over the whole tensor of <paramref name="length"/> elements.</summary>

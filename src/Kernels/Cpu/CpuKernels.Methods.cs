@@ -1,3 +1,4 @@
+using System.Buffers;
 namespace Weld.Kernels.Cpu;
 
 /// <remarks>The newer methods' kernels (<see cref="MethodKernels"/>) over the same fixed 64K-element chunks.</remarks>
@@ -256,6 +257,75 @@ public sealed unsafe partial class CpuKernels
             nint address = (nint)data, selectorAddress = (nint)selectorStart;
             return SumOverChunks(x.Length, (start, size) =>
                 ReductionKernels.SumOfSquaresWhereSelected((float*)address + start, (float*)selectorAddress + start, size));
+        }
+    }
+
+    /// <inheritdoc />
+    public void AddSumsOfSquaresWhereSelected(Span<float> stacked, int rowStride, ReadOnlySpan<float> selector, Span<double> sums)
+    {
+        int length = selector.Length, rows = sums.Length;
+        if (rows == 0) return;
+        if (rowStride < length || (long)(rows - 1) * rowStride + length > stacked.Length)
+            throw new ArgumentException(
+                $"Expected {rows} rows of {length} elements {rowStride} apart, got {stacked.Length} elements.", nameof(stacked));
+        int chunks = ChunkedParallel.ChunkCount(length);
+        // Per chunk and row a partial from 0, added per row in chunk order from 0: SumOverChunks' order for each row.
+        double[] partials = ArrayPool<double>.Shared.Rent(chunks * rows);
+        try
+        {
+            fixed (float* data = stacked)
+            fixed (float* selectorStart = selector)
+            fixed (double* partialStart = partials)
+            {
+                nint address = (nint)data, selectorAddress = (nint)selectorStart, partialAddress = (nint)partialStart;
+                ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+                    ReductionKernels.SumsOfSquaresWhereSelected((float*)address + start, rowStride, rows,
+                        (float*)selectorAddress + start, size, (double*)partialAddress + (long)chunk * rows));
+            }
+            for (int k = 0; k < rows; k++)
+            {
+                double total = 0;
+                for (int chunk = 0; chunk < chunks; chunk++)
+                    total += partials[chunk * rows + k];
+                sums[k] += total;
+            }
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(partials);
+        }
+    }
+
+    /// <inheritdoc />
+    public void PackSelection(ReadOnlySpan<float> selector, Span<ulong> bits)
+    {
+        int length = selector.Length;
+        if (bits.Length != SelectionBits.WordCount(length))
+            throw new ArgumentException($"Expected {SelectionBits.WordCount(length)} words for {length} elements, got {bits.Length}.", nameof(bits));
+        fixed (float* selectorStart = selector)
+        fixed (ulong* bitStart = bits)
+        {
+            nint selectorAddress = (nint)selectorStart, bitAddress = (nint)bitStart;
+            // Chunks start at multiples of 64 elements: each packs whole words of its own.
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+                SelectionBits.Pack(new ReadOnlySpan<float>((float*)selectorAddress + start, size),
+                    new Span<ulong>((ulong*)bitAddress + start / 64, (int)SelectionBits.WordCount(size))));
+        }
+    }
+
+    /// <inheritdoc />
+    public void UnpackSelection(ReadOnlySpan<ulong> bits, Span<float> selector)
+    {
+        int length = selector.Length;
+        if (bits.Length < SelectionBits.WordCount(length))
+            throw new ArgumentException($"Expected {SelectionBits.WordCount(length)} words for {length} elements, got {bits.Length}.", nameof(bits));
+        fixed (ulong* bitStart = bits)
+        fixed (float* selectorStart = selector)
+        {
+            nint bitAddress = (nint)bitStart, selectorAddress = (nint)selectorStart;
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+                SelectionBits.Unpack(new ReadOnlySpan<ulong>((ulong*)bitAddress + start / 64, (int)SelectionBits.WordCount(size)),
+                    new Span<float>((float*)selectorAddress + start, size)));
         }
     }
 

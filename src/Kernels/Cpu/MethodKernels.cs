@@ -305,6 +305,26 @@ internal static unsafe class MethodKernels
         double reciprocal = BitOperations.IsPow2(rows) ? 1.0 / rows : 0;
         int i = 0;
         long zeros = 0;
+        if (wide && rows == 2)
+        {
+            // Two rows (SCE of two task vectors): the body below unrolled, each row loaded and widened once.
+            Vector512<int> zeroCount = Vector512<int>.Zero;
+            for (; i <= count - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                (Vector512<double> aLow, Vector512<double> aHigh) = Vector512.Widen(Vector512.Load(stacked + i));
+                (Vector512<double> bLow, Vector512<double> bHigh) = Vector512.Widen(Vector512.Load(stacked + rowLength + i));
+                Vector512<double> meanLow = DivideByRows(Vector512<double>.Zero + aLow + bLow, rows, reciprocal);
+                Vector512<double> meanHigh = DivideByRows(Vector512<double>.Zero + aHigh + bHigh, rows, reciprocal);
+                Vector512<double> aDeviationLow = aLow - meanLow, aDeviationHigh = aHigh - meanHigh;
+                Vector512<double> bDeviationLow = bLow - meanLow, bDeviationHigh = bHigh - meanHigh;
+                Vector512<double> sumLow = Vector512<double>.Zero + aDeviationLow * aDeviationLow + bDeviationLow * bDeviationLow;
+                Vector512<double> sumHigh = Vector512<double>.Zero + aDeviationHigh * aDeviationHigh + bDeviationHigh * bDeviationHigh;
+                Vector512<float> variance = Vector512.Narrow(DivideByRows(sumLow, rows, reciprocal), DivideByRows(sumHigh, rows, reciprocal));
+                variance.Store(output + i);
+                zeroCount -= Vector512.Equals(variance, Vector512<float>.Zero).AsInt32();
+            }
+            zeros += Vector512.Sum(zeroCount);
+        }
         if (wide)
         {
             Vector512<int> zeroCount = Vector512<int>.Zero;
@@ -425,10 +445,65 @@ internal static unsafe class MethodKernels
     /// instead of clearing the rows, mixing and adding the base. <paramref name="output"/> may be the selector.
     /// </summary>
     public static void SignErasedMixOntoBase(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
-        float* selector, float* baseline, float* output, int count)
+        float* selector, float* baseline, float* output, int count) =>
+        SignErasedMixOntoBase(deltas, rowLength, weights, divisorFloor, selector, baseline, output, count, Vector512.IsHardwareAccelerated);
+
+    /// <summary>
+    /// <see cref="SignErasedMixOntoBase(float*, long, ReadOnlySpan{float}, float, float*, float*, float*, int)"/> with
+    /// 512-bit vectors first when <paramref name="wide"/> (half the instructions: the kernel is compute-bound in cache),
+    /// then <see cref="Vector{T}"/>, then scalars: every lane does the scalar operations in the same order, and IEEE
+    /// division and comparisons do not depend on the width, so the split points never change a bit (tests call both).
+    /// </summary>
+    internal static void SignErasedMixOntoBase(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
+        float* selector, float* baseline, float* output, int count, bool wide)
     {
         int rows = weights.Length;
         int i = 0;
+        if (wide && rows == 2)
+        {
+            // Two task vectors (the bench's SCE): the body below unrolled, each row loaded and read through the selector once.
+            var floor = Vector512.Create(divisorFloor);
+            Vector512<float> firstWeight = Vector512.Create(weights[0]), secondWeight = Vector512.Create(weights[1]);
+            for (; i <= count - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                Vector512<float> dropped = selector == null ? Vector512<float>.Zero : Vector512.Equals(Vector512.Load(selector + i), Vector512<float>.Zero);
+                Vector512<float> first = Vector512.ConditionalSelect(dropped, Vector512<float>.Zero, Vector512.Load(deltas + i));
+                Vector512<float> second = Vector512.ConditionalSelect(dropped, Vector512<float>.Zero, Vector512.Load(deltas + rowLength + i));
+                Vector512<float> positive = Vector512.GreaterThanOrEqual(Vector512<float>.Zero + first + second, Vector512<float>.Zero);
+                Vector512<float> firstErased = Vector512.ConditionalSelect(Vector512.ConditionalSelect(positive,
+                    Vector512.GreaterThan(first, Vector512<float>.Zero), Vector512.LessThan(first, Vector512<float>.Zero)), firstWeight, Vector512<float>.Zero);
+                Vector512<float> secondErased = Vector512.ConditionalSelect(Vector512.ConditionalSelect(positive,
+                    Vector512.GreaterThan(second, Vector512<float>.Zero), Vector512.LessThan(second, Vector512<float>.Zero)), secondWeight, Vector512<float>.Zero);
+                Vector512<float> mixed = Vector512<float>.Zero + first * firstErased + second * secondErased;
+                Vector512<float> divisor = Vector512<float>.Zero + firstErased + secondErased;
+                Vector512<float> merged = mixed / Vector512.ConditionalSelect(Vector512.LessThan(divisor, floor), floor, divisor);
+                (Vector512<float>.One * Vector512.Load(baseline + i) + Vector512<float>.One * merged).Store(output + i);
+            }
+        }
+        if (wide)
+        {
+            var floor = Vector512.Create(divisorFloor);
+            for (; i <= count - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                Vector512<float> dropped = selector == null ? Vector512<float>.Zero : Vector512.Equals(Vector512.Load(selector + i), Vector512<float>.Zero);
+                Vector512<float> sum = Vector512<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                    sum += Vector512.ConditionalSelect(dropped, Vector512<float>.Zero, Vector512.Load(deltas + k * rowLength + i));
+                Vector512<float> positive = Vector512.GreaterThanOrEqual(sum, Vector512<float>.Zero); // NaN: false, elects −1
+                Vector512<float> mixed = Vector512<float>.Zero, divisor = Vector512<float>.Zero;
+                for (int k = 0; k < rows; k++)
+                {
+                    Vector512<float> delta = Vector512.ConditionalSelect(dropped, Vector512<float>.Zero, Vector512.Load(deltas + k * rowLength + i));
+                    Vector512<float> agree = Vector512.ConditionalSelect(positive,
+                        Vector512.GreaterThan(delta, Vector512<float>.Zero), Vector512.LessThan(delta, Vector512<float>.Zero));
+                    Vector512<float> erased = Vector512.ConditionalSelect(agree, Vector512.Create(weights[k]), Vector512<float>.Zero);
+                    mixed += delta * erased;
+                    divisor += erased;
+                }
+                Vector512<float> merged = mixed / Vector512.ConditionalSelect(Vector512.LessThan(divisor, floor), floor, divisor);
+                (Vector512<float>.One * Vector512.Load(baseline + i) + Vector512<float>.One * merged).Store(output + i);
+            }
+        }
         if (Vector.IsHardwareAccelerated)
         {
             var floor = new Vector<float>(divisorFloor);
@@ -473,6 +548,18 @@ internal static unsafe class MethodKernels
             float merged = mixed / (divisor < divisorFloor ? divisorFloor : divisor);
             output[i] = 1f * baseline[i] + 1f * merged;
         }
+    }
+
+    /// <summary>Span form of the mix onto the base for tests: one chunk of all of <paramref name="output"/>, an empty selector for none.</summary>
+    internal static void SignErasedMixOntoBase(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<float> selector, ReadOnlySpan<float> weights,
+        float divisorFloor, ReadOnlySpan<float> baseline, Span<float> output, bool wide)
+    {
+        fixed (float* deltas = stackedDeltas)
+        fixed (float* selectorStart = selector)
+        fixed (float* baseStart = baseline)
+        fixed (float* destination = output)
+            SignErasedMixOntoBase(deltas, output.Length, weights, divisorFloor, selector.IsEmpty ? null : selectorStart, baseStart,
+                destination, output.Length, wide);
     }
 
     /// <summary>SCE's erase and mix: the elected sign's weights e_k, output = Σ δ_k·e_k / (Σ e_k floored).</summary>

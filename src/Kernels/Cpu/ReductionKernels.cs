@@ -75,6 +75,48 @@ internal static unsafe class ReductionKernels
         return sum;
     }
 
+    /// <summary>
+    /// <see cref="SumOfSquaresWhereSelected"/> of <paramref name="rows"/> rows <paramref name="rowStride"/> apart into
+    /// <paramref name="sums"/>[k], each with that kernel's lanes and order: two rows per sweep share the selector's load
+    /// and compare, and their four accumulator chains overlap (one row's two chains wait on the add latency).
+    /// </summary>
+    public static void SumsOfSquaresWhereSelected(float* x, long rowStride, int rows, float* selector, int count, double* sums)
+    {
+        int k = 0;
+        for (; k + 1 < rows; k += 2)
+            SumOfSquaresWhereSelectedPair(x + k * rowStride, x + (k + 1) * rowStride, selector, count, out sums[k], out sums[k + 1]);
+        if (k < rows)
+            sums[k] = SumOfSquaresWhereSelected(x + k * rowStride, selector, count);
+    }
+
+    /// <summary>Two rows of <see cref="SumsOfSquaresWhereSelected"/> in one sweep.</summary>
+    private static void SumOfSquaresWhereSelectedPair(float* x, float* y, float* selector, int count, out double xSum, out double ySum)
+    {
+        Vector256<double> xLower = Vector256<double>.Zero, xUpper = Vector256<double>.Zero;
+        Vector256<double> yLower = Vector256<double>.Zero, yUpper = Vector256<double>.Zero;
+        int i = 0;
+        for (; i <= count - Vector256<float>.Count; i += Vector256<float>.Count)
+        {
+            Vector256<float> dropped = Vector256.Equals(Vector256.Load(selector + i), Vector256<float>.Zero);
+            (Vector256<double> xLow, Vector256<double> xHigh) = Vector256.Widen(Vector256.ConditionalSelect(dropped, Vector256<float>.Zero, Vector256.Load(x + i)));
+            (Vector256<double> yLow, Vector256<double> yHigh) = Vector256.Widen(Vector256.ConditionalSelect(dropped, Vector256<float>.Zero, Vector256.Load(y + i)));
+            xLower += xLow * xLow;
+            xUpper += xHigh * xHigh;
+            yLower += yLow * yLow;
+            yUpper += yHigh * yHigh;
+        }
+
+        xSum = HorizontalSum(xLower + xUpper);
+        ySum = HorizontalSum(yLower + yUpper);
+        for (; i < count; i++)
+        {
+            bool isDropped = selector[i] == 0f;
+            float xKept = isDropped ? 0f : x[i], yKept = isDropped ? 0f : y[i];
+            xSum += (double)xKept * xKept;
+            ySum += (double)yKept * yKept;
+        }
+    }
+
     public static double SumOfAbs(float* x, int count)
     {
         Vector256<double> lower = Vector256<double>.Zero;

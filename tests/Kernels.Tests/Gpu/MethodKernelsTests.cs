@@ -286,8 +286,8 @@ public sealed class MethodKernelsTests
     }
 
     /// <summary>
-    /// SCE's fused kernels (the interface's composition on the GPU: clear, then sum or mix and add the base) give the CPU's
-    /// fused bits (NaN payloads aside, as for every GPU kernel here).
+    /// SCE's fused kernels (the interface's composition on the GPU: clear, then sum or mix and add the base) and its
+    /// selection bits (the interface default on the GPU) give the CPU's fused bits (NaN payloads aside, as for every GPU kernel here).
     /// </summary>
     [Theory]
     [MemberData(nameof(GpuShapes.All), MemberType = typeof(GpuShapes))]
@@ -312,6 +312,21 @@ public sealed class MethodKernelsTests
                 Assert.True(double.IsNaN(expected) ? double.IsNaN(sum) : BitConverter.DoubleToInt64Bits(expected) == BitConverter.DoubleToInt64Bits(sum),
                     $"{where}, row {k}: {sum:R} vs cpu {expected:R}");
             }
+            double[] cpuSums = [1, 2, 3], gpuSums = [1, 2, 3];
+            _cpu.AddSumsOfSquaresWhereSelected((float[])stacked.Clone(), n, selector, cpuSums);
+            gpu.AddSumsOfSquaresWhereSelected((float[])stacked.Clone(), n, selector, gpuSums);
+            for (int k = 0; k < 3; k++)
+                Assert.True(double.IsNaN(cpuSums[k]) ? double.IsNaN(gpuSums[k]) : BitConverter.DoubleToInt64Bits(cpuSums[k]) == BitConverter.DoubleToInt64Bits(gpuSums[k]),
+                    $"{where}, row {k} in one sweep: {gpuSums[k]:R} vs cpu {cpuSums[k]:R}");
+            var cpuBits = new ulong[SelectionBits.WordCount(n)];
+            var gpuBits = new ulong[cpuBits.Length];
+            _cpu.PackSelection(selector, cpuBits);
+            gpu.PackSelection(selector, gpuBits);
+            Assert.True(cpuBits.AsSpan().SequenceEqual(gpuBits), where + " selection bits vs cpu");
+            float[] cpuSelector = new float[n], gpuSelector = new float[n];
+            _cpu.UnpackSelection(cpuBits, cpuSelector);
+            gpu.UnpackSelection(cpuBits, gpuSelector);
+            BitAssert.Identical(cpuSelector, gpuSelector, where + " selector from bits vs cpu");
         }, s_sizes);
     }
 
