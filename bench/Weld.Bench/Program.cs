@@ -35,6 +35,9 @@ if (args.Length >= 1 && args[0] == "checksum-speed")
 // `... -- dare-speed` times DARE's Philox words, drop and drop-with-norms on one core per vector width (CPU time, best of 5).
 if (args.Length >= 1 && args[0] == "dare-speed")
     return DropAndRescaleSpeed.Run();
+// `... -- topk-speed` times the magnitude selections (top-k, band, streamed top-k) on one core (CPU time, best of 5).
+if (args.Length >= 1 && args[0] == "topk-speed")
+    return TopKSpeed.Run();
 // `... -- eval-verify [ZOO]` checks the forward pass on every zoo model × domain against reference_metrics.json.
 if (args.Length >= 1 && args[0] == "eval-verify")
     return EvalVerification.Run(args.Length > 1 ? args[1] : null);
