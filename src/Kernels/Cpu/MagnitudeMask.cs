@@ -82,6 +82,13 @@ internal static unsafe class MagnitudeMask
         }
     }
 
+    /// <summary>Span form of <see cref="Apply(float*, int, MagnitudeCut?, MagnitudeCut?, ParallelOptions)"/>.</summary>
+    internal static void Apply(Span<float> values, MagnitudeCut? lower, MagnitudeCut? upper, ParallelOptions options)
+    {
+        fixed (float* data = values)
+            Apply(data, values.Length, lower, upper, options);
+    }
+
     /// <summary>Sets every element to +0.</summary>
     public static void Clear(float* values, int length, ParallelOptions options)
     {
@@ -184,8 +191,15 @@ internal static unsafe class MagnitudeMask
 
     /// <summary>
     /// Index of the element with key <paramref name="key"/> that has <paramref name="nth"/> such elements before it, or
-    /// <paramref name="size"/> when there are not that many.
+    /// the length when there are not that many.
     /// </summary>
+    internal static int IndexOfTie(ReadOnlySpan<float> values, int key, long nth)
+    {
+        fixed (float* data = values)
+            return IndexOfTie((int*)data, values.Length, key, nth);
+    }
+
+    /// <summary>Pointer form of <see cref="IndexOfTie(ReadOnlySpan{float}, int, long)"/>.</summary>
     internal static int IndexOfTie(int* bits, int size, int key, long nth)
     {
         if (nth >= size)
