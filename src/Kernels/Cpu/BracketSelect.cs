@@ -9,8 +9,8 @@ namespace Weld.Kernels.Cpu;
 /// (digits of up to 11 bits from the top of the bracket's width), read where the chunks left them.
 /// </summary>
 /// <remarks>
-/// A bracket of W distinct keys takes ⌈log2 W / 11⌉ counting passes over the gathered keys (2 for the ~1M-key
-/// brackets of bf16-derived task vectors) and 2K-bin histograms, instead of clearing and walking one counter per key of
+/// A bracket of W distinct keys takes up to ⌈log2 W / 11⌉ counting passes over the gathered keys and 2K-bin histograms
+/// (one when the first digit's bin holds a single key, as in the ~1M-key brackets of bf16-derived task vectors), instead of clearing and walking one counter per key of
 /// the bracket or copying the keys into one array first. Exact: the offsets order like the keys.
 /// </remarks>
 internal static unsafe class BracketSelect
@@ -52,13 +52,15 @@ internal static unsafe class BracketSelect
             int digit = 0;
             for (; digit < bins - 1; digit++)
             {
-                long inBin = (long)sub[digit] + sub[MaxBins + digit] + sub[2 * MaxBins + digit] + sub[3 * MaxBins + digit];
+                long inBin = BinCount(sub, digit);
                 if (cumulative + inBin > remaining) break;
                 cumulative += inBin;
             }
             below += cumulative;
             prefix = (prefix << digitBits) | digit;
             resolved += digitBits;
+            if (resolved < width && TryOneKeyBin(band, capacity, inBand, chunks, low, shift, prefix, sub, digit, equalPerChunk, out int only))
+                return new MagnitudeRank(only, below, BinCount(sub, digit));
         }
 
         int key = low + prefix;
@@ -74,6 +76,44 @@ internal static unsafe class BracketSelect
             }
         }
         return new MagnitudeRank(key, below, equal);
+    }
+
+    private static long BinCount(int* sub, int digit) =>
+        (long)sub[digit] + sub[MaxBins + digit] + sub[2 * MaxBins + digit] + sub[3 * MaxBins + digit];
+
+    /// <summary>
+    /// Whether the chosen bin holds one key alone (heavy ties: the bracket's few distinct keys lie far apart), tested by
+    /// counting, per chunk, the keys equal to the bin's first key — the per-chunk counts the answer needs anyway. When
+    /// the counts add up to the bin's count they are the answer's, and the finer digits need no pass.
+    /// </summary>
+    private static bool TryOneKeyBin(int[] band, int capacity, int[] inBand, int chunks, int low, int shift, int prefix, int* sub,
+        int digit, Span<int> equalPerChunk, out int key)
+    {
+        key = 0;
+        bool found = false;
+        fixed (int* keys = band)
+        {
+            for (int chunk = 0; chunk < chunks && !found; chunk++)
+            {
+                int* at = keys + (long)chunk * capacity;
+                for (int i = 0; i < inBand[chunk]; i++)
+                {
+                    if ((at[i] - low) >> shift == prefix)
+                    {
+                        key = at[i];
+                        found = true;
+                        break;
+                    }
+                }
+            }
+            if (!found) return false;
+            // Written either way: a bin of several keys goes on to the finer digits, which overwrite these counts.
+            long equal = 0;
+            bool wide = Vector512.IsHardwareAccelerated;
+            for (int chunk = 0; chunk < chunks; chunk++)
+                equal += equalPerChunk[chunk] = MagnitudeHistogramKernel.CountEqual(keys + (long)chunk * capacity, inBand[chunk], key, wide);
+            return equal == BinCount(sub, digit);
+        }
     }
 
     /// <summary>
