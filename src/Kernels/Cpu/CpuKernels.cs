@@ -245,6 +245,13 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
         ArgumentOutOfRangeException.ThrowIfNegative(thresholdKey);
         ArgumentOutOfRangeException.ThrowIfNegative(tiesToKeep);
         int length = values.Length;
+        if (tiesToKeep == 0)
+        {
+            // The tie budget is spent (every chunk after the one where it ran out): all ties leave, nothing to count.
+            fixed (float* data = values)
+                MagnitudeMask.ApplyKeyRange(data, length, thresholdKey, int.MaxValue, _parallel);
+            return 0;
+        }
         int chunks = ChunkedParallel.ChunkCount(length);
         int[] equalPerChunk = ArrayPool<int>.Shared.Rent(Math.Max(chunks, 1));
         try

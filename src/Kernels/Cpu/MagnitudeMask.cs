@@ -89,6 +89,17 @@ internal static unsafe class MagnitudeMask
             Apply(data, values.Length, lower, upper, options);
     }
 
+    /// <summary>
+    /// Keeps the elements whose key lies in (<paramref name="lowerExclusive"/>, <paramref name="upperInclusive"/>] and zeroes
+    /// the rest: a cut whose ties all share one fate needs no tie counts.
+    /// </summary>
+    public static void ApplyKeyRange(float* values, int length, int lowerExclusive, int upperInclusive, ParallelOptions options)
+    {
+        nint address = (nint)values;
+        ChunkedParallel.For(length, options, chunk =>
+            ApplyRange((int*)address + ChunkedParallel.ChunkStart(chunk), ChunkedParallel.ChunkSize(chunk, length), lowerExclusive, upperInclusive));
+    }
+
     /// <summary>Sets every element to +0.</summary>
     public static void Clear(float* values, int length, ParallelOptions options)
     {
