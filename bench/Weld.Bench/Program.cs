@@ -46,6 +46,9 @@ if (args.Length >= 1 && args[0] == "della-speed")
 // `... -- sce-speed` times SCE's variance, Σ δ² and mix on one core, out of cache and in cache (CPU time, best of 5).
 if (args.Length >= 1 && args[0] == "sce-speed")
     return SceSpeed.Run();
+// `... -- topk-speed` times the magnitude selections (top-k, band, streamed top-k) on one core (CPU time, best of 5).
+if (args.Length >= 1 && args[0] == "topk-speed")
+    return TopKSpeed.Run();
 // `... -- eval-verify [ZOO]` checks the forward pass on every zoo model × domain against reference_metrics.json.
 if (args.Length >= 1 && args[0] == "eval-verify")
     return EvalVerification.Run(args.Length > 1 ? args[1] : null);

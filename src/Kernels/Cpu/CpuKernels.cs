@@ -126,22 +126,29 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
             {
                 MagnitudeCut? lower = null, upper = null;
                 if (dropBottom > 0)
-                {
-                    // The last dropped element at the bottom sits at ascending rank dropBottom − 1; its ties leave
-                    // lowest indices first.
                     lowerEqual = ArrayPool<int>.Shared.Rent(chunks);
-                    MagnitudeRank cut = MagnitudeSelect.Select(data, length, dropBottom - 1, _parallel, lowerEqual);
-                    lower = new MagnitudeCut(cut.Key, 0, dropBottom - cut.CountBelow, lowerEqual);
+                if (dropTop > 0)
+                    upperEqual = ArrayPool<int>.Shared.Rent(chunks);
+                MagnitudeRank lowerCut = default, upperCut = default;
+                // The last dropped element at the bottom sits at ascending rank dropBottom − 1, the first dropped at the top
+                // at rank n − dropTop. Both cuts from one sampled pass when it brackets both, else one select each.
+                bool both = lowerEqual is not null && upperEqual is not null
+                    && SampledMagnitudeSelect.TrySelectPair(data, length, dropBottom - 1, length - dropTop, _parallel, lowerEqual, upperEqual, out lowerCut, out upperCut);
+                if (lowerEqual is not null)
+                {
+                    // Ties at the bottom cut leave lowest indices first.
+                    if (!both)
+                        lowerCut = MagnitudeSelect.Select(data, length, dropBottom - 1, _parallel, lowerEqual);
+                    lower = new MagnitudeCut(lowerCut.Key, 0, dropBottom - lowerCut.CountBelow, lowerEqual);
                 }
 
-                if (dropTop > 0)
+                if (upperEqual is not null)
                 {
-                    // The first dropped element at the top sits at ascending rank n − dropTop; its ties leave
-                    // highest indices first.
-                    upperEqual = ArrayPool<int>.Shared.Rent(chunks);
-                    MagnitudeRank cut = MagnitudeSelect.Select(data, length, length - dropTop, _parallel, upperEqual);
-                    long droppedAtCut = cut.CountBelow + cut.CountEqual - (length - dropTop);
-                    upper = new MagnitudeCut(cut.Key, cut.CountEqual - droppedAtCut, cut.CountEqual, upperEqual);
+                    // Ties at the top cut leave highest indices first.
+                    if (!both)
+                        upperCut = MagnitudeSelect.Select(data, length, length - dropTop, _parallel, upperEqual);
+                    long droppedAtCut = upperCut.CountBelow + upperCut.CountEqual - (length - dropTop);
+                    upper = new MagnitudeCut(upperCut.Key, upperCut.CountEqual - droppedAtCut, upperCut.CountEqual, upperEqual);
                 }
 
                 if (lower is not null || upper is not null)
@@ -267,6 +274,13 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
         ArgumentOutOfRangeException.ThrowIfNegative(thresholdKey);
         ArgumentOutOfRangeException.ThrowIfNegative(tiesToKeep);
         int length = values.Length;
+        if (tiesToKeep == 0)
+        {
+            // The tie budget is spent (every chunk after the one where it ran out): all ties leave, nothing to count.
+            fixed (float* data = values)
+                MagnitudeMask.ApplyKeyRange(data, length, thresholdKey, int.MaxValue, _parallel);
+            return 0;
+        }
         int chunks = ChunkedParallel.ChunkCount(length);
         int[] equalPerChunk = ArrayPool<int>.Shared.Rent(Math.Max(chunks, 1));
         try

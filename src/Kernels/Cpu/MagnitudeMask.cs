@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Numerics;
+using System.Runtime.Intrinsics;
 
 namespace Weld.Kernels.Cpu;
 
@@ -22,8 +23,8 @@ internal static unsafe class MagnitudeMask
 
     /// <summary>
     /// Zeroes (to +0) every element dropped by <paramref name="lower"/> or <paramref name="upper"/> (either may be
-    /// absent). Chunks whose ties are all kept or all dropped take a SIMD path; at most the chunks straddling a
-    /// tie boundary go element by element.
+    /// absent). Every chunk is masked by SIMD key-range compares: a chunk whose ties are all kept or all dropped in one
+    /// range, the chunks straddling a tie boundary (at most two per cut) in a few segments split at the boundary ties.
     /// </summary>
     public static void Apply(float* values, int length, MagnitudeCut? lower, MagnitudeCut? upper, ParallelOptions options)
     {
@@ -69,7 +70,7 @@ internal static unsafe class MagnitudeMask
                 }
 
                 if (partial)
-                    ApplyElementwise(bits, size, lower, lowerTiesBefore[chunk], upper, upperTiesBefore[chunk]);
+                    ApplySegments(bits, size, lower, lowerTiesBefore[chunk], upper, upperTiesBefore[chunk]);
                 else if (lowerExclusive >= 0 || upperInclusive != int.MaxValue)
                     ApplyRange(bits, size, lowerExclusive, upperInclusive);
             });
@@ -79,6 +80,24 @@ internal static unsafe class MagnitudeMask
             ArrayPool<long>.Shared.Return(lowerTiesBefore);
             ArrayPool<long>.Shared.Return(upperTiesBefore);
         }
+    }
+
+    /// <summary>Span form of <see cref="Apply(float*, int, MagnitudeCut?, MagnitudeCut?, ParallelOptions)"/>.</summary>
+    internal static void Apply(Span<float> values, MagnitudeCut? lower, MagnitudeCut? upper, ParallelOptions options)
+    {
+        fixed (float* data = values)
+            Apply(data, values.Length, lower, upper, options);
+    }
+
+    /// <summary>
+    /// Keeps the elements whose key lies in (<paramref name="lowerExclusive"/>, <paramref name="upperInclusive"/>] and zeroes
+    /// the rest: a cut whose ties all share one fate needs no tie counts.
+    /// </summary>
+    public static void ApplyKeyRange(float* values, int length, int lowerExclusive, int upperInclusive, ParallelOptions options)
+    {
+        nint address = (nint)values;
+        ChunkedParallel.For(length, options, chunk =>
+            ApplyRange((int*)address + ChunkedParallel.ChunkStart(chunk), ChunkedParallel.ChunkSize(chunk, length), lowerExclusive, upperInclusive));
     }
 
     /// <summary>Sets every element to +0.</summary>
@@ -134,40 +153,94 @@ internal static unsafe class MagnitudeMask
         }
     }
 
-    private static void ApplyElementwise(int* bits, int size, MagnitudeCut? lower, long lowerTie, MagnitudeCut? upper, long upperTie)
+    /// <summary>
+    /// A chunk where a cut's tie fate changes: split at the ties where it changes (at most two per cut) into segments
+    /// of one fate each, every segment masked by <see cref="ApplyRange"/> — the same bits as deciding element by element.
+    /// </summary>
+    private static void ApplySegments(int* bits, int size, MagnitudeCut? lower, long lowerTie, MagnitudeCut? upper, long upperTie)
     {
-        for (int i = 0; i < size; i++)
+        bool wide = Vector512.IsHardwareAccelerated;
+        int start = 0;
+        while (start < size)
         {
-            int key = bits[i] & KeyMask;
-            bool keep = true;
+            int end = size;
+            int lowerExclusive = -1;
+            int upperInclusive = int.MaxValue;
             if (lower is { } l)
             {
-                if (key < l.Key)
-                {
-                    keep = false;
-                }
-                else if (key == l.Key)
-                {
-                    keep = lowerTie < l.TieDropStart || lowerTie >= l.TieDropEnd;
-                    lowerTie++;
-                }
+                bool dropped = IsDropped(lowerTie, l);
+                lowerExclusive = dropped ? l.Key : l.Key - 1;
+                end = Math.Min(end, start + IndexOfTie(bits + start, end - start, l.Key, TiesUntilFateChanges(lowerTie, l)));
             }
 
             if (upper is { } u)
             {
-                if (key > u.Key)
-                {
-                    keep = false;
-                }
-                else if (key == u.Key)
-                {
-                    keep &= upperTie < u.TieDropStart || upperTie >= u.TieDropEnd;
-                    upperTie++;
-                }
+                bool dropped = IsDropped(upperTie, u);
+                upperInclusive = dropped ? u.Key - 1 : u.Key;
+                end = Math.Min(end, start + IndexOfTie(bits + start, end - start, u.Key, TiesUntilFateChanges(upperTie, u)));
             }
 
-            if (!keep)
-                bits[i] = 0;
+            // Count the segment's ties before the mask zeroes them.
+            if (lower is { } lowerCut)
+                lowerTie += MagnitudeHistogramKernel.CountEqual(bits + start, end - start, lowerCut.Key, wide);
+            if (upper is { } upperCut)
+                upperTie += MagnitudeHistogramKernel.CountEqual(bits + start, end - start, upperCut.Key, wide);
+            ApplyRange(bits + start, end - start, lowerExclusive, upperInclusive);
+            start = end;
         }
+    }
+
+    private static bool IsDropped(long tie, in MagnitudeCut cut) => tie >= cut.TieDropStart && tie < cut.TieDropEnd;
+
+    /// <summary>How many ties, from tie index <paramref name="tie"/> on, share its fate (long.MaxValue: all the rest).</summary>
+    private static long TiesUntilFateChanges(long tie, in MagnitudeCut cut)
+    {
+        if (IsDropped(tie, cut))
+            return cut.TieDropEnd - tie;
+        return tie < cut.TieDropStart ? cut.TieDropStart - tie : long.MaxValue;
+    }
+
+    /// <summary>
+    /// Index of the element with key <paramref name="key"/> that has <paramref name="nth"/> such elements before it, or
+    /// the length when there are not that many.
+    /// </summary>
+    internal static int IndexOfTie(ReadOnlySpan<float> values, int key, long nth)
+    {
+        fixed (float* data = values)
+            return IndexOfTie((int*)data, values.Length, key, nth);
+    }
+
+    /// <summary>Pointer form of <see cref="IndexOfTie(ReadOnlySpan{float}, int, long)"/>.</summary>
+    internal static int IndexOfTie(int* bits, int size, int key, long nth)
+    {
+        if (nth >= size)
+            return size;
+        int left = (int)nth, i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<int> keyMask = Vector256.Create(KeyMask), wanted = Vector256.Create(key);
+            for (; i <= size - Vector256<int>.Count; i += Vector256<int>.Count)
+            {
+                uint ties = Vector256.Equals(Vector256.Load(bits + i) & keyMask, wanted).ExtractMostSignificantBits();
+                int count = BitOperations.PopCount(ties);
+                if (count > left)
+                {
+                    for (; left > 0; left--)
+                        ties &= ties - 1;
+                    return i + BitOperations.TrailingZeroCount(ties);
+                }
+                left -= count;
+            }
+        }
+
+        for (; i < size; i++)
+        {
+            if ((bits[i] & KeyMask) != key)
+                continue;
+            if (left == 0)
+                return i;
+            left--;
+        }
+        return size;
     }
 }
