@@ -33,18 +33,18 @@ internal static class CombineSpeed
         }
 
         Console.WriteLine($"K = 2 rows of {Length:N0} elements, one thread, CPU time, best of 5 (ns per output element)");
-        double tiesPasses = Best(Reset, () =>
+        double tiesPasses = CpuTime.Best(Reset, () =>
         {
             ScaleRows();
             kernels.SignConsensusMergeOntoBase(rows, weights, SignElection.Sum, false, 1f, baseline, output);
         });
-        double tiesFused = Best(Reset, () =>
+        double tiesFused = CpuTime.Best(Reset, () =>
             kernels.SignConsensusMergeOntoBase(rows, weights, SignElection.Sum, false, 1f, baseline, output, factors));
         Print("TIES onto base", "Scale ×2 + merge", tiesPasses, "pre-scaled merge", tiesFused);
 
         foreach ((bool normalize, float lambda) in new[] { (false, 1f), (true, 0.7f) })
         {
-            double linearPasses = Best(Reset, () =>
+            double linearPasses = CpuTime.Best(Reset, () =>
             {
                 ScaleRows();
                 kernels.WeightedSum(rows, weights, output);
@@ -52,7 +52,7 @@ internal static class CombineSpeed
                 if (lambda != 1f) kernels.Scale(output, lambda);
                 kernels.Axpby(1f, baseline, 1f, output, output);
             });
-            double linearFused = Best(Reset, () =>
+            double linearFused = CpuTime.Best(Reset, () =>
                 kernels.WeightedSumOntoBase(rows, weights, normalize ? 1.2f : 1f, lambda, baseline, output, factors));
             Print($"linear (normalize {normalize}, λ {lambda})", "Scale ×2 + sum + divide + scale + Axpby", linearPasses,
                 "WeightedSumOntoBase", linearFused);
@@ -63,18 +63,4 @@ internal static class CombineSpeed
     private static void Print(string what, string beforeName, double before, string afterName, double after) =>
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{what}: {beforeName} {before * 1e9 / Length:F3} · {afterName} {after * 1e9 / Length:F3} ({before / after:F2}x)"));
-
-    /// <summary>Least CPU seconds of five runs of <paramref name="work"/>, each after an untimed <paramref name="setup"/>.</summary>
-    private static double Best(Action setup, Action work)
-    {
-        double best = double.MaxValue;
-        for (int run = 0; run < 5; run++)
-        {
-            setup();
-            TimeSpan start = Process.GetCurrentProcess().TotalProcessorTime;
-            work();
-            best = Math.Min(best, (Process.GetCurrentProcess().TotalProcessorTime - start).TotalSeconds);
-        }
-        return best;
-    }
 }

@@ -27,14 +27,14 @@ internal static class DropAndRescaleSpeed
         foreach (PhiloxWidth width in Enum.GetValues<PhiloxWidth>())
         {
             if (!PhiloxVectorBlocks.IsSupported(width)) continue;
-            double fill = Best(() => { }, () => PhiloxStreamWords.Fill(key, 0, words, width));
-            double drop = Best(() => pristine.CopyTo(work, 0), () => DropAndRescaleKernel.Apply(work, 0, 0.3f, false, key, width));
+            double fill = CpuTime.Best(() => { }, () => PhiloxStreamWords.Fill(key, 0, words, width));
+            double drop = CpuTime.Best(() => pristine.CopyTo(work, 0), () => DropAndRescaleKernel.Apply(work, 0, 0.3f, false, key, width));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{width,-7} Philox words {fill * 1e9 / Length:F3} ns/element · drop in place {drop * 1e9 / Length:F3} ns/element ({Length * 4 / drop / 1e9:F2} GB/s)"));
         }
         var kernels = new CpuKernels(1);
-        double fused = Best(() => pristine.CopyTo(work, 0), () => kernels.DropAndRescaleWithNorms(work, 0.3f, false, key));
-        double separate = Best(() => pristine.CopyTo(work, 0), () =>
+        double fused = CpuTime.Best(() => pristine.CopyTo(work, 0), () => kernels.DropAndRescaleWithNorms(work, 0.3f, false, key));
+        double separate = CpuTime.Best(() => pristine.CopyTo(work, 0), () =>
         {
             kernels.SumOfAbs(work);
             kernels.DropAndRescale(work, 0.3f, false, key);
@@ -43,19 +43,5 @@ internal static class DropAndRescaleSpeed
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"drop + both L1 norms: fused {fused * 1e9 / Length:F3} ns/element, as three calls {separate * 1e9 / Length:F3} ns/element"));
         return 0;
-    }
-
-    /// <summary>Least CPU seconds of five runs of <paramref name="work"/>, each after an untimed <paramref name="setup"/>.</summary>
-    private static double Best(Action setup, Action work)
-    {
-        double best = double.MaxValue;
-        for (int run = 0; run < 5; run++)
-        {
-            setup();
-            TimeSpan start = Process.GetCurrentProcess().TotalProcessorTime;
-            work();
-            best = Math.Min(best, (Process.GetCurrentProcess().TotalProcessorTime - start).TotalSeconds);
-        }
-        return best;
     }
 }

@@ -31,18 +31,18 @@ internal static class SceSpeed
             var kernels = new CpuKernels(1);
             float[] weights = [0.4f, 0.6f];
             double perElement = 1e9 / ((double)length * repeats);
-            double variance = Best(() => { for (int r = 0; r < repeats; r++) kernels.VarianceAcrossRows(stacked, output); });
-            double energy = Best(() =>
+            double variance = CpuTime.Best(() => { for (int r = 0; r < repeats; r++) kernels.VarianceAcrossRows(stacked, output); });
+            double energy = CpuTime.Best(() =>
             {
                 for (int r = 0; r < repeats; r++)
                     for (int k = 0; k < Rows; k++) kernels.SumOfSquaresWhereSelected(stacked.AsSpan(k * length, length), selector);
             });
             var sums = new double[Rows];
-            double energies = Best(() =>
+            double energies = CpuTime.Best(() =>
             {
                 for (int r = 0; r < repeats; r++) kernels.AddSumsOfSquaresWhereSelected(stacked, length, selector, sums);
             });
-            double mix = Best(() =>
+            double mix = CpuTime.Best(() =>
             {
                 for (int r = 0; r < repeats; r++) kernels.SignErasedMixOntoBase(stacked, selector, weights, 1e-6f, baseline, output);
             });
@@ -50,17 +50,5 @@ internal static class SceSpeed
                 $"{where,-13} variance {variance * perElement:F3} · Σδ² row by row {energy * perElement:F3}, both rows in one sweep {energies * perElement:F3} · mix onto base {mix * perElement:F3}"));
         }
         return 0;
-    }
-
-    private static double Best(Action work)
-    {
-        double best = double.MaxValue;
-        for (int run = 0; run < 5; run++)
-        {
-            TimeSpan start = Process.GetCurrentProcess().TotalProcessorTime;
-            work();
-            best = Math.Min(best, (Process.GetCurrentProcess().TotalProcessorTime - start).TotalSeconds);
-        }
-        return best;
     }
 }

@@ -28,12 +28,12 @@ internal static class TopKSpeed
                 var work = new float[length];
                 long keep = MagnitudeCounts.KeepCount(0.3, length);
                 var (dropBottom, dropTop) = MagnitudeCounts.BreadcrumbsCuts(0.3, 0.01, length);
-                double topK = Best(() => pristine.CopyTo(work, 0), () => kernels.KeepTopK(work, keep));
-                double band = Best(() => pristine.CopyTo(work, 0), () => kernels.KeepMagnitudeBand(work, dropBottom, dropTop));
+                double topK = CpuTime.Best(() => pristine.CopyTo(work, 0), () => kernels.KeepTopK(work, keep));
+                double band = CpuTime.Best(() => pristine.CopyTo(work, 0), () => kernels.KeepMagnitudeBand(work, dropBottom, dropTop));
                 Weld.Kernels.TopKSelection cut = kernels.KeepTopK(pristine.AsSpan().ToArray(), keep);
                 int key = BitConverter.SingleToInt32Bits(cut.Threshold);
-                double above = Best(() => pristine.CopyTo(work, 0), () => Streamed(kernels, work, key, cut.KeptAtThreshold));
-                double copy = Best(() => { }, () => pristine.CopyTo(work, 0));
+                double above = CpuTime.Best(() => pristine.CopyTo(work, 0), () => Streamed(kernels, work, key, cut.KeptAtThreshold));
+                double copy = CpuTime.Best(() => pristine.CopyTo(work, 0));
                 Steps(pristine, keep);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{(bf16 ? "bf16 task vector" : "float32 normal"),-16} {length,10:N0}: KeepTopK {Ns(topK, length)} · KeepMagnitudeBand {Ns(band, length)} · "
@@ -53,21 +53,21 @@ internal static class TopKSpeed
         {
             float* data = pinned;
             int low = 0, high = 0; double share = 0;
-            double bracket = Best(() => { }, () => SampledMagnitudeSelect.TryBracket((int*)data, length, rank, out low, out high, out share));
+            double bracket = CpuTime.Best(() => SampledMagnitudeSelect.TryBracket((int*)data, length, rank, out low, out high, out share));
             var band = new int[length];
-            double partition = Best(() => { }, () =>
+            double partition = CpuTime.Best(() =>
             {
                 fixed (int* b = band)
                     for (int c = 0; c < ChunkedParallel.ChunkCount(length); c++)
                         SampledMagnitudeSelect.Partition((int*)data + ChunkedParallel.ChunkStart(c), ChunkedParallel.ChunkSize(c, length), low, high, b, length, out _);
             });
             bool hit = false; MagnitudeRank r = default;
-            double select = Best(() => { }, () => hit = SampledMagnitudeSelect.TrySelect(data, length, rank, options, equal, out r));
-            double radix = Best(() => { }, () => MagnitudeSelect.SelectByRadix(data, length, rank, options, equal));
+            double select = CpuTime.Best(() => hit = SampledMagnitudeSelect.TrySelect(data, length, rank, options, equal, out r));
+            double radix = CpuTime.Best(() => MagnitudeSelect.SelectByRadix(data, length, rank, options, equal));
             var work = new float[length];
             long above = length - r.CountBelow - r.CountEqual;
             var cut = new MagnitudeCut(r.Key, keep - above, r.CountEqual, equal);
-            double mask = Best(() => values.CopyTo(work, 0), () =>
+            double mask = CpuTime.Best(() => values.CopyTo(work, 0), () =>
             {
                 fixed (float* w = work) MagnitudeMask.Apply(w, length, cut, null, options);
             });
@@ -111,19 +111,5 @@ internal static class TopKSpeed
         for (int i = 0; i < length; i++)
             values[i] = (float)(Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()));
         return values;
-    }
-
-    /// <summary>Least CPU seconds of five runs of <paramref name="work"/>, each after an untimed <paramref name="setup"/>.</summary>
-    private static double Best(Action setup, Action work)
-    {
-        double best = double.MaxValue;
-        for (int run = 0; run < 5; run++)
-        {
-            setup();
-            TimeSpan start = Process.GetCurrentProcess().TotalProcessorTime;
-            work();
-            best = Math.Min(best, (Process.GetCurrentProcess().TotalProcessorTime - start).TotalSeconds);
-        }
-        return best;
     }
 }
