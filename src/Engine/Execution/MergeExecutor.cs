@@ -63,7 +63,11 @@ public sealed record MergeSummary(int Tensors, long BytesRead, long BytesWritten
 /// </summary>
 public sealed class MergeExecutor
 {
-    private const int ReadChunk = TensorMergeInputs.ChunkAlignment;
+    /// <summary>
+    /// Elements per work item of <see cref="ReadStack"/>: a base slice of 1 MiB of float32 stays in the core's L2
+    /// cache while the inputs' slices subtract it, and a 1M-element projection still makes four items per core pair.
+    /// </summary>
+    private const int StackReadChunk = 1 << 18;
 
     /// <summary>Bytes per item when an integer / boolean tensor is copied unchanged.</summary>
     private const int CopyChunkBytes = 4 << 20;
@@ -189,9 +193,11 @@ public sealed class MergeExecutor
         using var stacks = new SemaphoreSlim(InputStacksInFlight, InputStacksInFlight);
         using var results = new SemaphoreSlim(ResultsInFlight, ResultsInFlight);
         var inFlight = new InFlight(stacks, results);
-        Task loader = Task.Run(() => Stage(stop, loaded.Writer, () => Load(plan, models, selected, taskIndex, loaded.Writer, counters, inFlight, stop.Token)));
-        Task compute = Task.Run(() => Stage(stop, computed.Writer, () => Compute(plan, models, loaded.Reader, computed.Writer, inFlight, stop.Token)));
-        Task writer = Task.Run(() => Stage(stop, null, () => Write(folder, selected, computed.Reader, counters, tensorCount, shardDone, progress, inFlight, stop.Token)));
+        // Each stage blocks for most of its life (on its neighbours' turns and channels): on threads of their own they
+        // leave the thread pool's workers to the parallel loops inside the stages.
+        Task loader = StartStage(() => Stage(stop, loaded.Writer, () => Load(plan, models, selected, taskIndex, loaded.Writer, counters, inFlight, stop.Token)));
+        Task compute = StartStage(() => Stage(stop, computed.Writer, () => Compute(plan, models, loaded.Reader, computed.Writer, inFlight, stop.Token)));
+        Task writer = StartStage(() => Stage(stop, null, () => Write(folder, selected, computed.Reader, counters, tensorCount, shardDone, progress, inFlight, stop.Token)));
         try
         {
             Task.WaitAll(loader, compute, writer);
@@ -229,6 +235,9 @@ public sealed class MergeExecutor
             else return e;
         }
     }
+
+    private static Task StartStage(Action stage) =>
+        Task.Factory.StartNew(stage, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     /// <summary>Runs a stage; on failure cancels the others and fails its output channel.</summary>
     private static void Stage(CancellationTokenSource stop, ChannelWriter<WorkItem>? output, Action body)
@@ -386,21 +395,7 @@ public sealed class MergeExecutor
                         NativeFloatBuffer? result = apply ? _pool.Rent(length, limit, cancel) : null;
                         long bytes = 0;
                         using (EnterCpu(cancel))
-                        {
-                            // The base first: a method that takes task vectors gets θ_k − θ_base formed in the decode.
-                            Memory<float> baseRow = Memory<float>.Empty;
-                            if (task.Base is { } b)
-                            {
-                                baseRow = inputs.Memory.Slice(task.Inputs.Count * length, length);
-                                bytes += Read(models, b, offset, baseRow, header.Name);
-                            }
-                            ReadOnlyMemory<float> subtrahend = taskVectors ? baseRow : ReadOnlyMemory<float>.Empty;
-                            for (int i = 0; i < task.Inputs.Count; i++)
-                                bytes += Read(models, task.Inputs[i], offset, inputs.Memory.Slice(i * length, length), header.Name, subtrahend);
-                            int auxiliaryStart = rows - task.Auxiliary.Count;
-                            for (int i = 0; i < task.Auxiliary.Count; i++)
-                                bytes += Read(models, task.Auxiliary[i], offset, inputs.Memory.Slice((auxiliaryStart + i) * length, length), header.Name);
-                        }
+                            bytes = ReadStack(models, task, offset, length, inputs.Memory, taskVectors);
                         Interlocked.Add(ref counters.BytesRead, bytes);
                         bool last = offset + length >= n;
                         var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass, Ended: ended, TaskVectors: taskVectors);
@@ -602,28 +597,56 @@ public sealed class MergeExecutor
     }
 
     /// <summary>
-    /// Reads elements [offset, offset + destination.Length) of a source tensor as float32, in parallel chunks, minus
-    /// <paramref name="subtrahend"/> (same length) when it is not empty.
+    /// Reads elements [offset, offset + length) of every row of <paramref name="task"/>'s stack as float32 into
+    /// <paramref name="stack"/> (inputs, then the base, then auxiliary tensors, <paramref name="length"/> each); with
+    /// <paramref name="taskVectors"/> the inputs become θ_k − θ_base. One parallel loop over column chunks of
+    /// <see cref="StackReadChunk"/> elements: each chunk decodes the base's slice first, then the inputs' slices minus
+    /// it while it is still in cache, so the subtraction never reads the base row back from memory, and a tensor of
+    /// a million elements still spreads over every core. Each element's value does not depend on the chunking.
     /// </summary>
-    private long Read(IReadOnlyList<ModelFolder> models, TensorSource source, long offset, Memory<float> destination, string outputName,
-        ReadOnlyMemory<float> subtrahend = default)
+    /// <returns>The stored bytes read.</returns>
+    private long ReadStack(IReadOnlyList<ModelFolder> models, TensorTask task, long offset, int length, Memory<float> stack, bool taskVectors)
     {
-        ModelTensor tensor = Resolve(models, source, offset, destination.Length, outputName);
-        int length = destination.Length;
-        int chunks = (length + ReadChunk - 1) / ReadChunk;
+        string outputName = task.Header.Name;
+        int inputs = task.Inputs.Count, auxiliaryStart = task.Rows - task.Auxiliary.Count;
+        // (source, row in the stack) in reading order: the base first, so its slice is ready to subtract.
+        var sources = new List<(TensorSource Source, int Row)>(task.Rows);
+        if (task.Base is { } b) sources.Add((b, inputs));
+        for (int i = 0; i < inputs; i++) sources.Add((task.Inputs[i], i));
+        for (int i = 0; i < task.Auxiliary.Count; i++) sources.Add((task.Auxiliary[i], auxiliaryStart + i));
+        var tensors = new ModelTensor[sources.Count];
+        long bytes = 0;
+        for (int s = 0; s < sources.Count; s++)
+        {
+            tensors[s] = Resolve(models, sources[s].Source, offset, length, outputName);
+            bytes += (long)length * DTypes.SizeOf(tensors[s].Info.DType);
+        }
+        bool subtract = taskVectors && task.Base is not null;
         bool check = !AllowNonFinite;
-        bool subtract = !subtrahend.IsEmpty;
-        if (chunks <= 1)
-            ReadSource(models, source, tensor, offset, destination.Span, check, subtract ? subtrahend.Span : default);
-        else
-            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = _parallelism }, c =>
+        int chunks = (length + StackReadChunk - 1) / StackReadChunk;
+        void ReadChunk(int c)
+        {
+            int start = c * StackReadChunk;
+            int size = Math.Min(StackReadChunk, length - start);
+            Span<float> all = stack.Span;
+            ReadOnlySpan<float> baseSlice = subtract ? all.Slice(inputs * length + start, size) : default;
+            for (int s = 0; s < sources.Count; s++)
             {
-                int start = c * ReadChunk;
-                int size = Math.Min(ReadChunk, length - start);
-                ReadSource(models, source, tensor, offset + start, destination.Span.Slice(start, size), check,
-                    subtract ? subtrahend.Span.Slice(start, size) : default);
-            });
-        return (long)length * DTypes.SizeOf(tensor.Info.DType);
+                (TensorSource source, int row) = sources[s];
+                bool minusBase = subtract && row < inputs;
+                ReadSource(models, source, tensors[s], offset + start, all.Slice(row * length + start, size), check,
+                    minusBase ? baseSlice : default);
+            }
+        }
+        if (chunks <= 1 || _parallelism == 1)
+        {
+            for (int c = 0; c < chunks; c++) ReadChunk(c);
+        }
+        else
+        {
+            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = _parallelism }, ReadChunk);
+        }
+        return bytes;
     }
 
     private static ModelTensor Resolve(IReadOnlyList<ModelFolder> models, TensorSource source, long offset, long length, string outputName)
