@@ -104,22 +104,23 @@ internal sealed unsafe partial class DirectShardFileSink : ShardFileSink
         return new Span<byte>(_blocks[_current] + _filled, BlockBytes - _filled);
     }
 
+    /// <summary>Hashes the bytes just written (while they are in cache) and moves past them.</summary>
     public override void Advance(int count)
     {
         if ((uint)count > (uint)(BlockBytes - _filled)) throw new ArgumentOutOfRangeException(nameof(count));
+        Hash.Append(new ReadOnlySpan<byte>(_blocks[_current] + _filled, count));
         _filled += count;
         if (_filled == BlockBytes) Flush();
     }
 
     /// <summary>
-    /// Hashes the full block here (blocks are hashed in file order), sends it to the device in the background and
-    /// moves to the next block of the ring once that one's previous write is done.
+    /// Sends the full block (already hashed, piece by piece in <see cref="Advance"/>) to the device in the background
+    /// and moves to the next block of the ring once that one's previous write is done.
     /// </summary>
     private void Flush()
     {
         byte* block = _blocks[_current];
         long offset = _fileOffset;
-        Hash.Append(new ReadOnlySpan<byte>(block, BlockBytes));
         _writes[_current] = Task.Run(() => WriteBlock(block, BlockBytes, offset));
         _fileOffset += BlockBytes;
         _current = (_current + 1) % BlockCount;
@@ -135,7 +136,6 @@ internal sealed unsafe partial class DirectShardFileSink : ShardFileSink
         ObjectDisposedException.ThrowIf(_closed, this);
         foreach (Task write in _writes) write.GetAwaiter().GetResult();
         long length = _fileOffset + _filled;
-        Hash.Append(new ReadOnlySpan<byte>(_blocks[_current], _filled));
         Checksum = Hash.GetTextAndReset();
         if (_filled > 0)
         {

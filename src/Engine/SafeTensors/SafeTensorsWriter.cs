@@ -131,7 +131,7 @@ public sealed class SafeTensorsWriter : IDisposable
         {
             // Convert straight into the sink's buffer.
             Span<byte> target = _sink.GetSpan(size);
-            int take = Math.Min(target.Length / size, values.Length);
+            int take = Math.Min(Math.Min(target.Length, ShardFileSink.PieceBytes) / size, values.Length);
             if (take == 0)
             {
                 // A value straddles the end of the sink's buffer (an odd-sized tensor came before this one).

@@ -35,13 +35,19 @@ internal abstract class ShardFileSink : IBufferWriter<byte>, IDisposable
     /// <inheritdoc />
     public abstract void Advance(int count);
 
+    /// <summary>
+    /// Bytes handed to <see cref="Advance"/> at a time by <see cref="Write"/> and the writer's conversions: a sink
+    /// hashes what is advanced, and pieces this size are still in the core's cache when it does.
+    /// </summary>
+    public const int PieceBytes = 1 << 17;
+
     /// <summary>Writes all of <paramref name="data"/>.</summary>
     public void Write(ReadOnlySpan<byte> data)
     {
         while (!data.IsEmpty)
         {
             Span<byte> target = GetSpan();
-            int take = Math.Min(target.Length, data.Length);
+            int take = Math.Min(Math.Min(target.Length, data.Length), PieceBytes);
             data[..take].CopyTo(target);
             Advance(take);
             data = data[take..];

@@ -4,7 +4,10 @@ using Xunit;
 
 namespace Weld.Engine.Tests.SafeTensors;
 
-/// <summary>The O_DIRECT sink writes exactly the bytes of the buffered one: block boundaries, odd tails, straddling values.</summary>
+/// <summary>
+/// The O_DIRECT sink writes exactly the bytes of the buffered one (block boundaries, odd tails, straddling values, the
+/// ring of blocks wrapping around), and both report the checksum of the file as it lies on disk.
+/// </summary>
 public sealed class DirectIoWriterTests
 {
     [Fact]
@@ -20,6 +23,7 @@ public sealed class DirectIoWriterTests
             new("b.f32", DType.F32, [1_048_579]),
             new("c.f16", DType.F16, [777]),
             new("d.fp8", DType.F8_E4M3, [5]),
+            new("e.f32", DType.F32, [2_500_003]), // past 24 MiB: the direct sink's ring of four 4 MiB blocks wraps
         };
         byte[] oddBytes = new byte[4_194_297];
         random.NextBytes(oddBytes);
@@ -28,6 +32,7 @@ public sealed class DirectIoWriterTests
         string dir = TestPaths.NewTempDir();
         string Write(string name, bool direct)
         {
+            string checksum;
             string path = Path.Combine(dir, name);
             using var writer = new SafeTensorsWriter(path, headers, null, direct);
             writer.WriteBytes(oddBytes);
@@ -35,6 +40,8 @@ public sealed class DirectIoWriterTests
                 for (int start = 0; start < values.Length; start += 100_003) // several calls per tensor
                     writer.WriteFloat32(values.AsSpan(start, Math.Min(100_003, values.Length - start)));
             writer.Complete();
+            checksum = writer.Checksum!;
+            Assert.Equal(ShardChecksum.ComputeFile(path, checksum), checksum);
             return path;
         }
 
