@@ -39,7 +39,7 @@ internal static unsafe class SignConsensusKernel
     /// <see cref="Merge(float*, long, ReadOnlySpan{float}, SignElection, bool, float*, int, float, float*, float*)"/>
     /// reading δ_k through <paramref name="rowRead"/>: with pre-scales, δ_k = x·s_k rounded before d_k = w_k·δ_k.
     /// </summary>
-    private static void Merge<TRead>(TRead rowRead, float* stacked, long rowLength, ReadOnlySpan<float> weights, SignElection election,
+    internal static void Merge<TRead>(TRead rowRead, float* stacked, long rowLength, ReadOnlySpan<float> weights, SignElection election,
         bool normalize, float* output, int count, float lambda, float* baseline)
         where TRead : struct, IStackedRowRead
     {

@@ -38,3 +38,69 @@ internal readonly unsafe struct RowsPreScaled(float* scales) : IStackedRowRead
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Read(float* at, int k) => *at * scales[k];
 }
+
+/// <summary>
+/// Row k through its deferred magnitude selection (<see cref="DeferredSelectionChunk"/>): an element whose magnitude key
+/// lies outside (bounds[2k], bounds[2k + 1]] reads as +0, the bits <see cref="MagnitudeMask"/> would have stored there,
+/// and a kept element reads as stored. The mask is two integer compares in registers instead of a pass that reads and
+/// writes the row.
+/// </summary>
+internal readonly unsafe struct RowsSelected(int* bounds) : IStackedRowRead
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector<float> Load(float* at, int k) => SelectedRow.Load(at, bounds + 2 * k);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public float Read(float* at, int k) => SelectedRow.Read(at, bounds + 2 * k);
+}
+
+/// <summary>
+/// Row k through its deferred selection, then times s_k rounded (<see cref="RowsPreScaled"/>): the bits of the mask pass
+/// followed by a <c>Scale</c> pass — a dropped element reads +0·s_k, as the masked row would have been scaled.
+/// </summary>
+internal readonly unsafe struct RowsSelectedPreScaled(int* bounds, float* scales) : IStackedRowRead
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector<float> Load(float* at, int k) => SelectedRow.Load(at, bounds + 2 * k) * new Vector<float>(scales[k]);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public float Read(float* at, int k) => SelectedRow.Read(at, bounds + 2 * k) * scales[k];
+}
+
+/// <summary>The key-range read shared by <see cref="RowsSelected"/> and <see cref="RowsSelectedPreScaled"/>.</summary>
+internal static unsafe class SelectedRow
+{
+    /// <summary>The vector at <paramref name="at"/> with every lane whose key is outside (range[0], range[1]] set to +0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector<float> Load(float* at, int* range)
+    {
+        Vector<float> x = Vector.Load(at);
+        Vector<int> key = Vector.AsVectorInt32(x) & new Vector<int>(MagnitudeSelect.KeyMask);
+        Vector<int> keep = Vector.GreaterThan(key, new Vector<int>(range[0])) & Vector.LessThanOrEqual(key, new Vector<int>(range[1]));
+        return x & Vector.AsVectorSingle(keep);
+    }
+
+    /// <summary>The element at <paramref name="at"/>, or +0 when its key is outside (range[0], range[1]].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Read(float* at, int* range)
+    {
+        int key = *(int*)at & MagnitudeSelect.KeyMask;
+        return key > range[0] && key <= range[1] ? *at : 0f;
+    }
+
+    /// <summary>Span form of <see cref="Load(float*, int*)"/> at <paramref name="index"/> (for tests).</summary>
+    internal static Vector<float> Load(ReadOnlySpan<float> values, int index, int lowerExclusive, int upperInclusive)
+    {
+        int* range = stackalloc int[] { lowerExclusive, upperInclusive };
+        fixed (float* data = values[index..(index + Vector<float>.Count)])
+            return Load(data, range);
+    }
+
+    /// <summary>Span form of <see cref="Read(float*, int*)"/> at <paramref name="index"/> (for tests).</summary>
+    internal static float Read(ReadOnlySpan<float> values, int index, int lowerExclusive, int upperInclusive)
+    {
+        int* range = stackalloc int[] { lowerExclusive, upperInclusive };
+        fixed (float* data = values[index..])
+            return Read(data, range);
+    }
+}
