@@ -46,6 +46,7 @@ public sealed unsafe partial class CpuKernels
         RequireSameLength(length, baseline.Length, nameof(baseline));
         RequirePreScales(preScales.Length, weights.Length);
         MagnitudeSelection?[] selectionCopy = RequireSelections(selections, weights.Length, length);
+        bool lowerOnly = LowerCutsOnly(selectionCopy);
         float[] weightCopy = weights.ToArray();
         float[]? scaleCopy = preScales.IsEmpty ? null : preScales.ToArray();
         fixed (float* source = stackedDeltas)
@@ -58,7 +59,9 @@ public sealed unsafe partial class CpuKernels
             ForEachSelectedSegment(selectionCopy, (float*)sourceAddress, length, (offset, size, bounds) =>
             {
                 float* rows = (float*)sourceAddress + offset, at = (float*)baseAddress + offset, to = (float*)destinationAddress + offset;
-                if (scaleAddress == 0)
+                if (scaleAddress == 0 && lowerOnly)
+                    SignConsensusKernel.Merge(new RowsAboveKey(bounds), rows, length, weightCopy, election, normalize, to, size, lambda, at);
+                else if (scaleAddress == 0)
                     SignConsensusKernel.Merge(new RowsSelected(bounds), rows, length, weightCopy, election, normalize, to, size, lambda, at);
                 else
                     SignConsensusKernel.Merge(new RowsSelectedPreScaled(bounds, (float*)scaleAddress), rows, length, weightCopy, election, normalize, to, size, lambda, at);
@@ -123,6 +126,14 @@ public sealed unsafe partial class CpuKernels
                 segment(start + boundaries[s], boundaries[s + 1] - boundaries[s], bounds);
             }
         });
+    }
+
+    /// <summary>True when no selection has an upper cut: every row keeps the keys above one bound (<see cref="RowsAboveKey"/>).</summary>
+    private static bool LowerCutsOnly(MagnitudeSelection?[] selections)
+    {
+        foreach (MagnitudeSelection? selection in selections)
+            if (selection is { IsDeferred: true, Upper: not null }) return false;
+        return true;
     }
 
     private static bool AnyDeferred(ReadOnlySpan<MagnitudeSelection?> selections)

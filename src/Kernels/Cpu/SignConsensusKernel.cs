@@ -51,6 +51,9 @@ internal static unsafe class SignConsensusKernel
             Vector<float> zero = Vector<float>.Zero;
             Vector<float> one = Vector<float>.One;
             var lambdaVector = new Vector<float>(lambda);
+            // d_k of the current vector, kept from the election for the merge: each row is read (and, through a
+            // deferred selection, masked) once per vector.
+            Vector<float>* products = stackalloc Vector<float>[rows];
             for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
             {
                 Vector<int> electedPositive;
@@ -58,7 +61,11 @@ internal static unsafe class SignConsensusKernel
                 {
                     Vector<float> sum = zero;
                     for (int k = 0; k < rows; k++)
-                        sum += new Vector<float>(weights[k]) * rowRead.Load(stacked + k * rowLength + i, k);
+                    {
+                        Vector<float> d = new Vector<float>(weights[k]) * rowRead.Load(stacked + k * rowLength + i, k);
+                        products[k] = d;
+                        sum += d;
+                    }
                     electedPositive = Vector.GreaterThanOrEqual(sum, zero);
                 }
                 else
@@ -68,6 +75,7 @@ internal static unsafe class SignConsensusKernel
                     for (int k = 0; k < rows; k++)
                     {
                         Vector<float> d = new Vector<float>(weights[k]) * rowRead.Load(stacked + k * rowLength + i, k);
+                        products[k] = d;
                         votes = votes - Vector.GreaterThan(d, zero) + Vector.LessThan(d, zero);
                     }
 
@@ -79,7 +87,7 @@ internal static unsafe class SignConsensusKernel
                 for (int k = 0; k < rows; k++)
                 {
                     var weight = new Vector<float>(weights[k]);
-                    Vector<float> d = weight * rowRead.Load(stacked + k * rowLength + i, k);
+                    Vector<float> d = products[k];
                     Vector<float> agree = Vector.AsVectorSingle(
                         Vector.ConditionalSelect(electedPositive, Vector.GreaterThan(d, zero), Vector.LessThan(d, zero)));
                     merged += d & agree;

@@ -67,6 +67,24 @@ internal readonly unsafe struct RowsSelectedPreScaled(int* bounds, float* scales
     public float Read(float* at, int k) => SelectedRow.Read(at, bounds + 2 * k) * scales[k];
 }
 
+/// <summary>
+/// <see cref="RowsSelected"/> when no row has an upper cut (top-k): keys at or below bounds[2k] read as +0, one compare
+/// instead of two.
+/// </summary>
+internal readonly unsafe struct RowsAboveKey(int* bounds) : IStackedRowRead
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector<float> Load(float* at, int k)
+    {
+        Vector<float> x = Vector.Load(at);
+        Vector<int> key = Vector.AsVectorInt32(x) & new Vector<int>(MagnitudeSelect.KeyMask);
+        return x & Vector.AsVectorSingle(Vector.GreaterThan(key, new Vector<int>(bounds[2 * k])));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public float Read(float* at, int k) => (*(int*)at & MagnitudeSelect.KeyMask) > bounds[2 * k] ? *at : 0f;
+}
+
 /// <summary>The key-range read shared by <see cref="RowsSelected"/> and <see cref="RowsSelectedPreScaled"/>.</summary>
 internal static unsafe class SelectedRow
 {
