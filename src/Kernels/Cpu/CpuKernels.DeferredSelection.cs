@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace Weld.Kernels.Cpu;
 
 /// <summary>
@@ -56,15 +58,16 @@ public sealed unsafe partial class CpuKernels
         {
             nint sourceAddress = (nint)source, baseAddress = (nint)baseStart, destinationAddress = (nint)destination;
             nint scaleAddress = (nint)scales;
-            ForEachSelectedSegment(selectionCopy, (float*)sourceAddress, length, (offset, size, bounds) =>
+            ForEachSelectedSegment(selectionCopy, (float*)sourceAddress, length, (offset, size, bounds, wide) =>
             {
                 float* rows = (float*)sourceAddress + offset, at = (float*)baseAddress + offset, to = (float*)destinationAddress + offset;
+                Vector<float>* products = stackalloc Vector<float>[weightCopy.Length];
                 if (scaleAddress == 0 && lowerOnly)
-                    SignConsensusKernel.Merge(new RowsAboveKey(bounds), rows, length, weightCopy, election, normalize, to, size, lambda, at);
+                    SignConsensusKernel.Merge(new RowsAboveKey(bounds, wide), rows, length, weightCopy, election, normalize, to, size, lambda, at, products);
                 else if (scaleAddress == 0)
-                    SignConsensusKernel.Merge(new RowsSelected(bounds), rows, length, weightCopy, election, normalize, to, size, lambda, at);
+                    SignConsensusKernel.Merge(new RowsSelected(bounds, wide), rows, length, weightCopy, election, normalize, to, size, lambda, at, products);
                 else
-                    SignConsensusKernel.Merge(new RowsSelectedPreScaled(bounds, (float*)scaleAddress), rows, length, weightCopy, election, normalize, to, size, lambda, at);
+                    SignConsensusKernel.Merge(new RowsSelectedPreScaled(bounds, wide, (float*)scaleAddress), rows, length, weightCopy, election, normalize, to, size, lambda, at, products);
             });
         }
     }
@@ -92,19 +95,22 @@ public sealed unsafe partial class CpuKernels
         {
             nint sourceAddress = (nint)source, baseAddress = (nint)baseStart, destinationAddress = (nint)destination;
             nint scaleAddress = (nint)scales;
-            ForEachSelectedSegment(selectionCopy, (float*)sourceAddress, length, (offset, size, bounds) =>
+            ForEachSelectedSegment(selectionCopy, (float*)sourceAddress, length, (offset, size, bounds, wide) =>
             {
                 float* rows = (float*)sourceAddress + offset, at = (float*)baseAddress + offset, to = (float*)destinationAddress + offset;
                 if (scaleAddress == 0)
-                    ElementwiseKernels.WeightedSumOntoBase(new RowsSelected(bounds), rows, length, weightCopy, divisor, lambda, at, to, size);
+                    ElementwiseKernels.WeightedSumOntoBase(new RowsSelected(bounds, wide), rows, length, weightCopy, divisor, lambda, at, to, size);
                 else
-                    ElementwiseKernels.WeightedSumOntoBase(new RowsSelectedPreScaled(bounds, (float*)scaleAddress), rows, length, weightCopy, divisor, lambda, at, to, size);
+                    ElementwiseKernels.WeightedSumOntoBase(new RowsSelectedPreScaled(bounds, wide, (float*)scaleAddress), rows, length, weightCopy, divisor, lambda, at, to, size);
             });
         }
     }
 
-    /// <summary>A combine over the elements [offset, offset + size) with row k's kept keys (bounds[2k], bounds[2k + 1]].</summary>
-    private delegate void SelectedSegment(long offset, int size, int* bounds);
+    /// <summary>
+    /// A combine over the elements [offset, offset + size) with row k's kept keys (bounds[2k], bounds[2k + 1]], also
+    /// broadcast to vectors in <paramref name="wide"/>.
+    /// </summary>
+    private delegate void SelectedSegment(long offset, int size, int* bounds, Vector<int>* wide);
 
     /// <summary>
     /// Runs <paramref name="segment"/> over every chunk, each split where a row's tie fate changes
@@ -119,11 +125,14 @@ public sealed unsafe partial class CpuKernels
             int* drops = stackalloc int[DeferredSelectionChunk.DropsPerRow * rows];
             int* boundaries = stackalloc int[DeferredSelectionChunk.DropsPerRow * rows + 2];
             int* bounds = stackalloc int[2 * rows];
+            Vector<int>* wide = stackalloc Vector<int>[2 * rows];
             int segments = DeferredSelectionChunk.Segment(selections, (float*)address + start, length, chunk, size, drops, boundaries);
             for (int s = 0; s < segments; s++)
             {
                 DeferredSelectionChunk.KeyBounds(selections, drops, boundaries[s], bounds);
-                segment(start + boundaries[s], boundaries[s + 1] - boundaries[s], bounds);
+                for (int j = 0; j < 2 * rows; j++)
+                    wide[j] = new Vector<int>(bounds[j]);
+                segment(start + boundaries[s], boundaries[s + 1] - boundaries[s], bounds, wide);
             }
         });
     }

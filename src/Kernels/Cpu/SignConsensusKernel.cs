@@ -39,8 +39,13 @@ internal static unsafe class SignConsensusKernel
     /// <see cref="Merge(float*, long, ReadOnlySpan{float}, SignElection, bool, float*, int, float, float*, float*)"/>
     /// reading δ_k through <paramref name="rowRead"/>: with pre-scales, δ_k = x·s_k rounded before d_k = w_k·δ_k.
     /// </summary>
+    /// <remarks>
+    /// When <typeparamref name="TRead"/> keeps its reads (<see cref="IStackedRowRead.KeepsReads"/>: a deferred selection's
+    /// masked read), <paramref name="products"/> (one vector per row) holds the election's d_k for the merge step, so
+    /// each row is read and masked once per vector; other reads reload the row from cache, as they always did.
+    /// </remarks>
     internal static void Merge<TRead>(TRead rowRead, float* stacked, long rowLength, ReadOnlySpan<float> weights, SignElection election,
-        bool normalize, float* output, int count, float lambda, float* baseline)
+        bool normalize, float* output, int count, float lambda, float* baseline, Vector<float>* products = null)
         where TRead : struct, IStackedRowRead
     {
         int rows = weights.Length;
@@ -51,9 +56,6 @@ internal static unsafe class SignConsensusKernel
             Vector<float> zero = Vector<float>.Zero;
             Vector<float> one = Vector<float>.One;
             var lambdaVector = new Vector<float>(lambda);
-            // d_k of the current vector, kept from the election for the merge: each row is read (and, through a
-            // deferred selection, masked) once per vector.
-            Vector<float>* products = stackalloc Vector<float>[rows];
             for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
             {
                 Vector<int> electedPositive;
@@ -63,7 +65,7 @@ internal static unsafe class SignConsensusKernel
                     for (int k = 0; k < rows; k++)
                     {
                         Vector<float> d = new Vector<float>(weights[k]) * rowRead.Load(stacked + k * rowLength + i, k);
-                        products[k] = d;
+                        if (rowRead.KeepsReads) products[k] = d;
                         sum += d;
                     }
                     electedPositive = Vector.GreaterThanOrEqual(sum, zero);
@@ -75,7 +77,7 @@ internal static unsafe class SignConsensusKernel
                     for (int k = 0; k < rows; k++)
                     {
                         Vector<float> d = new Vector<float>(weights[k]) * rowRead.Load(stacked + k * rowLength + i, k);
-                        products[k] = d;
+                        if (rowRead.KeepsReads) products[k] = d;
                         votes = votes - Vector.GreaterThan(d, zero) + Vector.LessThan(d, zero);
                     }
 
@@ -87,7 +89,7 @@ internal static unsafe class SignConsensusKernel
                 for (int k = 0; k < rows; k++)
                 {
                     var weight = new Vector<float>(weights[k]);
-                    Vector<float> d = products[k];
+                    Vector<float> d = rowRead.KeepsReads ? products[k] : weight * rowRead.Load(stacked + k * rowLength + i, k);
                     Vector<float> agree = Vector.AsVectorSingle(
                         Vector.ConditionalSelect(electedPositive, Vector.GreaterThan(d, zero), Vector.LessThan(d, zero)));
                     merged += d & agree;
