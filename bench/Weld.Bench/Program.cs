@@ -46,6 +46,9 @@ if (args.Length >= 1 && args[0] == "della-speed")
 // `... -- sce-speed` times SCE's variance, Σ δ² and mix on one core, out of cache and in cache (CPU time, best of 5).
 if (args.Length >= 1 && args[0] == "sce-speed")
     return SceSpeed.Run();
+// `... -- mask-speed` times TIES' and Breadcrumbs' selection + combine with a mask pass and with the mask deferred (one core).
+if (args.Length >= 1 && args[0] == "mask-speed")
+    return DeferredMaskSpeed.Run();
 // `... -- topk-speed` times the magnitude selections (top-k, band, streamed top-k) on one core (CPU time, best of 5).
 if (args.Length >= 1 && args[0] == "topk-speed")
     return TopKSpeed.Run();

@@ -85,7 +85,7 @@ internal static class TopKSpeed
     private static string Ns(double seconds, int length) => (seconds * 1e9 / length).ToString("F3", CultureInfo.InvariantCulture);
 
     /// <summary>bf16(b + δ) − bf16(b), b ~ 0.035·U(−1, 1), δ ~ 1.7e-3·U(−1, 1): the bench models' task vectors.</summary>
-    private static float[] Bf16TaskVector(int length)
+    internal static float[] Bf16TaskVector(int length)
     {
         var random = new System.Random(7);
         var tuned = new float[length];

@@ -35,12 +35,15 @@ public sealed class BreadcrumbsPaper : IStreamingMergeMethod
         IMergeKernels kernels = inputs.Kernels;
         inputs.FormTaskVectors();
         long n = inputs.Length;
+        var selections = new MagnitudeSelection?[inputs.Count];
         for (int k = 0; k < inputs.Count; k++)
         {
             ResolvedParameters p = inputs.ModelParameters[k];
-            kernels.KeepMagnitudeBand(inputs.Row(k), (long)(p.Number("beta") * n), (long)(p.Number("gamma") * n));
+            selections[k] = kernels.SelectMagnitudeBand(inputs.Row(k), (long)(p.Number("beta") * n), (long)(p.Number("gamma") * n));
         }
-        Combine(inputs, output);
+        // The band applied as the sum reads each row; the bits of WeightedSum, Scale and Axpby over masked rows (below).
+        kernels.WeightedSumOntoBase(inputs.Models.Span, inputs.PerModel("weight"), 1f, (float)inputs.Global.Number("lambda"),
+            inputs.Base.Span, output, [], selections);
     }
 
     /// <summary>θ_base + λ Σ_k w_k δ̂_k from the masked task vectors.</summary>

@@ -89,9 +89,10 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
     {
         inputs.FormTaskVectors();
         var l1Factors = new float?[inputs.Count];
+        var selections = new MagnitudeSelection?[inputs.Count];
         for (int k = 0; k < inputs.Count; k++)
-            l1Factors[k] = Sparsify(inputs, k);
-        Combine(inputs, l1Factors, output);
+            l1Factors[k] = Sparsify(inputs, k, out selections[k]);
+        Combine(inputs, l1Factors, selections, output);
     }
 
     /// <summary>
@@ -100,7 +101,15 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
     /// read as δ_k·factor_k, rounded as a <c>Scale</c> pass over the row would have stored it (the same bits, one pass
     /// fewer per task vector).
     /// </summary>
-    private void Combine(TensorMergeInputs inputs, ReadOnlySpan<float?> l1Factors, Span<float> output)
+    private void Combine(TensorMergeInputs inputs, ReadOnlySpan<float?> l1Factors, Span<float> output) =>
+        Combine(inputs, l1Factors, [], output);
+
+    /// <summary>
+    /// <see cref="Combine(TensorMergeInputs, ReadOnlySpan{float?}, Span{float})"/> over task vectors whose magnitude
+    /// selections may still be deferred (empty, or one per task vector; null: none): the combine drops what the
+    /// selection drops as it reads each row, with the bits of masking the rows first.
+    /// </summary>
+    private void Combine(TensorMergeInputs inputs, ReadOnlySpan<float?> l1Factors, MagnitudeSelection?[] selections, Span<float> output)
     {
         IMergeKernels kernels = inputs.Kernels;
         float[] weights = inputs.PerModel("weight");
@@ -108,11 +117,11 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
         float lambda = (float)inputs.Global.Number("lambda");
         if (_signConsensus)
         {
-            MergeWithSignConsensus(inputs, weights, l1Factors, normalize, lambda, output);
+            MergeWithSignConsensus(inputs, weights, l1Factors, selections, normalize, lambda, output);
             return;
         }
         kernels.WeightedSumOntoBase(inputs.Models.Span, weights, normalize ? SumDivisor(weights) : 1f, lambda,
-            inputs.Base.Span, output, PreScales(l1Factors));
+            inputs.Base.Span, output, PreScales(l1Factors), selections);
     }
 
     /// <summary>
@@ -129,9 +138,14 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
         return scales;
     }
 
-    /// <summary>Sparsifies task vector k in place; returns its L1 rescale factor, to be applied by the combine (null: none).</summary>
-    private float? Sparsify(TensorMergeInputs inputs, int k)
+    /// <summary>
+    /// Sparsifies task vector k in place, or, for a magnitude selection with nothing to do after it (no rescale), finds
+    /// the selection and leaves it to the combine (<paramref name="deferred"/>; the kernels may apply it at once);
+    /// returns its L1 rescale factor, to be applied by the combine (null: none).
+    /// </summary>
+    private float? Sparsify(TensorMergeInputs inputs, int k, out MagnitudeSelection? deferred)
     {
+        deferred = null;
         if (_sparsification == Sparsification.None) return null;
         ResolvedParameters p = inputs.ModelParameters[k];
         double density = p.Number("density");
@@ -151,8 +165,20 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
             // The sampling between both norms, block by block while the block is in cache: the bits of the steps below.
             return L1RescaleFactor(sampledBefore, sampledAfter);
         }
-        double normBefore = rescale == RescaleMode.L1 ? L1Norm(kernels, row) : 0;
         long n = row.Length;
+        if (rescale == RescaleMode.None && _sparsification is Sparsification.Magnitude or Sparsification.MagnitudeOutliers)
+        {
+            // Nothing reads the masked row but the combine: let it drop the unselected elements as it reads them.
+            if (_sparsification == Sparsification.Magnitude)
+                deferred = kernels.SelectTopK(row, MagnitudeCounts.KeepCount(density, n));
+            else
+            {
+                var (bottom, top) = MagnitudeCounts.BreadcrumbsCuts(density, p.Number("gamma"), n);
+                deferred = kernels.SelectMagnitudeBand(row, bottom, top);
+            }
+            return null;
+        }
+        double normBefore = rescale == RescaleMode.L1 ? L1Norm(kernels, row) : 0;
         switch (_sparsification)
         {
             case Sparsification.Magnitude:
@@ -223,7 +249,7 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
     }
 
     private static void MergeWithSignConsensus(TensorMergeInputs inputs, float[] weights, ReadOnlySpan<float?> l1Factors,
-        bool normalize, float lambda, Span<float> output)
+        MagnitudeSelection?[] selections, bool normalize, float lambda, Span<float> output)
     {
         SignElection election = inputs.Global.Text("consensus") == "count" ? SignElection.Count : SignElection.Sum;
         float[] preScales;
@@ -233,7 +259,16 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
             // weights into the rows ((δ·factor)·w, each product rounded) and voting with unit weights gives exactly
             // that divisor. The weights are the pre-scales, so the L1 factor, where there is one, takes its own pass.
             for (int k = 0; k < inputs.Count; k++)
-                if (l1Factors[k] is float factor) inputs.Kernels.Scale(inputs.Row(k), factor);
+            {
+                if (l1Factors[k] is not float factor) continue;
+                // The scale changes the keys a deferred selection compares: apply the selection first.
+                if (k < selections.Length && selections[k] is { } selection)
+                {
+                    inputs.Kernels.ApplySelection(inputs.Row(k), selection);
+                    selections[k] = null;
+                }
+                inputs.Kernels.Scale(inputs.Row(k), factor);
+            }
             preScales = (float[])weights.Clone();
             Array.Fill(weights, 1f);
         }
@@ -241,7 +276,7 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
         {
             preScales = PreScales(l1Factors);
         }
-        inputs.Kernels.SignConsensusMergeOntoBase(inputs.Models.Span, weights, election, normalize, lambda, inputs.Base.Span, output, preScales);
+        inputs.Kernels.SignConsensusMergeOntoBase(inputs.Models.Span, weights, election, normalize, lambda, inputs.Base.Span, output, preScales, selections);
     }
 
     /// <summary>normalize's divisor for the plain sum: Σ w_k in float32, k order; mergekit guards |Σw| &lt; 1e-8 -> 1.</summary>

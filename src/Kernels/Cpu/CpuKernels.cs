@@ -69,100 +69,14 @@ public sealed unsafe partial class CpuKernels : IMergeKernels
     /// <inheritdoc />
     public TopKSelection KeepTopK(Span<float> values, long k)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(k);
-        int length = values.Length;
-        fixed (float* data = values)
-        {
-            if (k == 0)
-            {
-                MagnitudeMask.Clear(data, length, _parallel);
-                return new TopKSelection(float.PositiveInfinity, 0, 0);
-            }
-
-            long kept = Math.Min(k, length);
-            if (kept == 0)
-                return new TopKSelection(float.PositiveInfinity, 0, 0);
-
-            int[] equalPerChunk = ArrayPool<int>.Shared.Rent(ChunkedParallel.ChunkCount(length));
-            try
-            {
-                // The k-th largest key sits at ascending rank n − k.
-                MagnitudeRank threshold = MagnitudeSelect.Select(data, length, length - kept, _parallel, equalPerChunk);
-                long above = length - threshold.CountBelow - threshold.CountEqual;
-                long keptAtThreshold = kept - above;
-                if (kept < length)
-                {
-                    // Ties keep the lowest flat indices: drop tie indices from keptAtThreshold on.
-                    var cut = new MagnitudeCut(threshold.Key, keptAtThreshold, threshold.CountEqual, equalPerChunk);
-                    MagnitudeMask.Apply(data, length, cut, null, _parallel);
-                }
-
-                return new TopKSelection(BitConverter.Int32BitsToSingle(threshold.Key), above, keptAtThreshold);
-            }
-            finally
-            {
-                ArrayPool<int>.Shared.Return(equalPerChunk);
-            }
-        }
+        MagnitudeSelection selection = FindTopK(values, k, out TopKSelection kept);
+        ApplySelection(values, selection);
+        return kept;
     }
 
     /// <inheritdoc />
-    public void KeepMagnitudeBand(Span<float> values, long dropBottom, long dropTop)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(dropBottom);
-        ArgumentOutOfRangeException.ThrowIfNegative(dropTop);
-        int length = values.Length;
-        fixed (float* data = values)
-        {
-            if (dropBottom + dropTop >= length)
-            {
-                MagnitudeMask.Clear(data, length, _parallel);
-                return;
-            }
-
-            int chunks = ChunkedParallel.ChunkCount(length);
-            int[]? lowerEqual = null, upperEqual = null;
-            try
-            {
-                MagnitudeCut? lower = null, upper = null;
-                if (dropBottom > 0)
-                    lowerEqual = ArrayPool<int>.Shared.Rent(chunks);
-                if (dropTop > 0)
-                    upperEqual = ArrayPool<int>.Shared.Rent(chunks);
-                MagnitudeRank lowerCut = default, upperCut = default;
-                // The last dropped element at the bottom sits at ascending rank dropBottom − 1, the first dropped at the top
-                // at rank n − dropTop. Both cuts from one sampled pass when it brackets both, else one select each.
-                bool both = lowerEqual is not null && upperEqual is not null
-                    && SampledMagnitudeSelect.TrySelectPair(data, length, dropBottom - 1, length - dropTop, _parallel, lowerEqual, upperEqual, out lowerCut, out upperCut);
-                if (lowerEqual is not null)
-                {
-                    // Ties at the bottom cut leave lowest indices first.
-                    if (!both)
-                        lowerCut = MagnitudeSelect.Select(data, length, dropBottom - 1, _parallel, lowerEqual);
-                    lower = new MagnitudeCut(lowerCut.Key, 0, dropBottom - lowerCut.CountBelow, lowerEqual);
-                }
-
-                if (upperEqual is not null)
-                {
-                    // Ties at the top cut leave highest indices first.
-                    if (!both)
-                        upperCut = MagnitudeSelect.Select(data, length, length - dropTop, _parallel, upperEqual);
-                    long droppedAtCut = upperCut.CountBelow + upperCut.CountEqual - (length - dropTop);
-                    upper = new MagnitudeCut(upperCut.Key, upperCut.CountEqual - droppedAtCut, upperCut.CountEqual, upperEqual);
-                }
-
-                if (lower is not null || upper is not null)
-                    MagnitudeMask.Apply(data, length, lower, upper, _parallel);
-            }
-            finally
-            {
-                if (lowerEqual is not null)
-                    ArrayPool<int>.Shared.Return(lowerEqual);
-                if (upperEqual is not null)
-                    ArrayPool<int>.Shared.Return(upperEqual);
-            }
-        }
-    }
+    public void KeepMagnitudeBand(Span<float> values, long dropBottom, long dropTop) =>
+        ApplySelection(values, FindMagnitudeBand(values, dropBottom, dropTop));
 
     /// <inheritdoc />
     public void DropAndRescale(Span<float> values, float density, bool rescale, PhiloxKey key, long firstIndex = 0)

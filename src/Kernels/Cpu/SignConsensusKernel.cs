@@ -39,8 +39,13 @@ internal static unsafe class SignConsensusKernel
     /// <see cref="Merge(float*, long, ReadOnlySpan{float}, SignElection, bool, float*, int, float, float*, float*)"/>
     /// reading δ_k through <paramref name="rowRead"/>: with pre-scales, δ_k = x·s_k rounded before d_k = w_k·δ_k.
     /// </summary>
-    private static void Merge<TRead>(TRead rowRead, float* stacked, long rowLength, ReadOnlySpan<float> weights, SignElection election,
-        bool normalize, float* output, int count, float lambda, float* baseline)
+    /// <remarks>
+    /// When <typeparamref name="TRead"/> keeps its reads (<see cref="IStackedRowRead.KeepsReads"/>: a deferred selection's
+    /// masked read), <paramref name="products"/> (one vector per row) holds the election's d_k for the merge step, so
+    /// each row is read and masked once per vector; other reads reload the row from cache, as they always did.
+    /// </remarks>
+    internal static void Merge<TRead>(TRead rowRead, float* stacked, long rowLength, ReadOnlySpan<float> weights, SignElection election,
+        bool normalize, float* output, int count, float lambda, float* baseline, Vector<float>* products = null)
         where TRead : struct, IStackedRowRead
     {
         int rows = weights.Length;
@@ -58,7 +63,11 @@ internal static unsafe class SignConsensusKernel
                 {
                     Vector<float> sum = zero;
                     for (int k = 0; k < rows; k++)
-                        sum += new Vector<float>(weights[k]) * rowRead.Load(stacked + k * rowLength + i, k);
+                    {
+                        Vector<float> d = new Vector<float>(weights[k]) * rowRead.Load(stacked + k * rowLength + i, k);
+                        if (rowRead.KeepsReads) products[k] = d;
+                        sum += d;
+                    }
                     electedPositive = Vector.GreaterThanOrEqual(sum, zero);
                 }
                 else
@@ -68,6 +77,7 @@ internal static unsafe class SignConsensusKernel
                     for (int k = 0; k < rows; k++)
                     {
                         Vector<float> d = new Vector<float>(weights[k]) * rowRead.Load(stacked + k * rowLength + i, k);
+                        if (rowRead.KeepsReads) products[k] = d;
                         votes = votes - Vector.GreaterThan(d, zero) + Vector.LessThan(d, zero);
                     }
 
@@ -79,7 +89,7 @@ internal static unsafe class SignConsensusKernel
                 for (int k = 0; k < rows; k++)
                 {
                     var weight = new Vector<float>(weights[k]);
-                    Vector<float> d = weight * rowRead.Load(stacked + k * rowLength + i, k);
+                    Vector<float> d = rowRead.KeepsReads ? products[k] : weight * rowRead.Load(stacked + k * rowLength + i, k);
                     Vector<float> agree = Vector.AsVectorSingle(
                         Vector.ConditionalSelect(electedPositive, Vector.GreaterThan(d, zero), Vector.LessThan(d, zero)));
                     merged += d & agree;
