@@ -323,6 +323,7 @@ public sealed class MergeExecutor
                 bool large = (rows + 1) * n * sizeof(float) > _pool.LimitBytes / 2;
                 bool fused = IsFused(plan, task);
                 bool taskVectors = TakesTaskVectors(plan, task);
+                RandomDrop?[]? drops = taskVectors ? DecodeDrops(plan, task) : null;
                 if (fused)
                 {
                     // Only the encoded output is buffered: items of about a quarter of the budget each, and no larger than
@@ -385,9 +386,12 @@ public sealed class MergeExecutor
                         if (apply) inFlight.Results.Wait(cancel);
                         NativeFloatBuffer? result = apply ? _pool.Rent(length, limit, cancel) : null;
                         long bytes = 0;
+                        // The drop's norm partials are statistics: a streamed tensor's apply pass needs none.
+                        ItemDrops? dropped = drops is null ? null : NewDecodedDrops(drops, length, withNorms: stream is null || !apply);
                         using (EnterCpu(cancel))
                         {
-                            // The base first: a method that takes task vectors gets θ_k − θ_base formed in the decode.
+                            // The base first: a method that takes task vectors gets θ_k − θ_base formed in the decode
+                            // (and, for DARE, dropped there too: IDropsWhileDecoding).
                             Memory<float> baseRow = Memory<float>.Empty;
                             if (task.Base is { } b)
                             {
@@ -396,14 +400,16 @@ public sealed class MergeExecutor
                             }
                             ReadOnlyMemory<float> subtrahend = taskVectors ? baseRow : ReadOnlyMemory<float>.Empty;
                             for (int i = 0; i < task.Inputs.Count; i++)
-                                bytes += Read(models, task.Inputs[i], offset, inputs.Memory.Slice(i * length, length), header.Name, subtrahend);
+                                bytes += Read(models, task.Inputs[i], offset, inputs.Memory.Slice(i * length, length), header.Name, subtrahend,
+                                    dropped?.Drop(i), dropped?.RowPartials(i) ?? Memory<double>.Empty);
                             int auxiliaryStart = rows - task.Auxiliary.Count;
                             for (int i = 0; i < task.Auxiliary.Count; i++)
                                 bytes += Read(models, task.Auxiliary[i], offset, inputs.Memory.Slice((auxiliaryStart + i) * length, length), header.Name);
                         }
                         Interlocked.Add(ref counters.BytesRead, bytes);
                         bool last = offset + length >= n;
-                        var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass, Ended: ended, TaskVectors: taskVectors);
+                        var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass, Ended: ended, TaskVectors: taskVectors,
+                            Dropped: dropped?.Drops);
                         if (!output.TryWrite(item))
                             output.WriteAsync(item, cancel).AsTask().GetAwaiter().GetResult();
                         if (n == 0) break;
@@ -442,9 +448,51 @@ public sealed class MergeExecutor
     private bool TakesTaskVectors(MergePlan plan, TensorTask task) =>
         plan.Method.Traits.TakesTaskVectors && task.Base is not null && _kernels is CpuKernels;
 
+    /// <summary>
+    /// The drop of each input row that the method wants done in the decode (<see cref="IDropsWhileDecoding"/>), or null
+    /// when it wants none: asked once per tensor, where the loader forms the task vectors.
+    /// </summary>
+    private RandomDrop?[]? DecodeDrops(MergePlan plan, TensorTask task)
+    {
+        if (plan.Method is not IDropsWhileDecoding method) return null;
+        TensorMergeInputs description = Inputs(plan, task, Memory<float>.Empty, ReadOnlyMemory<float>.Empty, 0, task.ElementCount);
+        var drops = new RandomDrop?[task.Inputs.Count];
+        bool any = false;
+        for (int i = 0; i < drops.Length; i++)
+        {
+            drops[i] = method.DropInDecode(description, i);
+            any |= drops[i] is not null;
+        }
+        return any ? drops : null;
+    }
+
+    /// <summary>One item's drops and the norm partials its rows' decode fills (none without <paramref name="withNorms"/>).</summary>
+    private static ItemDrops NewDecodedDrops(RandomDrop?[] drops, int length, bool withNorms)
+    {
+        var itemDrops = new RandomDrop?[drops.Length];
+        bool norms = false;
+        for (int i = 0; i < drops.Length; i++)
+        {
+            itemDrops[i] = drops[i] is { } drop ? drop with { WithNorms = drop.WithNorms && withNorms } : null;
+            norms |= itemDrops[i] is { WithNorms: true };
+        }
+        int perRow = norms ? DecodeDrop.NormPartials(length) : 0;
+        double[] partials = norms ? new double[drops.Length * perRow] : [];
+        return new ItemDrops(itemDrops, partials, perRow, new DecodedDrops(itemDrops, partials, perRow));
+    }
+
+    /// <summary>An item's drops as the loader uses them (per row, with the row's slice of the partials) and as the method sees them.</summary>
+    private sealed record ItemDrops(RandomDrop?[] PerRow, double[] Partials, int PartialsPerRow, DecodedDrops Drops)
+    {
+        public RandomDrop? Drop(int row) => PerRow[row];
+
+        public Memory<double> RowPartials(int row) =>
+            PerRow[row] is { WithNorms: true } ? Partials.AsMemory(row * PartialsPerRow, PartialsPerRow) : Memory<double>.Empty;
+    }
+
     /// <summary>What the method sees for one tensor or one chunk of it.</summary>
     private TensorMergeInputs Inputs(MergePlan plan, TensorTask task, Memory<float> models, ReadOnlyMemory<float> baseline, long offset, long length,
-        ReadOnlyMemory<float> auxiliary = default, IMergeKernels? kernels = null, bool taskVectors = false)
+        ReadOnlyMemory<float> auxiliary = default, IMergeKernels? kernels = null, bool taskVectors = false, DecodedDrops? dropped = null)
     {
         int k = task.Inputs.Count;
         var indices = new int[k];
@@ -458,6 +506,7 @@ public sealed class MergeExecutor
             Models = models,
             Base = baseline,
             ModelsAreTaskVectors = taskVectors,
+            DecodedDrops = dropped,
             Auxiliary = auxiliary,
             ModelParameters = task.ModelParameters,
             Global = task.Global,
@@ -494,7 +543,7 @@ public sealed class MergeExecutor
                 TensorMergeInputs inputs = Inputs(plan, task, data.Slice(0, k * item.Length),
                     task.Base is null ? ReadOnlyMemory<float>.Empty : data.Slice(k * item.Length, item.Length),
                     item.Offset, item.Length, data.Slice((task.Rows - task.Auxiliary.Count) * item.Length, task.Auxiliary.Count * item.Length),
-                    taskVectors: item.TaskVectors);
+                    taskVectors: item.TaskVectors, dropped: item.Dropped);
                 if (item.Stream is { } stream && item.Pass < stream.StatisticsPasses)
                 {
                     using (EnterCpu(cancel))
@@ -606,22 +655,25 @@ public sealed class MergeExecutor
     /// <paramref name="subtrahend"/> (same length) when it is not empty.
     /// </summary>
     private long Read(IReadOnlyList<ModelFolder> models, TensorSource source, long offset, Memory<float> destination, string outputName,
-        ReadOnlyMemory<float> subtrahend = default)
+        ReadOnlyMemory<float> subtrahend = default, RandomDrop? drop = null, Memory<double> norms = default)
     {
         ModelTensor tensor = Resolve(models, source, offset, destination.Length, outputName);
         int length = destination.Length;
         int chunks = (length + ReadChunk - 1) / ReadChunk;
         bool check = !AllowNonFinite;
         bool subtract = !subtrahend.IsEmpty;
+        bool withNorms = drop is { WithNorms: true };
         if (chunks <= 1)
-            ReadSource(models, source, tensor, offset, destination.Span, check, subtract ? subtrahend.Span : default);
+            ReadSource(models, source, tensor, offset, destination.Span, check, subtract ? subtrahend.Span : default, drop, norms.Span);
         else
             Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = _parallelism }, c =>
             {
                 int start = c * ReadChunk;
                 int size = Math.Min(ReadChunk, length - start);
+                // Each chunk fills its own norm partials (ReadChunk is a multiple of DecodeDrop.NormChunkLength).
                 ReadSource(models, source, tensor, offset + start, destination.Span.Slice(start, size), check,
-                    subtract ? subtrahend.Span.Slice(start, size) : default);
+                    subtract ? subtrahend.Span.Slice(start, size) : default, drop,
+                    withNorms ? norms.Span.Slice(start / DecodeDrop.NormChunkLength * 2) : default);
             });
         return (long)length * DTypes.SizeOf(tensor.Info.DType);
     }
@@ -645,14 +697,15 @@ public sealed class MergeExecutor
     /// <paramref name="subtrahend"/> when it is not empty (fused into the conversion for a stored tensor).
     /// </summary>
     private static void ReadSource(IReadOnlyList<ModelFolder> models, TensorSource source, ModelTensor tensor, long offset, Span<float> destination, bool check,
-        ReadOnlySpan<float> subtrahend = default)
+        ReadOnlySpan<float> subtrahend = default, RandomDrop? drop = null, Span<double> norms = default)
     {
         if (source.Rows is { } map)
         {
             map.Read(models, offset, destination, check);
             if (!subtrahend.IsEmpty) System.Numerics.Tensors.TensorPrimitives.Subtract(destination, subtrahend, destination);
+            if (drop is { } gathered) DecodeDrop.Apply(destination, offset, gathered, norms);
         }
-        else tensor.ReadFloat32(offset, destination, check, subtrahend);
+        else tensor.ReadFloat32(offset, destination, check, subtrahend, drop, norms);
     }
 
     /// <summary>The sources of a task's input rows in stacking order: inputs, the base, auxiliary tensors.</summary>
@@ -727,7 +780,7 @@ public sealed class MergeExecutor
     /// </summary>
     private sealed record WorkItem(TensorTask Task, long Offset, int Length, bool Last, NativeFloatBuffer? Inputs, NativeFloatBuffer? Output,
         IStreamingTensorMerge? Stream = null, int Pass = 0, bool Fused = false, bool Copy = false, StreamPasses? Ended = null,
-        bool TaskVectors = false);
+        bool TaskVectors = false, DecodedDrops? Dropped = null);
 
     /// <summary>Counts the statistics passes of one streamed tensor that the compute stage has closed; the loader waits on it.</summary>
     private sealed class StreamPasses
