@@ -45,6 +45,19 @@ internal static unsafe class DecodeDropKernel
         }
     }
 
+    /// <summary>
+    /// <see cref="Bf16Minus(ushort*, float*, float*, int, long, float, bool, PhiloxKey, double*, PhiloxWidth)"/> on spans
+    /// (for tests: every width gives the same bits); an empty <paramref name="norms"/> sums none.
+    /// </summary>
+    internal static void Bf16Minus(ReadOnlySpan<ushort> source, ReadOnlySpan<float> subtrahend, Span<float> destination, long firstIndex,
+        float density, bool rescale, PhiloxKey key, Span<double> norms, PhiloxWidth width)
+    {
+        fixed (ushort* from = source)
+        fixed (float* minus = subtrahend, to = destination)
+        fixed (double* partials = norms)
+            Bf16Minus(from, minus, to, source.Length, firstIndex, density, rescale, key, norms.IsEmpty ? null : partials, width);
+    }
+
     /// <summary>One chunk, no norms.</summary>
     private static void Chunk(ushort* source, float* subtrahend, float* destination, int count, long firstIndex,
         float density, bool rescale, PhiloxKey key, PhiloxWidth width)
@@ -94,7 +107,7 @@ internal static unsafe class DecodeDropKernel
             DropAndRescaleKernel.Apply(destination + i, firstIndex + i, count - i, density, rescale, key, width);
     }
 
-    /// <summary>One chunk with both norms (<see cref="Bf16Minus"/>).</summary>
+    /// <summary>One chunk with both norms.</summary>
     private static (double Before, double After) ChunkWithNorms(ushort* source, float* subtrahend, float* destination, int count,
         long firstIndex, float density, bool rescale, PhiloxKey key, PhiloxWidth width)
     {
