@@ -143,6 +143,12 @@ public sealed class MergeExecutor
     public bool DirectIo { get; init; }
 
     /// <summary>
+    /// Do DARE's drop while decoding the task vectors (<see cref="IDropsWhileDecoding"/>; default on). Test seam: off
+    /// leaves the drop to the method's own pass, which must give the same bytes.
+    /// </summary>
+    internal bool DropInDecode { get; init; } = true;
+
+    /// <summary>
     /// Let NaN and ±Inf in input tensors through (mergekit's behaviour). Off by default: every value read is checked
     /// (a SIMD scan of the stored bits fused into the read) and the first non-finite one stops the merge with
     /// <see cref="NonFiniteInputException"/>, naming the file and tensor, before the output is committed.
@@ -454,7 +460,7 @@ public sealed class MergeExecutor
     /// </summary>
     private RandomDrop?[]? DecodeDrops(MergePlan plan, TensorTask task)
     {
-        if (plan.Method is not IDropsWhileDecoding method) return null;
+        if (!DropInDecode || plan.Method is not IDropsWhileDecoding method) return null;
         TensorMergeInputs description = Inputs(plan, task, Memory<float>.Empty, ReadOnlyMemory<float>.Empty, 0, task.ElementCount);
         var drops = new RandomDrop?[task.Inputs.Count];
         bool any = false;

@@ -216,7 +216,7 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
     /// DARE's drop (kept values unchanged) of a span starting at tensor element <paramref name="firstIndex"/>, with
     /// ‖δ‖₁ before and after it summed block by block as <see cref="L1Norm"/> sums them (same bits).
     /// </summary>
-    private static (double Before, double After) DropWithL1Norms(IMergeKernels kernels, Span<float> values, float density, PhiloxKey key, long firstIndex)
+    internal static (double Before, double After) DropWithL1Norms(IMergeKernels kernels, Span<float> values, float density, PhiloxKey key, long firstIndex)
     {
         double before = 0, after = 0;
         for (int start = 0; start < values.Length; start += TensorMergeInputs.ChunkAlignment)
@@ -235,7 +235,7 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
     /// each <see cref="TensorMergeInputs.ChunkAlignment"/> block's partials in chunk order from +0, then the blocks in
     /// index order (same bits).
     /// </summary>
-    private static (double Before, double After) DecodedL1Norms(ReadOnlySpan<double> partials)
+    internal static (double Before, double After) DecodedL1Norms(ReadOnlySpan<double> partials)
     {
         const int chunksPerBlock = TensorMergeInputs.ChunkAlignment / DecodeDrop.NormChunkLength;
         int chunks = partials.Length / 2;
