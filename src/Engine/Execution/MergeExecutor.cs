@@ -329,7 +329,7 @@ public sealed class MergeExecutor
                 bool large = (rows + 1) * n * sizeof(float) > _pool.LimitBytes / 2;
                 bool fused = IsFused(plan, task);
                 bool taskVectors = TakesTaskVectors(plan, task);
-                RandomDrop?[]? drops = taskVectors ? DecodeDrops(plan, task) : null;
+                RandomDrop?[]? drops = taskVectors ? DropsInDecode(plan, task) : null;
                 if (fused)
                 {
                     // Only the encoded output is buffered: items of about a quarter of the budget each, and no larger than
@@ -393,7 +393,7 @@ public sealed class MergeExecutor
                         NativeFloatBuffer? result = apply ? _pool.Rent(length, limit, cancel) : null;
                         long bytes = 0;
                         // The drop's norm partials are statistics: a streamed tensor's apply pass needs none.
-                        ItemDrops? dropped = drops is null ? null : NewDecodedDrops(drops, length, withNorms: stream is null || !apply);
+                        ItemDrops? dropped = drops is null ? null : NewItemDrops(drops, length, withNorms: stream is null || !apply);
                         using (EnterCpu(cancel))
                         {
                             // The base first: a method that takes task vectors gets θ_k − θ_base formed in the decode
@@ -458,7 +458,7 @@ public sealed class MergeExecutor
     /// The drop of each input row that the method wants done in the decode (<see cref="IDropsWhileDecoding"/>), or null
     /// when it wants none: asked once per tensor, where the loader forms the task vectors.
     /// </summary>
-    private RandomDrop?[]? DecodeDrops(MergePlan plan, TensorTask task)
+    private RandomDrop?[]? DropsInDecode(MergePlan plan, TensorTask task)
     {
         if (!DropInDecode || plan.Method is not IDropsWhileDecoding method) return null;
         TensorMergeInputs description = Inputs(plan, task, Memory<float>.Empty, ReadOnlyMemory<float>.Empty, 0, task.ElementCount);
@@ -473,7 +473,7 @@ public sealed class MergeExecutor
     }
 
     /// <summary>One item's drops and the norm partials its rows' decode fills (none without <paramref name="withNorms"/>).</summary>
-    private static ItemDrops NewDecodedDrops(RandomDrop?[] drops, int length, bool withNorms)
+    private static ItemDrops NewItemDrops(RandomDrop?[] drops, int length, bool withNorms)
     {
         var itemDrops = new RandomDrop?[drops.Length];
         bool norms = false;
