@@ -15,6 +15,39 @@ internal static class DropAndRescaleSpeed
 {
     private const int Length = 1 << 24;
 
+    /// <summary>
+    /// The loader's side: δ = bf16(θ) − θ_base decoded, then dropped with both norms as a second pass (main), against the
+    /// drop done inside the decode (<see cref="DecodeDropKernel"/>), with and without the norms; the decode alone for scale.
+    /// </summary>
+    private static unsafe void DecodeRows(PhiloxKey key, float[] pristine, float[] work, CpuKernels kernels)
+    {
+        var bf16 = new ushort[Length];
+        FloatConversions.SingleToBf16(pristine, bf16);
+        var baseRow = new float[Length];
+        for (int i = 0; i < Length; i++) baseRow[i] = pristine[(i * 7919) & (Length - 1)] * 0.5f;
+        var norms = new double[2 * (Length / DecodeDropKernel.NormChunk + 1)];
+        double decode = CpuTime.Best(() => FloatConversions.Bf16ToSingleMinus(bf16, baseRow, work));
+        double twoPasses = CpuTime.Best(() =>
+        {
+            FloatConversions.Bf16ToSingleMinus(bf16, baseRow, work);
+            kernels.DropAndRescaleWithNorms(work, 0.3f, false, key);
+        });
+        double fusedNorms = 0, fusedPlain = 0;
+        fixed (ushort* source = bf16)
+        fixed (float* subtrahend = baseRow, destination = work)
+        fixed (double* partials = norms)
+        {
+            ushort* s = source;
+            float* b = subtrahend, d = destination;
+            double* n = partials;
+            fusedNorms = CpuTime.Best(() => DecodeDropKernel.Bf16Minus(s, b, d, Length, 0, 0.3f, false, key, n, PhiloxVectorBlocks.Widest));
+            fusedPlain = CpuTime.Best(() => DecodeDropKernel.Bf16Minus(s, b, d, Length, 0, 0.3f, false, key, null, PhiloxVectorBlocks.Widest));
+        }
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"bf16 task vector: decode alone {decode * 1e9 / Length:F3} ns/element · decode, then drop + norms {twoPasses * 1e9 / Length:F3} · " +
+            $"drop + norms inside the decode {fusedNorms * 1e9 / Length:F3} · drop inside the decode, no norms {fusedPlain * 1e9 / Length:F3}"));
+    }
+
     public static int Run()
     {
         var key = new PhiloxKey(42, 0x1234, 1);
@@ -42,6 +75,7 @@ internal static class DropAndRescaleSpeed
         });
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"drop + both L1 norms: fused {fused * 1e9 / Length:F3} ns/element, as three calls {separate * 1e9 / Length:F3} ns/element"));
+        DecodeRows(key, pristine, work, kernels);
         return 0;
     }
 }

@@ -147,6 +147,12 @@ public sealed class MergeExecutor
     public bool DirectIo { get; init; }
 
     /// <summary>
+    /// Do DARE's drop while decoding the task vectors (<see cref="IDropsWhileDecoding"/>; default on). Test seam: off
+    /// leaves the drop to the method's own pass, which must give the same bytes.
+    /// </summary>
+    internal bool DropInDecode { get; init; } = true;
+
+    /// <summary>
     /// Let NaN and ±Inf in input tensors through (mergekit's behaviour). Off by default: every value read is checked
     /// (a SIMD scan of the stored bits fused into the read) and the first non-finite one stops the merge with
     /// <see cref="NonFiniteInputException"/>, naming the file and tensor, before the output is committed.
@@ -332,6 +338,7 @@ public sealed class MergeExecutor
                 bool large = (rows + 1) * n * sizeof(float) > _pool.LimitBytes / 2;
                 bool fused = IsFused(plan, task);
                 bool taskVectors = TakesTaskVectors(plan, task);
+                RandomDrop?[]? drops = taskVectors ? DropsInDecode(plan, task) : null;
                 if (fused)
                 {
                     // Only the encoded output is buffered: items of about a quarter of the budget each, and no larger than
@@ -394,11 +401,14 @@ public sealed class MergeExecutor
                         if (apply) inFlight.Results.Wait(cancel);
                         NativeFloatBuffer? result = apply ? _pool.Rent(length, limit, cancel) : null;
                         long bytes = 0;
+                        // The drop's norm partials are statistics: a streamed tensor's apply pass needs none.
+                        ItemDrops? dropped = drops is null ? null : NewItemDrops(drops, length, withNorms: stream is null || !apply);
                         using (EnterCpu(cancel))
-                            bytes = ReadStack(models, task, offset, length, inputs.Memory, taskVectors);
+                            bytes = ReadStack(models, task, offset, length, inputs.Memory, taskVectors, dropped);
                         Interlocked.Add(ref counters.BytesRead, bytes);
                         bool last = offset + length >= n;
-                        var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass, Ended: ended, TaskVectors: taskVectors);
+                        var item = new WorkItem(task, offset, length, last, inputs, result, stream, pass, Ended: ended, TaskVectors: taskVectors,
+                            Dropped: dropped?.Drops);
                         if (!output.TryWrite(item))
                             output.WriteAsync(item, cancel).AsTask().GetAwaiter().GetResult();
                         if (n == 0) break;
@@ -437,9 +447,51 @@ public sealed class MergeExecutor
     private bool TakesTaskVectors(MergePlan plan, TensorTask task) =>
         plan.Method.Traits.TakesTaskVectors && task.Base is not null && _kernels is CpuKernels;
 
+    /// <summary>
+    /// The drop of each input row that the method wants done in the decode (<see cref="IDropsWhileDecoding"/>), or null
+    /// when it wants none: asked once per tensor, where the loader forms the task vectors.
+    /// </summary>
+    private RandomDrop?[]? DropsInDecode(MergePlan plan, TensorTask task)
+    {
+        if (!DropInDecode || plan.Method is not IDropsWhileDecoding method) return null;
+        TensorMergeInputs description = Inputs(plan, task, Memory<float>.Empty, ReadOnlyMemory<float>.Empty, 0, task.ElementCount);
+        var drops = new RandomDrop?[task.Inputs.Count];
+        bool any = false;
+        for (int i = 0; i < drops.Length; i++)
+        {
+            drops[i] = method.DropInDecode(description, i);
+            any |= drops[i] is not null;
+        }
+        return any ? drops : null;
+    }
+
+    /// <summary>One item's drops and the norm partials its rows' decode fills (none without <paramref name="withNorms"/>).</summary>
+    private static ItemDrops NewItemDrops(RandomDrop?[] drops, int length, bool withNorms)
+    {
+        var itemDrops = new RandomDrop?[drops.Length];
+        bool norms = false;
+        for (int i = 0; i < drops.Length; i++)
+        {
+            itemDrops[i] = drops[i] is { } drop ? drop with { WithNorms = drop.WithNorms && withNorms } : null;
+            norms |= itemDrops[i] is { WithNorms: true };
+        }
+        int perRow = norms ? DecodeDrop.NormPartials(length) : 0;
+        double[] partials = norms ? new double[drops.Length * perRow] : [];
+        return new ItemDrops(itemDrops, partials, perRow, new DecodedDrops(itemDrops, partials, perRow));
+    }
+
+    /// <summary>An item's drops as the loader uses them (per row, with the row's slice of the partials) and as the method sees them.</summary>
+    private sealed record ItemDrops(RandomDrop?[] PerRow, double[] Partials, int PartialsPerRow, DecodedDrops Drops)
+    {
+        public RandomDrop? Drop(int row) => PerRow[row];
+
+        public Memory<double> RowPartials(int row) =>
+            PerRow[row] is { WithNorms: true } ? Partials.AsMemory(row * PartialsPerRow, PartialsPerRow) : Memory<double>.Empty;
+    }
+
     /// <summary>What the method sees for one tensor or one chunk of it.</summary>
     private TensorMergeInputs Inputs(MergePlan plan, TensorTask task, Memory<float> models, ReadOnlyMemory<float> baseline, long offset, long length,
-        ReadOnlyMemory<float> auxiliary = default, IMergeKernels? kernels = null, bool taskVectors = false)
+        ReadOnlyMemory<float> auxiliary = default, IMergeKernels? kernels = null, bool taskVectors = false, DecodedDrops? dropped = null)
     {
         int k = task.Inputs.Count;
         var indices = new int[k];
@@ -453,6 +505,7 @@ public sealed class MergeExecutor
             Models = models,
             Base = baseline,
             ModelsAreTaskVectors = taskVectors,
+            DecodedDrops = dropped,
             Auxiliary = auxiliary,
             ModelParameters = task.ModelParameters,
             Global = task.Global,
@@ -489,7 +542,7 @@ public sealed class MergeExecutor
                 TensorMergeInputs inputs = Inputs(plan, task, data.Slice(0, k * item.Length),
                     task.Base is null ? ReadOnlyMemory<float>.Empty : data.Slice(k * item.Length, item.Length),
                     item.Offset, item.Length, data.Slice((task.Rows - task.Auxiliary.Count) * item.Length, task.Auxiliary.Count * item.Length),
-                    taskVectors: item.TaskVectors);
+                    taskVectors: item.TaskVectors, dropped: item.Dropped);
                 if (item.Stream is { } stream && item.Pass < stream.StatisticsPasses)
                 {
                     using (EnterCpu(cancel))
@@ -605,7 +658,8 @@ public sealed class MergeExecutor
     /// a million elements still spreads over every core. Each element's value does not depend on the chunking.
     /// </summary>
     /// <returns>The stored bytes read.</returns>
-    private long ReadStack(IReadOnlyList<ModelFolder> models, TensorTask task, long offset, int length, Memory<float> stack, bool taskVectors)
+    private long ReadStack(IReadOnlyList<ModelFolder> models, TensorTask task, long offset, int length, Memory<float> stack, bool taskVectors,
+        ItemDrops? dropped)
     {
         string outputName = task.Header.Name;
         int inputs = task.Inputs.Count, auxiliaryStart = task.Rows - task.Auxiliary.Count;
@@ -634,8 +688,12 @@ public sealed class MergeExecutor
             {
                 (TensorSource source, int row) = sources[s];
                 bool minusBase = subtract && row < inputs;
+                // DARE's drop rides in the decode (IDropsWhileDecoding); each chunk fills its own norm partials
+                // (StackReadChunk is a multiple of DecodeDrop.NormChunkLength).
+                RandomDrop? drop = row < inputs ? dropped?.Drop(row) : null;
+                Span<double> norms = drop is { WithNorms: true } ? dropped!.RowPartials(row).Span.Slice(start / DecodeDrop.NormChunkLength * 2) : default;
                 ReadSource(models, source, tensors[s], offset + start, all.Slice(row * length + start, size), check,
-                    minusBase ? baseSlice : default);
+                    minusBase ? baseSlice : default, drop, norms);
             }
         }
         if (chunks <= 1 || _parallelism == 1)
@@ -668,14 +726,15 @@ public sealed class MergeExecutor
     /// <paramref name="subtrahend"/> when it is not empty (fused into the conversion for a stored tensor).
     /// </summary>
     private static void ReadSource(IReadOnlyList<ModelFolder> models, TensorSource source, ModelTensor tensor, long offset, Span<float> destination, bool check,
-        ReadOnlySpan<float> subtrahend = default)
+        ReadOnlySpan<float> subtrahend = default, RandomDrop? drop = null, Span<double> norms = default)
     {
         if (source.Rows is { } map)
         {
             map.Read(models, offset, destination, check);
             if (!subtrahend.IsEmpty) System.Numerics.Tensors.TensorPrimitives.Subtract(destination, subtrahend, destination);
+            if (drop is { } gathered) DecodeDrop.Apply(destination, offset, gathered, norms);
         }
-        else tensor.ReadFloat32(offset, destination, check, subtrahend);
+        else tensor.ReadFloat32(offset, destination, check, subtrahend, drop, norms);
     }
 
     /// <summary>The sources of a task's input rows in stacking order: inputs, the base, auxiliary tensors.</summary>
@@ -750,7 +809,7 @@ public sealed class MergeExecutor
     /// </summary>
     private sealed record WorkItem(TensorTask Task, long Offset, int Length, bool Last, NativeFloatBuffer? Inputs, NativeFloatBuffer? Output,
         IStreamingTensorMerge? Stream = null, int Pass = 0, bool Fused = false, bool Copy = false, StreamPasses? Ended = null,
-        bool TaskVectors = false);
+        bool TaskVectors = false, DecodedDrops? Dropped = null);
 
     /// <summary>Counts the statistics passes of one streamed tensor that the compute stage has closed; the loader waits on it.</summary>
     private sealed class StreamPasses

@@ -65,6 +65,9 @@ public sealed class MergeOptions
     /// </summary>
     public bool AllowNonFinite { get; init; }
 
+    /// <summary>Test seam: false leaves DARE's drop to the method's own pass instead of the decode (<see cref="MergeExecutor.DropInDecode"/>).</summary>
+    internal bool DropInDecode { get; init; } = true;
+
     /// <summary>Threads for kernels and reads (-1: all cores).</summary>
     public int Threads { get; init; } = -1;
 
@@ -149,7 +152,7 @@ public static class MergeRunner
         output.KeepOnDispose = false;
 
         IMergeKernels kernels = options.Kernels ?? new CpuKernels(options.Threads);
-        var executor = new MergeExecutor(kernels, options.MemoryLimitBytes, options.Threads) { WholeTensorLimitBytes = options.WholeTensorLimitBytes, DirectIo = options.DirectIo, FuseElementwise = options.FuseElementwise, AllowNonFinite = options.AllowNonFinite };
+        var executor = new MergeExecutor(kernels, options.MemoryLimitBytes, options.Threads) { WholeTensorLimitBytes = options.WholeTensorLimitBytes, DirectIo = options.DirectIo, FuseElementwise = options.FuseElementwise, AllowNonFinite = options.AllowNonFinite, DropInDecode = options.DropInDecode };
         MergeSummary summary;
         try
         {

@@ -104,8 +104,11 @@ public abstract partial class TaskVectorMerge
                 Span<float> row = chunk.Row(k);
                 if (pass == NormPass && _method._sparsification == Sparsification.Random)
                 {
-                    // DARE's one statistics pass (pass 0): ‖δ‖₁ and ‖drop(δ)‖₁ in one trip over the chunk.
-                    var (before, after) = DropWithL1Norms(kernels, row, _density[k], chunk.RandomKey(k), chunk.Offset);
+                    // DARE's one statistics pass (pass 0): ‖δ‖₁ and ‖drop(δ)‖₁ in one trip over the chunk, or summed from
+                    // the partials of the drop the executor did while decoding the chunk.
+                    var (before, after) = chunk.IsDroppedInDecode(k)
+                        ? DecodedL1Norms(chunk.DecodedDrops!.NormPartials(k))
+                        : DropWithL1Norms(kernels, row, _density[k], chunk.RandomKey(k), chunk.Offset);
                     _normBefore[k] += before;
                     _normAfter[k] += after;
                     continue;
@@ -196,7 +199,7 @@ public abstract partial class TaskVectorMerge
                 else if (!rank.TryReplay(row, chunk.Offset))
                     rank.Apply(kernels, row, chunk.Offset);
             }
-            else if (_method._sparsification == Sparsification.Random)
+            else if (_method._sparsification == Sparsification.Random && !chunk.IsDroppedInDecode(k))
             {
                 kernels.DropAndRescale(row, _density[k], _rescale == RescaleMode.InverseDensity, chunk.RandomKey(k), chunk.Offset);
             }

@@ -33,7 +33,7 @@ public enum Sparsification
 /// A tensor too large for memory is streamed (<see cref="IStreamingMergeMethod"/>): the top-k threshold and the L1
 /// norms are gathered in passes over chunks, then every chunk is sparsified and combined exactly as in one piece.
 /// </summary>
-public abstract partial class TaskVectorMerge : IStreamingMergeMethod
+public abstract partial class TaskVectorMerge : IStreamingMergeMethod, IDropsWhileDecoding
 {
     private readonly Sparsification _sparsification;
     private readonly bool _signConsensus;
@@ -153,6 +153,13 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
         IMergeKernels kernels = inputs.Kernels;
         Span<float> row = inputs.Row(k);
         RescaleMode rescale = Rescale(inputs.Global);
+        if (inputs.IsDroppedInDecode(k))
+        {
+            // The executor dropped the row as it decoded it (DecodeDrop): only the L1 factor is left, from its partials.
+            if (rescale != RescaleMode.L1) return null;
+            var (decodedBefore, decodedAfter) = DecodedL1Norms(inputs.DecodedDrops!.NormPartials(k));
+            return L1RescaleFactor(decodedBefore, decodedAfter);
+        }
         if (_sparsification == Sparsification.Random && rescale == RescaleMode.L1)
         {
             // The drop and both norms in one trip over the row: the bits of the three passes below.
@@ -235,7 +242,7 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
     /// DARE's drop (kept values unchanged) of a span starting at tensor element <paramref name="firstIndex"/>, with
     /// ‖δ‖₁ before and after it summed block by block as <see cref="L1Norm"/> sums them (same bits).
     /// </summary>
-    private static (double Before, double After) DropWithL1Norms(IMergeKernels kernels, Span<float> values, float density, PhiloxKey key, long firstIndex)
+    internal static (double Before, double After) DropWithL1Norms(IMergeKernels kernels, Span<float> values, float density, PhiloxKey key, long firstIndex)
     {
         double before = 0, after = 0;
         for (int start = 0; start < values.Length; start += TensorMergeInputs.ChunkAlignment)
@@ -246,6 +253,45 @@ public MethodTraits Traits => new(BaseModelUse.Required, 1, int.MaxValue,
             after += blockAfter;
         }
         return (before, after);
+    }
+
+    /// <summary>
+    /// ‖δ‖₁ and ‖drop(δ)‖₁ from the norm partials the executor summed while dropping in the decode (one pair per
+    /// <see cref="DecodeDrop.NormChunkLength"/> chunk), added as <see cref="DropWithL1Norms"/> adds the CPU kernel's:
+    /// each <see cref="TensorMergeInputs.ChunkAlignment"/> block's partials in chunk order from +0, then the blocks in
+    /// index order (same bits).
+    /// </summary>
+    internal static (double Before, double After) DecodedL1Norms(ReadOnlySpan<double> partials)
+    {
+        const int chunksPerBlock = TensorMergeInputs.ChunkAlignment / DecodeDrop.NormChunkLength;
+        int chunks = partials.Length / 2;
+        double before = 0, after = 0;
+        for (int first = 0; first < chunks; first += chunksPerBlock)
+        {
+            double blockBefore = 0, blockAfter = 0;
+            for (int chunk = first; chunk < Math.Min(chunks, first + chunksPerBlock); chunk++)
+            {
+                blockBefore += partials[2 * chunk];
+                blockAfter += partials[2 * chunk + 1];
+            }
+            before += blockBefore;
+            after += blockAfter;
+        }
+        return (before, after);
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// DARE's drop of every δ_k whose density is below 1, exactly as <see cref="Sparsify"/> would run it: divided by the
+    /// density for <c>rescale_norm: inverse_density</c>, with the norm partials for the L1 rescale.
+    /// </remarks>
+    public RandomDrop? DropInDecode(TensorMergeInputs tensor, int row)
+    {
+        if (_sparsification != Sparsification.Random) return null;
+        double density = tensor.ModelParameters[row].Number("density");
+        if (density >= 1) return null;
+        RescaleMode rescale = Rescale(tensor.Global);
+        return new RandomDrop((float)density, rescale == RescaleMode.InverseDensity, tensor.RandomKey(row), WithNorms: rescale == RescaleMode.L1);
     }
 
     private static void MergeWithSignConsensus(TensorMergeInputs inputs, float[] weights, ReadOnlySpan<float?> l1Factors,

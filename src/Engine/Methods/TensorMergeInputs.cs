@@ -35,6 +35,16 @@ public sealed class TensorMergeInputs
     public bool ModelsAreTaskVectors { get; init; }
 
     /// <summary>
+    /// The rows the executor also dropped while decoding them (<see cref="IDropsWhileDecoding"/>): those rows hold
+    /// drop(δ_k), with their L1 norm partials where the drop asked for them; null when none was. Set only with
+    /// <see cref="ModelsAreTaskVectors"/>.
+    /// </summary>
+    public DecodedDrops? DecodedDrops { get; init; }
+
+    /// <summary>True when row <paramref name="k"/> already holds drop(δ_k) (<see cref="DecodedDrops"/>).</summary>
+    public bool IsDroppedInDecode(int k) => DecodedDrops?.IsDropped(k) == true;
+
+    /// <summary>
     /// Extra per-model tensors a method asked for with <see cref="ParameterSpec.TensorFile"/> (Fisher diagonals):
     /// <see cref="Count"/> rows of <see cref="Length"/> elements in the order of <see cref="Models"/>, or empty.
     /// </summary>

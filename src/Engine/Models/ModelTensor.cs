@@ -33,6 +33,14 @@ public readonly record struct ModelTensor(SafeTensorsFile File, TensorInfo Info)
     public void ReadFloat32(long firstElement, Span<float> destination, bool rejectNonFinite, ReadOnlySpan<float> subtrahend) =>
         File.ReadFloat32(Info, firstElement, destination, rejectNonFinite, subtrahend);
 
+    /// <summary>
+    /// As <see cref="ReadFloat32(long, Span{float}, bool, ReadOnlySpan{float})"/>, then DARE's drop done in the same
+    /// pass (see <see cref="SafeTensorsFile.ReadFloat32(TensorInfo, long, Span{float}, bool, ReadOnlySpan{float}, Weld.Kernels.RandomDrop?, Span{double})"/>).
+    /// </summary>
+    public void ReadFloat32(long firstElement, Span<float> destination, bool rejectNonFinite, ReadOnlySpan<float> subtrahend,
+        Weld.Kernels.RandomDrop? drop, Span<double> norms) =>
+        File.ReadFloat32(Info, firstElement, destination, rejectNonFinite, subtrahend, drop, norms);
+
     /// <summary>Copies stored bytes of the tensor (positional reads).</summary>
     public void ReadBytes(long byteOffset, Span<byte> destination) => File.ReadBytes(Info, byteOffset, destination);
 

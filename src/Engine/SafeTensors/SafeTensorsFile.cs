@@ -177,7 +177,18 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     /// value − subtrahend, the same bits as subtracting afterwards, but done per staging chunk while it is in cache
     /// (bf16: in the conversion itself). The executor forms task vectors θ − θ_base with it.
     /// </summary>
-    public void ReadFloat32(TensorInfo tensor, long firstElement, Span<float> destination, bool rejectNonFinite, ReadOnlySpan<float> subtrahend)
+    public void ReadFloat32(TensorInfo tensor, long firstElement, Span<float> destination, bool rejectNonFinite, ReadOnlySpan<float> subtrahend) =>
+        ReadFloat32(tensor, firstElement, destination, rejectNonFinite, subtrahend, null, Span<double>.Empty);
+
+    /// <summary>
+    /// As <see cref="ReadFloat32(TensorInfo, long, Span{float}, bool, ReadOnlySpan{float})"/>, then DARE's drop of
+    /// element i by its tensor index (<see cref="DecodeDrop"/>; none when <paramref name="drop"/> is null): for bf16 minus
+    /// a subtrahend, inside the conversion; otherwise per staging chunk while it is in cache. The same bits as reading,
+    /// then dropping. With <see cref="RandomDrop.WithNorms"/>, <paramref name="norms"/> gets the (‖δ‖₁, ‖drop(δ)‖₁)
+    /// partials of every <see cref="DecodeDrop.NormChunkLength"/> chunk from the destination's start.
+    /// </summary>
+    public void ReadFloat32(TensorInfo tensor, long firstElement, Span<float> destination, bool rejectNonFinite, ReadOnlySpan<float> subtrahend,
+        RandomDrop? drop, Span<double> norms)
     {
         bool subtract = !subtrahend.IsEmpty;
         if (subtract && subtrahend.Length != destination.Length)
@@ -199,6 +210,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             ReadExactly(tensor, position, bytes);
             if (rejectNonFinite) CheckFinite(tensor, firstElement, bytes);
             if (subtract) TensorPrimitives.Subtract(destination, subtrahend, destination);
+            if (drop is { } dropF32) DecodeDrop.Apply(destination, firstElement, dropF32, norms);
             return;
         }
 
@@ -210,15 +222,24 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             ReadExactly(tensor, position + (long)done * elementSize, bytes);
             if (rejectNonFinite) CheckFinite(tensor, firstElement + done, bytes);
             Span<float> converted = destination.Slice(done, count);
+            // The staging chunks start on the norm partials' grid (ConversionChunk is a multiple of NormChunkLength).
+            Span<double> chunkNorms = drop is { WithNorms: true } ? norms.Slice(done / DecodeDrop.NormChunkLength * 2) : Span<double>.Empty;
             if (subtract && tensor.DType == DType.BF16)
             {
                 fixed (byte* source = bytes)
-                    FloatConversions.Bf16ToSingleMinus(new ReadOnlySpan<ushort>(source, count), subtrahend.Slice(done, count), converted);
+                {
+                    var stored = new ReadOnlySpan<ushort>(source, count);
+                    if (drop is { } dropBf16)
+                        DecodeDrop.Bf16Minus(stored, subtrahend.Slice(done, count), converted, firstElement + done, dropBf16, chunkNorms);
+                    else
+                        FloatConversions.Bf16ToSingleMinus(stored, subtrahend.Slice(done, count), converted);
+                }
                 continue;
             }
             fixed (byte* source = bytes)
                 Convert(tensor.DType, source, count, converted);
             if (subtract) TensorPrimitives.Subtract(converted, subtrahend.Slice(done, count), converted);
+            if (drop is { } dropOther) DecodeDrop.Apply(converted, firstElement + done, dropOther, chunkNorms);
         }
     }
 

@@ -145,6 +145,13 @@ internal static unsafe class ReductionKernels
         private Vector256<double> _lower;
         private Vector256<double> _upper;
 
+        /// <summary>The running sum of a kernel that kept the two accumulators in its own locals.</summary>
+        public AbsSum(Vector256<double> lower, Vector256<double> upper)
+        {
+            _lower = lower;
+            _upper = upper;
+        }
+
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         public void Add(Vector256<float> group)
         {

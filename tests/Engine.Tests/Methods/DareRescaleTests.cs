@@ -115,6 +115,43 @@ public sealed class DareRescaleTests
         Assert.NotEqual(expected, baseline);
     }
 
+    /// <summary>
+    /// The L1 norms a merge takes from the partials of the drop done in the decode (one pair per 64K chunk, filled span
+    /// by span as the loader fills them) have the bits of the method's own fused drop, block by 2^20 block: values spread
+    /// over 2^±60, so that float64 sums round and any other order of the additions shows.
+    /// </summary>
+    [Theory]
+    [InlineData(2_386_547, 0L)]
+    [InlineData(2_386_547, 3L << 20)] // a streamed chunk's rows start at a multiple of 2^20
+    [InlineData(70_001, 0L)]
+    [InlineData(1001, 0L)]
+    public void Norms_from_the_decode_partials_equal_the_methods_own(int n, long offset)
+    {
+        int seed = Random.Shared.Next();
+        var random = new Random(seed);
+        var row = new float[n];
+        for (int i = 0; i < n; i++) row[i] = (float)((random.NextDouble() * 2 - 1) * Math.Pow(2, random.Next(-60, 61)));
+        var key = new PhiloxKey((ulong)seed, 99, 1);
+
+        float[] expected = (float[])row.Clone();
+        var (before, after) = TaskVectorMerge.DropWithL1Norms(Cpu, expected, 0.3f, key, offset);
+
+        float[] actual = (float[])row.Clone();
+        var partials = new double[DecodeDrop.NormPartials(n)];
+        for (int start = 0; start < n; start += 1 << 18)
+        {
+            int count = Math.Min(1 << 18, n - start);
+            DecodeDrop.Apply(actual.AsSpan(start, count), offset + start, new RandomDrop(0.3f, false, key, WithNorms: true),
+                partials.AsSpan(start / DecodeDrop.NormChunkLength * 2));
+        }
+        var (decodedBefore, decodedAfter) = TaskVectorMerge.DecodedL1Norms(partials);
+        AssertBits(expected, actual, $"seed {seed}, n {n}");
+        Assert.True(BitConverter.DoubleToInt64Bits(before) == BitConverter.DoubleToInt64Bits(decodedBefore),
+            $"seed {seed}, n {n}: ‖δ‖₁ {decodedBefore:R}, expected {before:R}");
+        Assert.True(BitConverter.DoubleToInt64Bits(after) == BitConverter.DoubleToInt64Bits(decodedAfter),
+            $"seed {seed}, n {n}: ‖drop(δ)‖₁ {decodedAfter:R}, expected {after:R}");
+    }
+
     private static double BlockwiseL1(ReadOnlySpan<float> values)
     {
         double sum = 0;

@@ -315,6 +315,26 @@ public sealed class VocabularyMergeTests
             RowsEqual(Row(m.C, Embed, 256), output, Embed, 257);
     }
 
+    /// <summary>
+    /// Rows gathered into the output vocabulary take DARE's drop after the gather (DecodeDrop.Apply), keyed by their
+    /// index in the output tensor: the bytes of the method's own drop pass.
+    /// </summary>
+    [Fact]
+    public void Dare_drops_the_permuted_rows_as_the_method_would()
+    {
+        var m = new Three();
+        string yaml = m.Yaml("tokenizer_source: union", "c", "dare_ties")
+            .Replace("{weight: 0.0}", "{weight: 0.5, density: 0.4}").Replace("{weight: 1.0}", "{weight: 0.7, density: 0.6}");
+        var recipe = RecipeParser.Parse(yaml, Path.Combine(m.Folder, "recipe.yml"));
+        byte[] Merge(bool dropInDecode)
+        {
+            string output = Path.Combine(TestPaths.NewTempDir(), "out");
+            MergeRunner.Run(recipe, new MergeOptions { OutputPath = output, Threads = 2, Seed = 3, DropInDecode = dropInDecode });
+            return Merging.RecipeHarness.TensorFileBytes(output);
+        }
+        Assert.True(Merge(dropInDecode: false).AsSpan().SequenceEqual(Merge(dropInDecode: true)), "the drop in the decode changed the permuted rows");
+    }
+
     [Fact]
     public void Parts_and_finalize_give_the_bytes_of_one_run()
     {
