@@ -444,6 +444,8 @@ public sealed unsafe partial class CpuKernels
         if (keptBits.Length != SelectionBits.WordCount(length))
             throw new ArgumentException($"Expected {SelectionBits.WordCount(length)} words for {length} elements, got {keptBits.Length}.", nameof(keptBits));
         int chunks = ChunkedParallel.ChunkCount(length);
+        // The kernels write whole bytes up to element n: the rest of the last word is 0, as SelectionBits.Pack leaves it.
+        if (length % 64 != 0) keptBits[^1] = 0;
         // Per chunk and row a partial from 0, added per row in chunk order from 0: AddSumsOfSquaresWhereSelected's order.
         double[] partials = ArrayPool<double>.Shared.Rent(Math.Max(chunks * rows, 1));
         try
