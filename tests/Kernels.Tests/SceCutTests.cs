@@ -289,4 +289,15 @@ public sealed class SceCutTests
             }, [0, 1, 7, 8, 15, 16, 17, 40, 1031, 65537, 70001]);
         }
     }
+
+    [Fact]
+    public void Bits_or_rows_of_the_wrong_length_throw()
+    {
+        var kernels = new CpuKernels(1);
+        Assert.Throws<ArgumentException>(() => kernels.AddSumsOfSquaresWhereKept(new float[130], 65, new float[65], MagnitudeKeep.NotZero, new double[2], new ulong[1]));
+        Assert.Throws<ArgumentException>(() => kernels.AddSumsOfSquaresWhereKept(new float[129], 65, new float[65], MagnitudeKeep.NotZero, new double[2], new ulong[2]));
+        Assert.Throws<ArgumentException>(() => kernels.SignErasedMixOntoBaseWhereKept(new float[130], new ulong[1], [0.5f, 0.5f], 1e-6f, new float[65], new float[65]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => kernels.SelectTopK(new float[3], -1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => kernels.CutAboveMagnitude(new float[3], -1, 0, out _));
+    }
 }
