@@ -8,9 +8,9 @@ namespace Weld.Kernels.Cpu;
 /// A <see cref="MagnitudeKeep"/> over one chunk, as the kernels test it on the fly: an element is kept when its key
 /// (float bits &amp; 0x7FFFFFFF) is above <see cref="Before"/> for chunk indices below <see cref="Split"/> and above
 /// <see cref="After"/> from there on (the two differ by one: the tie boundary). A chunk that holds no boundary has
-/// <see cref="Split"/> 0 or its length, so its vectors compare against one broadcast threshold (<see cref="UniformThreshold"/>).
+/// <see cref="Split"/> 0 or its length, so its vectors compare against one broadcast threshold.
 /// </summary>
-internal readonly struct KeptByKey
+internal readonly unsafe struct KeptByKey
 {
     private const int KeyMask = MagnitudeSelect.KeyMask;
 
@@ -28,37 +28,18 @@ internal readonly struct KeptByKey
     /// <summary>Whether the key of the element at chunk index <paramref name="i"/> with float bits <paramref name="bits"/> is dropped.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Drops(int i, int bits) => (bits & KeyMask) <= (i < Split ? Before : After);
-}
 
-/// <summary>The key threshold of a chunk's elements, at chunk index i: one type per case, so the JIT compiles each loop for it.</summary>
-internal interface IKeyThreshold
-{
-    /// <summary>Thresholds of the 8 elements from chunk index <paramref name="i"/> (kept: key above it).</summary>
-    Vector256<int> At(int i);
-
-    /// <summary>Threshold of the element at chunk index <paramref name="i"/>.</summary>
-    int ScalarAt(int i);
-}
-
-/// <summary>One threshold for the whole chunk (a chunk without the tie boundary): a broadcast the loop keeps in a register.</summary>
-internal readonly struct UniformThreshold(int threshold) : IKeyThreshold
-{
-    private readonly Vector256<int> _vector = Vector256.Create(threshold);
-
-    public Vector256<int> At(int i) => _vector;
-
-    public int ScalarAt(int i) => threshold;
-}
-
-/// <summary>The chunk that holds the tie boundary: <see cref="KeptByKey.Before"/> below its split, <see cref="KeptByKey.After"/> from it.</summary>
-internal readonly struct SplitThreshold(KeptByKey keep) : IKeyThreshold
-{
-    public Vector256<int> At(int i) => i + Vector256<int>.Count <= keep.Split ? Vector256.Create(keep.Before)
-        : i >= keep.Split ? Vector256.Create(keep.After)
-        : Vector256.ConditionalSelect(Vector256.LessThan(Vector256<int>.Indices + Vector256.Create(i), Vector256.Create(keep.Split)),
-            Vector256.Create(keep.Before), Vector256.Create(keep.After));
-
-    public int ScalarAt(int i) => i < keep.Split ? keep.Before : keep.After;
+    /// <summary>All-ones lanes where the 8 elements from chunk index <paramref name="i"/> are dropped.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector256<float> Drops256(int* keys, int i)
+    {
+        Vector256<int> key = Vector256.Load(keys + i) & Vector256.Create(KeyMask);
+        Vector256<int> threshold = i + Vector256<int>.Count <= Split ? Vector256.Create(Before)
+            : i >= Split ? Vector256.Create(After)
+            : Vector256.ConditionalSelect(Vector256.LessThan(Vector256<int>.Indices + Vector256.Create(i), Vector256.Create(Split)),
+                Vector256.Create(Before), Vector256.Create(After));
+        return Vector256.LessThanOrEqual(key, threshold).AsSingle();
+    }
 }
 
 /// <summary>Selection bits (bit i of byte ⌊i / 8⌋ = element i, the little-endian bytes of <see cref="SelectionBits"/>' words) as lane masks.</summary>

@@ -130,40 +130,22 @@ internal static unsafe class ReductionKernels
             if (bits != null) PackKept(keys, count, keep, bits);
             return;
         }
-        // A chunk without the tie boundary compares every key against one threshold (a loop compiled for that case).
-        if (keep.Split == 0)
-            SumsOfSquaresWhereKept(x, rowStride, rows, keys, count, new UniformThreshold(keep.After), bits, sums);
-        else if (keep.Split == count)
-            SumsOfSquaresWhereKept(x, rowStride, rows, keys, count, new UniformThreshold(keep.Before), bits, sums);
-        else
-            SumsOfSquaresWhereKept(x, rowStride, rows, keys, count, new SplitThreshold(keep), bits, sums);
-    }
-
-    private static void SumsOfSquaresWhereKept<TThreshold>(float* x, long rowStride, int rows, int* keys, int count, TThreshold threshold,
-        byte* bits, double* sums) where TThreshold : struct, IKeyThreshold
-    {
         int k = 0;
         for (; k + 1 < rows; k += 2)
-            SumOfSquaresWhereKeptPair(x + k * rowStride, x + (k + 1) * rowStride, keys, count, threshold, k == 0 ? bits : null,
+            SumOfSquaresWhereKeptPair(x + k * rowStride, x + (k + 1) * rowStride, keys, count, keep, k == 0 ? bits : null,
                 out sums[k], out sums[k + 1]);
         if (k < rows)
-            sums[k] = SumOfSquaresWhereKept(x + k * rowStride, keys, count, threshold, k == 0 ? bits : null);
+            sums[k] = SumOfSquaresWhereKept(x + k * rowStride, keys, count, keep, k == 0 ? bits : null);
     }
 
-    /// <summary>All-ones lanes where the 8 elements from <paramref name="i"/> have a key at or below their threshold (dropped).</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Dropped<TThreshold>(int* keys, int i, TThreshold threshold) where TThreshold : struct, IKeyThreshold =>
-        Vector256.LessThanOrEqual(Vector256.Load(keys + i) & Vector256.Create(MagnitudeSelect.KeyMask), threshold.At(i)).AsSingle();
-
     /// <summary><see cref="SumOfSquaresWhereSelected"/>'s lanes and order, the selection tested on the keys.</summary>
-    private static double SumOfSquaresWhereKept<TThreshold>(float* x, int* keys, int count, TThreshold threshold, byte* bits)
-        where TThreshold : struct, IKeyThreshold
+    private static double SumOfSquaresWhereKept(float* x, int* keys, int count, in KeptByKey keep, byte* bits)
     {
         Vector256<double> lower = Vector256<double>.Zero, upper = Vector256<double>.Zero;
         int i = 0;
         for (; i <= count - Vector256<float>.Count; i += Vector256<float>.Count)
         {
-            Vector256<float> dropped = Dropped(keys, i, threshold);
+            Vector256<float> dropped = keep.Drops256(keys, i);
             if (bits != null) bits[i >> 3] = (byte)~dropped.ExtractMostSignificantBits();
             (Vector256<double> low, Vector256<double> high) = Vector256.Widen(Vector256.ConditionalSelect(dropped, Vector256<float>.Zero, Vector256.Load(x + i)));
             lower += low * low;
@@ -174,7 +156,7 @@ internal static unsafe class ReductionKernels
         int tail = 0;
         for (; i < count; i++)
         {
-            bool isDropped = (keys[i] & MagnitudeSelect.KeyMask) <= threshold.ScalarAt(i);
+            bool isDropped = keep.Drops(i, keys[i]);
             if (!isDropped) tail |= 1 << (i & 7);
             float kept = isDropped ? 0f : x[i];
             sum += (double)kept * kept;
@@ -184,15 +166,15 @@ internal static unsafe class ReductionKernels
     }
 
     /// <summary>Two rows of <see cref="SumsOfSquaresWhereKept"/> in one sweep (<see cref="SumOfSquaresWhereSelectedPair"/>'s chains).</summary>
-    private static void SumOfSquaresWhereKeptPair<TThreshold>(float* x, float* y, int* keys, int count, TThreshold threshold, byte* bits,
-        out double xSum, out double ySum) where TThreshold : struct, IKeyThreshold
+    private static void SumOfSquaresWhereKeptPair(float* x, float* y, int* keys, int count, in KeptByKey keep, byte* bits,
+        out double xSum, out double ySum)
     {
         Vector256<double> xLower = Vector256<double>.Zero, xUpper = Vector256<double>.Zero;
         Vector256<double> yLower = Vector256<double>.Zero, yUpper = Vector256<double>.Zero;
         int i = 0;
         for (; i <= count - Vector256<float>.Count; i += Vector256<float>.Count)
         {
-            Vector256<float> dropped = Dropped(keys, i, threshold);
+            Vector256<float> dropped = keep.Drops256(keys, i);
             if (bits != null) bits[i >> 3] = (byte)~dropped.ExtractMostSignificantBits();
             (Vector256<double> xLow, Vector256<double> xHigh) = Vector256.Widen(Vector256.ConditionalSelect(dropped, Vector256<float>.Zero, Vector256.Load(x + i)));
             (Vector256<double> yLow, Vector256<double> yHigh) = Vector256.Widen(Vector256.ConditionalSelect(dropped, Vector256<float>.Zero, Vector256.Load(y + i)));
@@ -207,7 +189,7 @@ internal static unsafe class ReductionKernels
         int tail = 0;
         for (; i < count; i++)
         {
-            bool isDropped = (keys[i] & MagnitudeSelect.KeyMask) <= threshold.ScalarAt(i);
+            bool isDropped = keep.Drops(i, keys[i]);
             if (!isDropped) tail |= 1 << (i & 7);
             float xKept = isDropped ? 0f : x[i], yKept = isDropped ? 0f : y[i];
             xSum += (double)xKept * xKept;
