@@ -124,6 +124,67 @@ public partial interface IMergeKernels
     void UnpackSelection(ReadOnlySpan<ulong> bits, Span<float> selector) => SelectionBits.Unpack(bits, selector);
 
     /// <summary>
+    /// SCE's variance top-k without a mask pass: what <see cref="IMergeKernels.KeepTopK"/>(values, k) keeps and leaves
+    /// non-zero (a kept ±0 reads as dropped through a selector), as a cut on the keys of <paramref name="values"/> (index 0
+    /// is values[0]). An implementation may also mask the values as KeepTopK does and answer
+    /// <see cref="MagnitudeKeep.NotZero"/> (the default does); the CPU leaves them as they are.
+    /// </summary>
+    MagnitudeKeep SelectTopKCut(Span<float> values, long k)
+    {
+        KeepTopK(values, k);
+        return MagnitudeKeep.NotZero;
+    }
+
+    /// <summary>
+    /// One chunk of a streamed top-k as a cut: what <see cref="IMergeKernels.KeepAboveMagnitude"/>(values, thresholdKey,
+    /// tiesToKeep) would keep and leave non-zero (keys above the threshold key, and the first <paramref name="tiesToKeep"/>
+    /// ties in index order), without writing it; <paramref name="tiesKept"/> = the ties kept (KeepAboveMagnitude's
+    /// answer), to carry the budget to the next chunk.
+    /// </summary>
+    MagnitudeKeep CutAboveMagnitude(ReadOnlySpan<float> values, int thresholdKey, long tiesToKeep, out long tiesKept)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(thresholdKey);
+        ArgumentOutOfRangeException.ThrowIfNegative(tiesToKeep);
+        tiesKept = 0;
+        for (int i = 0; i < values.Length; i++)
+        {
+            if ((BitConverter.SingleToInt32Bits(values[i]) & int.MaxValue) != thresholdKey)
+                continue;
+            if (tiesKept == tiesToKeep)
+                return thresholdKey == 0 ? MagnitudeKeep.NotZero : new MagnitudeKeep(thresholdKey, i);
+            tiesKept++;
+        }
+        return thresholdKey == 0 ? MagnitudeKeep.NotZero : new MagnitudeKeep(thresholdKey, values.Length);
+    }
+
+    /// <summary>
+    /// SCE's energies with the selection given as a cut: sums[k] += <see cref="AddSumsOfSquaresWhereSelected"/>'s sum of
+    /// row k with the selector "kept by <paramref name="keep"/>" (the key of <c>keys[i]</c>, index i), and
+    /// <paramref name="keptBits"/> (⌈n / 64⌉ words, n = keys.Length) receives that selection as
+    /// <see cref="SelectionBits"/> do, for the mix. The bits of selecting, summing and packing in three calls.
+    /// </summary>
+    void AddSumsOfSquaresWhereKept(Span<float> stacked, int rowStride, ReadOnlySpan<float> keys, MagnitudeKeep keep,
+        Span<double> sums, Span<ulong> keptBits)
+    {
+        var selector = new float[keys.Length];
+        for (int i = 0; i < selector.Length; i++) selector[i] = keep.Keeps(i, keys[i]) ? 1f : 0f;
+        AddSumsOfSquaresWhereSelected(stacked, rowStride, selector, sums);
+        PackSelection(selector, keptBits);
+    }
+
+    /// <summary>
+    /// <see cref="SignErasedMixOntoBase"/> with the selection read from its bits (bit i set: δ_k[i] kept; n = output.Length
+    /// bits of ⌈n / 64⌉ words): the bits of unpacking them into a selector and mixing through it.
+    /// </summary>
+    void SignErasedMixOntoBaseWhereKept(Span<float> stackedDeltas, ReadOnlySpan<ulong> keptBits, ReadOnlySpan<float> weights,
+        float divisorFloor, ReadOnlySpan<float> baseline, Span<float> output)
+    {
+        var selector = new float[output.Length];
+        UnpackSelection(keptBits, selector);
+        SignErasedMixOntoBase(stackedDeltas, selector, weights, divisorFloor, baseline, output);
+    }
+
+    /// <summary>
     /// SCE's erase and mix onto the base in one pass: <see cref="SignErasedMix"/> of the task vectors with +0 wherever
     /// <c>selector[i]</c> is ±0 (all of them when <paramref name="selector"/> is empty), then
     /// output[i] = 1·baseline[i] + 1·mixed[i] as <see cref="Axpby"/> gives it: the bits of those three calls.

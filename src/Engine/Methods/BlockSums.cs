@@ -58,6 +58,27 @@ internal static class BlockSums
         }
     }
 
+    /// <summary>
+    /// <see cref="SumsOfSquares"/> with the selection given as a cut on the keys of <paramref name="keys"/> (the variances,
+    /// index 0 = keys[0]) instead of a masked selector, the same bits for the same selection; the selection is also
+    /// written to <paramref name="keptBits"/> (⌈n / 64⌉ words). <paramref name="offset"/> must be a multiple of 64
+    /// (streamed chunks start at such multiples), so every piece starts on a word of the bits.
+    /// </summary>
+    public static void SumsOfSquaresWhereKept(IMergeKernels kernels, Span<float> stacked, ReadOnlySpan<float> keys, MagnitudeKeep keep,
+        long offset, double[] sums, Span<ulong> keptBits)
+    {
+        if (offset % 64 != 0)
+            throw new ArgumentException($"A piece of selection bits starts at element {offset}, not at a multiple of 64.", nameof(offset));
+        int rowLength = keys.Length, rows = sums.Length;
+        for (int start = 0; start < rowLength;)
+        {
+            int length = PieceLength(offset + start, rowLength - start);
+            kernels.AddSumsOfSquaresWhereKept(stacked.Slice(start, Math.Max(0, (rows - 1) * rowLength + length)), rowLength,
+                keys.Slice(start, length), keep.From(start), sums, keptBits.Slice(start / 64, (int)SelectionBits.WordCount(length)));
+            start += length;
+        }
+    }
+
     /// <summary><paramref name="sum"/> + Σ a[i]·b[i], where a[0] and b[0] are tensor element <paramref name="offset"/>.</summary>
     public static double Dot(IMergeKernels kernels, ReadOnlySpan<float> a, ReadOnlySpan<float> b, long offset, double sum = 0)
     {

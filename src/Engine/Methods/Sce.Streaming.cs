@@ -70,13 +70,13 @@ public sealed partial class Sce
                     _search!.Observe(kernels, variance);
                     return;
                 }
-                Select(chunk, variance);
-                // The apply pass reads the selection back from these bits instead of computing the variances and the cut again.
+                // The cut of this chunk, tested by the energy sweep, which keeps the selection as bits for the apply pass.
+                MagnitudeKeep keep = Cut(chunk, variance);
                 _kept ??= new ulong[SelectionBits.WordCount(_length)];
-                kernels.PackSelection(variance, KeptBits(chunk));
+                BlockSums.SumsOfSquaresWhereKept(kernels, chunk.Models.Span, variance, keep, chunk.Offset, _energy, KeptBits(chunk));
+                return;
             }
-            // Block by block onto the running sum: a chunk of several blocks adds them one at a time, as the whole tensor does.
-            AddEnergies(chunk, _selects ? MemoryMarshal.AsMemory(chunk.Base).Span : [], _energy);
+            AddEnergies(chunk, _energy);
         }
 
         public void EndPass(int pass)
@@ -111,8 +111,10 @@ public sealed partial class Sce
         {
             IMergeKernels kernels = chunk.Kernels;
             chunk.FormTaskVectors();
-            if (_selects) kernels.UnpackSelection(KeptBits(chunk), output);
-            EraseAndMixOntoBase(chunk, _selects ? output : [], _weights!, output);
+            if (_selects)
+                EraseAndMixOntoBase(chunk, KeptBits(chunk), _weights!, output);
+            else
+                kernels.SignErasedMixOntoBase(chunk.Models.Span, [], _weights!, DivisorFloor, chunk.Base.Span, output);
         }
 
         /// <summary>The words of <see cref="_kept"/> that hold the chunk's selection (chunks start at multiples of 64 elements).</summary>
@@ -125,12 +127,14 @@ public sealed partial class Sce
 
         /// <summary>
         /// <see cref="SelectByVariance"/> on one chunk: the top-k cut of the variances (ties keep the lowest indices, the
-        /// budget carried in index order), +0 where it dropped: the selector the energies and the mix read δ through.
+        /// budget carried in index order): the selection the energies and the mix read δ through.
         /// </summary>
-        private void Select(TensorMergeInputs chunk, Span<float> variance)
+        private MagnitudeKeep Cut(TensorMergeInputs chunk, Span<float> variance)
         {
             if (chunk.Offset == 0) _tiesLeft = _search!.TiesToKeep;
-            _tiesLeft -= chunk.Kernels.KeepAboveMagnitude(variance, _search!.ThresholdKey, _tiesLeft);
+            MagnitudeKeep keep = chunk.Kernels.CutAboveMagnitude(variance, _search!.ThresholdKey, _tiesLeft, out long tiesKept);
+            _tiesLeft -= tiesKept;
+            return keep;
         }
     }
 }

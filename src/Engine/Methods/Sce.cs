@@ -39,51 +39,55 @@ public sealed partial class Sce : IStreamingMergeMethod
     /// <inheritdoc />
     public void Merge(TensorMergeInputs inputs, Span<float> output)
     {
-        IMergeKernels kernels = inputs.Kernels;
         inputs.FormTaskVectors();
-
-        // The selection lives in the output row (the variances, +0 where dropped) until the mix overwrites it: the task
-        // vectors are never cleared, the energies and the mix read them through it.
         double topK = inputs.Global.Number("select_topk");
-        Span<float> selector = topK < 1 ? SelectByVariance(inputs, topK, output) : [];
+        if (topK >= 1)
+        {
+            float[] uniform = MatrixWeights(Energies(inputs), inputs.TensorLength);
+            inputs.Kernels.SignErasedMixOntoBase(inputs.Models.Span, [], uniform, DivisorFloor, inputs.Base.Span, output);
+            return;
+        }
 
-        float[] weights = MatrixWeights(inputs, selector);
-        EraseAndMixOntoBase(inputs, selector, weights, output);
+        // The variances live in the output row until the mix overwrites it. The top-k is a cut on them, not a mask:
+        // the energy sweep tests each variance against it and leaves the selection as bits, which the mix reads.
+        MagnitudeKeep keep = SelectByVariance(inputs, topK, output);
+        ulong[] kept = System.Buffers.ArrayPool<ulong>.Shared.Rent((int)SelectionBits.WordCount(output.Length));
+        try
+        {
+            Span<ulong> keptBits = kept.AsSpan(0, (int)SelectionBits.WordCount(output.Length));
+            var energy = new double[inputs.Count];
+            BlockSums.SumsOfSquaresWhereKept(inputs.Kernels, inputs.Models.Span, output, keep, inputs.Offset, energy, keptBits);
+            EraseAndMixOntoBase(inputs, keptBits, MatrixWeights(energy, inputs.TensorLength), output);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<ulong>.Shared.Return(kept);
+        }
     }
 
     /// <summary>
-    /// The top-k population variances across models (when select_topk &lt; 1) in <paramref name="variance"/>, +0 where
-    /// dropped: a task-vector element counts as 0 wherever its selector is 0.
+    /// The population variances across models in <paramref name="variance"/> and the cut of their top
+    /// ⌊select_topk · #{var ≠ 0}⌋ (a task-vector element counts as 0 wherever the cut drops its variance).
     /// </summary>
-    private static Span<float> SelectByVariance(TensorMergeInputs inputs, double topK, Span<float> variance)
+    private static MagnitudeKeep SelectByVariance(TensorMergeInputs inputs, double topK, Span<float> variance)
     {
         IMergeKernels kernels = inputs.Kernels;
         long nonzero = kernels.VarianceAcrossRows(inputs.Models.Span, variance);
         // mergekit: k = int(topk · count_nonzero(var)); torch.topk of |var| (Weld breaks ties by lowest index).
-        kernels.KeepTopK(variance, (long)(topK * nonzero));
-        return variance;
+        return kernels.SelectTopKCut(variance, (long)(topK * nonzero));
     }
 
-    /// <summary>
-    /// w_k = mean(δ_k²) normalised to sum 1, computed in float64 and stored as float32 (mergekit's tensor); uniform
-    /// when the sum is below 1e-6, as for task vectors of tiny changes. δ_k is read through the selector (if any).
-    /// </summary>
-    private static float[] MatrixWeights(TensorMergeInputs inputs, ReadOnlySpan<float> selector)
+    /// <summary>Σ δ_k² of every task vector of <paramref name="inputs"/> (a whole tensor, or a chunk of one), nothing dropped.</summary>
+    private static double[] Energies(TensorMergeInputs inputs)
     {
         var energy = new double[inputs.Count];
-        AddEnergies(inputs, selector, energy);
-        return MatrixWeights(energy, inputs.TensorLength);
+        AddEnergies(inputs, energy);
+        return energy;
     }
 
-    /// <summary>energy[k] += Σ δ_k² of <paramref name="inputs"/> (a whole tensor or a chunk), δ_k read through the selector.</summary>
-    private static void AddEnergies(TensorMergeInputs inputs, ReadOnlySpan<float> selector, double[] energy)
+    /// <summary>energy[k] += Σ δ_k² of <paramref name="inputs"/> (a whole tensor or a chunk), block by block.</summary>
+    private static void AddEnergies(TensorMergeInputs inputs, double[] energy)
     {
-        // With a selector every row is summed in one sweep that reads it once (each row's sum keeps its own order).
-        if (!selector.IsEmpty)
-        {
-            BlockSums.SumsOfSquares(inputs.Kernels, inputs.Models.Span, selector, inputs.Offset, energy);
-            return;
-        }
         for (int k = 0; k < energy.Length; k++)
             energy[k] = BlockSums.SumOfSquares(inputs.Kernels, inputs.Row(k), inputs.Offset, energy[k]);
     }
@@ -106,8 +110,9 @@ public sealed partial class Sce : IStreamingMergeMethod
 
     /// <summary>
     /// output = θ_base + Σ_k δ_k·(w_k e_k) / max(Σ_k w_k e_k, 1e-6), float32 sums in model order as mergekit's tensors do,
-    /// δ_k read as 0 where the selector (if any) is 0; torch.sign's NaN gives 0, which never matches the elected ±1.
+    /// δ_k read as 0 where its bit in <paramref name="keptBits"/> is clear; torch.sign's NaN gives 0, which never matches
+    /// the elected ±1.
     /// </summary>
-    private static void EraseAndMixOntoBase(TensorMergeInputs inputs, ReadOnlySpan<float> selector, float[] weights, Span<float> output) =>
-        inputs.Kernels.SignErasedMixOntoBase(inputs.Models.Span, selector, weights, DivisorFloor, inputs.Base.Span, output);
+    private static void EraseAndMixOntoBase(TensorMergeInputs inputs, ReadOnlySpan<ulong> keptBits, float[] weights, Span<float> output) =>
+        inputs.Kernels.SignErasedMixOntoBaseWhereKept(inputs.Models.Span, keptBits, weights, DivisorFloor, inputs.Base.Span, output);
 }

@@ -354,6 +354,149 @@ public sealed unsafe partial class CpuKernels
         }
     }
 
+    /// <inheritdoc />
+    public MagnitudeKeep SelectTopKCut(Span<float> values, long k)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        int length = values.Length;
+        long kept = Math.Min(k, length);
+        if (kept == 0)
+            return MagnitudeKeep.Nothing;
+        if (kept == length)
+            return MagnitudeKeep.NotZero; // all kept: the mask would leave every value as it is, ±0 reading as dropped
+        int chunks = ChunkedParallel.ChunkCount(length);
+        int[] equalPerChunk = ArrayPool<int>.Shared.Rent(chunks);
+        try
+        {
+            fixed (float* data = values)
+            {
+                // KeepTopK's select (the k-th largest key sits at ascending rank n − k), without its mask pass.
+                MagnitudeRank threshold = MagnitudeSelect.Select(data, length, length - kept, _parallel, equalPerChunk);
+                long above = length - threshold.CountBelow - threshold.CountEqual;
+                if (threshold.Key == 0)
+                    return MagnitudeKeep.NotZero; // kept ±0 values stay ±0 under the mask: a selector drops them
+                return new MagnitudeKeep(threshold.Key, IndexOfTie((int*)data, length, threshold.Key, kept - above, equalPerChunk));
+            }
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(equalPerChunk);
+        }
+    }
+
+    /// <inheritdoc />
+    public MagnitudeKeep CutAboveMagnitude(ReadOnlySpan<float> values, int thresholdKey, long tiesToKeep, out long tiesKept)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(thresholdKey);
+        ArgumentOutOfRangeException.ThrowIfNegative(tiesToKeep);
+        int length = values.Length;
+        tiesKept = 0;
+        if (tiesToKeep == 0)
+            return new MagnitudeKeep(thresholdKey, 0); // the budget is spent: nothing to count
+        int chunks = ChunkedParallel.ChunkCount(length);
+        int[] equalPerChunk = ArrayPool<int>.Shared.Rent(Math.Max(chunks, 1));
+        try
+        {
+            fixed (float* data = values)
+            {
+                long equal = MagnitudeHistogramKernel.CountEqual(data, length, thresholdKey, equalPerChunk, _parallel);
+                tiesKept = Math.Min(tiesToKeep, equal);
+                if (thresholdKey == 0)
+                    return MagnitudeKeep.NotZero; // kept ±0 values stay ±0 under the mask: a selector drops them
+                return new MagnitudeKeep(thresholdKey, IndexOfTie((int*)data, length, thresholdKey, tiesKept, equalPerChunk));
+            }
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(equalPerChunk);
+        }
+    }
+
+    /// <summary>
+    /// Flat index of the tie (element of key <paramref name="key"/>) that has <paramref name="nth"/> ties before it, the
+    /// length when there are not that many: the chunk from the per-chunk counts, the index inside it by a scan.
+    /// </summary>
+    private static long IndexOfTie(int* bits, int length, int key, long nth, int[] equalPerChunk)
+    {
+        long before = 0;
+        int chunks = ChunkedParallel.ChunkCount(length);
+        for (int chunk = 0; chunk < chunks; chunk++)
+        {
+            int equal = equalPerChunk[chunk];
+            if (nth < before + equal)
+            {
+                long start = ChunkedParallel.ChunkStart(chunk);
+                return start + MagnitudeMask.IndexOfTie(bits + start, ChunkedParallel.ChunkSize(chunk, length), key, nth - before);
+            }
+            before += equal;
+        }
+        return length;
+    }
+
+    /// <inheritdoc />
+    public void AddSumsOfSquaresWhereKept(Span<float> stacked, int rowStride, ReadOnlySpan<float> keys, MagnitudeKeep keep,
+        Span<double> sums, Span<ulong> keptBits)
+    {
+        int length = keys.Length, rows = sums.Length;
+        if (rows > 0 && (rowStride < length || (long)(rows - 1) * rowStride + length > stacked.Length))
+            throw new ArgumentException(
+                $"Expected {rows} rows of {length} elements {rowStride} apart, got {stacked.Length} elements.", nameof(stacked));
+        if (keptBits.Length != SelectionBits.WordCount(length))
+            throw new ArgumentException($"Expected {SelectionBits.WordCount(length)} words for {length} elements, got {keptBits.Length}.", nameof(keptBits));
+        int chunks = ChunkedParallel.ChunkCount(length);
+        // The kernels write whole bytes up to element n: the rest of the last word is 0, as SelectionBits.Pack leaves it.
+        if (length % 64 != 0) keptBits[^1] = 0;
+        // Per chunk and row a partial from 0, added per row in chunk order from 0: AddSumsOfSquaresWhereSelected's order.
+        double[] partials = ArrayPool<double>.Shared.Rent(Math.Max(chunks * rows, 1));
+        try
+        {
+            fixed (float* data = stacked)
+            fixed (float* keyStart = keys)
+            fixed (ulong* bitStart = keptBits)
+            fixed (double* partialStart = partials)
+            {
+                nint address = (nint)data, keyAddress = (nint)keyStart, bitAddress = (nint)bitStart, partialAddress = (nint)partialStart;
+                // Chunks start at multiples of 64 elements: each writes whole bytes of its own.
+                ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+                    ReductionKernels.SumsOfSquaresWhereKept((float*)address + start, rowStride, rows, (int*)keyAddress + start, size,
+                        new KeptByKey(keep, start, size), (byte*)bitAddress + start / 8, (double*)partialAddress + (long)chunk * rows));
+            }
+            for (int k = 0; k < rows; k++)
+            {
+                double total = 0;
+                for (int chunk = 0; chunk < chunks; chunk++)
+                    total += partials[chunk * rows + k];
+                sums[k] += total;
+            }
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(partials);
+        }
+    }
+
+    /// <inheritdoc />
+    public void SignErasedMixOntoBaseWhereKept(Span<float> stackedDeltas, ReadOnlySpan<ulong> keptBits, ReadOnlySpan<float> weights,
+        float divisorFloor, ReadOnlySpan<float> baseline, Span<float> output)
+    {
+        int length = output.Length;
+        RequireStacked(stackedDeltas.Length, weights.Length, length, nameof(stackedDeltas));
+        RequireSameLength(length, baseline.Length, nameof(baseline));
+        if (keptBits.Length < SelectionBits.WordCount(length))
+            throw new ArgumentException($"Expected {SelectionBits.WordCount(length)} words for {length} elements, got {keptBits.Length}.", nameof(keptBits));
+        float[] weightCopy = weights.ToArray();
+        fixed (float* source = stackedDeltas)
+        fixed (ulong* bitStart = keptBits)
+        fixed (float* baseStart = baseline)
+        fixed (float* destination = output)
+        {
+            nint sourceAddress = (nint)source, bitAddress = (nint)bitStart, baseAddress = (nint)baseStart, destinationAddress = (nint)destination;
+            ChunkedParallel.ForEachChunk(length, _parallel, (chunk, start, size) =>
+                MethodKernels.SignErasedMixOntoBaseWhereKept((float*)sourceAddress + start, length, weightCopy, divisorFloor,
+                    (byte*)bitAddress + start / 8, (float*)baseAddress + start, (float*)destinationAddress + start, size));
+        }
+    }
+
     /// <summary>Rows of a stacked input whose row length is the output's; at least one when there is data.</summary>
     internal static int RowsOf(int stackedLength, int rowLength, string parameter)
     {

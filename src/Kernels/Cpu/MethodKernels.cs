@@ -446,7 +446,16 @@ internal static unsafe class MethodKernels
     /// </summary>
     public static void SignErasedMixOntoBase(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
         float* selector, float* baseline, float* output, int count) =>
-        SignErasedMixOntoBase(deltas, rowLength, weights, divisorFloor, selector, baseline, output, count, Vector512.IsHardwareAccelerated);
+        SignErasedMixOntoBase(deltas, rowLength, weights, divisorFloor, selector, null, baseline, output, count, Vector512.IsHardwareAccelerated);
+
+    /// <summary>
+    /// <see cref="SignErasedMixOntoBase(float*, long, ReadOnlySpan{float}, float, float*, float*, float*, int)"/> with the
+    /// selection read from its bits (bit i of byte ⌊i / 8⌋ of <paramref name="keptBits"/> set: kept), not from a float
+    /// selector: a sixteenth of a bit per element instead of four bytes.
+    /// </summary>
+    public static void SignErasedMixOntoBaseWhereKept(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
+        byte* keptBits, float* baseline, float* output, int count) =>
+        SignErasedMixOntoBase(deltas, rowLength, weights, divisorFloor, null, keptBits, baseline, output, count, Vector512.IsHardwareAccelerated);
 
     /// <summary>
     /// <see cref="SignErasedMixOntoBase(float*, long, ReadOnlySpan{float}, float, float*, float*, float*, int)"/> with
@@ -455,7 +464,7 @@ internal static unsafe class MethodKernels
     /// division and comparisons do not depend on the width, so the split points never change a bit (tests call both).
     /// </summary>
     internal static void SignErasedMixOntoBase(float* deltas, long rowLength, ReadOnlySpan<float> weights, float divisorFloor,
-        float* selector, float* baseline, float* output, int count, bool wide)
+        float* selector, byte* keptBits, float* baseline, float* output, int count, bool wide)
     {
         int rows = weights.Length;
         int i = 0;
@@ -466,7 +475,8 @@ internal static unsafe class MethodKernels
             Vector512<float> firstWeight = Vector512.Create(weights[0]), secondWeight = Vector512.Create(weights[1]);
             for (; i <= count - Vector512<float>.Count; i += Vector512<float>.Count)
             {
-                Vector512<float> dropped = selector == null ? Vector512<float>.Zero : Vector512.Equals(Vector512.Load(selector + i), Vector512<float>.Zero);
+                Vector512<float> dropped = selector != null ? Vector512.Equals(Vector512.Load(selector + i), Vector512<float>.Zero)
+                    : keptBits != null ? KeptBitLanes.Drops512(keptBits, i) : Vector512<float>.Zero;
                 Vector512<float> first = Vector512.ConditionalSelect(dropped, Vector512<float>.Zero, Vector512.Load(deltas + i));
                 Vector512<float> second = Vector512.ConditionalSelect(dropped, Vector512<float>.Zero, Vector512.Load(deltas + rowLength + i));
                 Vector512<float> positive = Vector512.GreaterThanOrEqual(Vector512<float>.Zero + first + second, Vector512<float>.Zero);
@@ -485,7 +495,8 @@ internal static unsafe class MethodKernels
             var floor = Vector512.Create(divisorFloor);
             for (; i <= count - Vector512<float>.Count; i += Vector512<float>.Count)
             {
-                Vector512<float> dropped = selector == null ? Vector512<float>.Zero : Vector512.Equals(Vector512.Load(selector + i), Vector512<float>.Zero);
+                Vector512<float> dropped = selector != null ? Vector512.Equals(Vector512.Load(selector + i), Vector512<float>.Zero)
+                    : keptBits != null ? KeptBitLanes.Drops512(keptBits, i) : Vector512<float>.Zero;
                 Vector512<float> sum = Vector512<float>.Zero;
                 for (int k = 0; k < rows; k++)
                     sum += Vector512.ConditionalSelect(dropped, Vector512<float>.Zero, Vector512.Load(deltas + k * rowLength + i));
@@ -510,7 +521,8 @@ internal static unsafe class MethodKernels
             for (; i <= count - Vector<float>.Count; i += Vector<float>.Count)
             {
                 // Where the selector is zero every δ reads as +0 (ClearWhereZero's select), all other lanes as they are.
-                Vector<int> dropped = selector == null ? Vector<int>.Zero : Vector.Equals(Vector.Load(selector + i), Vector<float>.Zero);
+                Vector<int> dropped = selector != null ? Vector.Equals(Vector.Load(selector + i), Vector<float>.Zero)
+                    : keptBits != null ? KeptBitLanes.Drops(keptBits, i) : Vector<int>.Zero;
                 Vector<float> sum = Vector<float>.Zero;
                 for (int k = 0; k < rows; k++)
                     sum += Vector.ConditionalSelect(dropped, Vector<float>.Zero, Vector.Load(deltas + k * rowLength + i));
@@ -532,7 +544,7 @@ internal static unsafe class MethodKernels
 
         for (; i < count; i++)
         {
-            bool dropped = selector != null && selector[i] == 0f;
+            bool dropped = selector != null ? selector[i] == 0f : keptBits != null && KeptBitLanes.Drops1(keptBits, i);
             float sum = 0f;
             for (int k = 0; k < rows; k++)
                 sum += dropped ? 0f : deltas[k * rowLength + i];
@@ -558,8 +570,21 @@ internal static unsafe class MethodKernels
         fixed (float* selectorStart = selector)
         fixed (float* baseStart = baseline)
         fixed (float* destination = output)
-            SignErasedMixOntoBase(deltas, output.Length, weights, divisorFloor, selector.IsEmpty ? null : selectorStart, baseStart,
+            SignErasedMixOntoBase(deltas, output.Length, weights, divisorFloor, selector.IsEmpty ? null : selectorStart, null, baseStart,
                 destination, output.Length, wide);
+    }
+
+    /// <summary>Span form of the mix onto the base through selection bits, for tests: one chunk of all of <paramref name="output"/>.</summary>
+    internal static void SignErasedMixOntoBaseWhereKept(ReadOnlySpan<float> stackedDeltas, ReadOnlySpan<ulong> keptBits, ReadOnlySpan<float> weights,
+        float divisorFloor, ReadOnlySpan<float> baseline, Span<float> output, bool wide)
+    {
+        if (keptBits.Length < SelectionBits.WordCount(output.Length))
+            throw new ArgumentException($"Expected {SelectionBits.WordCount(output.Length)} words for {output.Length} elements, got {keptBits.Length}.", nameof(keptBits));
+        fixed (float* deltas = stackedDeltas)
+        fixed (ulong* bits = keptBits)
+        fixed (float* baseStart = baseline)
+        fixed (float* destination = output)
+            SignErasedMixOntoBase(deltas, output.Length, weights, divisorFloor, null, (byte*)bits, baseStart, destination, output.Length, wide);
     }
 
     /// <summary>SCE's erase and mix: the elected sign's weights e_k, output = Σ δ_k·e_k / (Σ e_k floored).</summary>

@@ -117,6 +117,99 @@ internal static unsafe class ReductionKernels
         }
     }
 
+    /// <summary>
+    /// <see cref="SumsOfSquaresWhereSelected"/> with the selection tested on the keys of <paramref name="keys"/> against
+    /// <paramref name="keep"/> instead of read from a masked selector (the same lanes, order and bits for the same
+    /// selection), and written to <paramref name="bits"/> (byte ⌊i / 8⌋, bit i mod 8; null: not written) for the mix.
+    /// </summary>
+    public static void SumsOfSquaresWhereKept(float* x, long rowStride, int rows, int* keys, int count, in KeptByKey keep,
+        byte* bits, double* sums)
+    {
+        if (rows == 0)
+        {
+            if (bits != null) PackKept(keys, count, keep, bits);
+            return;
+        }
+        int k = 0;
+        for (; k + 1 < rows; k += 2)
+            SumOfSquaresWhereKeptPair(x + k * rowStride, x + (k + 1) * rowStride, keys, count, keep, k == 0 ? bits : null,
+                out sums[k], out sums[k + 1]);
+        if (k < rows)
+            sums[k] = SumOfSquaresWhereKept(x + k * rowStride, keys, count, keep, k == 0 ? bits : null);
+    }
+
+    /// <summary><see cref="SumOfSquaresWhereSelected"/>'s lanes and order, the selection tested on the keys.</summary>
+    private static double SumOfSquaresWhereKept(float* x, int* keys, int count, in KeptByKey keep, byte* bits)
+    {
+        Vector256<double> lower = Vector256<double>.Zero, upper = Vector256<double>.Zero;
+        int i = 0;
+        for (; i <= count - Vector256<float>.Count; i += Vector256<float>.Count)
+        {
+            Vector256<float> dropped = keep.Drops256(keys, i);
+            if (bits != null) bits[i >> 3] = (byte)~dropped.ExtractMostSignificantBits();
+            (Vector256<double> low, Vector256<double> high) = Vector256.Widen(Vector256.ConditionalSelect(dropped, Vector256<float>.Zero, Vector256.Load(x + i)));
+            lower += low * low;
+            upper += high * high;
+        }
+
+        double sum = HorizontalSum(lower + upper);
+        int tail = 0;
+        for (; i < count; i++)
+        {
+            bool isDropped = keep.Drops(i, keys[i]);
+            if (!isDropped) tail |= 1 << (i & 7);
+            float kept = isDropped ? 0f : x[i];
+            sum += (double)kept * kept;
+        }
+        if (bits != null && (count & 7) != 0) bits[count >> 3] = (byte)tail;
+        return sum;
+    }
+
+    /// <summary>Two rows of <see cref="SumsOfSquaresWhereKept"/> in one sweep (<see cref="SumOfSquaresWhereSelectedPair"/>'s chains).</summary>
+    private static void SumOfSquaresWhereKeptPair(float* x, float* y, int* keys, int count, in KeptByKey keep, byte* bits,
+        out double xSum, out double ySum)
+    {
+        Vector256<double> xLower = Vector256<double>.Zero, xUpper = Vector256<double>.Zero;
+        Vector256<double> yLower = Vector256<double>.Zero, yUpper = Vector256<double>.Zero;
+        int i = 0;
+        for (; i <= count - Vector256<float>.Count; i += Vector256<float>.Count)
+        {
+            Vector256<float> dropped = keep.Drops256(keys, i);
+            if (bits != null) bits[i >> 3] = (byte)~dropped.ExtractMostSignificantBits();
+            (Vector256<double> xLow, Vector256<double> xHigh) = Vector256.Widen(Vector256.ConditionalSelect(dropped, Vector256<float>.Zero, Vector256.Load(x + i)));
+            (Vector256<double> yLow, Vector256<double> yHigh) = Vector256.Widen(Vector256.ConditionalSelect(dropped, Vector256<float>.Zero, Vector256.Load(y + i)));
+            xLower += xLow * xLow;
+            xUpper += xHigh * xHigh;
+            yLower += yLow * yLow;
+            yUpper += yHigh * yHigh;
+        }
+
+        xSum = HorizontalSum(xLower + xUpper);
+        ySum = HorizontalSum(yLower + yUpper);
+        int tail = 0;
+        for (; i < count; i++)
+        {
+            bool isDropped = keep.Drops(i, keys[i]);
+            if (!isDropped) tail |= 1 << (i & 7);
+            float xKept = isDropped ? 0f : x[i], yKept = isDropped ? 0f : y[i];
+            xSum += (double)xKept * xKept;
+            ySum += (double)yKept * yKept;
+        }
+        if (bits != null && (count & 7) != 0) bits[count >> 3] = (byte)tail;
+    }
+
+    /// <summary>Only the bits of <see cref="SumsOfSquaresWhereKept"/> (no rows to sum).</summary>
+    private static void PackKept(int* keys, int count, in KeptByKey keep, byte* bits)
+    {
+        for (int start = 0; start < count; start += 8)
+        {
+            int tail = 0;
+            for (int i = start; i < Math.Min(count, start + 8); i++)
+                if (!keep.Drops(i, keys[i])) tail |= 1 << (i & 7);
+            bits[start >> 3] = (byte)tail;
+        }
+    }
+
     public static double SumOfAbs(float* x, int count)
     {
         Vector256<double> lower = Vector256<double>.Zero;

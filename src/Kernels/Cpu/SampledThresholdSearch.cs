@@ -148,11 +148,11 @@ public sealed unsafe class SampledThresholdSearch
         }
         else if (!_missed && _counts is null && _rank >= _countBelow && _rank < _countBelow + _gatheredCount)
         {
+            // A radix select on key − low (digits from the top of the bracket's width: two passes for a bracket of up to
+            // 2^22 keys), not on all 31 bits of the keys (three passes, once per tensor, so mostly in unoptimized code).
             int count = (int)_gatheredCount;
-            int[] equalPerChunk = new int[Math.Max(1, ChunkedParallel.ChunkCount(count))];
-            MagnitudeRank inner;
-            fixed (int* keys = _gathered)
-                inner = MagnitudeSelect.SelectByRadix((float*)keys, count, _rank - _countBelow, new ParallelOptions(), equalPerChunk);
+            Span<int> equalPerChunk = stackalloc int[1];
+            MagnitudeRank inner = BracketSelect.Select(_gathered, count, [count], 1, _low, _high, _rank - _countBelow, equalPerChunk);
             long above = _length - _countBelow - inner.CountBelow - inner.CountEqual;
             Finish(inner.Key, _keep - above, _countBelow + inner.CountBelow);
         }

@@ -330,6 +330,50 @@ public sealed class MethodKernelsTests
         }, s_sizes);
     }
 
+    /// <summary>
+    /// SCE's selection as a cut (the interface defaults on the GPU: the top-k masks the variances and answers "not zero",
+    /// the energies and the mix go through a selector) gives the CPU's selection, bits, energies and mix.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(GpuShapes.All), MemberType = typeof(GpuShapes))]
+    public void SCE_cut_kernels_match_cpu(string shape)
+    {
+        IMergeKernels gpu = GpuShapes.Get(shape);
+        int seed = TestData.NewSeed();
+        float[] weights = [0.3f, 0.7f];
+        MethodKernelInputs.ForEach(seed, 4, (context, data, n) =>
+        {
+            string where = $"{shape} {context}";
+            float[] stacked = data[..(2 * n)], variance = data[(2 * n)..(3 * n)], baseline = data[(3 * n)..];
+            foreach (long k in new[] { 0L, 1, n / 3, n })
+            {
+                float[] cpuKeys = (float[])variance.Clone(), gpuKeys = (float[])variance.Clone();
+                MagnitudeKeep cpuKeep = _cpu.SelectTopKCut(cpuKeys, k), gpuKeep = gpu.SelectTopKCut(gpuKeys, k);
+                double[] cpuSums = [1, 2], gpuSums = [1, 2];
+                ulong[] cpuBits = new ulong[SelectionBits.WordCount(n)], gpuBits = new ulong[SelectionBits.WordCount(n)];
+                _cpu.AddSumsOfSquaresWhereKept((float[])stacked.Clone(), n, cpuKeys, cpuKeep, cpuSums, cpuBits);
+                gpu.AddSumsOfSquaresWhereKept((float[])stacked.Clone(), n, gpuKeys, gpuKeep, gpuSums, gpuBits);
+                Assert.True(cpuBits.AsSpan().SequenceEqual(gpuBits), $"{where}, k {k}: selection bits vs cpu");
+                for (int r = 0; r < 2; r++)
+                    Assert.True(double.IsNaN(cpuSums[r]) ? double.IsNaN(gpuSums[r]) : BitConverter.DoubleToInt64Bits(cpuSums[r]) == BitConverter.DoubleToInt64Bits(gpuSums[r]),
+                        $"{where}, k {k}, row {r}: {gpuSums[r]:R} vs cpu {cpuSums[r]:R}");
+                float[] cpu = new float[n], actual = new float[n];
+                _cpu.SignErasedMixOntoBaseWhereKept((float[])stacked.Clone(), cpuBits, weights, 1e-6f, baseline, cpu);
+                gpu.SignErasedMixOntoBaseWhereKept((float[])stacked.Clone(), cpuBits, weights, 1e-6f, baseline, actual);
+                BitAssert.Equal(cpu, actual, $"{where}, k {k}: mix vs cpu");
+            }
+            int key = n == 0 ? 0 : BitConverter.SingleToInt32Bits(variance[n / 2]) & 0x7FFFFFFF;
+            foreach (long ties in new[] { 0L, 1, 3, long.MaxValue / 2 })
+            {
+                MagnitudeKeep cpuCut = _cpu.CutAboveMagnitude(variance, key, ties, out long cpuTies);
+                MagnitudeKeep gpuCut = gpu.CutAboveMagnitude(variance, key, ties, out long gpuTies);
+                Assert.Equal(cpuTies, gpuTies);
+                for (int i = 0; i < n; i++)
+                    Assert.True(cpuCut.Keeps(i, variance[i]) == gpuCut.Keeps(i, variance[i]), $"{where}, ties {ties}, element {i}");
+            }
+        }, s_sizes);
+    }
+
     [Theory]
     [MemberData(nameof(GpuShapes.All), MemberType = typeof(GpuShapes))]
     public void Inputs_that_are_not_whole_rows_or_of_equal_length_are_rejected(string shape)
