@@ -33,10 +33,16 @@ internal static unsafe class MagnitudeRankSampling
 
         /// <summary>(key, position) pairs: the sorted half and the radix sort's scratch half.</summary>
         public readonly ulong[] Order = new ulong[2 * length];
-        public readonly uint[] Keys = new uint[length];
+        public readonly uint[] Keys = new uint[length + 16]; // 16 spare: whole-vector loads of the last keys
         public readonly uint[] Words = new uint[length];
         /// <summary>Positions whose draw needs the rank (16 spare entries: the compress stores whole vectors).</summary>
         public readonly int[] Open = new int[length + 16];
+        /// <summary>The keys of the open draws, beside <see cref="Open"/> (<see cref="PivotRankSampling"/>).</summary>
+        public readonly uint[] OpenKeys = new uint[length + 16];
+        /// <summary>The uniforms of the open draws, beside <see cref="Open"/> (<see cref="PivotRankSampling"/>).</summary>
+        public readonly float[] OpenUniforms = new float[length + 16];
+        /// <summary>Open draws that their range of positions drops (<see cref="PivotRankSampling"/>).</summary>
+        public readonly int[] Drops = new int[length + 16];
         /// <summary>Each element's bucket.</summary>
         public readonly int[] Digits = new int[length];
         /// <summary>Each element's index among its bucket's members, then (when every element is placed) its sorted position.</summary>
@@ -114,6 +120,8 @@ internal static unsafe class MagnitudeRankSampling
     private static float Probability(int position, float span, in Probabilities probabilities) =>
         probabilities.Low + position / span * 2f * probabilities.Epsilon;
 
+    private static readonly bool s_pivots = Environment.GetEnvironmentVariable("WELD_DELLA_PIVOTS") != "0";
+
     /// <summary>Below this length the bucket counts cost more than they save: the whole fiber is sorted.</summary>
     internal const int BucketMinimum = 512;
 
@@ -134,6 +142,12 @@ internal static unsafe class MagnitudeRankSampling
                 PhiloxStreamWords.Fill(key, tensorFirst, words, length, width);
             else
                 StridedWords(key, tensorFirst, length, stride, words);
+            if (stride == 1 && width == PhiloxWidth.Avx512 && PivotRankSampling.IsSupported && s_pivots)
+            {
+                PivotRankSampling.Sample(fiber, length, keys, words, keepBelow, dropFrom, scratch.PositionProbabilities(length, probabilities),
+                    probabilities, scratch);
+                return;
+            }
             int opened = Decide(fiber, length, stride, words, keepBelow, dropFrom, open, width);
             if (opened == 0)
                 return;
