@@ -22,6 +22,17 @@ namespace Weld.Kernels.Cpu;
 /// </remarks>
 internal static unsafe class MagnitudeRankSampling
 {
+    /// <summary>How the open draws get their ranks (for tests: each path on any data; the kernels choose per fiber).</summary>
+    internal enum OpenDrawPath
+    {
+        /// <summary>Pivot counts for a contiguous fiber of up to <see cref="PivotRankSampling.LongestFiber"/> whose pivot sample has no repeated key, else buckets.</summary>
+        Chosen,
+        /// <summary>Always the buckets.</summary>
+        Buckets,
+        /// <summary>Pivot counts for every contiguous fiber of at least <see cref="PivotRankSampling.ShortestFiber"/> on AVX-512, whatever its keys.</summary>
+        Pivots,
+    }
+
     /// <summary>The keep probabilities of one call (they do not depend on the fiber).</summary>
     public readonly record struct Probabilities(float Low, float Epsilon, float Single, bool Divide);
 
@@ -80,28 +91,29 @@ internal static unsafe class MagnitudeRankSampling
     /// </summary>
     public static void SampleFiber(float* values, long first, int length, int stride, in Probabilities probabilities,
         PhiloxKey key, long firstIndex, Scratch scratch) =>
-        SampleFiber(values, first, length, stride, probabilities, key, firstIndex, scratch, PhiloxVectorBlocks.Widest);
+        SampleFiber(values, first, length, stride, probabilities, key, firstIndex, scratch, PhiloxVectorBlocks.Widest, OpenDrawPath.Chosen);
 
     /// <summary>
     /// <see cref="SampleFiber(float*, long, int, int, in Probabilities, PhiloxKey, long, Scratch)"/> on the vector
     /// instructions of <paramref name="width"/> (the Philox words, the sure-draw decision and the bucket starts; for tests: every width the CPU
-    /// runs gives the same bits).
+    /// runs gives the same bits) and with the open draws ranked by <paramref name="path"/>.
     /// </summary>
     internal static void SampleFiber(float* values, long first, int length, int stride, in Probabilities probabilities,
-        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width)
+        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width, OpenDrawPath path)
     {
         if (length >= BucketMinimum && !probabilities.Divide && float.IsFinite(probabilities.Low) && float.IsFinite(probabilities.Epsilon))
-            SampleByBuckets(values, first, length, stride, probabilities, key, firstIndex, scratch, width);
+            SampleByBuckets(values, first, length, stride, probabilities, key, firstIndex, scratch, width, path);
         else
             SampleBySort(values, first, length, stride, probabilities, key, firstIndex, scratch.Order);
     }
 
     /// <summary>
     /// Every fiber of <paramref name="values"/> (as <see cref="IMergeKernels.SampleByMagnitudeRank"/> lays them out) on
-    /// one thread with the instructions of <paramref name="width"/> (for tests: each width against the reference).
+    /// one thread with the instructions of <paramref name="width"/> and the open draws ranked by <paramref name="path"/>
+    /// (for tests: each width and path against the reference).
     /// </summary>
     internal static void SampleFibers(Span<float> values, int length, int stride, in Probabilities probabilities, PhiloxKey key,
-        long firstIndex, PhiloxWidth width)
+        long firstIndex, PhiloxWidth width, OpenDrawPath path = OpenDrawPath.Chosen)
     {
         if (!PhiloxVectorBlocks.IsSupported(width))
             throw new PlatformNotSupportedException($"this CPU lacks the {width} instructions");
@@ -111,7 +123,7 @@ internal static unsafe class MagnitudeRankSampling
             for (long fiber = 0; fiber < fibers; fiber++)
             {
                 long first = fiber / stride * length * stride + fiber % stride;
-                SampleFiber(data, first, length, stride, probabilities, key, firstIndex, scratch, width);
+                SampleFiber(data, first, length, stride, probabilities, key, firstIndex, scratch, width, path);
             }
     }
 
@@ -120,14 +132,12 @@ internal static unsafe class MagnitudeRankSampling
     private static float Probability(int position, float span, in Probabilities probabilities) =>
         probabilities.Low + position / span * 2f * probabilities.Epsilon;
 
-    private static readonly bool s_pivots = Environment.GetEnvironmentVariable("WELD_DELLA_PIVOTS") != "0";
-
     /// <summary>Below this length the bucket counts cost more than they save: the whole fiber is sorted.</summary>
     internal const int BucketMinimum = 512;
 
     /// <summary>Rank only where the draw needs it (no inverse-probability rescale, finite probabilities).</summary>
     private static void SampleByBuckets(float* values, long first, int length, int stride, in Probabilities probabilities,
-        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width)
+        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width, OpenDrawPath path)
     {
         float span = length - 1;
         float p0 = Probability(0, span, probabilities), pLast = Probability(length - 1, span, probabilities);
@@ -142,11 +152,19 @@ internal static unsafe class MagnitudeRankSampling
                 PhiloxStreamWords.Fill(key, tensorFirst, words, length, width);
             else
                 StridedWords(key, tensorFirst, length, stride, words);
-            if (stride == 1 && width == PhiloxWidth.Avx512 && PivotRankSampling.IsSupported && s_pivots)
+            // Spread keys (a pivot sample without a repeated key): the open draws by pivot counts, no histogram. Crowded
+            // keys (bf16 task vectors: a few keys hold most elements) leave too many draws open there; they take the
+            // one-key buckets below. The choice is speed only: both give the same bits.
+            if (stride == 1 && width == PhiloxWidth.Avx512 && path != OpenDrawPath.Buckets && PivotRankSampling.IsSupported
+                && length >= PivotRankSampling.ShortestFiber && (path == OpenDrawPath.Pivots || length <= PivotRankSampling.LongestFiber))
             {
-                PivotRankSampling.Sample(fiber, length, keys, words, keepBelow, dropFrom, scratch.PositionProbabilities(length, probabilities),
-                    probabilities, scratch);
-                return;
+                uint* pivots = stackalloc uint[PivotRankSampling.Pivots + 1];
+                if (PivotRankSampling.SamplePivots(keys, length, pivots) || path == OpenDrawPath.Pivots)
+                {
+                    PivotRankSampling.Sample(fiber, length, keys, words, keepBelow, dropFrom,
+                        scratch.PositionProbabilities(length, probabilities), pivots, scratch);
+                    return;
+                }
             }
             int opened = Decide(fiber, length, stride, words, keepBelow, dropFrom, open, width);
             if (opened == 0)

@@ -8,65 +8,93 @@ namespace Weld.Kernels.Cpu;
 
 /// <summary>
 /// The open draws of one fiber of <see cref="MagnitudeRankSampling"/> decided from pivot counts instead of a histogram
-/// (AVX-512, contiguous fibers).
+/// (AVX-512, contiguous fibers with spread keys).
 /// </summary>
 /// <remarks>
-/// Fifteen pivots P_0 ≤ … ≤ P_14 (keys of the fiber at a fixed stride, sorted: they choose the speed, never the result)
-/// and below(k) = #(keys &lt; P_k), counted by vector compares with no stores. An element whose key x lies in
-/// [P_{k−1}, P_k) has its sorted position s in [below(k − 1), below(k) − 1] (below(−1) = 0, below(15) = n): every key
-/// below P_{k−1} sorts before it, and it sorts before every key from P_k up. p is monotone in s, so when the draw is on
-/// one side of p at both ends of that range the range decides it, as for a bucket of <see cref="MagnitudeRankSampling"/>.
-/// The few draws p crosses inside their range get their exact position by one vector scan of the keys,
-/// s = #(j &lt; r: key_j ≤ x) + #(j ≥ r: key_j &lt; x), or, for a key equal to its range's lower pivot (a crowded key
-/// of bf16 data, which the stride sample hits), s = below(k − 1) + #(j &lt; r: key_j = x).
+/// Thirty-one pivots P_0 ≤ … ≤ P_30 (keys of the fiber at a fixed stride, sorted: they choose the speed, never the
+/// result) and below(k) = #(keys &lt; P_k), counted by vector compares with no stores (P_31 is a sentinel above every
+/// key: below(31) = n). An element whose key x lies in [P_{k−1}, P_k) has its sorted position s in
+/// [below(k − 1), below(k) − 1] (below(−1) = 0): every key below P_{k−1} sorts before it, and it sorts before every key
+/// from P_k up. p is monotone in s, so when the draw is on one side of p at both ends of that range the range decides
+/// it, as a bucket's range does in <see cref="MagnitudeRankSampling"/>. The draws p crosses inside their range (≈ 6 % of
+/// the open ones on spread keys) get their exact position by one vector scan of the keys,
+/// s = #(j &lt; r: key_j ≤ x) + #(j ≥ r: key_j &lt; x). Crowded keys make wide ranges (a key holding 5 % of the fiber is
+/// a range of 5 % however many pivots), so fibers whose pivot sample repeats a key take the one-key buckets instead.
 /// </remarks>
 internal static unsafe class PivotRankSampling
 {
     /// <summary>Pivots per fiber: 31 and the sentinel fill two 512-bit registers, so a range is one two-table permute away.</summary>
     public const int Pivots = 31;
-    public static readonly int Stop = int.Parse(Environment.GetEnvironmentVariable("STOP") ?? "0");
-    public static readonly long[] Stats = new long[4];
+
+    /// <summary>
+    /// The longest fiber the kernels rank this way: the exact counts cost a scan of the fiber per draw left open, and
+    /// a fixed number of pivots leaves a fixed share open, so their cost grows with the square of the length (measured on
+    /// spread keys: 1.5× faster than the buckets at 2,048, even at 8,192).
+    /// </summary>
+    public const int LongestFiber = 4096;
+
+    /// <summary>The shortest fiber this path takes (the pivot sample must hold distinct positions).</summary>
+    public const int ShortestFiber = 2 * Pivots;
 
     /// <summary>Whether this path runs here: AVX-512 lanes (the compress stores and the 32-entry range tables).</summary>
     public static bool IsSupported => Avx512F.IsSupported && Vector512.IsHardwareAccelerated;
 
+    /// <summary><see cref="SamplePivots(uint*, int, uint*)"/> on spans (for tests).</summary>
+    internal static bool SamplePivots(ReadOnlySpan<uint> keys, Span<uint> pivots)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(keys.Length, ShortestFiber);
+        ArgumentOutOfRangeException.ThrowIfLessThan(pivots.Length, Pivots + 1);
+        fixed (uint* k = keys)
+        fixed (uint* p = pivots)
+            return SamplePivots(k, keys.Length, p);
+    }
+
+    /// <summary>
+    /// Keys at a fixed stride of the fiber, sorted, into pivots[0..31), and the sentinel above every key into pivots[31];
+    /// returns whether no key repeats (spread keys: this path is the faster one).
+    /// </summary>
+    public static bool SamplePivots(uint* keys, int length, uint* pivots)
+    {
+        bool distinct = true;
+        for (int i = 0; i < Pivots; i++)
+        {
+            uint key = keys[(long)(2 * i + 1) * length / (2 * Pivots)];
+            int j = i;
+            for (; j > 0 && pivots[j - 1] > key; j--)
+                pivots[j] = pivots[j - 1];
+            distinct &= j == 0 || pivots[j - 1] != key;
+            pivots[j] = key;
+        }
+        pivots[Pivots] = uint.MaxValue; // keys are at most 0x7FFFFFFF: below(31) = n
+        return distinct;
+    }
+
     /// <summary>
     /// Keeps the fiber's elements whose draw is below <paramref name="keepBelow"/>, zeroes those at or above
-    /// <paramref name="dropFrom"/> and decides the rest by their sorted position (contiguous fiber of
-    /// <paramref name="length"/> ≥ 64; <paramref name="p"/> the keep probability of every sorted position).
+    /// <paramref name="dropFrom"/> and decides the rest by their sorted position (a contiguous fiber of at least
+    /// <see cref="ShortestFiber"/>; <paramref name="keys"/> its magnitude keys with 16 spare entries after them,
+    /// <paramref name="words"/> its Philox words, <paramref name="p"/> the keep probability of every sorted position,
+    /// <paramref name="pivots"/> from <see cref="SamplePivots(uint*, int, uint*)"/>).
     /// </summary>
     public static void Sample(float* fiber, int length, uint* keys, uint* words, float keepBelow, float dropFrom, float* p,
-        in MagnitudeRankSampling.Probabilities probabilities, MagnitudeRankSampling.Scratch scratch)
+        uint* pivots, MagnitudeRankSampling.Scratch scratch)
     {
-        fixed (int* open = scratch.Open)
+        fixed (int* open = scratch.Open, drops = scratch.Drops)
         fixed (uint* openKeys = scratch.OpenKeys)
         fixed (float* openUniforms = scratch.OpenUniforms)
         {
             int opened = ListOpen(fiber, length, words, keys, keepBelow, dropFrom, open, openKeys, openUniforms);
-            if (opened == 0 || Stop == 1)
+            if (opened == 0)
                 return;
-            uint* pivots = stackalloc uint[Pivots + 1];
             int* below = stackalloc int[Pivots + 1];
-            SamplePivots(keys, length, pivots);
             for (int k = 0; k < Pivots + 1; k += 8)
                 CountBelowEight(keys, length, pivots + k, below + k);
-            if (Stop == 2) return;
-            int undecided;
-            fixed (int* drops = scratch.Drops)
-            {
-                undecided = DecideByRange(open, openKeys, openUniforms, opened, pivots, below, p, drops, out int dropped);
-                for (int i = 0; i < dropped; i++)
-                    fiber[drops[i]] = 0f;
-            }
-            if (Stop == 3) return;
-            Stats[0]++; Stats[1] += opened; Stats[2] += undecided;
+            int undecided = DecideByRange(open, openKeys, openUniforms, opened, pivots, below, p, drops, out int dropped);
+            for (int i = 0; i < dropped; i++)
+                fiber[drops[i]] = 0f;
             for (int i = 0; i < undecided; i++)
-            {
-                int r = open[i];
-                int position = ExactPosition(keys, length, r, openKeys[i], pivots, below);
-                if (!(openUniforms[i] < p[position]))
-                    fiber[r] = 0f;
-            }
+                if (!(openUniforms[i] < p[ExactPosition(keys, length, open[i], openKeys[i])]))
+                    fiber[open[i]] = 0f;
         }
     }
 
@@ -107,35 +135,6 @@ internal static unsafe class PivotRankSampling
             }
         }
         return opened;
-    }
-
-    /// <summary>Keys at a fixed stride of the fiber, sorted, in pivots[0..31); pivots[31] the sentinel above every key.</summary>
-    private static void SamplePivots(uint* keys, int length, uint* pivots)
-    {
-        for (int i = 0; i < Pivots; i++)
-            Insert(pivots, i, keys[(long)(2 * i + 1) * length / (2 * Pivots)]);
-        if (s_pairs)
-        {
-            // A key sampled twice is crowded (bf16 data: a few keys hold most elements): its second pivot becomes the
-            // key above it, so that its equal keys fill a range of their own, [#(keys < Y), #(keys ≤ Y)).
-            for (int i = 1; i < Pivots; i++)
-                if (pivots[i] == pivots[i - 1] && (i < 2 || pivots[i - 1] != pivots[i - 2] + 1))
-                    pivots[i]++;
-            for (int i = 1; i < Pivots; i++)
-                Insert(pivots, i, pivots[i]);
-        }
-        pivots[Pivots] = uint.MaxValue; // above every key (keys are at most 0x7FFFFFFF): below(31) = n
-    }
-
-    private static readonly bool s_pairs = Environment.GetEnvironmentVariable("PAIRS") != "0";
-
-    /// <summary>Inserts <paramref name="key"/> into the sorted sorted[0..count).</summary>
-    private static void Insert(uint* sorted, int count, uint key)
-    {
-        int j = count;
-        for (; j > 0 && sorted[j - 1] > key; j--)
-            sorted[j] = sorted[j - 1];
-        sorted[j] = key;
     }
 
     /// <summary>counts[k] = #(keys &lt; pivots[k]) for eight pivots: compares and no stores (the keys array has 16 spare entries).</summary>
@@ -179,10 +178,10 @@ internal static unsafe class PivotRankSampling
     }
 
     /// <summary>
-    /// Decides the open draws whose range of positions [below(k − 1), below(k) − 1] has p on one side of the draw
-    /// (sixteen at a time: the range by compares against the pivots and two permutes, p at both ends computed as
-    /// <see cref="MagnitudeRankSampling"/>'s table is, in the same float32 operations); the rest stay listed at the
-    /// front, in order. Returns how many stay.
+    /// Decides the open draws whose range of positions [below(k − 1), below(k) − 1] has p on one side of the draw,
+    /// sixteen at a time: the range by a binary search over the pivots, p at both ends by permutes of 32-entry tables
+    /// taken from <paramref name="p"/>. The drops are listed in <paramref name="drops"/> (<paramref name="dropped"/> of
+    /// them), the undecided stay listed at the front of the open lists, in order; returns how many stay.
     /// </summary>
     private static int DecideByRange(int* open, uint* openKeys, float* openUniforms, int opened,
         uint* pivots, int* below, float* p, int* drops, out int dropped)
@@ -233,27 +232,9 @@ internal static unsafe class PivotRankSampling
 
     /// <summary>
     /// The sorted position of element <paramref name="r"/> (key <paramref name="x"/>), by one vector scan of the keys:
-    /// #(j &lt; r: key_j ≤ x) + #(j ≥ r: key_j &lt; x); for a key that is a pivot, below(k) + its equal keys before r,
-    /// counted on the shorter side of r when the next pivot is x + 1 (the key's equal count is then known).
+    /// #(j &lt; r: key_j ≤ x) + #(j ≥ r: key_j &lt; x) = #(j: key_j &lt; x + [j &lt; r]) (x + 1 ≤ 2³¹ does not wrap).
     /// </summary>
-    private static int ExactPosition(uint* keys, int length, int r, uint x, uint* pivots, int* below)
-    {
-        int range = 0;
-        while (pivots[range] <= x)
-            range++;
-        if (range > 0 && pivots[range - 1] == x)
-        {
-            Stats[3]++;
-            int less = below[range - 1];
-            if (pivots[range] == x + 1 && r > length / 2)
-                return below[range] - 1 - CountEqual(keys, r + 1, length, x);
-            return less + CountEqual(keys, 0, r, x);
-        }
-        return CountBelow(keys, length, r, x);
-    }
-
-    /// <summary>#(j &lt; r: key_j ≤ x) + #(j ≥ r: key_j &lt; x) = #(j: key_j &lt; x + [j &lt; r]).</summary>
-    private static int CountBelow(uint* keys, int length, int r, uint x)
+    private static int ExactPosition(uint* keys, int length, int r, uint x)
     {
         Vector512<uint> before = Vector512.Create(x + 1), after = Vector512.Create(x);
         Vector512<uint> a = default, b = default;
@@ -293,25 +274,6 @@ internal static unsafe class PivotRankSampling
             Vector512<uint> k = Vector512.ConditionalSelect(Vector512.LessThan(Vector512<uint>.Indices, Vector512.Create((uint)(length - j))),
                 Vector512.Load(keys + j), Vector512<uint>.AllBitsSet);
             b -= Vector512.LessThan(k, after);
-        }
-        return (int)Vector512.Sum(a + b);
-    }
-
-    /// <summary>#(j in [from, to): key_j = x).</summary>
-    private static int CountEqual(uint* keys, int from, int to, uint x)
-    {
-        Vector512<uint> xs = Vector512.Create(x);
-        Vector512<uint> a = default, b = default;
-        int j = from;
-        for (; j + 32 <= to; j += 32)
-        {
-            a -= Vector512.Equals(Vector512.Load(keys + j), xs);
-            b -= Vector512.Equals(Vector512.Load(keys + j + 16), xs);
-        }
-        for (; j < to; j += 16)
-        {
-            Vector512<uint> inside = Vector512.LessThan(Vector512<uint>.Indices, Vector512.Create((uint)(to - j)));
-            a -= Vector512.Equals(Vector512.Load(keys + j), xs) & inside;
         }
         return (int)Vector512.Sum(a + b);
     }
