@@ -159,7 +159,7 @@ internal static unsafe class MagnitudeRankSampling
                 && length >= PivotRankSampling.ShortestFiber && (path == OpenDrawPath.Pivots || length <= PivotRankSampling.LongestFiber))
             {
                 uint* pivots = stackalloc uint[PivotRankSampling.Pivots + 1];
-                if (PivotRankSampling.SamplePivots(keys, length, pivots) || path == OpenDrawPath.Pivots)
+                if (PivotRankSampling.SamplePivots(keys, length, pivots, stopAtRepeat: path == OpenDrawPath.Chosen) || path == OpenDrawPath.Pivots)
                 {
                     PivotRankSampling.Sample(fiber, length, keys, words, keepBelow, dropFrom,
                         scratch.PositionProbabilities(length, probabilities), pivots, scratch);

@@ -39,21 +39,22 @@ internal static unsafe class PivotRankSampling
     /// <summary>Whether this path runs here: AVX-512 lanes (the compress stores and the 32-entry range tables).</summary>
     public static bool IsSupported => Avx512F.IsSupported && Vector512.IsHardwareAccelerated;
 
-    /// <summary><see cref="SamplePivots(uint*, int, uint*)"/> on spans (for tests).</summary>
+    /// <summary><see cref="SamplePivots(uint*, int, uint*, bool)"/> on spans, the whole sample (for tests).</summary>
     internal static bool SamplePivots(ReadOnlySpan<uint> keys, Span<uint> pivots)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(keys.Length, ShortestFiber);
         ArgumentOutOfRangeException.ThrowIfLessThan(pivots.Length, Pivots + 1);
         fixed (uint* k = keys)
         fixed (uint* p = pivots)
-            return SamplePivots(k, keys.Length, p);
+            return SamplePivots(k, keys.Length, p, stopAtRepeat: false);
     }
 
     /// <summary>
     /// Keys at a fixed stride of the fiber, sorted, into pivots[0..31), and the sentinel above every key into pivots[31];
-    /// returns whether no key repeats (spread keys: this path is the faster one).
+    /// returns whether no key repeats (spread keys: this path is the faster one). With <paramref name="stopAtRepeat"/>
+    /// it returns false at the first repeat, pivots unfinished (bf16 task vectors repeat within ≈ 8 keys).
     /// </summary>
-    public static bool SamplePivots(uint* keys, int length, uint* pivots)
+    public static bool SamplePivots(uint* keys, int length, uint* pivots, bool stopAtRepeat)
     {
         bool distinct = true;
         for (int i = 0; i < Pivots; i++)
@@ -62,8 +63,13 @@ internal static unsafe class PivotRankSampling
             int j = i;
             for (; j > 0 && pivots[j - 1] > key; j--)
                 pivots[j] = pivots[j - 1];
-            distinct &= j == 0 || pivots[j - 1] != key;
             pivots[j] = key;
+            if (j > 0 && pivots[j - 1] == key)
+            {
+                if (stopAtRepeat)
+                    return false;
+                distinct = false;
+            }
         }
         pivots[Pivots] = uint.MaxValue; // keys are at most 0x7FFFFFFF: below(31) = n
         return distinct;
@@ -74,7 +80,7 @@ internal static unsafe class PivotRankSampling
     /// <paramref name="dropFrom"/> and decides the rest by their sorted position (a contiguous fiber of at least
     /// <see cref="ShortestFiber"/>; <paramref name="keys"/> its magnitude keys with 16 spare entries after them,
     /// <paramref name="words"/> its Philox words, <paramref name="p"/> the keep probability of every sorted position,
-    /// <paramref name="pivots"/> from <see cref="SamplePivots(uint*, int, uint*)"/>).
+    /// <paramref name="pivots"/> from <see cref="SamplePivots(uint*, int, uint*, bool)"/>, whole).
     /// </summary>
     public static void Sample(float* fiber, int length, uint* keys, uint* words, float keepBelow, float dropFrom, float* p,
         uint* pivots, MagnitudeRankSampling.Scratch scratch)
@@ -193,7 +199,7 @@ internal static unsafe class PivotRankSampling
         for (int k = 0; k <= Pivots; k++)
         {
             pFirsts[k] = p[k == 0 ? 0 : below[k - 1]];
-            pLasts[k] = p[below[k] - 1];
+            pLasts[k] = p[Math.Max(below[k] - 1, 0)]; // an empty range (below(k) = 0) is never any element's
         }
         Vector512<float> pFirstsLow = Vector512.Load(pFirsts), pFirstsHigh = Vector512.Load(pFirsts + 16);
         Vector512<float> pLastsLow = Vector512.Load(pLasts), pLastsHigh = Vector512.Load(pLasts + 16);
