@@ -16,7 +16,9 @@ namespace Weld.Kernels.Cpu;
 /// (each magnitude digit's own key has one; bf16 task vectors put nearly every element in such buckets) places its
 /// members in position order, s_r = start(bucket) + their index in it; a mixed bucket's range of sorted positions
 /// decides the draw unless p crosses it inside that range, and then s_r is counted exactly (the bucket's smaller keys
-/// and its equal keys before r) or, when many are open, every element is placed. When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is
+/// and its equal keys before r) or, when many are open, every element is placed. Contiguous fibers of spread keys (a
+/// stride sample without a repeated key; AVX-512) skip the histogram: <see cref="PivotRankSampling"/> ranges from pivot
+/// counts decide their open draws. When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is
 /// sorted (<see cref="SampleBySort"/>): an LSD radix sort on the 31 magnitude bits of (magnitude, position) pairs laid
 /// out in position order, which is stable and so gives exactly the order of a comparison sort of the pairs.
 /// </remarks>
