@@ -33,8 +33,7 @@ public sealed unsafe partial class CpuKernels
     /// <remarks>
     /// When a <see cref="ChunkedParallel.ChunkLength"/> chunk holds whole [length × stride] slabs, each chunk is summed,
     /// sampled and summed again while it is in cache: <see cref="SumOfAbs"/> adds the same per-chunk partials in the
-    /// same order, so the norms have its bits. Contiguous fibers on the bucket path sum inside the sampling's read of
-    /// the keys (<c>MagnitudeRankSampling.SampleContiguousWithNorms</c>). Otherwise the three calls.
+    /// same order, so the norms have its bits. Otherwise the three calls.
     /// </remarks>
     public (double Before, double After) SampleByMagnitudeRankWithNorms(Span<float> values, int fiberLength, int fiberStride,
         float lowProbability, float epsilon, float singleProbability, bool divideByProbability, PhiloxKey key, long firstIndex = 0)
@@ -51,11 +50,6 @@ public sealed unsafe partial class CpuKernels
         fixed (float* data = values)
         {
             nint address = (nint)data;
-            PhiloxWidth width = PhiloxVectorBlocks.Widest;
-            if (fiberStride == 1 && MagnitudeRankSampling.SamplesWithNorms(fiberLength, probabilities, width))
-                return WithChunkL1Norms(values, () => ScratchFor(fiberLength), (at, start, size, scratch) =>
-                    MagnitudeRankSampling.SampleContiguousWithNorms((float*)address, start, size / fiberLength, fiberLength,
-                        probabilities, key, firstIndex, scratch, width));
             return WithChunkL1Norms(values, () => ScratchFor(fiberLength), (at, start, size, scratch) =>
             {
                 double before = ReductionKernels.SumOfAbs(at, size);

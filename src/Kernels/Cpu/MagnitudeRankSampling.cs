@@ -129,150 +129,6 @@ internal static unsafe class MagnitudeRankSampling
             }
     }
 
-    /// <summary>
-    /// Whether <see cref="SampleContiguousWithNorms(float*, long, int, int, in Probabilities, PhiloxKey, long, Scratch, PhiloxWidth)"/> serves fibers of <paramref name="length"/> (contiguous, whole
-    /// vectors, the bucket path's probabilities, a vector width).
-    /// </summary>
-    internal static bool SamplesWithNorms(int length, in Probabilities probabilities, PhiloxWidth width) =>
-        length >= BucketMinimum && length % 16 == 0 && !probabilities.Divide && float.IsFinite(probabilities.Low)
-        && float.IsFinite(probabilities.Epsilon) && width != PhiloxWidth.Scalar && PhiloxVectorBlocks.IsSupported(width);
-
-    /// <summary>
-    /// Samples the <paramref name="fibers"/> contiguous fibers that start at flat index <paramref name="first"/> of
-    /// <paramref name="values"/> and returns <see cref="ReductionKernels.SumOfAbs"/> of the chunk before and after, with
-    /// its bits: the sums ride in the reads of the keys (each fiber's values before, the previous fiber's after), adding
-    /// the same groups of eight in the same order (<see cref="ReductionKernels.AbsSum"/>), so the two dependent chains
-    /// of double additions overlap that pass instead of taking two passes of their own. Only for
-    /// <see cref="SamplesWithNorms"/>.
-    /// </summary>
-    internal static (double Before, double After) SampleContiguousWithNorms(float* values, long first, int fibers, int length,
-        in Probabilities probabilities, PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width)
-    {
-        var before = new ReductionKernels.AbsSum();
-        var after = new ReductionKernels.AbsSum();
-        fixed (uint* keys = scratch.Keys)
-            for (int f = 0; f < fibers; f++)
-            {
-                long start = first + (long)f * length;
-                float* fiber = values + start;
-                uint maxKey = f == 0
-                    ? ReadKeysAndSum(fiber, length, keys, ref before, width)
-                    : ReadKeysAndSums(fiber, length, keys, ref before, fiber - length, ref after, width);
-                SampleByBuckets(values, start, length, 1, probabilities, key, firstIndex, scratch, width, OpenDrawPath.Chosen,
-                    keysRead: true, maxKeyRead: maxKey);
-            }
-        if (fibers > 0)
-        {
-            float* last = values + first + (long)(fibers - 1) * length;
-            for (int r = 0; r < length; r += 8)
-                after.Add(Vector256.Load(last + r));
-        }
-        return (before.Finish(null, 0), after.Finish(null, 0));
-    }
-
-    /// <summary><see cref="SampleContiguousWithNorms(float*, long, int, int, in Probabilities, PhiloxKey, long, Scratch, PhiloxWidth)"/> on one span of whole fibers (for tests: each width).</summary>
-    internal static (double Before, double After) SampleContiguousWithNorms(Span<float> values, int length, in Probabilities probabilities,
-        PhiloxKey key, long firstIndex, PhiloxWidth width)
-    {
-        if (!SamplesWithNorms(length, probabilities, width) || values.Length % length != 0)
-            throw new ArgumentException($"fibers of {length} with these probabilities on {width} do not sum inside the sampling");
-        fixed (float* data = values)
-            return SampleContiguousWithNorms(data, 0, values.Length / length, length, probabilities, key, firstIndex, new Scratch(length), width);
-    }
-
-    /// <summary><see cref="ReadKeys"/> of a contiguous fiber (a multiple of 16 long) adding its values to <paramref name="runningSum"/>.</summary>
-    private static uint ReadKeysAndSum(float* fiber, int length, uint* keys, ref ReductionKernels.AbsSum runningSum, PhiloxWidth width)
-    {
-        ReductionKernels.AbsSum sum = runningSum; // a local: its vectors stay in registers (a ref's fields go through memory)
-        uint max = ReadKeysAndSumLocal(fiber, length, keys, ref sum, width);
-        runningSum = sum;
-        return max;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint ReadKeysAndSumLocal(float* fiber, int length, uint* keys, ref ReductionKernels.AbsSum sum, PhiloxWidth width)
-    {
-        if (width == PhiloxWidth.Avx512 && Vector512.IsHardwareAccelerated)
-        {
-            Vector512<uint> magnitude = Vector512.Create(0x7FFFFFFFu), maxes = Vector512<uint>.Zero;
-            for (int r = 0; r < length; r += 16)
-            {
-                Vector512<float> x = Vector512.Load(fiber + r);
-                Vector512<uint> k = x.AsUInt32() & magnitude;
-                k.Store(keys + r);
-                maxes = Vector512.Max(maxes, k);
-                sum.Add(x.GetLower());
-                sum.Add(x.GetUpper());
-            }
-            return MaxLane(Vector256.Max(maxes.GetLower(), maxes.GetUpper()));
-        }
-        Vector256<uint> magnitude256 = Vector256.Create(0x7FFFFFFFu), maxes256 = Vector256<uint>.Zero;
-        for (int r = 0; r < length; r += 8)
-        {
-            Vector256<float> x = Vector256.Load(fiber + r);
-            Vector256<uint> k = x.AsUInt32() & magnitude256;
-            k.Store(keys + r);
-            maxes256 = Vector256.Max(maxes256, k);
-            sum.Add(x);
-        }
-        return MaxLane(maxes256);
-    }
-
-    /// <summary>
-    /// <see cref="ReadKeysAndSum"/>, also adding the (sampled) values of the previous fiber, <paramref name="previous"/>,
-    /// to <paramref name="runningPreviousSum"/>: two independent chains in one loop.
-    /// </summary>
-    private static uint ReadKeysAndSums(float* fiber, int length, uint* keys, ref ReductionKernels.AbsSum runningSum, float* previous,
-        ref ReductionKernels.AbsSum runningPreviousSum, PhiloxWidth width)
-    {
-        ReductionKernels.AbsSum sum = runningSum, previousSum = runningPreviousSum; // locals: in registers
-        uint max = ReadKeysAndSumsLocal(fiber, length, keys, ref sum, previous, ref previousSum, width);
-        runningSum = sum;
-        runningPreviousSum = previousSum;
-        return max;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint ReadKeysAndSumsLocal(float* fiber, int length, uint* keys, ref ReductionKernels.AbsSum sum, float* previous,
-        ref ReductionKernels.AbsSum previousSum, PhiloxWidth width)
-    {
-        if (width == PhiloxWidth.Avx512 && Vector512.IsHardwareAccelerated)
-        {
-            Vector512<uint> magnitude = Vector512.Create(0x7FFFFFFFu), maxes = Vector512<uint>.Zero;
-            for (int r = 0; r < length; r += 16)
-            {
-                Vector512<float> x = Vector512.Load(fiber + r), y = Vector512.Load(previous + r);
-                Vector512<uint> k = x.AsUInt32() & magnitude;
-                k.Store(keys + r);
-                maxes = Vector512.Max(maxes, k);
-                sum.Add(x.GetLower());
-                previousSum.Add(y.GetLower());
-                sum.Add(x.GetUpper());
-                previousSum.Add(y.GetUpper());
-            }
-            return MaxLane(Vector256.Max(maxes.GetLower(), maxes.GetUpper()));
-        }
-        Vector256<uint> magnitude256 = Vector256.Create(0x7FFFFFFFu), maxes256 = Vector256<uint>.Zero;
-        for (int r = 0; r < length; r += 8)
-        {
-            Vector256<float> x = Vector256.Load(fiber + r);
-            Vector256<uint> k = x.AsUInt32() & magnitude256;
-            k.Store(keys + r);
-            maxes256 = Vector256.Max(maxes256, k);
-            sum.Add(x);
-            previousSum.Add(Vector256.Load(previous + r));
-        }
-        return MaxLane(maxes256);
-    }
-
-    private static uint MaxLane(Vector256<uint> lanes)
-    {
-        uint max = 0;
-        for (int lane = 0; lane < 8; lane++)
-            max = Math.Max(max, lanes.GetElement(lane));
-        return max;
-    }
-
     /// <summary>The keep probability of sorted position <paramref name="position"/> (mergekit's float32 operation order).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Probability(int position, float span, in Probabilities probabilities) =>
@@ -283,7 +139,7 @@ internal static unsafe class MagnitudeRankSampling
 
     /// <summary>Rank only where the draw needs it (no inverse-probability rescale, finite probabilities).</summary>
     private static void SampleByBuckets(float* values, long first, int length, int stride, in Probabilities probabilities,
-        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width, OpenDrawPath path, bool keysRead = false, uint maxKeyRead = 0)
+        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width, OpenDrawPath path)
     {
         float span = length - 1;
         float p0 = Probability(0, span, probabilities), pLast = Probability(length - 1, span, probabilities);
@@ -292,7 +148,7 @@ internal static unsafe class MagnitudeRankSampling
         fixed (int* open = scratch.Open)
         {
             float* fiber = values + first;
-            uint maxKey = keysRead ? maxKeyRead : ReadKeys(fiber, length, stride, keys, width);
+            uint maxKey = ReadKeys(fiber, length, stride, keys, width);
             long tensorFirst = firstIndex + first;
             if (stride == 1)
                 PhiloxStreamWords.Fill(key, tensorFirst, words, length, width);
