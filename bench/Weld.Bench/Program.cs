@@ -40,7 +40,7 @@ if (args.Length >= 1 && args[0] == "dare-speed")
 // `... -- combine-speed` times the task-vector combine with the L1 factors as Scale passes and as pre-scales (one core, CPU time).
 if (args.Length >= 1 && args[0] == "combine-speed")
     return CombineSpeed.Run();
-// `... -- della-speed [FIBER_LENGTH...]` times DELLA's rank sampling on one core (ns/element, CPU time, best of 9).
+// `... -- della-speed [--float32] [FIBER_LENGTH...]` times DELLA's rank sampling on one core (ns/element, CPU time, best of 9).
 if (args.Length >= 1 && args[0] == "della-speed")
     return DellaSpeed.Run(args[1..]);
 // `... -- sce-speed` times SCE's variance, Σ δ² and mix on one core, out of cache and in cache (CPU time, best of 5).

@@ -231,6 +231,71 @@ public sealed class RankSamplingBucketTests
             }
     }
 
+    /// <summary>
+    /// The pivot-count path (AVX-512; the kernels take it for contiguous fibers of spread keys up to 4,096) on every
+    /// data kind, ties and crowded keys included, odd lengths (the last keys in a partial vector) and every edge of the
+    /// keep probability: ε 0 (nothing open), p falling, p from below 0 to above 1, every draw open (p from 0 to 1).
+    /// </summary>
+    [CpuWidthFact("Avx512")]
+    public void Pivot_path_matches_reference_bit_for_bit() =>
+        PathMatchesReference(MagnitudeRankSampling.OpenDrawPath.Pivots,
+            [(2, 512, 1), (1, 513, 1), (2, 1021, 1), (3, 2048, 1), (1, 4099, 1), (1, 8192, 1), (2, 600, 2)],
+            [(0.2f, 0.1f), (0.05f, 0.45f), (0.5f, 0f), (0.7f, -0.2f), (0f, 0.5f), (-0.1f, 0.6f), (0.3f, 1e-6f)]);
+
+    /// <summary>The path each fiber chooses (pivots for spread keys, one-key buckets for crowded ones) on every data kind.</summary>
+    [CpuWidthFact("Avx512")]
+    public void Chosen_path_matches_reference_bit_for_bit() =>
+        PathMatchesReference(MagnitudeRankSampling.OpenDrawPath.Chosen,
+            [(3, 2048, 1), (1, 1021, 1), (1, 4096, 1), (1, 4097, 1)],
+            [(0.2f, 0.1f), (0f, 0.5f), (0.7f, -0.2f)]);
+
+    private static void PathMatchesReference(MagnitudeRankSampling.OpenDrawPath path, (int Outer, int Length, int Stride)[] layouts,
+        (float Low, float Epsilon)[] settings)
+    {
+        int seed = TestData.NewSeed();
+        var random = new System.Random(seed);
+        var key = new PhiloxKey((ulong)seed * 0x9E3779B97F4A7C15ul, (uint)seed ^ 0x0F0F0F0Fu, 3);
+        foreach ((int outer, int length, int stride) in layouts)
+            foreach ((string kind, float[] values) in Kinds(random, outer * length * stride))
+            {
+                int[] positions = RankSamplingScalarReference.SortedPositions(values, length, stride);
+                foreach ((float low, float epsilon) in settings)
+                {
+                    long firstIndex = random.Next(2) == 0 ? 0 : 3;
+                    float[] expected = Reference(values, positions, length, low, epsilon, key, firstIndex);
+                    float[] actual = (float[])values.Clone();
+                    MagnitudeRankSampling.SampleFibers(actual, length, stride, new(low, epsilon, 0.5f, false), key, firstIndex,
+                        PhiloxWidth.Avx512, path);
+                    BitAssert.Identical(expected, actual,
+                        $"{path}, seed {seed}, [{outer}, {length}, {stride}], {kind}, low {low}, ε {epsilon}, first index {firstIndex}");
+                }
+            }
+    }
+
+    /// <summary>The pivot sample: sorted keys of the fiber, the sentinel last, and whether a key repeats (the path choice).</summary>
+    [Fact]
+    public void Pivot_sample_is_sorted_and_tells_crowded_keys()
+    {
+        var random = new System.Random(TestData.NewSeed());
+        foreach ((string kind, float[] values) in Kinds(random, 2048))
+        {
+            uint[] keys = Array.ConvertAll(values, v => BitConverter.SingleToUInt32Bits(v) & 0x7FFFFFFFu);
+            var pivots = new uint[PivotRankSampling.Pivots + 1];
+            bool distinct = PivotRankSampling.SamplePivots(keys, pivots);
+            var sample = new uint[PivotRankSampling.Pivots];
+            for (int i = 0; i < sample.Length; i++)
+                sample[i] = keys[(2 * i + 1) * keys.Length / (2 * PivotRankSampling.Pivots)];
+            Array.Sort(sample);
+            Assert.Equal(sample, pivots[..PivotRankSampling.Pivots]);
+            Assert.Equal(uint.MaxValue, pivots[PivotRankSampling.Pivots]);
+            Assert.Equal(sample.Distinct().Count() == sample.Length, distinct);
+            if (kind is "bf16 task vector" or "all equal magnitudes")
+                Assert.False(distinct, kind); // crowded keys: the one-key buckets
+            if (kind == "float32 normal")
+                Assert.True(distinct, kind);
+        }
+    }
+
     /// <summary><see cref="RankSamplingScalarReference.Sample"/> with the draws of tensor indices firstIndex + i.</summary>
     private static float[] Reference(float[] values, int[] positions, int length, float low, float epsilon, PhiloxKey key, long firstIndex)
     {

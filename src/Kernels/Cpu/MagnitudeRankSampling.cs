@@ -16,12 +16,25 @@ namespace Weld.Kernels.Cpu;
 /// (each magnitude digit's own key has one; bf16 task vectors put nearly every element in such buckets) places its
 /// members in position order, s_r = start(bucket) + their index in it; a mixed bucket's range of sorted positions
 /// decides the draw unless p crosses it inside that range, and then s_r is counted exactly (the bucket's smaller keys
-/// and its equal keys before r) or, when many are open, every element is placed. When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is
+/// and its equal keys before r) or, when many are open, every element is placed. Contiguous fibers of spread keys (a
+/// stride sample without a repeated key; AVX-512) skip the histogram: <see cref="PivotRankSampling"/> ranges from pivot
+/// counts decide their open draws. When every element needs its p (the inverse-probability rescale) or the fiber is short, the whole fiber is
 /// sorted (<see cref="SampleBySort"/>): an LSD radix sort on the 31 magnitude bits of (magnitude, position) pairs laid
 /// out in position order, which is stable and so gives exactly the order of a comparison sort of the pairs.
 /// </remarks>
 internal static unsafe class MagnitudeRankSampling
 {
+    /// <summary>How the open draws get their ranks (for tests: each path on any data; the kernels choose per fiber).</summary>
+    internal enum OpenDrawPath
+    {
+        /// <summary>Pivot counts for a contiguous fiber of up to <see cref="PivotRankSampling.LongestFiber"/> whose pivot sample has no repeated key, else buckets.</summary>
+        Chosen,
+        /// <summary>Always the buckets.</summary>
+        Buckets,
+        /// <summary>Pivot counts for every contiguous fiber of at least <see cref="PivotRankSampling.ShortestFiber"/> on AVX-512, whatever its keys.</summary>
+        Pivots,
+    }
+
     /// <summary>The keep probabilities of one call (they do not depend on the fiber).</summary>
     public readonly record struct Probabilities(float Low, float Epsilon, float Single, bool Divide);
 
@@ -33,10 +46,16 @@ internal static unsafe class MagnitudeRankSampling
 
         /// <summary>(key, position) pairs: the sorted half and the radix sort's scratch half.</summary>
         public readonly ulong[] Order = new ulong[2 * length];
-        public readonly uint[] Keys = new uint[length];
+        public readonly uint[] Keys = new uint[length + 16]; // 16 spare: whole-vector loads of the last keys
         public readonly uint[] Words = new uint[length];
         /// <summary>Positions whose draw needs the rank (16 spare entries: the compress stores whole vectors).</summary>
         public readonly int[] Open = new int[length + 16];
+        /// <summary>The keys of the open draws, beside <see cref="Open"/> (<see cref="PivotRankSampling"/>).</summary>
+        public readonly uint[] OpenKeys = new uint[length + 16];
+        /// <summary>The uniforms of the open draws, beside <see cref="Open"/> (<see cref="PivotRankSampling"/>).</summary>
+        public readonly float[] OpenUniforms = new float[length + 16];
+        /// <summary>Open draws that their range of positions drops (<see cref="PivotRankSampling"/>).</summary>
+        public readonly int[] Drops = new int[length + 16];
         /// <summary>Each element's bucket.</summary>
         public readonly int[] Digits = new int[length];
         /// <summary>Each element's index among its bucket's members, then (when every element is placed) its sorted position.</summary>
@@ -74,28 +93,29 @@ internal static unsafe class MagnitudeRankSampling
     /// </summary>
     public static void SampleFiber(float* values, long first, int length, int stride, in Probabilities probabilities,
         PhiloxKey key, long firstIndex, Scratch scratch) =>
-        SampleFiber(values, first, length, stride, probabilities, key, firstIndex, scratch, PhiloxVectorBlocks.Widest);
+        SampleFiber(values, first, length, stride, probabilities, key, firstIndex, scratch, PhiloxVectorBlocks.Widest, OpenDrawPath.Chosen);
 
     /// <summary>
     /// <see cref="SampleFiber(float*, long, int, int, in Probabilities, PhiloxKey, long, Scratch)"/> on the vector
     /// instructions of <paramref name="width"/> (the Philox words, the sure-draw decision and the bucket starts; for tests: every width the CPU
-    /// runs gives the same bits).
+    /// runs gives the same bits) and with the open draws ranked by <paramref name="path"/>.
     /// </summary>
     internal static void SampleFiber(float* values, long first, int length, int stride, in Probabilities probabilities,
-        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width)
+        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width, OpenDrawPath path)
     {
         if (length >= BucketMinimum && !probabilities.Divide && float.IsFinite(probabilities.Low) && float.IsFinite(probabilities.Epsilon))
-            SampleByBuckets(values, first, length, stride, probabilities, key, firstIndex, scratch, width);
+            SampleByBuckets(values, first, length, stride, probabilities, key, firstIndex, scratch, width, path);
         else
             SampleBySort(values, first, length, stride, probabilities, key, firstIndex, scratch.Order);
     }
 
     /// <summary>
     /// Every fiber of <paramref name="values"/> (as <see cref="IMergeKernels.SampleByMagnitudeRank"/> lays them out) on
-    /// one thread with the instructions of <paramref name="width"/> (for tests: each width against the reference).
+    /// one thread with the instructions of <paramref name="width"/> and the open draws ranked by <paramref name="path"/>
+    /// (for tests: each width and path against the reference).
     /// </summary>
     internal static void SampleFibers(Span<float> values, int length, int stride, in Probabilities probabilities, PhiloxKey key,
-        long firstIndex, PhiloxWidth width)
+        long firstIndex, PhiloxWidth width, OpenDrawPath path = OpenDrawPath.Chosen)
     {
         if (!PhiloxVectorBlocks.IsSupported(width))
             throw new PlatformNotSupportedException($"this CPU lacks the {width} instructions");
@@ -105,7 +125,7 @@ internal static unsafe class MagnitudeRankSampling
             for (long fiber = 0; fiber < fibers; fiber++)
             {
                 long first = fiber / stride * length * stride + fiber % stride;
-                SampleFiber(data, first, length, stride, probabilities, key, firstIndex, scratch, width);
+                SampleFiber(data, first, length, stride, probabilities, key, firstIndex, scratch, width, path);
             }
     }
 
@@ -119,7 +139,7 @@ internal static unsafe class MagnitudeRankSampling
 
     /// <summary>Rank only where the draw needs it (no inverse-probability rescale, finite probabilities).</summary>
     private static void SampleByBuckets(float* values, long first, int length, int stride, in Probabilities probabilities,
-        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width)
+        PhiloxKey key, long firstIndex, Scratch scratch, PhiloxWidth width, OpenDrawPath path)
     {
         float span = length - 1;
         float p0 = Probability(0, span, probabilities), pLast = Probability(length - 1, span, probabilities);
@@ -134,6 +154,20 @@ internal static unsafe class MagnitudeRankSampling
                 PhiloxStreamWords.Fill(key, tensorFirst, words, length, width);
             else
                 StridedWords(key, tensorFirst, length, stride, words);
+            // Spread keys (a pivot sample without a repeated key): the open draws by pivot counts, no histogram. Crowded
+            // keys (bf16 task vectors: a few keys hold most elements) leave too many draws open there; they take the
+            // one-key buckets below. The choice is speed only: both give the same bits.
+            if (stride == 1 && width == PhiloxWidth.Avx512 && path != OpenDrawPath.Buckets && PivotRankSampling.IsSupported
+                && length >= PivotRankSampling.ShortestFiber && (path == OpenDrawPath.Pivots || length <= PivotRankSampling.LongestFiber))
+            {
+                uint* pivots = stackalloc uint[PivotRankSampling.Pivots + 1];
+                if (PivotRankSampling.SamplePivots(keys, length, pivots, stopAtRepeat: path == OpenDrawPath.Chosen) || path == OpenDrawPath.Pivots)
+                {
+                    PivotRankSampling.Sample(fiber, length, keys, words, keepBelow, dropFrom,
+                        scratch.PositionProbabilities(length, probabilities), pivots, scratch);
+                    return;
+                }
+            }
             int opened = Decide(fiber, length, stride, words, keepBelow, dropFrom, open, width);
             if (opened == 0)
                 return;
